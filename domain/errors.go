@@ -1,0 +1,26 @@
+package domain
+
+import "errors"
+
+// Sentinel errors. Callers wrap them with context (fmt.Errorf("...: %w", err));
+// the HTTP adapter maps them to status codes in one table.
+var (
+	ErrSessionNotFound   = errors.New("session not found")
+	ErrSessionExists     = errors.New("session already exists")
+	ErrSessionClosed     = errors.New("session closed")
+	ErrInvalidTransition = errors.New("invalid session state transition")
+	ErrDeviceNotFound    = errors.New("device not found")
+	ErrDeviceUnavailable = errors.New("device unavailable")
+	ErrTooManyCandidates = errors.New("too many ICE candidates")
+	ErrInvalidCandidate  = errors.New("invalid ICE candidate")
+	ErrInvalidOffer      = errors.New("invalid SDP offer")
+	ErrInvalidInput      = errors.New("invalid input")
+	ErrInvalidRequest    = errors.New("invalid request")
+	ErrRateLimited       = errors.New("rate limited")
+	ErrLimitExceeded     = errors.New("session limit exceeded")
+	ErrUnauthorized      = errors.New("unauthorized")
+	ErrForbidden         = errors.New("forbidden")
+	ErrConflict          = errors.New("conflict")
+	ErrDraining          = errors.New("service is draining")
+	ErrUnavailable       = errors.New("service unavailable")
+)

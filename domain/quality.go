@@ -1,0 +1,24 @@
+package domain
+
+import "time"
+
+// QualityStats is what one viewer's connection looks like, from RTCP and the
+// server's own counters.
+type QualityStats struct {
+	At            time.Time `json:"at"`
+	State         string    `json:"ice_state"`
+	PacketsSent   uint64    `json:"packets_sent"`
+	BytesSent     uint64    `json:"bytes_sent"`
+	FramesSent    uint64    `json:"frames_sent"`
+	AudioPackets  uint64    `json:"audio_packets_sent"`
+	FrameRate     float64   `json:"frame_rate"`
+	BitrateBps    float64   `json:"bitrate_bps"`
+	LossFraction  float64   `json:"loss_fraction"`
+	PacketsLost   int64     `json:"packets_lost"`
+	JitterMs      float64   `json:"jitter_ms"`
+	RTTMs         float64   `json:"rtt_ms"`
+	NACKs         uint64    `json:"nacks"`
+	PLIs          uint64    `json:"plis"`
+	Retransmits   uint64    `json:"retransmits"`
+	KeyframeSkips uint64    `json:"keyframe_skips"`
+}

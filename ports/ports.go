@@ -1,0 +1,162 @@
+// Package ports declares the driven interfaces the app layer calls. Each has
+// more than one implementation today (an adapter and a fake at least), and
+// each is written in domain types only.
+package ports
+
+import (
+	"context"
+	"time"
+
+	"mediasvc/domain"
+)
+
+// SessionStore keeps sessions. Implementations: memstore, redisstore.
+type SessionStore interface {
+	// Create stores s if no session with its id exists and q allows one more
+	// session in total, for s.DeviceID and for s.Owner. It returns
+	// domain.ErrSessionExists or domain.ErrLimitExceeded (wrapped, naming the
+	// limit) otherwise, and then stores nothing.
+	Create(ctx context.Context, s domain.Session, q domain.Quota) error
+	// Get returns the session or domain.ErrSessionNotFound.
+	Get(ctx context.Context, id domain.SessionID) (domain.Session, error)
+	// Update applies fn to the stored session atomically and stores the
+	// result, re-indexing its expiry. If fn returns an error nothing is
+	// stored and that error is returned. domain.ErrSessionNotFound if absent.
+	Update(ctx context.Context, id domain.SessionID, fn func(*domain.Session) error) (domain.Session, error)
+	// Touch extends the session's life to its TTL after now.
+	// domain.ErrSessionNotFound if absent.
+	Touch(ctx context.Context, id domain.SessionID, now time.Time) error
+	// Delete removes the session and returns what it was.
+	// domain.ErrSessionNotFound if absent.
+	Delete(ctx context.Context, id domain.SessionID) (domain.Session, error)
+	// PopExpired removes and returns up to max sessions whose ExpiresAt is
+	// not after now, earliest first. Its cost is O(k log n) for k returned,
+	// never a scan of the store.
+	PopExpired(ctx context.Context, now time.Time, max int) ([]domain.Session, error)
+	// Count returns how many sessions are stored.
+	Count(ctx context.Context) (int, error)
+}
+
+// ScreenSource lists devices and captures their screens. Implementations:
+// demo, adb.
+type ScreenSource interface {
+	// Devices lists the devices the source knows now.
+	Devices(ctx context.Context) ([]domain.Device, error)
+	// Device returns one device or domain.ErrDeviceNotFound.
+	Device(ctx context.Context, id domain.DeviceID) (domain.Device, error)
+	// Open starts a capture of the device. It returns
+	// domain.ErrDeviceNotFound if no such device exists and
+	// domain.ErrDeviceUnavailable if it cannot stream now. The caller must
+	// Close the capture; cancelling ctx does not close it.
+	Open(ctx context.Context, id domain.DeviceID, opts domain.CaptureOptions) (Capture, error)
+}
+
+// Capture is a running capture of one device.
+type Capture interface {
+	// Info describes the stream. It does not change over a capture's life.
+	Info() domain.StreamInfo
+	// ReadFrame blocks until the next frame, in presentation order, and
+	// paces real time (the demo source sleeps; a device is paced by nature).
+	// The first video frame is a keyframe. It returns io.EOF when the capture
+	// ended, ctx.Err() when ctx is done, or another error when it failed.
+	// It is called from one goroutine only.
+	ReadFrame(ctx context.Context) (domain.Frame, error)
+	// RequestKeyframe asks the source for a keyframe soon. It never blocks;
+	// sources that cannot produce one on demand ignore it.
+	RequestKeyframe()
+	// SetBitrate asks for a new target bitrate; sources that cannot change
+	// it ignore it.
+	SetBitrate(bps int)
+	// Close stops the capture and releases what it holds; ReadFrame then
+	// returns an error. It is safe to call more than once and concurrently
+	// with ReadFrame.
+	Close() error
+}
+
+// DeviceInput delivers a controller's input to a device.
+type DeviceInput interface {
+	// Input injects ev, already validated and in device coordinates.
+	// domain.ErrDeviceNotFound / ErrDeviceUnavailable on failure.
+	Input(ctx context.Context, id domain.DeviceID, ev domain.InputEvent) error
+}
+
+// Transport makes WebRTC peers that carry one device's stream to viewers.
+// Implementation: rtc.
+type Transport interface {
+	// NewFanout prepares the shared packetizer and packet ring for one
+	// device's stream. The caller must Close it.
+	NewFanout(device domain.DeviceID, info domain.StreamInfo) (Fanout, error)
+	// NewPeer returns a viewer peer that will send f's media once
+	// negotiated. f must come from the same Transport. The caller must Close
+	// the peer.
+	NewPeer(ctx context.Context, f Fanout, opts PeerOptions) (Peer, error)
+	// ICEServers returns the STUN/TURN servers clients should use.
+	ICEServers() []domain.ICEServer
+}
+
+// Fanout is one device stream packetized once and read by many peers.
+type Fanout interface {
+	// WriteFrame packetizes f into the shared ring and wakes the viewers.
+	// It is called from one goroutine (the capture pump) only.
+	WriteFrame(f domain.Frame) error
+	// KeyframeRequests delivers one signal per burst of viewers' requests
+	// (PLI/FIR, late joiners with no cached keyframe): it is coalesced.
+	KeyframeRequests() <-chan struct{}
+	// Viewers returns the number of peers attached.
+	Viewers() int
+	// Stats returns the aggregated quality of the attached viewers (worst
+	// loss, highest RTT) for the bitrate policy.
+	Stats() domain.QualityStats
+	// Close detaches every peer from the stream and frees the ring.
+	Close() error
+}
+
+// PeerState is a change in a peer's connection.
+type PeerState string
+
+// Peer states, mapped from ICE/DTLS connection states.
+const (
+	PeerConnecting   PeerState = "connecting"
+	PeerConnected    PeerState = "connected"
+	PeerDisconnected PeerState = "disconnected"
+	PeerFailed       PeerState = "failed"
+	PeerClosed       PeerState = "closed"
+)
+
+// PeerOptions configures one viewer peer.
+type PeerOptions struct {
+	Session domain.SessionID
+	Limits  domain.ICELimits
+	// Trickle: when true Answer returns at once and local candidates are
+	// delivered to OnCandidate; when false Answer waits (bounded by ctx)
+	// until candidate gathering completes and the answer carries them all.
+	Trickle bool
+	// OnCandidate receives local candidates when trickling; a nil-candidate
+	// end marker is delivered as an empty Candidate string. May be nil.
+	OnCandidate func(domain.Candidate)
+	// OnState receives connection state changes. May be nil. It must not
+	// block.
+	OnState func(PeerState)
+}
+
+// Peer is one viewer's WebRTC connection.
+type Peer interface {
+	// Answer applies the remote offer and returns the local answer SDP.
+	// domain.ErrInvalidOffer (wrapped) when the offer is malformed or offers
+	// no codec we send.
+	Answer(ctx context.Context, offer string) (string, error)
+	// AddCandidate adds a remote candidate. domain.ErrTooManyCandidates
+	// past the limit, domain.ErrInvalidCandidate when malformed; the peer
+	// is unchanged then.
+	AddCandidate(c domain.Candidate) error
+	// Stats returns the connection's current quality.
+	Stats() domain.QualityStats
+	// Close tears the peer down and releases everything it holds. Safe to
+	// call more than once.
+	Close() error
+}
+
+// Clock tells the time; tests use a fake.
+type Clock interface {
+	Now() time.Time
+}
