@@ -1,6 +1,10 @@
 package domain
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // Sentinel errors. Callers wrap them with context (fmt.Errorf("...: %w", err));
 // the HTTP adapter maps them to status codes in one table.
@@ -24,3 +28,17 @@ var (
 	ErrDraining          = errors.New("service is draining")
 	ErrUnavailable       = errors.New("service unavailable")
 )
+
+// RateLimitError is returned when a rate limit refuses a request. It matches
+// ErrRateLimited with errors.Is and carries when to try again.
+type RateLimitError struct {
+	Limit      string
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("rate limited by %s, retry after %s", e.Limit, e.RetryAfter)
+}
+
+// Is makes errors.Is(err, ErrRateLimited) true.
+func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }

@@ -160,3 +160,12 @@ type Peer interface {
 type Clock interface {
 	Now() time.Time
 }
+
+// RateLimiter decides whether an action keyed by key may happen now.
+// Implementations: an in-memory token bucket (memstore), Redis GCRA later.
+type RateLimiter interface {
+	// Allow takes one token for key. When none is left it returns a
+	// *domain.RateLimitError (errors.Is domain.ErrRateLimited) saying when
+	// to retry. Other errors mean the limiter itself failed.
+	Allow(ctx context.Context, key string) error
+}
