@@ -1,0 +1,462 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"mediasvc/adapters/memstore"
+	"mediasvc/app"
+	"mediasvc/domain"
+	"mediasvc/ports"
+	"mediasvc/ports/portstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var demoInfo = domain.StreamInfo{Video: domain.CodecH264, Audio: domain.CodecOpus, Width: 640, Height: 360, FPS: 30}
+
+// rig is a service wired to fakes, with a controllable capture.
+type rig struct {
+	svc      *app.Service
+	src      *portstest.Source
+	opens    atomic.Int64
+	captures chan *portstest.Capture
+	fanouts  []*portstest.Fanout
+	peers    []*portstest.Peer
+	opts     []ports.PeerOptions
+	mu       sync.Mutex
+	inputs   []domain.InputEvent
+	openErr  atomic.Pointer[error]
+}
+
+func newRig(t *testing.T, cfg app.Config) *rig {
+	t.Helper()
+	r := &rig{captures: make(chan *portstest.Capture, 16)}
+	r.src = &portstest.Source{
+		DeviceFunc: func(_ context.Context, id domain.DeviceID) (domain.Device, error) {
+			if id != "dev" {
+				return domain.Device{}, domain.ErrDeviceNotFound
+			}
+			return domain.Device{ID: "dev", Width: 1280, Height: 720, State: domain.DeviceOnline}, nil
+		},
+		DevicesFunc: func(context.Context) ([]domain.Device, error) {
+			return []domain.Device{{ID: "dev", Width: 1280, Height: 720}}, nil
+		},
+		OpenFunc: func(context.Context, domain.DeviceID, domain.CaptureOptions) (ports.Capture, error) {
+			if p := r.openErr.Load(); p != nil {
+				return nil, *p
+			}
+			r.opens.Add(1)
+			c := portstest.NewCapture(demoInfo)
+			r.captures <- c
+			return c, nil
+		},
+		InputFunc: func(_ context.Context, _ domain.DeviceID, ev domain.InputEvent) error {
+			r.mu.Lock()
+			r.inputs = append(r.inputs, ev)
+			r.mu.Unlock()
+			return nil
+		},
+	}
+	tr := &portstest.Transport{
+		NewFanoutFunc: func(domain.DeviceID, domain.StreamInfo) (ports.Fanout, error) {
+			f := portstest.NewFanout()
+			r.mu.Lock()
+			r.fanouts = append(r.fanouts, f)
+			r.mu.Unlock()
+			return f, nil
+		},
+		NewPeerFunc: func(_ context.Context, _ ports.Fanout, o ports.PeerOptions) (ports.Peer, error) {
+			p := &portstest.Peer{AddCandidateFunc: func(c domain.Candidate) error {
+				return domain.ValidateCandidate(c.Candidate, 1024)
+			}}
+			r.mu.Lock()
+			r.peers = append(r.peers, p)
+			r.opts = append(r.opts, o)
+			r.mu.Unlock()
+			return p, nil
+		},
+	}
+	if cfg.CleanupInterval == 0 {
+		cfg.CleanupInterval = 10 * time.Millisecond
+	}
+	r.svc = app.New(cfg, app.Deps{
+		Store:     memstore.New(memstore.Options{}),
+		Sources:   []app.Source{{Screen: r.src, Input: r.src}},
+		Transport: tr,
+	}, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = r.svc.Drain(context.Background(), "test over")
+		// Unblock any capture still waiting on its channel.
+		for {
+			select {
+			case c := <-r.captures:
+				_ = c.Close()
+			default:
+				return
+			}
+		}
+	})
+	return r
+}
+
+// events collects a session's events.
+type events struct {
+	mu  sync.Mutex
+	evs []domain.SessionEvent
+}
+
+func (e *events) add(ev domain.SessionEvent) { e.mu.Lock(); e.evs = append(e.evs, ev); e.mu.Unlock() }
+func (e *events) has(typ domain.EventType, what string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range e.evs {
+		if ev.Type == typ && (what == "" || ev.State == what || ev.Reason == what) {
+			return true
+		}
+	}
+	return false
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestSessionLifecycle(t *testing.T) {
+	r := newRig(t, app.Config{})
+	ctx := context.Background()
+
+	sess, token, err := r.svc.CreateSession(ctx, "dev", domain.RoleController, "ip:127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.State != domain.StateNew || token == "" || sess.ID == "" {
+		t.Fatalf("created %+v token %q", sess, token)
+	}
+	if _, err := r.svc.Connect(ctx, sess.ID, "wrong", func(domain.SessionEvent) {}); !errors.Is(err, domain.ErrUnauthorized) {
+		t.Fatalf("wrong token: %v", err)
+	}
+	var ev events
+	detach, err := r.svc.Connect(ctx, sess.ID, token, ev.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer detach()
+	if _, err := r.svc.Connect(ctx, sess.ID, token, ev.add); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("second socket: %v", err)
+	}
+	if err := r.svc.AddCandidate(ctx, sess.ID, domain.Candidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host"}); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("candidate before offer: %v", err)
+	}
+	answer, err := r.svc.Offer(ctx, sess.ID, "offer")
+	if err != nil || answer != "answer" {
+		t.Fatalf("offer: %q %v", answer, err)
+	}
+	if got, _ := r.svc.Session(ctx, sess.ID); got.State != domain.StateNegotiating {
+		t.Fatalf("state after offer = %s", got.State)
+	}
+	if err := r.svc.AddCandidate(ctx, sess.ID, domain.Candidate{Candidate: "garbage"}); !errors.Is(err, domain.ErrInvalidCandidate) {
+		t.Fatalf("garbage candidate: %v", err)
+	}
+	r.mu.Lock()
+	opts := r.opts[0]
+	r.mu.Unlock()
+	opts.OnState(ports.PeerConnected)
+	if got, _ := r.svc.Session(ctx, sess.ID); got.State != domain.StateConnected {
+		t.Fatalf("state after connected = %s", got.State)
+	}
+	if !ev.has(domain.EventState, "connected") {
+		t.Fatal("no connected event")
+	}
+	// Input in video space (640x360) maps to device space (1280x720).
+	if err := r.svc.Input(ctx, sess.ID, domain.InputEvent{Type: domain.InputTap, X: 320, Y: 180}); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	in := r.inputs[0]
+	r.mu.Unlock()
+	if in.X != 640 || in.Y != 360 {
+		t.Fatalf("mapped tap = (%d,%d), want (640,360)", in.X, in.Y)
+	}
+	if err := r.svc.Input(ctx, sess.ID, domain.InputEvent{Type: domain.InputTap, X: 9999, Y: 1}); !errors.Is(err, domain.ErrInvalidInput) {
+		t.Fatalf("out of bounds tap: %v", err)
+	}
+	if err := r.svc.CloseSession(ctx, sess.ID, "client_bye"); err != nil {
+		t.Fatal(err)
+	}
+	if !ev.has(domain.EventBye, "client_bye") {
+		t.Fatal("no bye event")
+	}
+	r.mu.Lock()
+	closed := r.peers[0].Closed.Load()
+	r.mu.Unlock()
+	if closed != 1 {
+		t.Fatalf("peer closed %d times", closed)
+	}
+	if _, err := r.svc.Session(ctx, sess.ID); !errors.Is(err, domain.ErrSessionNotFound) {
+		t.Fatalf("after close: %v", err)
+	}
+	if err := r.svc.CloseSession(ctx, sess.ID, "again"); !errors.Is(err, domain.ErrSessionNotFound) {
+		t.Fatalf("second close: %v", err)
+	}
+}
+
+func TestCreateErrors(t *testing.T) {
+	r := newRig(t, app.Config{Quota: domain.Quota{PerDevice: 1}})
+	ctx := context.Background()
+	if _, _, err := r.svc.CreateSession(ctx, "nope", domain.RoleViewer, "o"); !errors.Is(err, domain.ErrDeviceNotFound) {
+		t.Fatalf("unknown device: %v", err)
+	}
+	if _, _, err := r.svc.CreateSession(ctx, "dev", "admin", "o"); !errors.Is(err, domain.ErrInvalidRequest) {
+		t.Fatalf("bad role: %v", err)
+	}
+	if _, _, err := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o"); !errors.Is(err, domain.ErrLimitExceeded) {
+		t.Fatalf("over quota: %v", err)
+	}
+}
+
+func TestViewerMayNotSendInput(t *testing.T) {
+	r := newRig(t, app.Config{})
+	ctx := context.Background()
+	sess, _, err := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.svc.Input(ctx, sess.ID, domain.InputEvent{Type: domain.InputHome}); !errors.Is(err, domain.ErrForbidden) {
+		t.Fatalf("viewer input: %v", err)
+	}
+}
+
+func TestInputRateLimit(t *testing.T) {
+	r := newRig(t, app.Config{InputRate: 1, InputBurst: 3})
+	ctx := context.Background()
+	sess, _, _ := r.svc.CreateSession(ctx, "dev", domain.RoleController, "o")
+	if _, err := r.svc.Offer(ctx, sess.ID, "offer"); err != nil {
+		t.Fatal(err)
+	}
+	var limited int
+	for range 10 {
+		err := r.svc.Input(ctx, sess.ID, domain.InputEvent{Type: domain.InputBack})
+		var rl *domain.RateLimitError
+		if errors.As(err, &rl) {
+			limited++
+			if rl.RetryAfter <= 0 {
+				t.Fatalf("retry after %v", rl.RetryAfter)
+			}
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if limited != 7 {
+		t.Fatalf("limited %d of 10 with burst 3", limited)
+	}
+}
+
+func TestOneCapturePerDeviceAndGrace(t *testing.T) {
+	r := newRig(t, app.Config{Hub: app.HubConfig{Grace: 50 * time.Millisecond}})
+	ctx := context.Background()
+	var ids []domain.SessionID
+	for range 3 {
+		sess, _, err := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.svc.Offer(ctx, sess.ID, "offer"); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sess.ID)
+	}
+	if n := r.opens.Load(); n != 1 {
+		t.Fatalf("%d captures opened for 3 viewers", n)
+	}
+	if d, _ := r.svc.Device(ctx, "dev"); d.Viewers != 3 {
+		t.Fatalf("viewers = %d", d.Viewers)
+	}
+	capt := <-r.captures
+	// Frames flow into the fanout; keyframe requests reach the capture.
+	capt.Frames <- domain.Frame{Kind: domain.KindVideo, Keyframe: true, PTS: time.Second}
+	r.mu.Lock()
+	fan := r.fanouts[0]
+	r.mu.Unlock()
+	fan.Requests <- struct{}{}
+	eventually(t, "keyframe request", func() bool { return capt.Keyframes.Load() == 1 })
+
+	for _, id := range ids {
+		if err := r.svc.CloseSession(ctx, id, "done"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "capture closed after grace", capt.Closed.Load)
+	eventually(t, "fanout closed", fan.Closed.Load)
+	if d, _ := r.svc.Device(ctx, "dev"); d.Viewers != 0 {
+		t.Fatalf("viewers after close = %d", d.Viewers)
+	}
+}
+
+func TestCaptureReopensWithContinuousTimestamps(t *testing.T) {
+	r := newRig(t, app.Config{Hub: app.HubConfig{RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond}})
+	ctx := context.Background()
+	sess, token, _ := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
+	var ev events
+	detach, err := r.svc.Connect(ctx, sess.ID, token, ev.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer detach()
+	if _, err := r.svc.Offer(ctx, sess.ID, "offer"); err != nil {
+		t.Fatal(err)
+	}
+	first := <-r.captures
+	first.Frames <- domain.Frame{Kind: domain.KindVideo, Keyframe: true, PTS: 2 * time.Second}
+	// The device goes away: opens fail for a while.
+	failure := domain.ErrDeviceUnavailable
+	r.openErr.Store(&failure)
+	close(first.Frames)
+	eventually(t, "device_unavailable", func() bool { return ev.has(domain.EventState, "device_unavailable") })
+	r.openErr.Store(nil)
+	second := <-r.captures
+	eventually(t, "device_available", func() bool { return ev.has(domain.EventState, "device_available") })
+	second.Frames <- domain.Frame{Kind: domain.KindVideo, Keyframe: true, PTS: 0}
+	r.mu.Lock()
+	fan := r.fanouts[0]
+	nfan := len(r.fanouts)
+	r.mu.Unlock()
+	if nfan != 1 {
+		t.Fatalf("%d fanouts; a reopen must keep the viewers' fanout", nfan)
+	}
+	eventually(t, "second frame", func() bool { return len(fan.Frames()) == 2 })
+	fr := fan.Frames()
+	if fr[1].PTS <= fr[0].PTS {
+		t.Fatalf("PTS went back across the reopen: %v then %v", fr[0].PTS, fr[1].PTS)
+	}
+}
+
+func TestExpiryClosesSession(t *testing.T) {
+	r := newRig(t, app.Config{SessionTTL: 50 * time.Millisecond})
+	ctx := context.Background()
+	sess, token, _ := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
+	var ev events
+	detach, _ := r.svc.Connect(ctx, sess.ID, token, ev.add)
+	defer detach()
+	eventually(t, "expired bye", func() bool { return ev.has(domain.EventBye, "expired") })
+	if _, err := r.svc.Session(ctx, sess.ID); !errors.Is(err, domain.ErrSessionNotFound) {
+		t.Fatalf("expired session still stored: %v", err)
+	}
+}
+
+func TestConnectedSessionIsKeptAlive(t *testing.T) {
+	r := newRig(t, app.Config{SessionTTL: 90 * time.Millisecond})
+	ctx := context.Background()
+	sess, _, _ := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
+	if _, err := r.svc.Offer(ctx, sess.ID, "offer"); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	opts := r.opts[0]
+	r.mu.Unlock()
+	opts.OnState(ports.PeerConnected)
+	time.Sleep(300 * time.Millisecond)
+	if _, err := r.svc.Session(ctx, sess.ID); err != nil {
+		t.Fatalf("connected session expired: %v", err)
+	}
+}
+
+func TestPanickingNotifyClosesOnlyThatSession(t *testing.T) {
+	r := newRig(t, app.Config{})
+	ctx := context.Background()
+	bad, badTok, _ := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
+	good, goodTok, _ := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
+	d1, _ := r.svc.Connect(ctx, bad.ID, badTok, func(ev domain.SessionEvent) {
+		if ev.Type == domain.EventState {
+			panic("boom")
+		}
+	})
+	defer d1()
+	var ev events
+	d2, _ := r.svc.Connect(ctx, good.ID, goodTok, ev.add)
+	defer d2()
+	for _, id := range []domain.SessionID{bad.ID, good.ID} {
+		if _, err := r.svc.Offer(ctx, id, "offer"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.mu.Lock()
+	badOpts := r.opts[0]
+	r.mu.Unlock()
+	badOpts.OnState(ports.PeerConnected)
+	eventually(t, "bad session closed", func() bool {
+		_, err := r.svc.Session(ctx, bad.ID)
+		return errors.Is(err, domain.ErrSessionNotFound)
+	})
+	if _, err := r.svc.Session(ctx, good.ID); err != nil {
+		t.Fatalf("good session hurt: %v", err)
+	}
+}
+
+func TestDrainSaysByeAndRefusesNewSessions(t *testing.T) {
+	r := newRig(t, app.Config{})
+	ctx := context.Background()
+	sess, token, _ := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
+	var ev events
+	detach, _ := r.svc.Connect(ctx, sess.ID, token, ev.add)
+	defer detach()
+	if _, err := r.svc.Offer(ctx, sess.ID, "offer"); err != nil {
+		t.Fatal(err)
+	}
+	capt := <-r.captures
+	if err := r.svc.Drain(ctx, "shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	if r.svc.Ready() {
+		t.Fatal("ready while draining")
+	}
+	if !ev.has(domain.EventBye, "shutdown") {
+		t.Fatal("no bye on drain")
+	}
+	if !capt.Closed.Load() {
+		t.Fatal("capture left open after drain")
+	}
+	if _, _, err := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o"); !errors.Is(err, domain.ErrDraining) {
+		t.Fatalf("create while draining: %v", err)
+	}
+}
+
+func TestWHEPFailureLeavesNothing(t *testing.T) {
+	r := newRig(t, app.Config{})
+	ctx := context.Background()
+	r.mu.Lock()
+	r.mu.Unlock()
+	_, _, err := r.svc.WHEP(ctx, "nope", "o", "offer")
+	if !errors.Is(err, domain.ErrDeviceNotFound) {
+		t.Fatalf("whep unknown device: %v", err)
+	}
+	sess, answer, err := r.svc.WHEP(ctx, "dev", "o", "offer")
+	if err != nil || answer != "answer" || sess.Kind != "whep" {
+		t.Fatalf("whep: %+v %q %v", sess, answer, err)
+	}
+}
+
+var _ = io.EOF

@@ -1,0 +1,439 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+)
+
+// Config is the whole configuration. Every key is documented in
+// mediasvc.yaml at the repository root.
+type Config struct {
+	HTTP     HTTPConfig     `koanf:"http"`
+	Auth     AuthConfig     `koanf:"auth"`
+	WS       WSConfig       `koanf:"ws"`
+	Limits   LimitsConfig   `koanf:"limits"`
+	Session  SessionConfig  `koanf:"session"`
+	Stream   StreamConfig   `koanf:"stream"`
+	WebRTC   WebRTCConfig   `koanf:"webrtc"`
+	Demo     DemoConfig     `koanf:"demo"`
+	Log      LogConfig      `koanf:"log"`
+	Instance InstanceConfig `koanf:"instance"`
+}
+
+// HTTPConfig is the listener.
+type HTTPConfig struct {
+	Addr              string        `koanf:"addr"`
+	PublicURL         string        `koanf:"public_url"`
+	AllowedOrigins    []string      `koanf:"allowed_origins"`
+	TrustProxy        bool          `koanf:"trust_proxy"`
+	MaxBodyBytes      int64         `koanf:"max_body_bytes"`
+	DrainTimeout      time.Duration `koanf:"drain_timeout"`
+	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
+}
+
+// AuthConfig holds the API keys.
+type AuthConfig struct {
+	APIKeys   map[string]string `koanf:"api_keys"`
+	AllowOpen bool              `koanf:"allow_open"`
+}
+
+// WSConfig tunes session WebSockets.
+type WSConfig struct {
+	MaxMessageBytes int64         `koanf:"max_message_bytes"`
+	SendQueue       int           `koanf:"send_queue"`
+	PingInterval    time.Duration `koanf:"ping_interval"`
+	StatsInterval   time.Duration `koanf:"stats_interval"`
+}
+
+// LimitsConfig bounds sessions, creation rates, input and ICE.
+type LimitsConfig struct {
+	SessionsTotal     int     `koanf:"sessions_total"`
+	SessionsPerDevice int     `koanf:"sessions_per_device"`
+	SessionsPerOwner  int     `koanf:"sessions_per_owner"`
+	CreateRate        float64 `koanf:"create_rate"`
+	CreateBurst       int     `koanf:"create_burst"`
+	GlobalCreateRate  float64 `koanf:"global_create_rate"`
+	GlobalCreateBurst int     `koanf:"global_create_burst"`
+	InputRate         float64 `koanf:"input_rate"`
+	InputBurst        int     `koanf:"input_burst"`
+	MaxCandidates     int     `koanf:"max_candidates"`
+	MaxCandidateBytes int     `koanf:"max_candidate_bytes"`
+}
+
+// SessionConfig is the session life.
+type SessionConfig struct {
+	TTL time.Duration `koanf:"ttl"`
+}
+
+// StreamConfig tunes captures and the fanout.
+type StreamConfig struct {
+	Grace           time.Duration `koanf:"grace"`
+	RingPackets     int           `koanf:"ring_packets"`
+	BitrateBps      int           `koanf:"bitrate_bps"`
+	MinBitrateBps   int           `koanf:"min_bitrate_bps"`
+	MaxBitrateBps   int           `koanf:"max_bitrate_bps"`
+	BitrateInterval time.Duration `koanf:"bitrate_interval"`
+}
+
+// ICEServerConfig is one STUN/TURN server.
+type ICEServerConfig struct {
+	URLs       []string `koanf:"urls"`
+	Username   string   `koanf:"username"`
+	Credential string   `koanf:"credential"`
+}
+
+// WebRTCConfig is NAT traversal.
+type WebRTCConfig struct {
+	ICEServers    []ICEServerConfig `koanf:"ice_servers"`
+	NAT1To1IPs    []string          `koanf:"nat_1to1_ips"`
+	UDPPort       int               `koanf:"udp_port"`
+	UDPPortMin    int               `koanf:"udp_port_min"`
+	UDPPortMax    int               `koanf:"udp_port_max"`
+	GatherTimeout time.Duration     `koanf:"gather_timeout"`
+}
+
+// DemoConfig is the built-in demo device.
+type DemoConfig struct {
+	Enabled bool `koanf:"enabled"`
+}
+
+// LogConfig is logging.
+type LogConfig struct {
+	Level  string `koanf:"level"`
+	Format string `koanf:"format"`
+}
+
+// InstanceConfig names this instance.
+type InstanceConfig struct {
+	ID string `koanf:"id"`
+}
+
+// defaults are the built-in values: an open service on loopback with the
+// demo device.
+func defaults() map[string]any {
+	return map[string]any{
+		"http.addr":                  "127.0.0.1:8080",
+		"http.public_url":            "",
+		"http.allowed_origins":       []string{},
+		"http.trust_proxy":           false,
+		"http.max_body_bytes":        65536,
+		"http.drain_timeout":         "10s",
+		"http.read_header_timeout":   "5s",
+		"auth.api_keys":              map[string]any{},
+		"auth.allow_open":            false,
+		"ws.max_message_bytes":       65536,
+		"ws.send_queue":              64,
+		"ws.ping_interval":           "15s",
+		"ws.stats_interval":          "2s",
+		"limits.sessions_total":      2000,
+		"limits.sessions_per_device": 500,
+		"limits.sessions_per_owner":  100,
+		"limits.create_rate":         5,
+		"limits.create_burst":        20,
+		"limits.global_create_rate":  100,
+		"limits.global_create_burst": 200,
+		"limits.input_rate":          30,
+		"limits.input_burst":         60,
+		"limits.max_candidates":      50,
+		"limits.max_candidate_bytes": 1024,
+		"session.ttl":                "60s",
+		"stream.grace":               "5s",
+		"stream.ring_packets":        4096,
+		"stream.bitrate_bps":         2000000,
+		"stream.min_bitrate_bps":     300000,
+		"stream.max_bitrate_bps":     4000000,
+		"stream.bitrate_interval":    "5s",
+		"webrtc.ice_servers":         []any{},
+		"webrtc.nat_1to1_ips":        []string{},
+		"webrtc.udp_port":            0,
+		"webrtc.udp_port_min":        0,
+		"webrtc.udp_port_max":        0,
+		"webrtc.gather_timeout":      "5s",
+		"demo.enabled":               true,
+		"log.level":                  "info",
+		"log.format":                 "text",
+		"instance.id":                "",
+	}
+}
+
+// secretKeys are masked by `config print`.
+func isSecret(key string) bool {
+	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential")
+}
+
+// envPrefix starts every environment variable the service reads.
+const envPrefix = "MEDIASVC_"
+
+// flagSet declares the command-line flags; their names are config keys.
+func flagSet(name string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.StringP("config", "c", "", "YAML config file (see mediasvc.yaml)")
+	fs.String("http.addr", "", "listen address")
+	fs.String("log.level", "", "log level: debug, info, warn, error")
+	fs.String("log.format", "", "log format: text or json")
+	fs.Bool("demo.enabled", true, "serve the built-in demo device")
+	fs.Bool("auth.allow_open", false, "allow listening beyond loopback without API keys")
+	fs.String("instance.id", "", "this instance's id")
+	return fs
+}
+
+// loadConfig builds the configuration: defaults, then the YAML file named
+// by -config, then MEDIASVC_* environment variables, then flags. It returns
+// the config, the koanf tree (for printing) and every problem found, joined.
+func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
+	k := koanf.New(".")
+	_ = k.Load(confmap.Provider(defaults(), "."), nil)
+	known := k.Keys()
+
+	fs := flagSet("mediasvc")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, nil, err
+	}
+	if len(fs.Args()) > 0 {
+		return Config{}, nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	var problems []error
+	if path, _ := fs.GetString("config"); path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, nil, fmt.Errorf("read config file %s: %w", path, err)
+		}
+	}
+	envKeys := make(map[string]string, len(known))
+	for _, key := range known {
+		envKeys[envPrefix+strings.ToUpper(strings.ReplaceAll(key, ".", "_"))] = key
+	}
+	if err := k.Load(env.Provider(".", env.Opt{
+		Prefix:      envPrefix,
+		EnvironFunc: func() []string { return environ },
+		TransformFunc: func(name, v string) (string, any) {
+			key, ok := envKeys[name]
+			if !ok {
+				problems = append(problems, fmt.Errorf("%s: unknown environment variable", name))
+				return "", nil
+			}
+			if _, isList := k.Get(key).([]string); isList || key == "http.allowed_origins" || key == "webrtc.nat_1to1_ips" {
+				return key, splitList(v)
+			}
+			return key, v
+		},
+	}), nil); err != nil {
+		return Config{}, nil, fmt.Errorf("read environment: %w", err)
+	}
+	if err := k.Load(posflag.Provider(fs, ".", k), nil); err != nil {
+		return Config{}, nil, fmt.Errorf("read flags: %w", err)
+	}
+	k.Delete("config")
+
+	for _, key := range k.Keys() {
+		if slices.Contains(known, key) || strings.HasPrefix(key, "auth.api_keys.") || strings.HasPrefix(key, "webrtc.ice_servers") {
+			continue
+		}
+		problems = append(problems, fmt.Errorf("%s: unknown key", key))
+	}
+	var cfg Config
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+		problems = append(problems, fmt.Errorf("decode: %w", err))
+	}
+	problems = append(problems, cfg.validate()...)
+	return cfg, k, errors.Join(problems...)
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// validate returns one error per bad field.
+func (c Config) validate() []error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	host, port, err := net.SplitHostPort(c.HTTP.Addr)
+	if err != nil {
+		bad("http.addr", "%q is not host:port", c.HTTP.Addr)
+	} else {
+		if _, err := net.LookupPort("tcp", port); err != nil {
+			bad("http.addr", "bad port %q", port)
+		}
+		if len(c.Auth.APIKeys) == 0 && !c.Auth.AllowOpen && !isLoopback(host) {
+			bad("http.addr", "%q is beyond loopback but no auth.api_keys are set; set keys, or auth.allow_open: true to run open on purpose", c.HTTP.Addr)
+		}
+	}
+	if c.HTTP.PublicURL != "" {
+		if u, err := url.Parse(c.HTTP.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("http.public_url", "%q is not an http(s) URL", c.HTTP.PublicURL)
+		}
+	}
+	for _, o := range c.HTTP.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
+			bad("http.allowed_origins", "%q is not an origin like https://example.com (or *)", o)
+		}
+	}
+	positive := func(key string, v int64) {
+		if v <= 0 {
+			bad(key, "must be > 0, got %d", v)
+		}
+	}
+	nonNeg := func(key string, v int64) {
+		if v < 0 {
+			bad(key, "must be ≥ 0, got %d", v)
+		}
+	}
+	positive("http.max_body_bytes", c.HTTP.MaxBodyBytes)
+	positive("http.drain_timeout", int64(c.HTTP.DrainTimeout))
+	positive("http.read_header_timeout", int64(c.HTTP.ReadHeaderTimeout))
+	for name, key := range c.Auth.APIKeys {
+		if len(key) < 16 {
+			bad("auth.api_keys."+name, "key must be at least 16 characters")
+		}
+	}
+	positive("ws.max_message_bytes", c.WS.MaxMessageBytes)
+	positive("ws.send_queue", int64(c.WS.SendQueue))
+	positive("ws.ping_interval", int64(c.WS.PingInterval))
+	positive("ws.stats_interval", int64(c.WS.StatsInterval))
+	nonNeg("limits.sessions_total", int64(c.Limits.SessionsTotal))
+	nonNeg("limits.sessions_per_device", int64(c.Limits.SessionsPerDevice))
+	nonNeg("limits.sessions_per_owner", int64(c.Limits.SessionsPerOwner))
+	if c.Limits.CreateRate <= 0 {
+		bad("limits.create_rate", "must be > 0")
+	}
+	if c.Limits.GlobalCreateRate <= 0 {
+		bad("limits.global_create_rate", "must be > 0")
+	}
+	if c.Limits.InputRate <= 0 {
+		bad("limits.input_rate", "must be > 0")
+	}
+	positive("limits.create_burst", int64(c.Limits.CreateBurst))
+	positive("limits.global_create_burst", int64(c.Limits.GlobalCreateBurst))
+	positive("limits.input_burst", int64(c.Limits.InputBurst))
+	positive("limits.max_candidates", int64(c.Limits.MaxCandidates))
+	positive("limits.max_candidate_bytes", int64(c.Limits.MaxCandidateBytes))
+	if c.Session.TTL < time.Second {
+		bad("session.ttl", "must be at least 1s, got %s", c.Session.TTL)
+	}
+	nonNeg("stream.grace", int64(c.Stream.Grace))
+	if c.Stream.RingPackets < 256 || c.Stream.RingPackets&(c.Stream.RingPackets-1) != 0 {
+		bad("stream.ring_packets", "must be a power of two ≥ 256, got %d", c.Stream.RingPackets)
+	}
+	positive("stream.min_bitrate_bps", int64(c.Stream.MinBitrateBps))
+	if c.Stream.MaxBitrateBps < c.Stream.MinBitrateBps {
+		bad("stream.max_bitrate_bps", "must be ≥ stream.min_bitrate_bps")
+	}
+	if c.Stream.BitrateBps < c.Stream.MinBitrateBps || c.Stream.BitrateBps > c.Stream.MaxBitrateBps {
+		bad("stream.bitrate_bps", "must lie within [min_bitrate_bps, max_bitrate_bps]")
+	}
+	positive("stream.bitrate_interval", int64(c.Stream.BitrateInterval))
+	for i, s := range c.WebRTC.ICEServers {
+		key := fmt.Sprintf("webrtc.ice_servers[%d]", i)
+		if len(s.URLs) == 0 {
+			bad(key, "needs urls")
+		}
+		for _, u := range s.URLs {
+			switch {
+			case strings.HasPrefix(u, "stun:"), strings.HasPrefix(u, "stuns:"):
+			case strings.HasPrefix(u, "turn:"), strings.HasPrefix(u, "turns:"):
+				if s.Username == "" || s.Credential == "" {
+					bad(key, "TURN server %q needs username and credential", u)
+				}
+			default:
+				bad(key, "%q is not a stun:, stuns:, turn: or turns: URL", u)
+			}
+		}
+	}
+	for _, ip := range c.WebRTC.NAT1To1IPs {
+		if net.ParseIP(ip) == nil {
+			bad("webrtc.nat_1to1_ips", "%q is not an IP address", ip)
+		}
+	}
+	portKey := func(key string, v int) {
+		if v < 0 || v > 65535 {
+			bad(key, "must be a port 0..65535, got %d", v)
+		}
+	}
+	portKey("webrtc.udp_port", c.WebRTC.UDPPort)
+	portKey("webrtc.udp_port_min", c.WebRTC.UDPPortMin)
+	portKey("webrtc.udp_port_max", c.WebRTC.UDPPortMax)
+	if (c.WebRTC.UDPPortMin == 0) != (c.WebRTC.UDPPortMax == 0) || c.WebRTC.UDPPortMin > c.WebRTC.UDPPortMax {
+		bad("webrtc.udp_port_min", "udp_port_min and udp_port_max go together, min ≤ max")
+	}
+	positive("webrtc.gather_timeout", int64(c.WebRTC.GatherTimeout))
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	return errs
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// printConfig writes the effective configuration as YAML with secrets
+// masked.
+func printConfig(k *koanf.Koanf, w io.Writer) error {
+	masked := koanf.New(".")
+	for key, v := range k.All() {
+		if isSecret(key) {
+			v = "********"
+		}
+		if list, ok := v.([]any); ok && key == "webrtc.ice_servers" {
+			servers := make([]any, len(list))
+			for i, e := range list {
+				m, ok := e.(map[string]any)
+				if !ok {
+					servers[i] = e
+					continue
+				}
+				c := make(map[string]any, len(m))
+				for mk, mv := range m {
+					if mk == "credential" {
+						mv = "********"
+					}
+					c[mk] = mv
+				}
+				servers[i] = c
+			}
+			v = servers
+		}
+		_ = masked.Set(key, v)
+	}
+	b, err := masked.Marshal(yaml.Parser())
+	if err != nil {
+		return fmt.Errorf("print config: %w", err)
+	}
+	_, err = w.Write(b)
+	return err
+}
