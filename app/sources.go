@@ -16,7 +16,6 @@ type Source struct {
 	Input ports.DeviceInput
 }
 
-
 // sourceSet routes a device id to the source that has it.
 type sourceSet struct{ list []Source }
 
