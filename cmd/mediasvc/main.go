@@ -1,0 +1,243 @@
+// Command mediasvc streams Android device screens to browsers over WebRTC.
+//
+//	mediasvc [serve] [flags]     run the service (the default)
+//	mediasvc config print [flags] print the effective configuration, secrets masked
+//	mediasvc version              print the version
+//
+// Configuration comes from built-in defaults, then the YAML file given with
+// -config, then MEDIASVC_* environment variables, then flags; see
+// mediasvc.yaml for every key.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"mediasvc/adapters/demo"
+	"mediasvc/adapters/httpapi"
+	"mediasvc/adapters/memstore"
+	"mediasvc/adapters/rtc"
+	"mediasvc/app"
+	"mediasvc/domain"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit code.
+func run(args, environ []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		cfg, _, err := loadConfig(args, environ)
+		if err != nil {
+			fmt.Fprintf(stderr, "mediasvc: invalid configuration:\n%s\n", indent(err))
+			return 2
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := serve(ctx, cfg, stderr); err != nil {
+			fmt.Fprintf(stderr, "mediasvc: %v\n", err)
+			return 1
+		}
+		return 0
+	case "config":
+		if len(args) == 0 || args[0] != "print" {
+			fmt.Fprintln(stderr, "usage: mediasvc config print [flags]")
+			return 2
+		}
+		_, k, err := loadConfig(args[1:], environ)
+		if k != nil {
+			if perr := printConfig(k, stdout); perr != nil {
+				fmt.Fprintln(stderr, perr)
+				return 1
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "mediasvc: invalid configuration:\n%s\n", indent(err))
+			return 2
+		}
+		return 0
+	case "version":
+		v := "devel"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		fmt.Fprintln(stdout, "mediasvc", v)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, "usage: mediasvc [serve] [-config file.yaml] [--http.addr host:port] ...\n       mediasvc config print\n       mediasvc version")
+		return 0
+	default:
+		fmt.Fprintf(stderr, "mediasvc: unknown command %q (serve, config print, version)\n", cmd)
+		return 2
+	}
+}
+
+func indent(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = "  - " + l
+	}
+	return strings.Join(lines, "\n")
+}
+
+func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve wires the adapters to the app and runs until ctx is done, then
+// drains within cfg.HTTP.DrainTimeout.
+func serve(ctx context.Context, cfg Config, logw io.Writer) error {
+	log := newLogger(cfg.Log, logw)
+	instance := cfg.Instance.ID
+	if instance == "" {
+		host, _ := os.Hostname()
+		instance = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+
+	store := memstore.New(memstore.Options{})
+	ownerLimit, err := memstore.NewLimiter("owner", cfg.Limits.CreateRate, cfg.Limits.CreateBurst, 100_000)
+	if err != nil {
+		return err
+	}
+	globalLimit, err := memstore.NewLimiter("global", cfg.Limits.GlobalCreateRate, cfg.Limits.GlobalCreateBurst, 1)
+	if err != nil {
+		return err
+	}
+
+	var sources []app.Source
+	if cfg.Demo.Enabled {
+		d, err := demo.New(demo.Options{})
+		if err != nil {
+			return fmt.Errorf("demo source: %w", err)
+		}
+		sources = append(sources, app.Source{Screen: d, Input: d})
+	}
+
+	servers := make([]domain.ICEServer, 0, len(cfg.WebRTC.ICEServers))
+	for _, s := range cfg.WebRTC.ICEServers {
+		servers = append(servers, domain.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	transport, err := rtc.New(rtc.Config{
+		ICEServers:    servers,
+		NAT1To1IPs:    cfg.WebRTC.NAT1To1IPs,
+		UDPPort:       cfg.WebRTC.UDPPort,
+		UDPPortMin:    uint16(cfg.WebRTC.UDPPortMin),
+		UDPPortMax:    uint16(cfg.WebRTC.UDPPortMax),
+		GatherTimeout: cfg.WebRTC.GatherTimeout,
+		RingSize:      cfg.Stream.RingPackets,
+	}, log.With("component", "rtc"))
+	if err != nil {
+		return fmt.Errorf("webrtc transport: %w", err)
+	}
+	defer transport.Close()
+
+	svc := app.New(app.Config{
+		Instance:   instance,
+		SessionTTL: cfg.Session.TTL,
+		Quota: domain.Quota{
+			Total: cfg.Limits.SessionsTotal, PerDevice: cfg.Limits.SessionsPerDevice, PerOwner: cfg.Limits.SessionsPerOwner,
+		},
+		ICE:        domain.ICELimits{MaxCandidates: cfg.Limits.MaxCandidates, MaxCandidateLen: cfg.Limits.MaxCandidateBytes},
+		InputRate:  cfg.Limits.InputRate,
+		InputBurst: cfg.Limits.InputBurst,
+		Hub: app.HubConfig{
+			Grace:   cfg.Stream.Grace,
+			Capture: domain.CaptureOptions{BitrateBps: cfg.Stream.BitrateBps},
+			Bitrate: domain.BitratePolicy{
+				MinBps: cfg.Stream.MinBitrateBps, MaxBps: cfg.Stream.MaxBitrateBps, Interval: cfg.Stream.BitrateInterval,
+				DecreaseLoss: domain.DefaultBitratePolicy.DecreaseLoss, IncreaseLoss: domain.DefaultBitratePolicy.IncreaseLoss,
+				IncreaseRTT: domain.DefaultBitratePolicy.IncreaseRTT,
+			},
+		},
+	}, app.Deps{
+		Store:       store,
+		Sources:     sources,
+		Transport:   transport,
+		OwnerLimit:  ownerLimit,
+		GlobalLimit: globalLimit,
+	}, log)
+
+	api := httpapi.New(httpapi.Config{
+		APIKeys:        cfg.Auth.APIKeys,
+		AllowedOrigins: cfg.HTTP.AllowedOrigins,
+		MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
+		PublicURL:      cfg.HTTP.PublicURL,
+		TrustProxy:     cfg.HTTP.TrustProxy,
+		StatsInterval:  cfg.WS.StatsInterval,
+		WebSocket: httpapi.WebSocketConfig{
+			MaxMessageBytes: cfg.WS.MaxMessageBytes,
+			SendQueue:       cfg.WS.SendQueue,
+			PingInterval:    cfg.WS.PingInterval,
+		},
+	}, svc, log.With("component", "http"))
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("mediasvc listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/",
+		"instance", instance, "auth", len(cfg.Auth.APIKeys) > 0, "demo", cfg.Demo.Enabled)
+
+	g, gctx := errgroup.WithContext(ctx)
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	g.Go(func() error { return svc.Run(runCtx) })
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("draining", "timeout", cfg.HTTP.DrainTimeout)
+		dctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.DrainTimeout)
+		defer cancel()
+		start := time.Now()
+		// Readiness turns 503 and creation is refused first; then every
+		// socket hears bye, peers close, captures stop; then HTTP ends.
+		var errs []error
+		if err := svc.Drain(dctx, "shutdown"); err != nil {
+			errs = append(errs, err)
+		}
+		api.Shutdown(dctx, "shutdown")
+		if err := srv.Shutdown(dctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			_ = srv.Close()
+		}
+		stopRun()
+		log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
+		return errors.Join(errs...)
+	})
+	return g.Wait()
+}
