@@ -181,7 +181,7 @@ const envPrefix = "MEDIASVC_"
 // flagSet declares the command-line flags; their names are config keys.
 func flagSet(name string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.StringP("config", "c", "", "YAML config file (see mediasvc.yaml)")
+	fs.String("config", "", "YAML config file (see mediasvc.yaml)")
 	fs.String("http.addr", "", "listen address")
 	fs.String("log.level", "", "log level: debug, info, warn, error")
 	fs.String("log.format", "", "log format: text or json")
@@ -200,7 +200,7 @@ func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 	known := k.Keys()
 
 	fs := flagSet("mediasvc")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(longFlags(args)); err != nil {
 		return Config{}, nil, err
 	}
 	if len(fs.Args()) > 0 {
@@ -250,6 +250,23 @@ func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 	}
 	problems = append(problems, cfg.validate()...)
 	return cfg, k, errors.Join(problems...)
+}
+
+// longFlags lets Go-style single-dash flags (-config x, -http.addr=…)
+// through pflag, which reads them as bundles of shorthands otherwise.
+func longFlags(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "--" {
+			copy(out[i:], args[i:])
+			break
+		}
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
+			a = "-" + a
+		}
+		out[i] = a
+	}
+	return out
 }
 
 func splitList(v string) []string {

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "mediasvc.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, _, err := loadConfig(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != "127.0.0.1:8080" || !cfg.Demo.Enabled || cfg.Session.TTL != time.Minute || cfg.Limits.MaxCandidates != 50 {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+func TestSampleConfigIsValidAndComplete(t *testing.T) {
+	cfg, k, err := loadConfig([]string{"-config", "../../mediasvc.yaml"}, nil)
+	if err != nil {
+		t.Fatalf("sample config: %v", err)
+	}
+	def, dk, _ := loadConfig(nil, nil)
+	if cfg.HTTP.Addr != def.HTTP.Addr || cfg.Session != def.Session || cfg.Limits != def.Limits || cfg.Stream != def.Stream {
+		t.Fatalf("sample differs from defaults:\n%+v\n%+v", cfg, def)
+	}
+	// Every default key is documented in the sample.
+	sample, _ := os.ReadFile("../../mediasvc.yaml")
+	for _, key := range dk.Keys() {
+		leaf := key[strings.LastIndex(key, ".")+1:]
+		if !bytes.Contains(sample, []byte(leaf+":")) {
+			t.Errorf("mediasvc.yaml does not document %s", key)
+		}
+	}
+	if len(k.Keys()) == 0 {
+		t.Fatal("empty config tree")
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	file := writeFile(t, "http:\n  addr: 127.0.0.1:1000\nlog:\n  level: warn\n  format: json\nsession:\n  ttl: 2m\n")
+	cfg, _, err := loadConfig(
+		[]string{"-config", file, "--log.level", "debug"},
+		[]string{"MEDIASVC_HTTP_ADDR=127.0.0.1:2000", "MEDIASVC_HTTP_ALLOWED_ORIGINS=https://a.example, https://b.example", "PATH=/bin"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != "127.0.0.1:2000" {
+		t.Errorf("env must beat file: addr %s", cfg.HTTP.Addr)
+	}
+	if cfg.Log.Level != "debug" {
+		t.Errorf("flag must beat file: level %s", cfg.Log.Level)
+	}
+	if cfg.Log.Format != "json" || cfg.Session.TTL != 2*time.Minute {
+		t.Errorf("file must beat defaults: %+v %v", cfg.Log, cfg.Session.TTL)
+	}
+	if len(cfg.HTTP.AllowedOrigins) != 2 || cfg.HTTP.AllowedOrigins[1] != "https://b.example" {
+		t.Errorf("env list: %q", cfg.HTTP.AllowedOrigins)
+	}
+}
+
+func TestConfigReportsEveryBadFieldAtOnce(t *testing.T) {
+	file := writeFile(t, `
+http:
+  addr: 0.0.0.0:8080
+  max_body_bytes: -1
+log:
+  level: loud
+stream:
+  ring_packets: 1000
+webrtc:
+  ice_servers:
+    - urls: ["turn:turn.example.net"]
+  nat_1to1_ips: ["not-an-ip"]
+bogus:
+  key: 1
+`)
+	_, _, err := loadConfig([]string{"-config", file}, []string{"MEDIASVC_NOPE=1"})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"http.addr", "http.max_body_bytes", "log.level", "stream.ring_packets",
+		"webrtc.ice_servers[0]", "webrtc.nat_1to1_ips", "bogus.key: unknown key", "MEDIASVC_NOPE",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestOpenListenerNeedsKeysOrConsent(t *testing.T) {
+	if _, _, err := loadConfig([]string{"--http.addr", "0.0.0.0:8080"}, nil); err == nil {
+		t.Fatal("open listener beyond loopback accepted")
+	}
+	if _, _, err := loadConfig([]string{"--http.addr", "0.0.0.0:8080", "--auth.allow_open"}, nil); err != nil {
+		t.Fatalf("allow_open: %v", err)
+	}
+	file := writeFile(t, "http:\n  addr: 0.0.0.0:8080\nauth:\n  api_keys:\n    ops: abcdefghijklmnop1234\n")
+	if _, _, err := loadConfig([]string{"-config", file}, nil); err != nil {
+		t.Fatalf("with keys: %v", err)
+	}
+}
+
+func TestConfigPrintMasksSecrets(t *testing.T) {
+	file := writeFile(t, `
+auth:
+  api_keys:
+    ops: abcdefghijklmnop1234
+webrtc:
+  ice_servers:
+    - urls: ["turn:turn.example.net:3478"]
+      username: u
+      credential: topsecret
+`)
+	var out, errb bytes.Buffer
+	code := run([]string{"config", "print", "-config", file}, nil, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	s := out.String()
+	if strings.Contains(s, "abcdefghijklmnop1234") || strings.Contains(s, "topsecret") {
+		t.Fatalf("secret printed:\n%s", s)
+	}
+	if !strings.Contains(s, "ops: '********'") && !strings.Contains(s, `ops: "********"`) {
+		t.Fatalf("masked key missing:\n%s", s)
+	}
+}
+
+func TestBadConfigExitsNonZero(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--log.level", "loud"}, nil, &out, &errb); code == 0 {
+		t.Fatal("exit 0 on bad config")
+	}
+	if !strings.Contains(errb.String(), "log.level") {
+		t.Fatalf("stderr: %s", errb.String())
+	}
+	if code := run([]string{"frobnicate"}, nil, &out, &errb); code != 2 {
+		t.Fatalf("unknown command exit %d", code)
+	}
+}
