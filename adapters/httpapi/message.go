@@ -1,0 +1,96 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"mediasvc/domain"
+)
+
+// Message types on the session WebSocket.
+const (
+	msgOffer     = "offer"     // client → server: {sdp}
+	msgAnswer    = "answer"    // server → client: {sdp}
+	msgCandidate = "candidate" // both ways: {candidate:{candidate,sdpMid,sdpMLineIndex,usernameFragment}}
+	msgBye       = "bye"       // both ways: {reason}
+	msgInput     = "input"     // client → server: {action,x,y,x2,y2,duration_ms,key,text}
+	msgKeyframe  = "keyframe"  // client → server
+	msgStats     = "stats"     // server → client: {stats}
+	msgState     = "state"     // server → client: {state, reason}
+	msgError     = "error"     // server → client: {code, message}
+)
+
+// Message is one JSON message on the session WebSocket, in either
+// direction. Which fields are set depends on Type; input fields are flat, so
+// an input message reads {"type":"input","action":"tap","x":10,"y":20}.
+type Message struct {
+	Type string `json:"type"`
+
+	SDP       string               `json:"sdp,omitempty"`
+	Candidate *domain.Candidate    `json:"candidate,omitempty"`
+	State     string               `json:"state,omitempty"`
+	Reason    string               `json:"reason,omitempty"`
+	Stats     *domain.QualityStats `json:"stats,omitempty"`
+	Code      string               `json:"code,omitempty"`
+	Message   string               `json:"message,omitempty"`
+
+	Action     domain.InputType `json:"action,omitempty"`
+	X          int              `json:"x,omitempty"`
+	Y          int              `json:"y,omitempty"`
+	X2         int              `json:"x2,omitempty"`
+	Y2         int              `json:"y2,omitempty"`
+	DurationMs int              `json:"duration_ms,omitempty"`
+	Key        string           `json:"key,omitempty"`
+	Text       string           `json:"text,omitempty"`
+}
+
+// InputEvent returns the input carried by an "input" message.
+func (m *Message) InputEvent() domain.InputEvent {
+	return domain.InputEvent{
+		Type: m.Action, X: m.X, Y: m.Y, X2: m.X2, Y2: m.Y2,
+		DurationMs: m.DurationMs, Key: m.Key, Text: m.Text,
+	}
+}
+
+// errUnknownType marks a well-formed message of a type the server does not
+// accept from clients.
+var errUnknownType = errors.New("unknown message type")
+
+// decodeMessage parses one client message: exactly one JSON object, no
+// unknown fields, a type clients may send, and the fields that type needs.
+// Errors wrap domain.ErrInvalidRequest (malformed or incomplete) or
+// errUnknownType.
+func decodeMessage(data []byte) (Message, error) {
+	var m Message
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return Message{}, fmt.Errorf("decode message: %w", jsonError(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Message{}, badRequest("message must be a single JSON object")
+	}
+	switch m.Type {
+	case "":
+		return Message{}, badRequest("message has no type")
+	case msgOffer:
+		if m.SDP == "" {
+			return Message{}, badRequest("offer without sdp")
+		}
+	case msgCandidate:
+		if m.Candidate == nil {
+			return Message{}, badRequest("candidate message without candidate")
+		}
+	case msgInput:
+		if m.Action == "" {
+			return Message{}, badRequest("input message without action")
+		}
+	case msgKeyframe, msgBye:
+	default:
+		return Message{}, fmt.Errorf("message type %.32q: %w", m.Type, errUnknownType)
+	}
+	return m, nil
+}

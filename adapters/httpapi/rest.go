@@ -1,0 +1,224 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"mediasvc/domain"
+)
+
+// maxIDLen bounds ids taken from URL paths.
+const maxIDLen = 128
+
+// pathID returns the URL parameter name, checked to be a plausible id
+// (1..128 printable bytes without '/').
+func pathID(r *http.Request, name string) (string, error) {
+	id := chi.URLParam(r, name)
+	if u, err := url.PathUnescape(id); err == nil {
+		id = u
+	}
+	if id == "" || len(id) > maxIDLen || strings.ContainsAny(id, "/ \t\r\n") {
+		return "", badRequest("bad %s in path", name)
+	}
+	return id, nil
+}
+
+func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.serviceContext(r)
+	defer cancel()
+	devs, err := s.svc.Devices(ctx)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if devs == nil {
+		devs = []domain.Device{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"devices": devs})
+}
+
+func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ctx, cancel := s.serviceContext(r)
+	defer cancel()
+	d, err := s.svc.Device(ctx, domain.DeviceID(id))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// createSessionRequest is the body of POST /api/v1/sessions.
+type createSessionRequest struct {
+	DeviceID string `json:"device_id"`
+	Role     string `json:"role"`
+}
+
+// createSessionResponse is the 201 body of POST /api/v1/sessions. The token
+// appears here only.
+type createSessionResponse struct {
+	SessionID  string             `json:"session_id"`
+	Token      string             `json:"token"`
+	WSURL      string             `json:"ws_url"`
+	ICEServers []domain.ICEServer `json:"ice_servers"`
+	ExpiresAt  time.Time          `json:"expires_at"`
+	DeviceID   string             `json:"device_id"`
+	Role       domain.Role        `json:"role"`
+}
+
+// sessionJSON is a session as the API shows it: never the token or its hash.
+type sessionJSON struct {
+	SessionID string       `json:"session_id"`
+	DeviceID  string       `json:"device_id"`
+	Role      domain.Role  `json:"role"`
+	Kind      string       `json:"kind,omitempty"`
+	State     domain.State `json:"state"`
+	Reason    string       `json:"reason,omitempty"`
+	Owner     string       `json:"owner,omitempty"`
+	CreatedAt time.Time    `json:"created_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
+	ExpiresAt time.Time    `json:"expires_at"`
+}
+
+func toSessionJSON(s domain.Session) sessionJSON {
+	return sessionJSON{
+		SessionID: string(s.ID), DeviceID: string(s.DeviceID), Role: s.Role,
+		Kind: s.Kind, State: s.State, Reason: s.Reason, Owner: s.Owner,
+		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, ExpiresAt: s.ExpiresAt,
+	}
+}
+
+func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
+	var req createSessionRequest
+	if err := decodeJSON(w, r, s.cfg.MaxBodyBytes, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.DeviceID == "" {
+		s.writeError(w, r, badRequest("device_id is required"))
+		return
+	}
+	if len(req.DeviceID) > maxIDLen {
+		s.writeError(w, r, badRequest("device_id is longer than %d bytes", maxIDLen))
+		return
+	}
+	role := domain.Role(req.Role)
+	if role == "" {
+		role = domain.RoleViewer
+	}
+	if !role.Valid() {
+		s.writeError(w, r, badRequest("role must be %q or %q", domain.RoleViewer, domain.RoleController))
+		return
+	}
+	ctx, cancel := s.serviceContext(r)
+	defer cancel()
+	sess, token, err := s.svc.CreateSession(ctx, domain.DeviceID(req.DeviceID), role, owner(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ice := s.svc.ICEServers()
+	if ice == nil {
+		ice = []domain.ICEServer{}
+	}
+	w.Header().Set("Location", "/api/v1/sessions/"+url.PathEscape(string(sess.ID)))
+	writeJSON(w, http.StatusCreated, createSessionResponse{
+		SessionID:  string(sess.ID),
+		Token:      token,
+		WSURL:      s.wsURL(r, sess.ID, token),
+		ICEServers: ice,
+		ExpiresAt:  sess.ExpiresAt,
+		DeviceID:   string(sess.DeviceID),
+		Role:       sess.Role,
+	})
+}
+
+// wsURL builds the session's WebSocket URL from Config.PublicURL or, when
+// that is empty, from the request's host and scheme.
+func (s *Server) wsURL(r *http.Request, id domain.SessionID, token string) string {
+	u := url.URL{Scheme: "ws", Host: r.Host}
+	if r.TLS != nil || (s.cfg.TrustProxy && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")) {
+		u.Scheme = "wss"
+	}
+	prefix := ""
+	if s.cfg.PublicURL != "" {
+		if pu, err := url.Parse(s.cfg.PublicURL); err == nil && pu.Host != "" {
+			u.Host = pu.Host
+			u.Scheme = "ws"
+			if pu.Scheme == "https" || pu.Scheme == "wss" {
+				u.Scheme = "wss"
+			}
+			prefix = strings.TrimSuffix(pu.Path, "/")
+		}
+	}
+	u.Path = prefix + "/api/v1/sessions/" + string(id) + "/ws"
+	u.RawQuery = url.Values{"token": {token}}.Encode()
+	return u.String()
+}
+
+// sessionFor loads the path's session and checks the requester may use it.
+func (s *Server) sessionFor(r *http.Request) (domain.Session, error) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return domain.Session{}, err
+	}
+	ctx, cancel := s.serviceContext(r)
+	defer cancel()
+	sess, err := s.svc.Session(ctx, domain.SessionID(id))
+	if err != nil {
+		return domain.Session{}, err
+	}
+	if err := s.authorizeSession(r, sess); err != nil {
+		return domain.Session{}, err
+	}
+	return sess, nil
+}
+
+func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.sessionFor(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toSessionJSON(sess))
+}
+
+func (s *Server) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.sessionFor(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ctx, cancel := s.serviceContext(r)
+	defer cancel()
+	if err := s.svc.CloseSession(ctx, sess.ID, "deleted"); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleSessionStats(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.sessionFor(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ctx, cancel := s.serviceContext(r)
+	defer cancel()
+	st, err := s.svc.SessionStats(ctx, sess.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}

@@ -1,0 +1,313 @@
+'use strict';
+// mediasvc viewer: lists devices, plays one over WebRTC with the session
+// WebSocket for signaling, and sends touches and keys back. window.mediasvc
+// exposes {pc, session} for tests.
+(() => {
+  const $ = (sel) => document.querySelector(sel);
+  const KEY_STORE = 'mediasvc.apiKey';
+  const TAP_MAX_MOVE = 10;      // px on screen: below this a press is a tap
+  const LONG_PRESS_MS = 500;
+  const MAX_DURATION_MS = 10000;
+
+  const state = { session: null, ws: null, pc: null, pending: [], statsTimer: 0, last: null, role: '' };
+  window.mediasvc = { pc: null, session: null };
+
+  // ---- API key ----
+  const apiKey = () => sessionStorage.getItem(KEY_STORE) || '';
+  $('#apikey').value = apiKey();
+  $('#keyform').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const v = $('#apikey').value.trim();
+    if (v) sessionStorage.setItem(KEY_STORE, v); else sessionStorage.removeItem(KEY_STORE);
+    if (!$('#devices-view').hidden) loadDevices();
+  });
+
+  async function api(method, path, body) {
+    const headers = {};
+    if (apiKey()) headers.Authorization = 'Bearer ' + apiKey();
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    let data = null;
+    if (res.status !== 204) { try { data = await res.json(); } catch (_) { /* not JSON */ } }
+    if (!res.ok) {
+      const err = new Error((data && data.error && data.error.message) || res.statusText);
+      err.status = res.status;
+      err.code = data && data.error && data.error.code;
+      throw err;
+    }
+    return data;
+  }
+
+  function show(el, text) { el.textContent = text || ''; el.hidden = !text; }
+
+  // ---- device list ----
+  async function loadDevices() {
+    const tbody = $('#devices tbody');
+    show($('#devices-msg'), '');
+    try {
+      const data = await api('GET', '/api/v1/devices');
+      tbody.replaceChildren();
+      const devs = (data && data.devices) || [];
+      if (devs.length === 0) show($('#devices-msg'), 'No devices.');
+      for (const d of devs) {
+        const tr = document.createElement('tr');
+        const cell = (text, cls) => { const td = document.createElement('td'); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td); };
+        cell(d.name || d.id);
+        cell(d.id, 'id');
+        cell(d.state + (d.breaker && d.breaker !== 'closed' ? ' (breaker ' + d.breaker + ')' : ''), 'st-' + d.state);
+        cell(d.width && d.height ? d.width + '×' + d.height : '—');
+        cell(String(d.viewers || 0));
+        const td = document.createElement('td');
+        const b = document.createElement('button');
+        b.textContent = 'Play'; b.className = 'primary';
+        b.disabled = d.state !== 'online';
+        b.addEventListener('click', () => { history.pushState(null, '', '/?device=' + encodeURIComponent(d.id)); route(); });
+        td.appendChild(b); tr.appendChild(td); tbody.appendChild(tr);
+      }
+    } catch (err) {
+      show($('#devices-msg'), err.status === 401 ? 'This server needs an API key: paste it above and Save.' : 'Could not list devices: ' + err.message);
+    }
+  }
+  $('#refresh').addEventListener('click', loadDevices);
+
+  // ---- player ----
+  function setState(text, cls) {
+    const el = $('#state');
+    el.textContent = text; el.className = 'pill ' + (cls || '');
+  }
+
+  function send(msg) {
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg));
+  }
+
+  async function play(deviceId, wantRole) {
+    stop(false);
+    $('#devices-view').hidden = true;
+    $('#player-view').hidden = false;
+    $('#player-title').textContent = deviceId;
+    show($('#player-msg'), '');
+    setState('creating session');
+    let session;
+    try {
+      session = await api('POST', '/api/v1/sessions', { device_id: deviceId, role: wantRole });
+    } catch (err) {
+      if (err.status === 403 && wantRole === 'controller') {
+        try { session = await api('POST', '/api/v1/sessions', { device_id: deviceId, role: 'viewer' }); } catch (e2) { err = e2; }
+      }
+      if (!session) {
+        setState('error', 'bad');
+        show($('#player-msg'), err.status === 401 ? 'This server needs an API key: paste it above and Save.' : 'Could not start: ' + err.message);
+        return;
+      }
+    }
+    state.session = session;
+    state.role = session.role;
+    $('#role').textContent = session.role;
+    for (const b of document.querySelectorAll('[data-action]')) b.disabled = session.role !== 'controller';
+    window.mediasvc.session = session;
+    connect(session);
+  }
+
+  function connect(session) {
+    setState('connecting');
+    const ws = new WebSocket(session.ws_url);
+    state.ws = ws;
+    const pc = new RTCPeerConnection({ iceServers: session.ice_servers || [] });
+    state.pc = pc;
+    window.mediasvc.pc = pc;
+    state.pending = [];
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.ontrack = (ev) => {
+      const v = $('#video');
+      if (!v.srcObject) v.srcObject = ev.streams[0] || new MediaStream();
+      if (!ev.streams[0]) v.srcObject.addTrack(ev.track);
+      if (ev.track.kind === 'audio') $('#unmute').hidden = !v.muted;
+      v.play().catch(() => { /* autoplay may wait for a gesture */ });
+    };
+    pc.onicecandidate = (ev) => {
+      if (ev.candidate && ev.candidate.candidate) send({ type: 'candidate', candidate: ev.candidate.toJSON() });
+    };
+    pc.onconnectionstatechange = () => {
+      const s = pc.connectionState;
+      setState(s, s === 'connected' ? 'ok' : (s === 'failed' || s === 'closed') ? 'bad' : 'warn');
+    };
+
+    ws.onopen = async () => {
+      try {
+        const offer = await pc.createOffer();
+        await pc.setLocalDescription(offer);
+        send({ type: 'offer', sdp: pc.localDescription.sdp });
+        setState('negotiating', 'warn');
+      } catch (err) {
+        show($('#player-msg'), 'WebRTC error: ' + err.message);
+      }
+    };
+    ws.onmessage = async (ev) => {
+      let m;
+      try { m = JSON.parse(ev.data); } catch (_) { return; }
+      switch (m.type) {
+        case 'answer':
+          await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
+          for (const c of state.pending.splice(0)) await addCandidate(c);
+          break;
+        case 'candidate':
+          if (pc.remoteDescription) await addCandidate(m.candidate); else state.pending.push(m.candidate);
+          break;
+        case 'state':
+          show($('#player-msg'), m.state === 'device_unavailable' ? 'The device is unavailable' + (m.reason ? ': ' + m.reason : '') + '.' : '');
+          break;
+        case 'stats':
+          renderStats($('#server-stats'), serverStats(m.stats || {}));
+          break;
+        case 'error':
+          show($('#player-msg'), 'Server: ' + m.message);
+          break;
+        case 'bye':
+          show($('#player-msg'), 'Session ended' + (m.reason ? ': ' + m.reason : '') + '.');
+          stop(false);
+          break;
+      }
+    };
+    ws.onclose = (ev) => {
+      if (state.ws !== ws) return;
+      if (ev.code !== 1000) show($('#player-msg'), 'Signaling closed (' + ev.code + (ev.reason ? ' ' + ev.reason : '') + ').');
+      setState('closed', 'bad');
+    };
+    state.statsTimer = setInterval(pollStats, 1000);
+  }
+
+  async function addCandidate(c) {
+    try { await state.pc.addIceCandidate(c); } catch (err) { console.warn('addIceCandidate', err); }
+  }
+
+  function stop(sendBye) {
+    if (sendBye) send({ type: 'bye' });
+    clearInterval(state.statsTimer);
+    if (state.ws) { const ws = state.ws; state.ws = null; setTimeout(() => ws.close(1000), sendBye ? 200 : 0); }
+    if (state.pc) { state.pc.close(); state.pc = null; }
+    const v = $('#video');
+    v.srcObject = null;
+    state.last = null;
+    setState('stopped');
+  }
+
+  $('#stop').addEventListener('click', () => { stop(true); history.pushState(null, '', '/'); route(); });
+  $('#keyframe').addEventListener('click', () => send({ type: 'keyframe' }));
+  $('#unmute').addEventListener('click', () => { const v = $('#video'); v.muted = false; v.play().catch(() => {}); $('#unmute').hidden = true; });
+  for (const b of document.querySelectorAll('[data-action]')) {
+    b.addEventListener('click', () => send({ type: 'input', action: b.dataset.action }));
+  }
+
+  // ---- stats ----
+  function renderStats(dl, rows) {
+    dl.replaceChildren();
+    for (const [k, v] of rows) {
+      const dt = document.createElement('dt'); dt.textContent = k;
+      const dd = document.createElement('dd'); dd.textContent = v;
+      dl.append(dt, dd);
+    }
+  }
+  const kbps = (bps) => (bps / 1000).toFixed(0) + ' kbit/s';
+  function serverStats(s) {
+    return [
+      ['ice', s.ice_state || '—'], ['fps', (s.frame_rate || 0).toFixed(1)], ['bitrate', kbps(s.bitrate_bps || 0)],
+      ['loss', ((s.loss_fraction || 0) * 100).toFixed(1) + ' %'], ['lost', String(s.packets_lost || 0)],
+      ['jitter', (s.jitter_ms || 0).toFixed(1) + ' ms'], ['rtt', (s.rtt_ms || 0).toFixed(0) + ' ms'],
+      ['nacks / plis', (s.nacks || 0) + ' / ' + (s.plis || 0)], ['keyframe skips', String(s.keyframe_skips || 0)],
+    ];
+  }
+  async function pollStats() {
+    const pc = state.pc;
+    if (!pc) return;
+    const report = await pc.getStats();
+    let video = null, pair = null;
+    report.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') video = r;
+      if (r.type === 'candidate-pair' && r.state === 'succeeded' && (r.nominated || !pair)) pair = r;
+    });
+    if (!video) return;
+    let bitrate = 0;
+    if (state.last) {
+      const dt = (video.timestamp - state.last.timestamp) / 1000;
+      if (dt > 0) bitrate = 8 * (video.bytesReceived - state.last.bytesReceived) / dt;
+    }
+    state.last = { timestamp: video.timestamp, bytesReceived: video.bytesReceived };
+    const v = $('#video');
+    renderStats($('#client-stats'), [
+      ['resolution', v.videoWidth ? v.videoWidth + '×' + v.videoHeight : '—'],
+      ['fps', String(video.framesPerSecond || 0)], ['bitrate', kbps(bitrate)],
+      ['frames decoded', String(video.framesDecoded || 0)], ['packets lost', String(video.packetsLost || 0)],
+      ['jitter', ((video.jitter || 0) * 1000).toFixed(1) + ' ms'],
+      ['rtt', pair && pair.currentRoundTripTime !== undefined ? (pair.currentRoundTripTime * 1000).toFixed(0) + ' ms' : '—'],
+    ]);
+  }
+
+  // ---- input ----
+  // toVideo maps a client point to video pixels, accounting for the
+  // letterboxing of object-fit: contain. It returns null outside the picture
+  // unless clamp is set.
+  function toVideo(v, clientX, clientY, clamp) {
+    const vw = v.videoWidth, vh = v.videoHeight;
+    if (!vw || !vh) return null;
+    const r = v.getBoundingClientRect();
+    const scale = Math.min(r.width / vw, r.height / vh);
+    const offX = (r.width - vw * scale) / 2, offY = (r.height - vh * scale) / 2;
+    let x = (clientX - r.left - offX) / scale, y = (clientY - r.top - offY) / scale;
+    if (clamp) { x = Math.min(Math.max(x, 0), vw - 1); y = Math.min(Math.max(y, 0), vh - 1); }
+    if (x < 0 || y < 0 || x >= vw || y >= vh) return null;
+    return { x: Math.floor(x), y: Math.floor(y) };
+  }
+
+  const video = $('#video');
+  let press = null;
+  video.addEventListener('pointerdown', (e) => {
+    video.focus();
+    if (state.role !== 'controller' || e.button !== 0) return;
+    const p = toVideo(video, e.clientX, e.clientY, false);
+    if (!p) return;
+    press = { p, cx: e.clientX, cy: e.clientY, t: performance.now(), id: e.pointerId };
+    video.setPointerCapture(e.pointerId);
+    e.preventDefault();
+  });
+  video.addEventListener('pointerup', (e) => {
+    if (!press || e.pointerId !== press.id) return;
+    const start = press; press = null;
+    const dur = Math.min(Math.round(performance.now() - start.t), MAX_DURATION_MS);
+    const moved = Math.hypot(e.clientX - start.cx, e.clientY - start.cy);
+    if (moved < TAP_MAX_MOVE) {
+      if (dur >= LONG_PRESS_MS) send({ type: 'input', action: 'long_press', x: start.p.x, y: start.p.y, duration_ms: dur });
+      else send({ type: 'input', action: 'tap', x: start.p.x, y: start.p.y });
+      return;
+    }
+    const end = toVideo(video, e.clientX, e.clientY, true);
+    if (end) send({ type: 'input', action: 'swipe', x: start.p.x, y: start.p.y, x2: end.x, y2: end.y, duration_ms: Math.max(dur, 50) });
+  });
+  video.addEventListener('pointercancel', () => { press = null; });
+  video.addEventListener('contextmenu', (e) => e.preventDefault());
+
+  video.addEventListener('keydown', (e) => {
+    if (state.role !== 'controller' || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key.length === 1) send({ type: 'input', action: 'text', text: e.key });
+    else if (e.key !== 'Shift' && e.key !== 'CapsLock' && e.key !== 'Unidentified') send({ type: 'input', action: 'key', key: e.key });
+    else return;
+    e.preventDefault();
+  });
+
+  // ---- routing ----
+  function route() {
+    const params = new URLSearchParams(location.search);
+    const dev = params.get('device');
+    if (dev) {
+      play(dev, params.get('role') === 'viewer' ? 'viewer' : 'controller');
+    } else {
+      stop(false);
+      $('#player-view').hidden = true;
+      $('#devices-view').hidden = false;
+      loadDevices();
+    }
+  }
+  window.addEventListener('popstate', route);
+  window.addEventListener('pagehide', () => stop(true));
+  route();
+})();

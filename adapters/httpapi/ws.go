@@ -1,0 +1,452 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"mediasvc/domain"
+)
+
+// Close reasons the server sends (each well under the 123-byte limit).
+const (
+	reasonQueueFull  = "send queue full"
+	reasonBadClient  = "too many bad messages"
+	reasonBye        = "bye"
+	reasonClientGone = "client closed"
+)
+
+// graceForced bounds how long a forced close (policy violation) waits for
+// the client's close frame before the connection is dropped.
+const graceForced = time.Second
+
+// socket is one session WebSocket. Its goroutines are the HTTP handler
+// (the reader), writeLoop and tickLoop; all three end when the socket ends,
+// and the handler returns only after the other two have.
+//
+// Lifetime: closeWith records the first close code and closes quit; the
+// writer then (for graceful closes) flushes what is queued and sends the
+// close frame. abort cancels the socket's context, which drops the
+// connection at once.
+type socket struct {
+	srv  *Server
+	id   domain.SessionID
+	log  *slog.Logger
+	conn *websocket.Conn // set before the writer starts
+
+	send chan []byte   // encoded messages for the writer; never closed
+	quit chan struct{} // closed by closeWith
+
+	once     sync.Once
+	code     websocket.StatusCode
+	reason   string
+	graceful bool // flush the queue before the close frame
+
+	mu           sync.Mutex
+	cancel       context.CancelFunc // cancels the socket context; nil until started
+	aborted      bool
+	sessionEnded bool // the session is over: no CloseSession on socket end
+}
+
+func newSocket(srv *Server, id domain.SessionID) *socket {
+	return &socket{
+		srv:  srv,
+		id:   id,
+		log:  srv.log.With(slog.String("session_id", string(id))),
+		send: make(chan []byte, srv.cfg.WebSocket.SendQueue),
+		quit: make(chan struct{}),
+	}
+}
+
+// notify is the callback given to Service.Connect. It never blocks: a
+// message that does not fit the send queue closes the socket with 1008.
+func (c *socket) notify(ev domain.SessionEvent) {
+	switch ev.Type {
+	case domain.EventCandidate:
+		if ev.Candidate == nil {
+			return
+		}
+		c.enqueue(Message{Type: msgCandidate, Candidate: ev.Candidate})
+	case domain.EventState:
+		c.enqueue(Message{Type: msgState, State: ev.State, Reason: ev.Reason})
+	case domain.EventBye:
+		c.mu.Lock()
+		c.sessionEnded = true
+		c.mu.Unlock()
+		c.enqueue(Message{Type: msgBye, Reason: ev.Reason})
+		c.closeWith(websocket.StatusNormalClosure, closeReason(ev.Reason), true)
+	}
+}
+
+// closeReason keeps a close reason within the WebSocket limit.
+func closeReason(r string) string {
+	if r == "" {
+		return reasonBye
+	}
+	if len(r) > 120 {
+		return r[:120]
+	}
+	return r
+}
+
+// enqueue queues m for the writer without blocking.
+func (c *socket) enqueue(m Message) {
+	select {
+	case <-c.quit:
+		return
+	default:
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		c.log.Error("encode websocket message", slog.Any("err", err))
+		return
+	}
+	select {
+	case c.send <- b:
+	default:
+		c.log.Warn("websocket send queue full, closing")
+		c.closeWith(websocket.StatusPolicyViolation, reasonQueueFull, false)
+	}
+}
+
+// closeWith asks the writer to close the socket with code and reason. Only
+// the first call counts. It never blocks.
+func (c *socket) closeWith(code websocket.StatusCode, reason string, graceful bool) {
+	c.once.Do(func() {
+		c.code, c.reason, c.graceful = code, reason, graceful
+		close(c.quit)
+	})
+}
+
+// bye sends {"type":"bye","reason":reason} and a normal close (Shutdown).
+func (c *socket) bye(reason string) {
+	c.enqueue(Message{Type: msgBye, Reason: reason})
+	c.closeWith(websocket.StatusNormalClosure, closeReason(reason), true)
+}
+
+// abort drops the connection without a close handshake.
+func (c *socket) abort() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.aborted = true
+	if c.cancel != nil {
+		c.cancel()
+	}
+}
+
+// originAllowed reports whether r's Origin may use the API from a browser:
+// no Origin (not a browser), the request's own host, or a match in
+// Config.AllowedOrigins.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	return matchOrigin(origin, r.Host, s.cfg.AllowedOrigins)
+}
+
+func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !s.originAllowed(r) {
+		s.writeError(w, r, errorf(http.StatusForbidden, "forbidden_origin", "origin %.100q is not allowed", r.Header.Get("Origin")))
+		return
+	}
+	token := r.URL.Query().Get("token")
+	if token == "" {
+		s.writeError(w, r, errorf(http.StatusUnauthorized, "unauthorized", "missing session token"))
+		return
+	}
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		s.writeError(w, r, domain.ErrDraining)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	sock := newSocket(s, domain.SessionID(id))
+	cctx, ccancel := s.serviceContext(r)
+	detach, err := s.svc.Connect(cctx, sock.id, token, sock.notify)
+	ccancel()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer detach()
+
+	// The origin was checked above, with the same rules Accept would use.
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		sock.log.Debug("websocket accept", slog.Any("err", err))
+		return // Accept has replied
+	}
+	conn.SetReadLimit(s.cfg.WebSocket.MaxMessageBytes)
+	sock.conn = conn
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	sock.mu.Lock()
+	sock.cancel = cancel
+	sock.mu.Unlock()
+
+	s.mu.Lock()
+	s.sockets[sock] = struct{}{}
+	draining, reason := s.draining, s.reason
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.sockets, sock)
+		s.mu.Unlock()
+	}()
+	if draining {
+		sock.bye(reason)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); defer sock.recoverPanic("writer"); sock.writeLoop(ctx) }()
+	go func() { defer wg.Done(); defer sock.recoverPanic("ticker"); sock.tickLoop(ctx) }()
+	stop := func() {
+		sock.closeWith(websocket.StatusNormalClosure, reasonClientGone, false)
+		wg.Wait()
+		cancel()
+		_ = conn.CloseNow()
+	}
+	defer stop() // also on a panic; a second call is harmless
+
+	clientClosed := sock.readLoop(ctx)
+	stop()
+
+	// WS sessions die with their socket when the client says bye or closes
+	// normally; after an abnormal end (network loss, ping timeout, slow
+	// client, server shutdown) the session lives on until its TTL so the
+	// client may reconnect with its token.
+	sock.mu.Lock()
+	ended := sock.sessionEnded
+	sock.mu.Unlock()
+	if clientClosed && !ended {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RequestTimeout)
+		defer cancel()
+		if err := s.svc.CloseSession(ctx, sock.id, reasonClientGone); err != nil && !errors.Is(err, domain.ErrSessionNotFound) {
+			sock.log.Warn("close session after socket end", slog.Any("err", err))
+		}
+	}
+}
+
+// readLoop reads and handles client messages until the socket ends. It
+// reports whether the client closed the socket normally (1000 or 1001)
+// without the server having asked to close first.
+func (c *socket) readLoop(ctx context.Context) (clientClosed bool) {
+	bad := 0
+	for {
+		typ, data, err := c.conn.Read(ctx)
+		if err != nil {
+			select {
+			case <-c.quit:
+				return false
+			default:
+			}
+			st := websocket.CloseStatus(err)
+			if st != websocket.StatusNormalClosure && st != websocket.StatusGoingAway {
+				c.log.Debug("websocket read", slog.Any("err", err))
+				return false
+			}
+			return true
+		}
+		select {
+		case <-c.quit:
+			continue // closing: drain until the close frame
+		default:
+		}
+		var herr error
+		if typ != websocket.MessageText {
+			herr = badRequest("binary messages are not supported")
+		} else {
+			herr = c.safeHandle(ctx, data)
+		}
+		if herr == nil {
+			continue
+		}
+		status, code, msg := classify(herr)
+		if status >= 500 && !errors.Is(herr, errPanic) {
+			c.log.Error("websocket message failed", slog.Any("err", herr))
+		}
+		c.enqueue(Message{Type: msgError, Code: code, Message: msg})
+		if status < 500 && status != http.StatusTooManyRequests {
+			bad++
+			if bad > c.srv.cfg.WebSocket.MaxBadMessages {
+				c.closeWith(websocket.StatusPolicyViolation, reasonBadClient, true)
+			}
+		}
+	}
+}
+
+// errPanic reports a message whose handling panicked.
+var errPanic = errors.New("internal error")
+
+// safeHandle is handle with a panic turned into a logged internal error, so
+// one bad message never kills the server or the socket.
+func (c *socket) safeHandle(ctx context.Context, data []byte) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.log.Error("panic handling websocket message", slog.Any("panic", v),
+				slog.String("stack", string(debug.Stack())))
+			err = errPanic
+		}
+	}()
+	return c.handle(ctx, data)
+}
+
+// recoverPanic logs a panic in one of the socket's goroutines and drops the
+// connection instead of crashing the process.
+func (c *socket) recoverPanic(where string) {
+	if v := recover(); v != nil {
+		c.log.Error("panic in websocket "+where, slog.Any("panic", v),
+			slog.String("stack", string(debug.Stack())))
+		c.abort()
+	}
+}
+
+// handle acts on one client message and returns the error to report to
+// the client, if any.
+func (c *socket) handle(ctx context.Context, data []byte) error {
+	m, err := decodeMessage(data)
+	if errors.Is(err, errUnknownType) {
+		return badRequest("%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.srv.cfg.RequestTimeout)
+	defer cancel()
+	svc := c.srv.svc
+	switch m.Type {
+	case msgOffer:
+		answer, err := svc.Offer(ctx, c.id, m.SDP)
+		if err != nil {
+			return err
+		}
+		c.enqueue(Message{Type: msgAnswer, SDP: answer})
+	case msgCandidate:
+		return svc.AddCandidate(ctx, c.id, *m.Candidate)
+	case msgInput:
+		return svc.Input(ctx, c.id, m.InputEvent())
+	case msgKeyframe:
+		return svc.RequestKeyframe(ctx, c.id)
+	case msgBye:
+		c.mu.Lock()
+		c.sessionEnded = true
+		c.mu.Unlock()
+		err := svc.CloseSession(ctx, c.id, reasonBye)
+		c.closeWith(websocket.StatusNormalClosure, reasonBye, true)
+		if err != nil && !errors.Is(err, domain.ErrSessionNotFound) {
+			c.log.Warn("close session on bye", slog.Any("err", err))
+		}
+	}
+	return nil
+}
+
+// writeLoop writes queued messages until quit or ctx ends, then closes the
+// connection.
+func (c *socket) writeLoop(ctx context.Context) {
+	for {
+		select {
+		case b := <-c.send:
+			if err := c.write(ctx, b); err != nil {
+				c.log.Debug("websocket write", slog.Any("err", err))
+				c.abort()
+				return
+			}
+		case <-c.quit:
+			if c.graceful {
+				c.flush(ctx)
+			}
+			grace := c.srv.cfg.WebSocket.WriteTimeout
+			if !c.graceful {
+				grace = graceForced
+			}
+			// Close waits for the client's close frame; abort bounds it.
+			t := time.AfterFunc(grace, c.abort)
+			_ = c.conn.Close(c.code, c.reason)
+			t.Stop()
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// flush writes what is queued now, without waiting for more.
+func (c *socket) flush(ctx context.Context) {
+	for {
+		select {
+		case b := <-c.send:
+			if err := c.write(ctx, b); err != nil {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (c *socket) write(ctx context.Context, b []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, c.srv.cfg.WebSocket.WriteTimeout)
+	defer cancel()
+	return c.conn.Write(ctx, websocket.MessageText, b)
+}
+
+// tickLoop pings the client and pushes stats until the socket ends. A ping
+// not answered within PingInterval drops the connection.
+func (c *socket) tickLoop(ctx context.Context) {
+	cfg := c.srv.cfg
+	ping := time.NewTicker(cfg.WebSocket.PingInterval)
+	defer ping.Stop()
+	var statsC <-chan time.Time
+	if cfg.StatsInterval > 0 {
+		t := time.NewTicker(cfg.StatsInterval)
+		defer t.Stop()
+		statsC = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.quit:
+			return
+		case <-ping.C:
+			pctx, cancel := context.WithTimeout(ctx, cfg.WebSocket.PingInterval)
+			err := c.conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				c.log.Debug("websocket ping", slog.Any("err", err))
+				c.abort()
+				return
+			}
+		case <-statsC:
+			sctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+			st, err := c.srv.svc.SessionStats(sctx, c.id)
+			cancel()
+			if err != nil {
+				if !errors.Is(err, domain.ErrSessionNotFound) {
+					c.log.Debug("session stats", slog.Any("err", err))
+				}
+				continue
+			}
+			c.enqueue(Message{Type: msgStats, Stats: &st})
+		}
+	}
+}
