@@ -53,7 +53,14 @@ type socket struct {
 	cancel       context.CancelFunc // cancels the socket context; nil until started
 	aborted      bool
 	sessionEnded bool // the session is over: no CloseSession on socket end
+	// While an offer is being answered, local candidates are held back so
+	// the client never gets a candidate before the answer it belongs to.
+	offering bool
+	held     []*domain.Candidate
 }
+
+// maxHeldCandidates bounds the candidates held back during an offer.
+const maxHeldCandidates = 64
 
 func newSocket(srv *Server, id domain.SessionID) *socket {
 	return &socket{
@@ -73,6 +80,15 @@ func (c *socket) notify(ev domain.SessionEvent) {
 		if ev.Candidate == nil {
 			return
 		}
+		c.mu.Lock()
+		if c.offering {
+			if len(c.held) < maxHeldCandidates {
+				c.held = append(c.held, ev.Candidate)
+			}
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
 		c.enqueue(Message{Type: msgCandidate, Candidate: ev.Candidate})
 	case domain.EventState:
 		c.enqueue(Message{Type: msgState, State: ev.State, Reason: ev.Reason})
@@ -335,11 +351,23 @@ func (c *socket) handle(ctx context.Context, data []byte) error {
 	svc := c.srv.svc
 	switch m.Type {
 	case msgOffer:
+		c.mu.Lock()
+		c.offering = true
+		c.mu.Unlock()
 		answer, err := svc.Offer(ctx, c.id, m.SDP)
+		if err == nil {
+			c.enqueue(Message{Type: msgAnswer, SDP: answer})
+		}
+		c.mu.Lock()
+		held := c.held
+		c.offering, c.held = false, nil
+		c.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		c.enqueue(Message{Type: msgAnswer, SDP: answer})
+		for _, cand := range held {
+			c.enqueue(Message{Type: msgCandidate, Candidate: cand})
+		}
 	case msgCandidate:
 		return svc.AddCandidate(ctx, c.id, *m.Candidate)
 	case msgInput:

@@ -446,3 +446,31 @@ func TestWebSocketPanicsAreContained(t *testing.T) {
 		t.Fatalf("server down after panics: %d", r.status)
 	}
 }
+
+// The peer may produce local candidates before Offer returns; the client
+// must still see the answer first, or its addIceCandidate fails.
+func TestWebSocketAnswerPrecedesCandidates(t *testing.T) {
+	rec := &calls{}
+	fake, notifies := wsFake(rec)
+	var notify func(domain.SessionEvent)
+	fake.OfferFunc = func(context.Context, domain.SessionID, string) (string, error) {
+		mid := "0"
+		for i := range 3 {
+			notify(domain.SessionEvent{Type: domain.EventCandidate, Candidate: &domain.Candidate{
+				Candidate: fmt.Sprintf("candidate:%d 1 udp 1 10.0.0.1 5000 typ host", i+1), SDPMid: &mid}})
+		}
+		return "v=0\r\nanswer\r\n", nil
+	}
+	_, ts := start(t, Config{StatsInterval: -1}, fake)
+	c := dial(t, ts, testToken, nil)
+	notify = <-notifies
+	sendMsg(t, c, Message{Type: msgOffer, SDP: "v=0\r\noffer"})
+	if m := readMsg(t, c, msgStats); m.Type != msgAnswer {
+		t.Fatalf("first message is %s, want answer", m.Type)
+	}
+	for i := range 3 {
+		if m := readMsg(t, c, msgStats); m.Type != msgCandidate {
+			t.Fatalf("message %d after answer is %s, want candidate", i, m.Type)
+		}
+	}
+}

@@ -1,0 +1,270 @@
+package rtc
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mediasvc/domain"
+	"mediasvc/ports"
+)
+
+// Fanout is one device stream packetized once into a shared ring and read by
+// every viewer peer of that device.
+type Fanout struct {
+	t      *Transport
+	device domain.DeviceID
+	info   domain.StreamInfo
+	log    *slog.Logger
+
+	ring *ring
+	pkt  h264Packetizer
+
+	keyReq      chan struct{}
+	lastKeyReq  atomic.Int64 // unix nanos of the last delivered request
+	keyInterval time.Duration
+
+	// epoch is the wall-clock time of PTS 0 in unix nanos (0 = unset); it
+	// maps "now" to a source RTP timestamp for sender reports.
+	epoch atomic.Int64
+
+	mu      sync.Mutex // serializes attach/detach
+	viewers atomic.Pointer[[]*Peer]
+	closed  atomic.Bool
+}
+
+var _ ports.Fanout = (*Fanout)(nil)
+
+// NewFanout prepares the shared packetizer and ring for one device stream.
+// It returns an error when info names a codec the transport cannot send
+// (video other than H.264, audio other than Opus). The caller must Close
+// the Fanout.
+func (t *Transport) NewFanout(device domain.DeviceID, info domain.StreamInfo) (ports.Fanout, error) {
+	return t.newFanout(device, info)
+}
+
+func (t *Transport) newFanout(device domain.DeviceID, info domain.StreamInfo) (*Fanout, error) {
+	if t.closed.Load() {
+		return nil, fmt.Errorf("new fanout for %s: %w", device, ErrClosed)
+	}
+	if info.Video != domain.CodecH264 {
+		return nil, fmt.Errorf("new fanout for %s: unsupported video codec %q", device, info.Video)
+	}
+	if info.Audio != domain.CodecNone && info.Audio != domain.CodecOpus {
+		return nil, fmt.Errorf("new fanout for %s: unsupported audio codec %q", device, info.Audio)
+	}
+	f := &Fanout{
+		t:           t,
+		device:      device,
+		info:        info,
+		log:         t.log.With("device_id", string(device)),
+		ring:        newRing(t.cfg.RingSize),
+		pkt:         h264Packetizer{mtu: t.cfg.MTU},
+		keyReq:      make(chan struct{}, 1),
+		keyInterval: t.cfg.KeyframeInterval,
+	}
+	empty := []*Peer{}
+	f.viewers.Store(&empty)
+	return f, nil
+}
+
+// WriteFrame packetizes fr into the shared ring and wakes the viewers. Video
+// must be one H.264 access unit in Annex-B form; audio one Opus packet
+// (dropped when the stream has no audio). It returns ErrClosed after Close
+// and an error for an Opus packet larger than a ring slot. It is called from
+// one goroutine only and does not allocate.
+func (f *Fanout) WriteFrame(fr domain.Frame) error {
+	if f.closed.Load() {
+		return fmt.Errorf("write frame to %s: %w", f.device, ErrClosed)
+	}
+	if len(fr.Data) == 0 {
+		return nil
+	}
+	if f.epoch.Load() == 0 {
+		at := fr.Ingest
+		if at.IsZero() {
+			at = time.Now()
+		}
+		f.epoch.Store(at.Add(-fr.PTS).UnixNano())
+	}
+	r := f.ring
+	switch fr.Kind {
+	case domain.KindVideo:
+		key := fr.Keyframe || hasIDR(fr.Data)
+		ts := rtpTime(fr.PTS, videoClock)
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return fmt.Errorf("write frame to %s: %w", f.device, ErrClosed)
+		}
+		f.pkt.pushAU(r, fr.Data, ts, key)
+		r.mu.Unlock()
+	case domain.KindAudio:
+		if f.info.Audio == domain.CodecNone {
+			return nil
+		}
+		if len(fr.Data) > slotCap {
+			return fmt.Errorf("write frame to %s: opus packet of %d bytes exceeds %d", f.device, len(fr.Data), slotCap)
+		}
+		ts := rtpTime(fr.PTS, audioClock)
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return fmt.Errorf("write frame to %s: %w", f.device, ErrClosed)
+		}
+		s := r.claim(domain.KindAudio, ts, false)
+		s.data = append(s.data, fr.Data...)
+		s.marker = true
+		r.mu.Unlock()
+	default:
+		return fmt.Errorf("write frame to %s: unknown media kind %d", f.device, fr.Kind)
+	}
+	f.wakeAll()
+	return nil
+}
+
+func (f *Fanout) wakeAll() {
+	for _, p := range *f.viewers.Load() {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// hasIDR reports whether the access unit holds an IDR slice.
+func hasIDR(au []byte) bool {
+	for rest := au; ; {
+		var nal []byte
+		nal, rest = nextNAL(rest)
+		if nal == nil {
+			return false
+		}
+		if nal[0]&0x1f == nalIDR {
+			return true
+		}
+	}
+}
+
+// rtpTime converts a presentation time to an RTP timestamp at clock Hz,
+// without overflow for any PTS.
+func rtpTime(pts time.Duration, clock int64) uint32 {
+	sec := int64(pts / time.Second)
+	frac := int64(pts % time.Second)
+	return uint32(sec*clock + frac*clock/int64(time.Second))
+}
+
+// rtpNow is the source RTP timestamp at wall-clock time now.
+func (f *Fanout) rtpNow(now time.Time, clock int64) (uint32, bool) {
+	e := f.epoch.Load()
+	if e == 0 {
+		return 0, false
+	}
+	return rtpTime(time.Duration(now.UnixNano()-e), clock), true
+}
+
+// KeyframeRequests delivers one signal per burst of keyframe requests
+// (viewers' PLI/FIR, late joiners with no keyframe in the ring): a channel
+// of capacity 1 fed by non-blocking sends, at most one per
+// Config.KeyframeInterval. It is never closed.
+func (f *Fanout) KeyframeRequests() <-chan struct{} { return f.keyReq }
+
+// requestKeyframe asks the source for a keyframe, coalesced. It never blocks.
+func (f *Fanout) requestKeyframe() bool {
+	now := time.Now().UnixNano()
+	last := f.lastKeyReq.Load()
+	if last != 0 && now-last < int64(f.keyInterval) {
+		return false
+	}
+	if !f.lastKeyReq.CompareAndSwap(last, now) {
+		return false
+	}
+	select {
+	case f.keyReq <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Viewers returns the number of peers attached.
+func (f *Fanout) Viewers() int { return len(*f.viewers.Load()) }
+
+// Stats aggregates the attached viewers' quality for the bitrate policy:
+// the worst loss fraction and jitter, the highest RTT, the lowest frame rate;
+// counters and bitrate are summed.
+func (f *Fanout) Stats() domain.QualityStats {
+	var agg domain.QualityStats
+	agg.At = time.Now()
+	first := true
+	for _, p := range *f.viewers.Load() {
+		s := p.Stats()
+		agg.PacketsSent += s.PacketsSent
+		agg.BytesSent += s.BytesSent
+		agg.FramesSent += s.FramesSent
+		agg.AudioPackets += s.AudioPackets
+		agg.BitrateBps += s.BitrateBps
+		agg.PacketsLost += s.PacketsLost
+		agg.NACKs += s.NACKs
+		agg.PLIs += s.PLIs
+		agg.Retransmits += s.Retransmits
+		agg.KeyframeSkips += s.KeyframeSkips
+		agg.LossFraction = max(agg.LossFraction, s.LossFraction)
+		agg.JitterMs = max(agg.JitterMs, s.JitterMs)
+		agg.RTTMs = max(agg.RTTMs, s.RTTMs)
+		if first || s.FrameRate < agg.FrameRate {
+			agg.FrameRate = s.FrameRate
+		}
+		first = false
+	}
+	return agg
+}
+
+func (f *Fanout) attach(p *Peer) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed.Load() {
+		return fmt.Errorf("attach to %s: %w", f.device, ErrClosed)
+	}
+	cur := *f.viewers.Load()
+	next := append(slices.Clip(cur), p)
+	f.viewers.Store(&next)
+	return nil
+}
+
+func (f *Fanout) detach(p *Peer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur := *f.viewers.Load()
+	i := slices.Index(cur, p)
+	if i < 0 {
+		return
+	}
+	next := slices.Delete(slices.Clone(cur), i, i+1)
+	f.viewers.Store(&next)
+}
+
+// Close detaches every peer from the stream (their senders stop; the peers
+// stay open until closed) and frees the ring. Safe to call more than once.
+func (f *Fanout) Close() error {
+	f.mu.Lock()
+	if f.closed.Swap(true) {
+		f.mu.Unlock()
+		return nil
+	}
+	f.ring.close()
+	old := *f.viewers.Load()
+	empty := []*Peer{}
+	f.viewers.Store(&empty)
+	f.mu.Unlock()
+	for _, p := range old {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}

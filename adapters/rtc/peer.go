@@ -1,0 +1,540 @@
+package rtc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+
+	"mediasvc/domain"
+	"mediasvc/ports"
+)
+
+// Peer is one viewer's PeerConnection: a sendonly H.264 track and, when the
+// stream has audio, a sendonly Opus track, fed from its Fanout's ring.
+//
+// Goroutines: one sender (started when the connection first reaches
+// "connected") and one RTCP reader per track (started by NewPeer). Close
+// ends them all and waits for them.
+type Peer struct {
+	t      *Transport
+	f      *Fanout
+	opts   ports.PeerOptions
+	limits domain.ICELimits
+	log    *slog.Logger
+	pc     *webrtc.PeerConnection
+
+	video, audio *sendTrack
+
+	wake chan struct{} // capacity 1, non-blocking notify from the fanout
+	done chan struct{} // closed by Close
+	wg   sync.WaitGroup
+
+	runMu   sync.Mutex // guards started against Close
+	started bool
+	closed  atomic.Bool
+
+	closeOnce sync.Once
+	closeErr  error
+
+	sigMu     sync.Mutex // serializes remote description and candidates
+	remoteSet bool
+	pending   []webrtc.ICECandidateInit
+	ncand     int
+
+	stateMu   sync.Mutex // serializes OnState delivery
+	lastState ports.PeerState
+
+	// Sender goroutine only.
+	cur        cursor
+	buf        []byte
+	lastTick   time.Time
+	lastFrames uint64
+	lastBytes  uint64
+
+	nacks       atomic.Uint64
+	plis        atomic.Uint64
+	retransmits atomic.Uint64
+	skips       atomic.Uint64
+
+	statMu    sync.Mutex
+	frameRate float64
+	bitrate   float64
+	rr        [2]rrStats // video, audio
+}
+
+// rrStats is what the last receiver report said about one track.
+type rrStats struct {
+	loss     float64
+	lost     int64
+	jitterMs float64
+	rttMs    float64
+}
+
+var _ ports.Peer = (*Peer)(nil)
+
+// NewPeer makes a viewer peer for f, which must come from t. Media flows
+// once Answer has been called and the connection is up. It returns an error
+// when f is foreign or closed, or pion cannot create the connection;
+// nothing is held then. The caller must Close the peer.
+func (t *Transport) NewPeer(ctx context.Context, f ports.Fanout, opts ports.PeerOptions) (ports.Peer, error) {
+	return t.newPeer(ctx, f, opts)
+}
+
+func (t *Transport) newPeer(ctx context.Context, pf ports.Fanout, opts ports.PeerOptions) (*Peer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("new peer for session %s: %w", opts.Session, err)
+	}
+	if t.closed.Load() {
+		return nil, fmt.Errorf("new peer for session %s: %w", opts.Session, ErrClosed)
+	}
+	f, ok := pf.(*Fanout)
+	if !ok || f.t != t {
+		return nil, fmt.Errorf("new peer for session %s: fanout is not from this transport", opts.Session)
+	}
+	limits := opts.Limits
+	if limits.MaxCandidates <= 0 {
+		limits.MaxCandidates = domain.DefaultICELimits.MaxCandidates
+	}
+	if limits.MaxCandidateLen <= 0 {
+		limits.MaxCandidateLen = domain.DefaultICELimits.MaxCandidateLen
+	}
+	pc, err := t.api.NewPeerConnection(webrtc.Configuration{ICEServers: t.servers})
+	if err != nil {
+		return nil, fmt.Errorf("new peer for session %s: %w", opts.Session, err)
+	}
+	p := &Peer{
+		t:      t,
+		f:      f,
+		opts:   opts,
+		limits: limits,
+		log:    f.log.With("session_id", string(opts.Session)),
+		pc:     pc,
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		buf:    make([]byte, slotCap),
+	}
+	streamID := "mediasvc-" + string(f.device)
+	p.video = newSendTrack(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeH264, videoClock, streamID)
+	tracks := []*sendTrack{p.video}
+	if f.info.Audio == domain.CodecOpus {
+		p.audio = newSendTrack(webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus, audioClock, streamID)
+		tracks = append(tracks, p.audio)
+	}
+	var senders []*webrtc.RTPSender
+	for _, tr := range tracks {
+		x, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			_ = pc.Close()
+			return nil, fmt.Errorf("new peer for session %s: add %s track: %w", opts.Session, tr.id, err)
+		}
+		senders = append(senders, x.Sender())
+	}
+	if err := f.attach(p); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("new peer for session %s: %w", opts.Session, err)
+	}
+	pc.OnICECandidate(p.onCandidate)
+	pc.OnConnectionStateChange(p.onState)
+	for i, s := range senders {
+		p.wg.Add(1)
+		go p.readRTCP(s, tracks[i], i)
+	}
+	return p, nil
+}
+
+// Answer validates and applies the remote offer (an initial offer or a
+// renegotiation such as an ICE restart) and returns the local answer SDP.
+// Without trickle it waits for candidate gathering, bounded by ctx and
+// Config.GatherTimeout (on timeout the answer carries what was gathered).
+// It returns domain.ErrInvalidOffer (wrapped) when the offer is oversized,
+// malformed, offers no H.264 packetization-mode=1 baseline video, or pion
+// rejects it; ctx.Err() when ctx ends first; ErrClosed after Close.
+// With trickle, local candidates may reach OnCandidate before Answer
+// returns; the caller must send them after the answer.
+func (p *Peer) Answer(ctx context.Context, offer string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("answer: %w", err)
+	}
+	if p.closed.Load() {
+		return "", fmt.Errorf("answer: %w", ErrClosed)
+	}
+	if err := validateOffer(offer); err != nil {
+		return "", fmt.Errorf("answer: %w", err)
+	}
+	p.sigMu.Lock()
+	err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer})
+	if err != nil {
+		p.sigMu.Unlock()
+		return "", fmt.Errorf("answer: apply offer: %v: %w", err, domain.ErrInvalidOffer)
+	}
+	p.remoteSet = true
+	pending := p.pending
+	p.pending = nil
+	for _, c := range pending {
+		if err := p.pc.AddICECandidate(c); err != nil {
+			p.log.Warn("queued remote candidate rejected", "err", err)
+		}
+	}
+	p.sigMu.Unlock()
+
+	answer, err := p.pc.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("answer: create answer: %v: %w", err, domain.ErrInvalidOffer)
+	}
+	var gathered <-chan struct{}
+	if !p.opts.Trickle {
+		gathered = webrtc.GatheringCompletePromise(p.pc)
+	}
+	if err := p.pc.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("answer: set local description: %w", err)
+	}
+	if !p.opts.Trickle {
+		timer := time.NewTimer(p.t.cfg.GatherTimeout)
+		defer timer.Stop()
+		select {
+		case <-gathered:
+		case <-timer.C:
+			p.log.Warn("candidate gathering timed out; answering with what was gathered", "timeout", p.t.cfg.GatherTimeout)
+		case <-ctx.Done():
+			return "", fmt.Errorf("answer: wait for candidates: %w", ctx.Err())
+		case <-p.done:
+			return "", fmt.Errorf("answer: %w", ErrClosed)
+		}
+	}
+	ld := p.pc.LocalDescription()
+	if ld == nil {
+		return "", fmt.Errorf("answer: no local description")
+	}
+	return ld.SDP, nil
+}
+
+// AddCandidate adds a remote candidate; an empty one is the end-of-candidates
+// marker, accepted and not counted. Candidates that arrive before the offer
+// are queued (within the same limit) and applied by Answer. It returns
+// domain.ErrTooManyCandidates past opts.Limits.MaxCandidates and
+// domain.ErrInvalidCandidate (wrapped) when the line is malformed or pion
+// rejects it; the peer is unchanged then. ErrClosed after Close.
+func (p *Peer) AddCandidate(c domain.Candidate) error {
+	if p.closed.Load() {
+		return fmt.Errorf("add candidate: %w", ErrClosed)
+	}
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	if c.Candidate == "" {
+		if p.remoteSet {
+			_ = p.pc.AddICECandidate(webrtc.ICECandidateInit{})
+		}
+		return nil
+	}
+	if p.ncand >= p.limits.MaxCandidates {
+		return fmt.Errorf("add candidate beyond %d: %w", p.limits.MaxCandidates, domain.ErrTooManyCandidates)
+	}
+	if err := domain.ValidateCandidate(c.Candidate, p.limits.MaxCandidateLen); err != nil {
+		return fmt.Errorf("add candidate: %w", err)
+	}
+	init := webrtc.ICECandidateInit{
+		Candidate:        strings.TrimPrefix(c.Candidate, "a="),
+		SDPMid:           c.SDPMid,
+		SDPMLineIndex:    c.SDPMLineIndex,
+		UsernameFragment: c.UsernameFragment,
+	}
+	if !p.remoteSet {
+		p.pending = append(p.pending, init)
+		p.ncand++
+		return nil
+	}
+	if err := p.pc.AddICECandidate(init); err != nil {
+		return fmt.Errorf("add candidate: %v: %w", err, domain.ErrInvalidCandidate)
+	}
+	p.ncand++
+	return nil
+}
+
+func (p *Peer) onCandidate(c *webrtc.ICECandidate) {
+	if !p.opts.Trickle || p.opts.OnCandidate == nil || p.closed.Load() {
+		return
+	}
+	if c == nil {
+		p.opts.OnCandidate(domain.Candidate{})
+		return
+	}
+	j := c.ToJSON()
+	p.opts.OnCandidate(domain.Candidate{
+		Candidate:        j.Candidate,
+		SDPMid:           j.SDPMid,
+		SDPMLineIndex:    j.SDPMLineIndex,
+		UsernameFragment: j.UsernameFragment,
+	})
+}
+
+// onState runs on a goroutine pion starts per change, so changes can race;
+// it reports the connection's current state, deduplicated, in order.
+func (p *Peer) onState(webrtc.PeerConnectionState) {
+	p.stateMu.Lock()
+	defer p.stateMu.Unlock()
+	cs := p.pc.ConnectionState()
+	var ps ports.PeerState
+	switch cs {
+	case webrtc.PeerConnectionStateConnecting:
+		ps = ports.PeerConnecting
+	case webrtc.PeerConnectionStateConnected:
+		ps = ports.PeerConnected
+		p.startSender()
+	case webrtc.PeerConnectionStateDisconnected:
+		ps = ports.PeerDisconnected
+	case webrtc.PeerConnectionStateFailed:
+		ps = ports.PeerFailed
+	case webrtc.PeerConnectionStateClosed:
+		ps = ports.PeerClosed
+	default:
+		return
+	}
+	if ps == p.lastState {
+		return
+	}
+	p.lastState = ps
+	p.log.Debug("peer state", "state", string(ps))
+	if p.opts.OnState != nil {
+		p.opts.OnState(ps)
+	}
+}
+
+func (p *Peer) startSender() {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	if p.started || p.closed.Load() {
+		return
+	}
+	p.started = true
+	p.wg.Add(1)
+	go p.run()
+}
+
+// run is the sender goroutine: it copies packets from the ring, rewrites
+// and writes them, and sends sender reports once a second. It ends when the
+// peer or the fanout closes.
+func (p *Peer) run() {
+	defer p.wg.Done()
+	p.f.ring.start(&p.cur)
+	p.keyframeNeeded()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	p.lastTick = time.Now()
+	for {
+		if !p.drain() {
+			return
+		}
+		select {
+		case <-p.done:
+			return
+		case <-p.wake:
+		case now := <-tick.C:
+			p.tick(now)
+		}
+	}
+}
+
+func (p *Peer) keyframeNeeded() {
+	if p.cur.needKey {
+		p.cur.needKey = false
+		p.f.requestKeyframe()
+	}
+}
+
+// drain sends every packet available to the viewer. It reports false when
+// the peer or the ring is closed.
+func (p *Peer) drain() bool {
+	for {
+		select {
+		case <-p.done:
+			return false
+		default:
+		}
+		skips := p.cur.skips
+		m, st := p.f.ring.read(&p.cur, p.buf)
+		if p.cur.skips != skips {
+			p.skips.Add(p.cur.skips - skips)
+			p.t.keyframeSkips.Add(p.cur.skips - skips)
+		}
+		p.keyframeNeeded()
+		switch st {
+		case readClosed:
+			return false
+		case readEmpty:
+			return true
+		}
+		tr := p.video
+		if m.kind == domain.KindAudio {
+			if tr = p.audio; tr == nil {
+				continue
+			}
+		}
+		// A write error is a transient or closing transport; closing is
+		// seen through p.done, and RTP loss is what NACK and PLI are for.
+		_ = tr.send(&m, p.buf[:m.n])
+	}
+}
+
+// tick sends sender reports and updates the send rates.
+func (p *Peer) tick(now time.Time) {
+	var pkts []rtcp.Packet
+	for _, tr := range []*sendTrack{p.video, p.audio} {
+		if tr == nil || !tr.started.Load() {
+			continue
+		}
+		b := tr.bound.Load()
+		ts, ok := p.f.rtpNow(now, tr.clock)
+		if b == nil || !ok {
+			continue
+		}
+		pkts = append(pkts, &rtcp.SenderReport{
+			SSRC:        b.ssrc,
+			NTPTime:     ntpTime(now),
+			RTPTime:     ts + tr.tsOff.Load(),
+			PacketCount: uint32(tr.packets.Load()),
+			OctetCount:  uint32(tr.octets.Load()),
+		})
+	}
+	if len(pkts) > 0 {
+		if err := p.pc.WriteRTCP(pkts); err != nil {
+			p.log.Debug("send sender report", "err", err)
+		}
+	}
+	frames := p.video.frames.Load()
+	bytes := p.video.octets.Load()
+	if p.audio != nil {
+		bytes += p.audio.octets.Load()
+	}
+	if dt := now.Sub(p.lastTick).Seconds(); dt > 0 {
+		p.statMu.Lock()
+		p.frameRate = float64(frames-p.lastFrames) / dt
+		p.bitrate = float64(bytes-p.lastBytes) * 8 / dt
+		p.statMu.Unlock()
+	}
+	p.lastTick, p.lastFrames, p.lastBytes = now, frames, bytes
+}
+
+// ntpTime is t as a 64-bit NTP timestamp.
+func ntpTime(t time.Time) uint64 {
+	const ntpEpochOffset = 2208988800
+	sec := uint64(t.Unix() + ntpEpochOffset)
+	frac := uint64(t.Nanosecond()) << 32 / 1e9
+	return sec<<32 | frac
+}
+
+// readRTCP reads the RTCP pion routes to one sender until the connection
+// closes: NACKs are answered from the ring, PLI/FIR become keyframe
+// requests, receiver reports feed Stats.
+func (p *Peer) readRTCP(s *webrtc.RTPSender, tr *sendTrack, kind int) {
+	defer p.wg.Done()
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		for _, pkt := range pkts {
+			switch r := pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				p.plis.Add(1)
+				p.f.requestKeyframe()
+			case *rtcp.TransportLayerNack:
+				p.nacks.Add(1)
+				for i := range r.Nacks {
+					r.Nacks[i].Range(func(seq uint16) bool {
+						if tr.retransmit(p.f.ring, seq) {
+							p.retransmits.Add(1)
+						}
+						return true
+					})
+				}
+			case *rtcp.ReceiverReport:
+				p.onReports(r.Reports, tr, kind, now)
+			case *rtcp.SenderReport:
+				p.onReports(r.Reports, tr, kind, now)
+			}
+		}
+	}
+}
+
+func (p *Peer) onReports(reports []rtcp.ReceptionReport, tr *sendTrack, kind int, now time.Time) {
+	b := tr.bound.Load()
+	if b == nil {
+		return
+	}
+	for _, rep := range reports {
+		if rep.SSRC != b.ssrc {
+			continue
+		}
+		p.statMu.Lock()
+		st := &p.rr[kind]
+		st.loss = float64(rep.FractionLost) / 256
+		st.lost = int64(rep.TotalLost)
+		st.jitterMs = float64(rep.Jitter) / float64(tr.clock) * 1000
+		if rep.LastSenderReport != 0 {
+			mid := uint32(ntpTime(now) >> 16)
+			if rtt := mid - rep.LastSenderReport - rep.Delay; int32(rtt) >= 0 {
+				st.rttMs = float64(rtt) / 65536 * 1000
+			}
+		}
+		p.statMu.Unlock()
+	}
+}
+
+// Stats returns the connection's current quality: counters from the sender,
+// rates over the last second, and loss, jitter and RTT from the latest
+// receiver reports (loss and jitter of the video track, the highest RTT).
+func (p *Peer) Stats() domain.QualityStats {
+	s := domain.QualityStats{
+		At:            time.Now(),
+		PacketsSent:   p.video.packets.Load(),
+		BytesSent:     p.video.octets.Load(),
+		FramesSent:    p.video.frames.Load(),
+		NACKs:         p.nacks.Load(),
+		PLIs:          p.plis.Load(),
+		Retransmits:   p.retransmits.Load(),
+		KeyframeSkips: p.skips.Load(),
+	}
+	if p.pc != nil {
+		s.State = p.pc.ConnectionState().String()
+	}
+	if p.audio != nil {
+		s.AudioPackets = p.audio.packets.Load()
+		s.PacketsSent += s.AudioPackets
+		s.BytesSent += p.audio.octets.Load()
+	}
+	p.statMu.Lock()
+	s.FrameRate = p.frameRate
+	s.BitrateBps = p.bitrate
+	s.LossFraction = p.rr[0].loss
+	s.PacketsLost = p.rr[0].lost + p.rr[1].lost
+	s.JitterMs = p.rr[0].jitterMs
+	s.RTTMs = max(p.rr[0].rttMs, p.rr[1].rttMs)
+	p.statMu.Unlock()
+	return s
+}
+
+// Close tears the peer down: it closes the PeerConnection, detaches from the
+// fanout and waits for the peer's goroutines. Safe to call more than once
+// and concurrently; every call returns the first call's error.
+func (p *Peer) Close() error {
+	p.closeOnce.Do(func() {
+		p.runMu.Lock()
+		p.closed.Store(true)
+		close(p.done)
+		p.runMu.Unlock()
+		if err := p.pc.Close(); err != nil {
+			p.closeErr = fmt.Errorf("close peer for session %s: %w", p.opts.Session, err)
+		}
+		p.f.detach(p)
+		p.wg.Wait()
+	})
+	return p.closeErr
+}
