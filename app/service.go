@@ -85,6 +85,7 @@ type live struct {
 
 	mu        sync.Mutex // guards the fields below
 	peer      ports.Peer
+	fanout    ports.Fanout
 	info      domain.StreamInfo
 	release   func()
 	keepalive *time.Timer
@@ -356,7 +357,7 @@ func (s *Service) answer(ctx context.Context, l *live, sdp string, trickle bool)
 			release()
 			return "", fmt.Errorf("peer for session %s: %w", l.id, err)
 		}
-		l.peer, l.info, l.release = peer, info, release
+		l.peer, l.fanout, l.info, l.release = peer, fan, info, release
 	}
 	answer, err := l.peer.Answer(ctx, sdp)
 	if err != nil {
@@ -467,14 +468,12 @@ func (s *Service) RequestKeyframe(ctx context.Context, id domain.SessionID) erro
 		return err
 	}
 	l.mu.Lock()
-	peer := l.peer
+	fan := l.fanout
 	l.mu.Unlock()
-	if peer == nil {
+	if fan == nil {
 		return fmt.Errorf("keyframe before offer on session %s: %w", id, domain.ErrConflict)
 	}
-	if kr, ok := peer.(interface{ RequestKeyframe() }); ok {
-		kr.RequestKeyframe()
-	}
+	fan.RequestKeyframe()
 	return nil
 }
 

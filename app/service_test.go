@@ -303,6 +303,10 @@ func TestOneCapturePerDeviceAndGrace(t *testing.T) {
 	r.mu.Unlock()
 	fan.Requests <- struct{}{}
 	eventually(t, "keyframe request", func() bool { return capt.Keyframes.Load() == 1 })
+	if err := r.svc.RequestKeyframe(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "client keyframe request", func() bool { return capt.Keyframes.Load() == 2 })
 
 	for _, id := range ids {
 		if err := r.svc.CloseSession(ctx, id, "done"); err != nil {

@@ -102,6 +102,9 @@ type Fanout interface {
 	// KeyframeRequests delivers one signal per burst of viewers' requests
 	// (PLI/FIR, late joiners with no cached keyframe): it is coalesced.
 	KeyframeRequests() <-chan struct{}
+	// RequestKeyframe adds a request to KeyframeRequests (coalesced with
+	// the viewers' own). It never blocks.
+	RequestKeyframe()
 	// Viewers returns the number of peers attached.
 	Viewers() int
 	// Stats returns the aggregated quality of the attached viewers (worst

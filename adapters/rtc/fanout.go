@@ -190,6 +190,10 @@ func (f *Fanout) requestKeyframe() bool {
 	}
 }
 
+// RequestKeyframe asks the source for a keyframe on a client's explicit
+// request, coalesced with the viewers' PLI/FIR. It never blocks.
+func (f *Fanout) RequestKeyframe() { f.requestKeyframe() }
+
 // Viewers returns the number of peers attached.
 func (f *Fanout) Viewers() int { return len(*f.viewers.Load()) }
 

@@ -167,6 +167,14 @@ func (f *Fanout) Frames() []domain.Frame {
 // KeyframeRequests returns Requests.
 func (f *Fanout) KeyframeRequests() <-chan struct{} { return f.Requests }
 
+// RequestKeyframe adds a coalesced request.
+func (f *Fanout) RequestKeyframe() {
+	select {
+	case f.Requests <- struct{}{}:
+	default:
+	}
+}
+
 // SetViewers sets what Viewers reports.
 func (f *Fanout) SetViewers(n int) { f.viewers.Store(int64(n)) }
 
