@@ -139,7 +139,7 @@ func (f *Fanout) wakeAll() {
 func hasIDR(au []byte) bool {
 	for rest := au; ; {
 		var nal []byte
-		nal, rest = nextNAL(rest)
+		nal, rest = domain.NextNAL(rest)
 		if nal == nil {
 			return false
 		}

@@ -37,7 +37,7 @@ func (p *h264Packetizer) pushAU(r *ring, au []byte, ts uint32, keyframe bool) in
 	first := keyframe
 	for rest := au; ; {
 		var nal []byte
-		nal, rest = nextNAL(rest)
+		nal, rest = domain.NextNAL(rest)
 		if nal == nil {
 			break
 		}

@@ -41,46 +41,11 @@ func nalTypes(annexB []byte) []byte {
 	var out []byte
 	for rest := annexB; ; {
 		var nal []byte
-		nal, rest = nextNAL(rest)
+		nal, rest = domain.NextNAL(rest)
 		if nal == nil {
 			return out
 		}
 		out = append(out, nal[0]&0x1f)
-	}
-}
-
-func TestNextNAL(t *testing.T) {
-	tests := []struct {
-		name string
-		in   []byte
-		want [][]byte
-	}{
-		{"empty", nil, nil},
-		{"bare", []byte{0x41, 1, 2}, [][]byte{{0x41, 1, 2}}},
-		{"three and four byte codes", []byte{0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x68, 2}, [][]byte{{0x67, 1}, {0x68, 2}}},
-		{"leading junk and trailing zeros", []byte{9, 0, 0, 1, 0x65, 7, 0, 0, 0, 0, 1, 0x41, 0, 0}, [][]byte{{0x65, 7}, {0x41}}},
-		{"empty nal skipped", []byte{0, 0, 1, 0, 0, 1, 0x41, 5}, [][]byte{{0x41, 5}}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got [][]byte
-			for rest := tt.in; ; {
-				var nal []byte
-				nal, rest = nextNAL(rest)
-				if nal == nil {
-					break
-				}
-				got = append(got, nal)
-			}
-			if len(got) != len(tt.want) {
-				t.Fatalf("got %d NALs %x, want %d", len(got), got, len(tt.want))
-			}
-			for i := range got {
-				if !bytes.Equal(got[i], tt.want[i]) {
-					t.Errorf("nal %d = %x, want %x", i, got[i], tt.want[i])
-				}
-			}
-		})
 	}
 }
 

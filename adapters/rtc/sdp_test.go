@@ -60,7 +60,7 @@ func FuzzNextNAL(f *testing.F) {
 		total := 0
 		for rest := b; ; {
 			var nal []byte
-			nal, rest = nextNAL(rest)
+			nal, rest = domain.NextNAL(rest)
 			if nal == nil {
 				break
 			}
