@@ -620,6 +620,11 @@ func (s *Service) closeLocal(id domain.SessionID, reason string) bool {
 	return true
 }
 
+// StopAccepting makes Ready false and refuses new sessions, leaving the
+// live ones playing: the first step of a drain, so load balancers see the
+// instance leave before its viewers are told bye.
+func (s *Service) StopAccepting() { s.draining.Store(true) }
+
 // Drain refuses new sessions, tells every socket bye with reason, closes
 // every peer and stops every capture. It returns when done or when ctx
 // ends.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing: Debian's chromium (the
-# browser e2e test) and adb (ADB e2e tests). Idempotent; needs root or sudo
+# browser e2e test), ffmpeg (ffprobe decodes what e2e clients received),
+# adb and redis-server. Idempotent; needs root or sudo
 # only when something is missing.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v adb >/dev/null 2>&1 || need+=(adb)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -42,6 +42,7 @@ type HTTPConfig struct {
 	TrustProxy        bool          `koanf:"trust_proxy"`
 	MaxBodyBytes      int64         `koanf:"max_body_bytes"`
 	DrainTimeout      time.Duration `koanf:"drain_timeout"`
+	ShutdownDelay     time.Duration `koanf:"shutdown_delay"`
 	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
 }
 
@@ -132,6 +133,7 @@ func defaults() map[string]any {
 		"http.trust_proxy":           false,
 		"http.max_body_bytes":        65536,
 		"http.drain_timeout":         "10s",
+		"http.shutdown_delay":        "1s",
 		"http.read_header_timeout":   "5s",
 		"auth.api_keys":              map[string]any{},
 		"auth.allow_open":            false,
@@ -321,6 +323,10 @@ func (c Config) validate() []error {
 	}
 	positive("http.max_body_bytes", c.HTTP.MaxBodyBytes)
 	positive("http.drain_timeout", int64(c.HTTP.DrainTimeout))
+	nonNeg("http.shutdown_delay", int64(c.HTTP.ShutdownDelay))
+	if c.HTTP.ShutdownDelay >= c.HTTP.DrainTimeout {
+		bad("http.shutdown_delay", "must be shorter than http.drain_timeout")
+	}
 	positive("http.read_header_timeout", int64(c.HTTP.ReadHeaderTimeout))
 	for name, key := range c.Auth.APIKeys {
 		if len(key) < 16 {

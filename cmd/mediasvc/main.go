@@ -220,12 +220,18 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("draining", "timeout", cfg.HTTP.DrainTimeout)
+		log.Info("draining", "timeout", cfg.HTTP.DrainTimeout, "shutdown_delay", cfg.HTTP.ShutdownDelay)
 		dctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.DrainTimeout)
 		defer cancel()
 		start := time.Now()
-		// Readiness turns 503 and creation is refused first; then every
-		// socket hears bye, peers close, captures stop; then HTTP ends.
+		// Readiness turns 503 and creation is refused first, and stays so
+		// for shutdown_delay so load balancers see it; then every socket
+		// hears bye, peers close, captures stop; then HTTP ends.
+		svc.StopAccepting()
+		select {
+		case <-time.After(cfg.HTTP.ShutdownDelay):
+		case <-dctx.Done():
+		}
 		var errs []error
 		if err := svc.Drain(dctx, "shutdown"); err != nil {
 			errs = append(errs, err)

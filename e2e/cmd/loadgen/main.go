@@ -1,0 +1,467 @@
+// Command loadgen starts many pion viewers of one mediasvc device on
+// loopback and measures the service: session setup time, time to the first
+// keyframe for late joiners, frame age from the SEI timestamps, per-viewer
+// bitrate, and the server's CPU and memory per viewer from /proc.
+//
+//	loadgen -url http://127.0.0.1:8080 -device demo -viewers 200 \
+//	    -duration 60s -ramp 10s -mode whep -pid $(pgrep -n mediasvc) -json
+//
+// Viewers join evenly over -ramp; the steady-state window runs from a few
+// seconds after the ramp to -duration, and server CPU and RSS are sampled
+// at its two ends (RSS per viewer is measured against the idle server before
+// the first viewer). Every -sample-th viewer depacketizes fully to read
+// frame ages; the others only count packets, to keep the client's CPU low.
+// The client shares the machine with the server: its own CPU is reported.
+// It only talks to loopback addresses, and stops by itself.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"mediasvc/e2e/client"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	url      string
+	device   string
+	viewers  int
+	duration time.Duration
+	ramp     time.Duration
+	settle   time.Duration
+	mode     string
+	pid      int
+	jsonOut  bool
+	sample   int
+	apiKey   string
+}
+
+// Report is what loadgen prints with -json.
+type Report struct {
+	Command             string `json:"command"`
+	Date                string `json:"date"`
+	Machine             string `json:"machine"`
+	Mode                string `json:"mode"`
+	Viewers             int    `json:"viewers"`
+	Duration            string `json:"duration"`
+	Ramp                string `json:"ramp"`
+	Connected           int    `json:"connected"`
+	Failed              int    `json:"failed"`
+	NoFrames            int    `json:"no_frames"`
+	FirstPacketKeyframe int    `json:"first_packet_keyframe"`
+
+	SetupAnswerP50Ms   float64 `json:"setup_answer_p50_ms"`
+	SetupAnswerP95Ms   float64 `json:"setup_answer_p95_ms"`
+	SetupKeyframeP50Ms float64 `json:"setup_first_keyframe_p50_ms"`
+	SetupKeyframeP95Ms float64 `json:"setup_first_keyframe_p95_ms"`
+	LateJoinerP50Ms    float64 `json:"late_joiner_connected_to_keyframe_p50_ms"`
+	LateJoinerP95Ms    float64 `json:"late_joiner_connected_to_keyframe_p95_ms"`
+	FrameAgeP50Ms      float64 `json:"frame_age_p50_ms"`
+	FrameAgeP99Ms      float64 `json:"frame_age_p99_ms"`
+	FrameAgeSamples    int     `json:"frame_age_samples"`
+	FrameAgeMaxAllMs   float64 `json:"frame_age_max_incl_catchup_ms"`
+	BitrateMeanKbps    float64 `json:"bitrate_per_viewer_mean_kbps"`
+	BitrateMinKbps     float64 `json:"bitrate_per_viewer_min_kbps"`
+	FPSMean            float64 `json:"fps_per_viewer_mean"`
+	LostPackets        uint64  `json:"lost_packets"`
+	ReceivedPackets    uint64  `json:"received_packets"`
+
+	ServerIdleRSSKiB        uint64   `json:"server_idle_rss_kib,omitempty"`
+	ServerRSSKiB            uint64   `json:"server_rss_kib,omitempty"`
+	ServerRSSPerViewerKiB   float64  `json:"server_rss_per_viewer_kib,omitempty"`
+	ServerMillicores        float64  `json:"server_millicores,omitempty"`
+	ServerMillicoresPerView float64  `json:"server_millicores_per_viewer,omitempty"`
+	ClientMillicores        float64  `json:"client_millicores"`
+	SteadyWindow            string   `json:"steady_window"`
+	Errors                  []string `json:"errors,omitempty"`
+}
+
+func run() error {
+	var o options
+	flag.StringVar(&o.url, "url", "http://127.0.0.1:8080", "mediasvc base URL (loopback only)")
+	flag.StringVar(&o.device, "device", "demo", "device id")
+	flag.IntVar(&o.viewers, "viewers", 200, "number of viewers")
+	flag.DurationVar(&o.duration, "duration", 60*time.Second, "total run time, ramp included")
+	flag.DurationVar(&o.ramp, "ramp", 10*time.Second, "time over which viewers join")
+	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait after the ramp before the steady window")
+	flag.StringVar(&o.mode, "mode", "whep", "signaling: whep or ws")
+	flag.IntVar(&o.pid, "pid", 0, "server pid, to sample /proc/PID/stat and status")
+	flag.BoolVar(&o.jsonOut, "json", false, "print the report as JSON too")
+	flag.IntVar(&o.sample, "sample", 10, "every n-th viewer depacketizes fully and reads frame ages")
+	flag.StringVar(&o.apiKey, "api-key", "", "API key (bearer), if the service requires one")
+	flag.Parse()
+
+	if o.viewers < 1 || o.viewers > 5000 {
+		return errors.New("-viewers must be 1..5000")
+	}
+	if o.mode != "whep" && o.mode != "ws" {
+		return errors.New("-mode must be whep or ws")
+	}
+	if o.duration < o.ramp+o.settle+5*time.Second {
+		return fmt.Errorf("-duration must be at least ramp + settle + 5s = %s", o.ramp+o.settle+5*time.Second)
+	}
+	if o.sample < 1 {
+		o.sample = 1
+	}
+	if err := checkLoopback(o.url); err != nil {
+		return err
+	}
+	o.url = strings.TrimSuffix(o.url, "/")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.duration+2*time.Minute)
+	defer cancel()
+
+	rep := Report{
+		Command:  strings.Join(os.Args, " "),
+		Date:     time.Now().UTC().Format(time.RFC3339),
+		Machine:  machine(),
+		Mode:     o.mode,
+		Viewers:  o.viewers,
+		Duration: o.duration.String(),
+		Ramp:     o.ramp.String(),
+	}
+	var idle procStats
+	if o.pid > 0 {
+		var err error
+		if idle, err = readProc(o.pid); err != nil {
+			return fmt.Errorf("server pid %d: %w", o.pid, err)
+		}
+		rep.ServerIdleRSSKiB = idle.RSSKiB
+	}
+
+	lightAPI, err := client.NewAPI(true)
+	if err != nil {
+		return err
+	}
+	fullAPI, err := client.NewAPI(false)
+	if err != nil {
+		return err
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+
+	start := time.Now()
+	viewers := make([]*client.Viewer, o.viewers)
+	dialErrs := make([]error, o.viewers)
+	var wg sync.WaitGroup
+	for i := range o.viewers {
+		at := start.Add(time.Duration(int64(o.ramp) * int64(i) / int64(o.viewers)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-time.After(time.Until(at)):
+			case <-ctx.Done():
+				dialErrs[i] = ctx.Err()
+				return
+			}
+			analyze := i%o.sample == 0
+			api := lightAPI
+			if analyze {
+				api = fullAPI
+			}
+			dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+			defer dcancel()
+			viewers[i], dialErrs[i] = client.Dial(dctx, client.Config{
+				BaseURL: o.url, Device: o.device, Mode: client.Mode(o.mode), APIKey: o.apiKey,
+				HTTP: hc, API: api, Analyze: analyze, MaxAges: 4000,
+			})
+		}()
+	}
+	wg.Wait()
+	for i, err := range dialErrs {
+		if err != nil {
+			rep.Failed++
+			if len(rep.Errors) < 10 {
+				rep.Errors = append(rep.Errors, fmt.Sprintf("viewer %d: %v", i, err))
+			}
+		} else {
+			rep.Connected++
+		}
+	}
+	fmt.Fprintf(os.Stderr, "loadgen: %d of %d viewers negotiated in %s\n", rep.Connected, o.viewers, time.Since(start).Round(time.Millisecond))
+
+	// Steady window.
+	sleepUntil(ctx, start.Add(o.ramp+o.settle))
+	selfA, _ := readProc(os.Getpid())
+	var srvA, srvB procStats
+	if o.pid > 0 {
+		srvA, err = readProc(o.pid)
+		if err != nil {
+			return fmt.Errorf("server pid %d: %w", o.pid, err)
+		}
+	}
+	sleepUntil(ctx, start.Add(o.duration))
+	selfB, _ := readProc(os.Getpid())
+	if o.pid > 0 {
+		srvB, err = readProc(o.pid)
+		if err != nil {
+			return fmt.Errorf("server pid %d: %w", o.pid, err)
+		}
+	}
+	window := selfB.At.Sub(selfA.At)
+	rep.SteadyWindow = window.Round(time.Millisecond).String()
+	rep.ClientMillicores = millicores(selfA, selfB)
+	if o.pid > 0 {
+		rep.ServerRSSKiB = srvB.RSSKiB
+		rep.ServerMillicores = millicores(srvA, srvB)
+		if rep.Connected > 0 {
+			rep.ServerRSSPerViewerKiB = float64(int64(srvB.RSSKiB)-int64(idle.RSSKiB)) / float64(rep.Connected)
+			rep.ServerMillicoresPerView = rep.ServerMillicores / float64(rep.Connected)
+		}
+	}
+
+	// Collect, then close.
+	var setupAns, setupKey, late, ages []time.Duration
+	var kbps, fps []float64
+	var catchUpMax time.Duration
+	steadyStart := selfA.At
+	firstKey := time.Time{}
+	for _, v := range viewers {
+		if v == nil {
+			continue
+		}
+		st := v.Stats()
+		rep.LostPackets += st.LostPackets
+		rep.ReceivedPackets += st.VideoPackets + st.AudioPackets
+		if st.Frames == 0 {
+			rep.NoFrames++
+			continue
+		}
+		if st.FirstPacketKeyframe {
+			rep.FirstPacketKeyframe++
+		}
+		if !st.AnswerReceived.IsZero() {
+			setupAns = append(setupAns, st.AnswerReceived.Sub(st.Start))
+		}
+		if !st.FirstKeyframe.IsZero() {
+			setupKey = append(setupKey, st.FirstKeyframe.Sub(st.Start))
+			if !firstKey.IsZero() && !st.Connected.IsZero() {
+				late = append(late, st.FirstKeyframe.Sub(st.Connected))
+			}
+			if firstKey.IsZero() {
+				firstKey = st.FirstKeyframe
+			}
+		}
+		// Live frames only: a joiner's catch-up from the cached keyframe
+		// (old frames in a burst) is over before the steady window.
+		ages = append(ages, st.AgesAfter(steadyStart)...)
+		for _, a := range st.FrameAges {
+			catchUpMax = max(catchUpMax, a)
+		}
+		if d := st.LastVideo.Sub(st.FirstVideo).Seconds(); d > 1 {
+			kbps = append(kbps, float64(st.VideoBytes+st.AudioBytes)*8/d/1000)
+			fps = append(fps, float64(st.Frames)/d)
+		}
+	}
+	var cwg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, v := range viewers {
+		if v == nil {
+			continue
+		}
+		cwg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer cwg.Done()
+			defer func() { <-sem }()
+			_ = v.Close()
+		}()
+	}
+	cwg.Wait()
+
+	rep.SetupAnswerP50Ms, rep.SetupAnswerP95Ms = ms(pct(setupAns, 50)), ms(pct(setupAns, 95))
+	rep.SetupKeyframeP50Ms, rep.SetupKeyframeP95Ms = ms(pct(setupKey, 50)), ms(pct(setupKey, 95))
+	rep.LateJoinerP50Ms, rep.LateJoinerP95Ms = ms(pct(late, 50)), ms(pct(late, 95))
+	rep.FrameAgeP50Ms, rep.FrameAgeP99Ms = ms(pct(ages, 50)), ms(pct(ages, 99))
+	rep.FrameAgeSamples = len(ages)
+	rep.FrameAgeMaxAllMs = ms(catchUpMax)
+	rep.BitrateMeanKbps, rep.BitrateMinKbps = mean(kbps), minf(kbps)
+	rep.FPSMean = mean(fps)
+
+	printTable(rep)
+	if o.jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	}
+	if rep.Connected == 0 {
+		return errors.New("no viewer connected")
+	}
+	return nil
+}
+
+// checkLoopback refuses any target that is not a loopback address.
+func checkLoopback(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("-url: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("-url %q: scheme must be http or https", raw)
+	}
+	host := u.Hostname()
+	ips, err := net.LookupIP(host)
+	if err != nil {
+		return fmt.Errorf("-url host %q: %w", host, err)
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return fmt.Errorf("-url host %q resolves to %s: loadgen only targets loopback", host, ip)
+		}
+	}
+	return nil
+}
+
+func sleepUntil(ctx context.Context, t time.Time) {
+	select {
+	case <-time.After(time.Until(t)):
+	case <-ctx.Done():
+	}
+}
+
+// procStats is a sample of /proc/PID/stat and /proc/PID/status.
+type procStats struct {
+	CPUTicks uint64
+	RSSKiB   uint64
+	At       time.Time
+}
+
+// clockTicks is sysconf(_SC_CLK_TCK), 100 on Linux (getconf CLK_TCK).
+const clockTicks = 100
+
+func readProc(pid int) (procStats, error) {
+	ps := procStats{At: time.Now()}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ps, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ps, errors.New("malformed /proc stat")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return ps, errors.New("short /proc stat")
+	}
+	ut, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	ps.CPUTicks = ut + st
+	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ps, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			if fs := strings.Fields(v); len(fs) > 0 {
+				ps.RSSKiB, _ = strconv.ParseUint(fs[0], 10, 64)
+			}
+		}
+	}
+	return ps, nil
+}
+
+func millicores(a, b procStats) float64 {
+	secs := b.At.Sub(a.At).Seconds()
+	if secs <= 0 {
+		return 0
+	}
+	return float64(b.CPUTicks-a.CPUTicks) / clockTicks / secs * 1000
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs, %s, %s/%s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH)
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(float64(len(s))*p/100+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+func minf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	return slices.Min(v)
+}
+
+func printTable(r Report) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	row := func(k string, v any) { fmt.Fprintf(w, "%s\t%v\n", k, v) }
+	row("date", r.Date)
+	row("machine", r.Machine)
+	row("mode / viewers", fmt.Sprintf("%s / %d (connected %d, failed %d, no frames %d)", r.Mode, r.Viewers, r.Connected, r.Failed, r.NoFrames))
+	row("duration / ramp / steady window", fmt.Sprintf("%s / %s / %s", r.Duration, r.Ramp, r.SteadyWindow))
+	row("first packet is a keyframe", fmt.Sprintf("%d of %d", r.FirstPacketKeyframe, r.Connected-r.NoFrames))
+	row("setup → answer p50 / p95", fmt.Sprintf("%.1f / %.1f ms", r.SetupAnswerP50Ms, r.SetupAnswerP95Ms))
+	row("setup → first keyframe p50 / p95", fmt.Sprintf("%.1f / %.1f ms", r.SetupKeyframeP50Ms, r.SetupKeyframeP95Ms))
+	row("late joiner connected → keyframe p50 / p95", fmt.Sprintf("%.1f / %.1f ms", r.LateJoinerP50Ms, r.LateJoinerP95Ms))
+	row("frame age (SEI, steady window) p50 / p99", fmt.Sprintf("%.2f / %.2f ms (%d frames); max incl. join catch-up %.0f ms", r.FrameAgeP50Ms, r.FrameAgeP99Ms, r.FrameAgeSamples, r.FrameAgeMaxAllMs))
+	row("bitrate per viewer mean / min", fmt.Sprintf("%.0f / %.0f kbit/s, %.1f fps", r.BitrateMeanKbps, r.BitrateMinKbps, r.FPSMean))
+	row("lost packets", fmt.Sprintf("%d of %d", r.LostPackets, r.ReceivedPackets+r.LostPackets))
+	if r.ServerRSSKiB > 0 {
+		row("server CPU total / per viewer", fmt.Sprintf("%.0f / %.2f millicores", r.ServerMillicores, r.ServerMillicoresPerView))
+		row("server RSS idle → loaded / per viewer", fmt.Sprintf("%d → %d KiB / %.0f KiB", r.ServerIdleRSSKiB, r.ServerRSSKiB, r.ServerRSSPerViewerKiB))
+	}
+	row("client (loadgen) CPU", fmt.Sprintf("%.0f millicores", r.ClientMillicores))
+	for _, e := range r.Errors {
+		row("error", e)
+	}
+	_ = w.Flush()
+}
