@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
 	"mediasvc/domain"
 	"mediasvc/ports"
 )
@@ -22,6 +25,7 @@ type Hub struct {
 	transport ports.Transport
 	log       *slog.Logger
 	cfg       HubConfig
+	m         *metrics
 
 	// notify delivers stream conditions ("device_unavailable",
 	// "device_available") to a device's viewers. It must not block.
@@ -48,7 +52,8 @@ type HubConfig struct {
 // stream is one device's running capture and its fanout.
 type stream struct {
 	device domain.DeviceID
-	ready  chan struct{} // closed when open finished (err set on failure)
+	attrs  metric.MeasurementOption // device_id, for the per-device instruments
+	ready  chan struct{}            // closed when open finished (err set on failure)
 	err    error
 
 	fanout ports.Fanout
@@ -67,7 +72,7 @@ func newHub(sources *sourceSet, t ports.Transport, cfg HubConfig, notify func(do
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 5 * time.Second
 	}
-	return &Hub{sources: sources, transport: t, cfg: cfg, notify: notify, log: log, streams: make(map[domain.DeviceID]*stream)}
+	return &Hub{sources: sources, transport: t, cfg: cfg, notify: notify, log: log, m: newMetrics(nil), streams: make(map[domain.DeviceID]*stream)}
 }
 
 // Attach adds a viewer to the device's stream, starting the capture if it is
@@ -101,7 +106,8 @@ func (h *Hub) Attach(ctx context.Context, id domain.DeviceID) (ports.Fanout, dom
 		}
 		return st.fanout, st.info, h.releaseOnce(st), nil
 	}
-	st = &stream{device: id, ready: make(chan struct{}), viewers: 1, done: make(chan struct{})}
+	st = &stream{device: id, ready: make(chan struct{}), viewers: 1, done: make(chan struct{}),
+		attrs: metric.WithAttributes(attribute.String("device_id", string(id)))}
 	h.streams[id] = st
 	h.mu.Unlock()
 
@@ -128,6 +134,7 @@ func (h *Hub) start(ctx context.Context, st *stream) error {
 	}
 	capt, err := src.Screen.Open(ctx, st.device, h.cfg.Capture)
 	if err != nil {
+		h.m.captureFailures.Add(ctx, 1, st.attrs)
 		return fmt.Errorf("open capture on %s: %w", st.device, err)
 	}
 	st.info = capt.Info()
@@ -139,10 +146,12 @@ func (h *Hub) start(ctx context.Context, st *stream) error {
 	st.fanout = fan
 	runCtx, cancel := context.WithCancel(context.Background())
 	st.cancel = cancel
+	h.m.captures.Add(ctx, 1, st.attrs)
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
 		defer close(st.done)
+		defer h.m.captures.Add(context.Background(), -1, st.attrs)
 		h.run(runCtx, st, src, capt)
 	}()
 	return nil
@@ -256,6 +265,7 @@ func (h *Hub) run(ctx context.Context, st *stream, src Source, capt ports.Captur
 		if ctx.Err() != nil {
 			return
 		}
+		h.m.captureRestarts.Add(ctx, 1, st.attrs)
 		if errors.Is(err, io.EOF) {
 			log.Info("capture ended; reopening")
 		} else {
@@ -277,6 +287,7 @@ func (h *Hub) run(ctx context.Context, st *stream, src Source, capt ports.Captur
 			if err == nil {
 				break
 			}
+			h.m.captureFailures.Add(ctx, 1, st.attrs)
 			if !unavailable {
 				h.notify(st.device, "device_unavailable")
 				unavailable = true
@@ -329,12 +340,16 @@ func (h *Hub) control(ctx context.Context, st *stream, capt ports.Capture, bitra
 	defer tick.Stop()
 	lastChange := time.Now()
 	current := *bitrate
+	if current > 0 {
+		h.m.bitrateTarget.Record(ctx, int64(current), st.attrs)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			*bitrate = current
 			return
 		case <-st.fanout.KeyframeRequests():
+			h.m.sourceKeyframes.Add(ctx, 1, st.attrs)
 			capt.RequestKeyframe()
 		case now := <-tick.C:
 			if current <= 0 || st.fanout.Viewers() == 0 {
@@ -344,6 +359,12 @@ func (h *Hub) control(ctx context.Context, st *stream, capt ports.Capture, bitra
 			if changed {
 				h.log.Info("capture bitrate changed", "device_id", st.device, "from", current, "to", next)
 				capt.SetBitrate(next)
+				dir := "up"
+				if next < current {
+					dir = "down"
+				}
+				h.m.bitrateChanges.Add(ctx, 1, metric.WithAttributes(attribute.String("device_id", string(st.device)), attribute.String("direction", dir)))
+				h.m.bitrateTarget.Record(ctx, int64(next), st.attrs)
 				current, lastChange = next, now
 			}
 		}

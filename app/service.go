@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/time/rate"
 
 	"mediasvc/domain"
@@ -42,6 +44,10 @@ type Config struct {
 	CleanupInterval time.Duration
 	// Hub tunes the stream hub.
 	Hub HubConfig
+	// QualityInterval is how often every connected viewer's quality is
+	// sampled into the quality histograms (default 5 s). Sampling runs only
+	// with a Meter.
+	QualityInterval time.Duration
 }
 
 // Deps are the ports the service drives.
@@ -54,6 +60,8 @@ type Deps struct {
 	OwnerLimit  ports.RateLimiter
 	GlobalLimit ports.RateLimiter
 	Clock       ports.Clock
+	// Meter records the service's metrics; nil records nothing.
+	Meter metric.Meter
 }
 
 // Service is the application: the HTTP adapter calls it.
@@ -63,6 +71,7 @@ type Service struct {
 	log  *slog.Logger
 	hub  *Hub
 	src  *sourceSet
+	m    *metrics
 
 	draining atomic.Bool
 
@@ -90,6 +99,10 @@ type live struct {
 	release   func()
 	keepalive *time.Timer
 	closed    bool
+
+	created time.Time
+	iceMu   sync.Mutex // guards ice
+	ice     iceTracker
 }
 
 type systemClock struct{}
@@ -114,25 +127,40 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Service {
 	if cfg.CleanupInterval <= 0 {
 		cfg.CleanupInterval = time.Second
 	}
+	if cfg.QualityInterval <= 0 {
+		cfg.QualityInterval = 5 * time.Second
+	}
 	if deps.Clock == nil {
 		deps.Clock = systemClock{}
 	}
 	s := &Service{cfg: cfg, deps: deps, log: log, src: &sourceSet{list: deps.Sources}, live: make(map[domain.SessionID]*live)}
+	s.m = newMetrics(deps.Meter)
 	s.hub = newHub(s.src, deps.Transport, cfg.Hub, s.deviceCondition, log)
+	s.hub.m = s.m
+	s.m.observeDevices(deps.Meter, s.Devices)
 	return s
 }
 
-// Run reaps expired sessions until ctx is done. Expired sessions are found
-// through the store's expiry index and closed outside any lock.
+// Run reaps expired sessions and, with a Meter, samples the viewers'
+// quality into the quality histograms, until ctx is done. Expired sessions
+// are found through the store's expiry index and closed outside any lock.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.CleanupInterval)
 	defer t.Stop()
+	var sampleC <-chan time.Time
+	if s.m.enabled {
+		q := time.NewTicker(s.cfg.QualityInterval)
+		defer q.Stop()
+		sampleC = q.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 			s.reap(ctx)
+		case <-sampleC:
+			s.sampleQuality(ctx)
 		}
 	}
 }
@@ -191,6 +219,12 @@ func (s *Service) CreateSession(ctx context.Context, device domain.DeviceID, rol
 }
 
 func (s *Service) create(ctx context.Context, device domain.DeviceID, role domain.Role, owner, kind string) (domain.Session, string, error) {
+	sess, token, err := s.createSession(ctx, device, role, owner, kind)
+	s.m.created.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", createOutcome(err)), attribute.String("kind", kind)))
+	return sess, token, err
+}
+
+func (s *Service) createSession(ctx context.Context, device domain.DeviceID, role domain.Role, owner, kind string) (domain.Session, string, error) {
 	if s.draining.Load() {
 		return domain.Session{}, "", fmt.Errorf("create session: %w", domain.ErrDraining)
 	}
@@ -202,11 +236,13 @@ func (s *Service) create(ctx context.Context, device domain.DeviceID, role domai
 	}
 	if s.deps.GlobalLimit != nil {
 		if err := s.deps.GlobalLimit.Allow(ctx, "global"); err != nil {
+			s.rateLimited(ctx, err, "global")
 			return domain.Session{}, "", fmt.Errorf("create session: %w", err)
 		}
 	}
 	if s.deps.OwnerLimit != nil {
 		if err := s.deps.OwnerLimit.Allow(ctx, owner); err != nil {
+			s.rateLimited(ctx, err, "owner")
 			return domain.Session{}, "", fmt.Errorf("create session: %w", err)
 		}
 	}
@@ -219,6 +255,8 @@ func (s *Service) create(ctx context.Context, device domain.DeviceID, role domai
 		id: sess.ID, device: device, role: role, kind: kind, token: sess.TokenHash, ttl: s.cfg.SessionTTL,
 		input: rate.NewLimiter(rate.Limit(s.cfg.InputRate), s.cfg.InputBurst),
 		log:   s.log.With("session_id", sess.ID, "device_id", device),
+
+		created: s.deps.Clock.Now(),
 	}
 	s.mu.Lock()
 	s.live[sess.ID] = l
@@ -229,6 +267,7 @@ func (s *Service) create(ctx context.Context, device domain.DeviceID, role domai
 		s.mu.Unlock()
 		return domain.Session{}, "", fmt.Errorf("create session: %w", err)
 	}
+	s.m.active.Add(ctx, 1, sessionAttrs(role, kind))
 	l.log.Info("session created", "role", role, "kind", kind, "owner", owner)
 	return sess, token, nil
 }
@@ -351,12 +390,14 @@ func (s *Service) answer(ctx context.Context, l *live, sdp string, trickle bool)
 			OnCandidate: func(c domain.Candidate) {
 				s.emit(l, domain.SessionEvent{Type: domain.EventCandidate, Candidate: &c})
 			},
-			OnState: func(st ports.PeerState) { s.peerState(l, st) },
+			OnState:      func(st ports.PeerState) { s.peerState(l, st) },
+			OnFirstFrame: func() { s.firstFrame(l) },
 		})
 		if err != nil {
 			release()
 			return "", fmt.Errorf("peer for session %s: %w", l.id, err)
 		}
+		s.iceEnter(l, stateNew)
 		l.peer, l.fanout, l.info, l.release = peer, fan, info, release
 	}
 	answer, err := l.peer.Answer(ctx, sdp)
@@ -395,6 +436,7 @@ func (s *Service) peerState(l *live, st ports.PeerState) {
 		}
 	}()
 	l.log.Info("peer state", "state", st)
+	s.iceEnter(l, st)
 	switch st {
 	case ports.PeerConnected:
 		s.transition(context.Background(), l, domain.StateConnected, "ice_connected")
@@ -455,7 +497,11 @@ func (s *Service) AddCandidate(ctx context.Context, id domain.SessionID, c domai
 		return fmt.Errorf("candidate before offer on session %s: %w", id, domain.ErrConflict)
 	}
 	if err := peer.AddCandidate(c); err != nil {
+		s.m.candRejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", candidateRejection(err))))
 		return fmt.Errorf("add candidate to session %s: %w", id, err)
+	}
+	if c.Candidate != "" {
+		s.m.candAdded.Add(ctx, 1)
 	}
 	return nil
 }
@@ -508,7 +554,9 @@ func (s *Service) Input(ctx context.Context, id domain.SessionID, ev domain.Inpu
 	if r := l.input.Reserve(); r.Delay() > 0 {
 		d := r.Delay()
 		r.Cancel()
-		return &domain.RateLimitError{Limit: "input", RetryAfter: d}
+		err := &domain.RateLimitError{Limit: "input", RetryAfter: d}
+		s.rateLimited(ctx, err, "input")
+		return err
 	}
 	l.mu.Lock()
 	info := l.info
@@ -616,6 +664,7 @@ func (s *Service) closeLocal(id domain.SessionID, reason string) bool {
 	if release != nil {
 		release()
 	}
+	s.sessionEnded(l, reason)
 	l.log.Info("session closed", "reason", reason)
 	return true
 }

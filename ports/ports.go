@@ -140,6 +140,9 @@ type PeerOptions struct {
 	// OnState receives connection state changes. May be nil. It must not
 	// block.
 	OnState func(PeerState)
+	// OnFirstFrame is called once, when the first video frame has been
+	// sent to the viewer. May be nil. It must not block.
+	OnFirstFrame func()
 }
 
 // Peer is one viewer's WebRTC connection.

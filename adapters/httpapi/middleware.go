@@ -98,6 +98,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				route = p
 			}
 		}
+		s.recordRequest(r.Context(), route, r.Method, status, dur)
 		if s.cfg.Observe != nil {
 			s.cfg.Observe(route, r.Method, status, dur)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"go.opentelemetry.io/otel/metric"
 
 	"mediasvc/domain"
 )
@@ -107,6 +108,10 @@ type Config struct {
 	// the method, the status written and the duration. For WebSocket
 	// requests it is called when the socket ends, with status 101.
 	Observe func(route, method string, status int, dur time.Duration)
+	// Meter records the adapter's metrics (HTTP requests and latency by
+	// route pattern, WebSocket connections, messages and send-queue
+	// drops); nil records nothing.
+	Meter metric.Meter
 }
 
 // WebSocketConfig configures session WebSockets.
@@ -166,6 +171,7 @@ type Server struct {
 	log    *slog.Logger
 	router chi.Router
 	keys   []apiKey
+	m      instruments
 
 	mu       sync.Mutex
 	sockets  map[*socket]struct{}
@@ -184,6 +190,7 @@ func New(cfg Config, svc Service, logger *slog.Logger) *Server {
 		svc:     svc,
 		log:     logger,
 		keys:    newAPIKeys(cfg.APIKeys),
+		m:       newInstruments(cfg.Meter),
 		sockets: make(map[*socket]struct{}),
 	}
 	s.router = s.routes()

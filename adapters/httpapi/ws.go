@@ -126,7 +126,9 @@ func (c *socket) enqueue(m Message) {
 	}
 	select {
 	case c.send <- b:
+		c.srv.recordMessage(dirOut, m.Type)
 	default:
+		c.srv.m.wsDrops.Add(context.Background(), 1)
 		c.log.Warn("websocket send queue full, closing")
 		c.closeWith(websocket.StatusPolicyViolation, reasonQueueFull, false)
 	}
@@ -211,6 +213,8 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(s.cfg.WebSocket.MaxMessageBytes)
 	sock.conn = conn
+	s.m.wsConns.Add(r.Context(), 1)
+	defer s.m.wsConns.Add(context.WithoutCancel(r.Context()), -1)
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -289,6 +293,7 @@ func (c *socket) readLoop(ctx context.Context) (clientClosed bool) {
 		}
 		var herr error
 		if typ != websocket.MessageText {
+			c.srv.recordMessage(dirIn, "invalid")
 			herr = badRequest("binary messages are not supported")
 		} else {
 			herr = c.safeHandle(ctx, data)
@@ -340,6 +345,11 @@ func (c *socket) recoverPanic(where string) {
 // the client, if any.
 func (c *socket) handle(ctx context.Context, data []byte) error {
 	m, err := decodeMessage(data)
+	if err != nil {
+		c.srv.recordMessage(dirIn, "invalid")
+	} else {
+		c.srv.recordMessage(dirIn, m.Type)
+	}
 	if errors.Is(err, errUnknownType) {
 		return badRequest("%v", err)
 	}

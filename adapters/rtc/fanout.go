@@ -1,6 +1,7 @@
 package rtc
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -172,6 +173,17 @@ func (f *Fanout) rtpNow(now time.Time, clock int64) (uint32, bool) {
 // Config.KeyframeInterval. It is never closed.
 func (f *Fanout) KeyframeRequests() <-chan struct{} { return f.keyReq }
 
+// requestKeyframeFrom is requestKeyframe, counted by origin and result.
+func (f *Fanout) requestKeyframeFrom(from int) bool {
+	ok := f.requestKeyframe()
+	res := 0
+	if ok {
+		res = 1
+	}
+	f.t.m.keyframeReqs.Add(context.Background(), 1, keyframeAttrs[from][res])
+	return ok
+}
+
 // requestKeyframe asks the source for a keyframe, coalesced. It never blocks.
 func (f *Fanout) requestKeyframe() bool {
 	now := time.Now().UnixNano()
@@ -192,7 +204,7 @@ func (f *Fanout) requestKeyframe() bool {
 
 // RequestKeyframe asks the source for a keyframe on a client's explicit
 // request, coalesced with the viewers' PLI/FIR. It never blocks.
-func (f *Fanout) RequestKeyframe() { f.requestKeyframe() }
+func (f *Fanout) RequestKeyframe() { f.requestKeyframeFrom(fromClient) }
 
 // Viewers returns the number of peers attached.
 func (f *Fanout) Viewers() int { return len(*f.viewers.Load()) }

@@ -57,6 +57,8 @@ type Peer struct {
 	lastTick   time.Time
 	lastFrames uint64
 	lastBytes  uint64
+	folded     sentMark // what foldSent has added to the Transport's totals
+	framed     bool     // OnFirstFrame has been called
 
 	nacks       atomic.Uint64
 	plis        atomic.Uint64
@@ -344,7 +346,7 @@ func (p *Peer) run() {
 func (p *Peer) keyframeNeeded() {
 	if p.cur.needKey {
 		p.cur.needKey = false
-		p.f.requestKeyframe()
+		p.f.requestKeyframeFrom(fromJoiner)
 	}
 }
 
@@ -379,6 +381,12 @@ func (p *Peer) drain() bool {
 		// A write error is a transient or closing transport; closing is
 		// seen through p.done, and RTP loss is what NACK and PLI are for.
 		_ = tr.send(&m, p.buf[:m.n])
+		if !p.framed && tr == p.video && p.video.frames.Load() > 0 {
+			p.framed = true
+			if p.opts.OnFirstFrame != nil {
+				p.opts.OnFirstFrame()
+			}
+		}
 	}
 }
 
@@ -419,6 +427,7 @@ func (p *Peer) tick(now time.Time) {
 		p.statMu.Unlock()
 	}
 	p.lastTick, p.lastFrames, p.lastBytes = now, frames, bytes
+	p.foldSent()
 }
 
 // ntpTime is t as a 64-bit NTP timestamp.
@@ -444,16 +453,23 @@ func (p *Peer) readRTCP(s *webrtc.RTPSender, tr *sendTrack, kind int) {
 			switch r := pkt.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				p.plis.Add(1)
-				p.f.requestKeyframe()
+				p.t.m.plis.Add(context.Background(), 1)
+				p.f.requestKeyframeFrom(fromViewer)
 			case *rtcp.TransportLayerNack:
 				p.nacks.Add(1)
+				p.t.m.nacks.Add(context.Background(), 1)
+				var n int64
 				for i := range r.Nacks {
 					r.Nacks[i].Range(func(seq uint16) bool {
 						if tr.retransmit(p.f.ring, seq) {
 							p.retransmits.Add(1)
+							n++
 						}
 						return true
 					})
+				}
+				if n > 0 {
+					p.t.m.retransmits.Add(context.Background(), n)
 				}
 			case *rtcp.ReceiverReport:
 				p.onReports(r.Reports, tr, kind, now)
@@ -535,6 +551,7 @@ func (p *Peer) Close() error {
 		}
 		p.f.detach(p)
 		p.wg.Wait()
+		p.foldSent()
 	})
 	return p.closeErr
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
+	"go.opentelemetry.io/otel/metric"
 
 	"mediasvc/domain"
 	"mediasvc/ports"
@@ -65,6 +66,10 @@ type Config struct {
 	// KeyframeInterval is the minimum time between two keyframe requests a
 	// Fanout delivers.
 	KeyframeInterval time.Duration
+	// Meter records the transport's metrics (sent frames, packets and
+	// bytes, NACKs, PLIs, retransmissions, keyframe requests and skips);
+	// nil records nothing.
+	Meter metric.Meter
 }
 
 // Transport makes viewer peers and stream fanouts sharing one pion API (one
@@ -77,6 +82,8 @@ type Transport struct {
 	servers []webrtc.ICEServer
 
 	keyframeSkips atomic.Uint64
+	sent          sentTotals
+	m             instruments
 	closeOnce     sync.Once
 	closed        atomic.Bool
 }
@@ -117,6 +124,11 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	cfg.ICEServers = slices.Clone(cfg.ICEServers)
 
 	t := &Transport{cfg: cfg, log: logger}
+	in, err := newInstruments(cfg.Meter, &t.sent, &t.keyframeSkips)
+	if err != nil {
+		return nil, fmt.Errorf("rtc: metrics: %w", err)
+	}
+	t.m = in
 	for _, s := range cfg.ICEServers {
 		t.servers = append(t.servers, webrtc.ICEServer{
 			URLs:       slices.Clone(s.URLs),

@@ -32,6 +32,14 @@ type Config struct {
 	Demo     DemoConfig     `koanf:"demo"`
 	Log      LogConfig      `koanf:"log"`
 	Instance InstanceConfig `koanf:"instance"`
+	Metrics  MetricsConfig  `koanf:"metrics"`
+}
+
+// MetricsConfig is the Prometheus endpoint.
+type MetricsConfig struct {
+	Enabled         bool          `koanf:"enabled"`
+	Addr            string        `koanf:"addr"`
+	QualityInterval time.Duration `koanf:"quality_interval"`
 }
 
 // HTTPConfig is the listener.
@@ -169,6 +177,9 @@ func defaults() map[string]any {
 		"log.level":                  "info",
 		"log.format":                 "text",
 		"instance.id":                "",
+		"metrics.enabled":            true,
+		"metrics.addr":               "",
+		"metrics.quality_interval":   "5s",
 	}
 }
 
@@ -403,6 +414,14 @@ func (c Config) validate() []error {
 		bad("webrtc.udp_port_min", "udp_port_min and udp_port_max go together, min ≤ max")
 	}
 	positive("webrtc.gather_timeout", int64(c.WebRTC.GatherTimeout))
+	if c.Metrics.Addr != "" {
+		if _, port, err := net.SplitHostPort(c.Metrics.Addr); err != nil {
+			bad("metrics.addr", "%q is not host:port", c.Metrics.Addr)
+		} else if _, err := net.LookupPort("tcp", port); err != nil {
+			bad("metrics.addr", "bad port %q", port)
+		}
+	}
+	positive("metrics.quality_interval", int64(c.Metrics.QualityInterval))
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

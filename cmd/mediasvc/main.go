@@ -24,12 +24,14 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 
 	"mediasvc/adapters/demo"
 	"mediasvc/adapters/httpapi"
 	"mediasvc/adapters/memstore"
 	"mediasvc/adapters/rtc"
+	"mediasvc/adapters/telemetry"
 	"mediasvc/app"
 	"mediasvc/domain"
 )
@@ -119,6 +121,20 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		instance = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 
+	// Metrics: one provider; each package records through its own meter.
+	// Disabled, every meter is nil and records nothing.
+	var tel *telemetry.Provider
+	meter := func(string) metric.Meter { return nil }
+	if cfg.Metrics.Enabled {
+		p, err := telemetry.New()
+		if err != nil {
+			return err
+		}
+		tel = p
+		defer func() { _ = tel.Shutdown(context.Background()) }()
+		meter = func(name string) metric.Meter { return tel.Meter(name) }
+	}
+
 	store := memstore.New(memstore.Options{})
 	ownerLimit, err := memstore.NewLimiter("owner", cfg.Limits.CreateRate, cfg.Limits.CreateBurst, 100_000)
 	if err != nil {
@@ -150,6 +166,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		UDPPortMax:    uint16(cfg.WebRTC.UDPPortMax),
 		GatherTimeout: cfg.WebRTC.GatherTimeout,
 		RingSize:      cfg.Stream.RingPackets,
+		Meter:         meter("mediasvc/rtc"),
 	}, log.With("component", "rtc"))
 	if err != nil {
 		return fmt.Errorf("webrtc transport: %w", err)
@@ -162,9 +179,10 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		Quota: domain.Quota{
 			Total: cfg.Limits.SessionsTotal, PerDevice: cfg.Limits.SessionsPerDevice, PerOwner: cfg.Limits.SessionsPerOwner,
 		},
-		ICE:        domain.ICELimits{MaxCandidates: cfg.Limits.MaxCandidates, MaxCandidateLen: cfg.Limits.MaxCandidateBytes},
-		InputRate:  cfg.Limits.InputRate,
-		InputBurst: cfg.Limits.InputBurst,
+		ICE:             domain.ICELimits{MaxCandidates: cfg.Limits.MaxCandidates, MaxCandidateLen: cfg.Limits.MaxCandidateBytes},
+		InputRate:       cfg.Limits.InputRate,
+		InputBurst:      cfg.Limits.InputBurst,
+		QualityInterval: cfg.Metrics.QualityInterval,
 		Hub: app.HubConfig{
 			Grace:   cfg.Stream.Grace,
 			Capture: domain.CaptureOptions{BitrateBps: cfg.Stream.BitrateBps},
@@ -180,6 +198,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		Transport:   transport,
 		OwnerLimit:  ownerLimit,
 		GlobalLimit: globalLimit,
+		Meter:       meter("mediasvc/app"),
 	}, log)
 
 	api := httpapi.New(httpapi.Config{
@@ -194,7 +213,26 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			SendQueue:       cfg.WS.SendQueue,
 			PingInterval:    cfg.WS.PingInterval,
 		},
+		Meter: meter("mediasvc/httpapi"),
 	}, svc, log.With("component", "http"))
+
+	var metricsLn net.Listener
+	var metricsSrv *http.Server
+	if tel != nil {
+		if cfg.Metrics.Addr == "" {
+			api.Mount("/metrics", tel.Handler())
+		} else {
+			metricsLn, err = net.Listen("tcp", cfg.Metrics.Addr)
+			if err != nil {
+				return fmt.Errorf("listen for metrics on %s: %w", cfg.Metrics.Addr, err)
+			}
+			defer metricsLn.Close()
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", tel.Handler())
+			metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout}
+			log.Info("metrics listening", "addr", metricsLn.Addr().String(), "url", "http://"+metricsLn.Addr().String()+"/metrics")
+		}
+	}
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
@@ -212,6 +250,14 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	g.Go(func() error { return svc.Run(runCtx) })
+	if metricsSrv != nil {
+		g.Go(func() error {
+			if err := metricsSrv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics server: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
@@ -240,6 +286,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		if err := srv.Shutdown(dctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			_ = srv.Close()
+		}
+		if metricsSrv != nil {
+			_ = metricsSrv.Shutdown(dctx)
 		}
 		stopRun()
 		log.Info("drained", "took", time.Since(start).Round(time.Millisecond))

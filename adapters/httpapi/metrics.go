@@ -1,0 +1,99 @@
+package httpapi
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+)
+
+// instruments are the adapter's metrics. Labels come from small sets only:
+// the chi route pattern (never the raw path), the method, the status class,
+// the WebSocket message type and direction.
+type instruments struct {
+	requests   metric.Int64Counter
+	duration   metric.Float64Histogram
+	wsConns    metric.Int64UpDownCounter
+	wsMessages metric.Int64Counter
+	wsDrops    metric.Int64Counter
+}
+
+func newInstruments(m metric.Meter) instruments {
+	noopM := noop.NewMeterProvider().Meter("mediasvc/httpapi")
+	if m == nil {
+		m = noopM
+	}
+	var in instruments
+	var err error
+	if in.requests, err = m.Int64Counter("media_http_requests",
+		metric.WithDescription("HTTP requests by route pattern, method and status class (WebSockets count when they end, as 1xx).")); err != nil {
+		in.requests, _ = noopM.Int64Counter("media_http_requests")
+	}
+	if in.duration, err = m.Float64Histogram("media_http_duration", metric.WithUnit("s"),
+		metric.WithDescription("HTTP request latency by route pattern and method (WebSocket upgrades excluded)."),
+		metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)); err != nil {
+		in.duration, _ = noopM.Float64Histogram("media_http_duration")
+	}
+	if in.wsConns, err = m.Int64UpDownCounter("media_websocket_connections",
+		metric.WithDescription("Open session WebSockets.")); err != nil {
+		in.wsConns, _ = noopM.Int64UpDownCounter("media_websocket_connections")
+	}
+	if in.wsMessages, err = m.Int64Counter("media_websocket_messages",
+		metric.WithDescription("Session WebSocket messages by direction (in, out) and type.")); err != nil {
+		in.wsMessages, _ = noopM.Int64Counter("media_websocket_messages")
+	}
+	if in.wsDrops, err = m.Int64Counter("media_websocket_send_queue_drops",
+		metric.WithDescription("Sockets closed because their send queue was full (a client too slow to read).")); err != nil {
+		in.wsDrops, _ = noopM.Int64Counter("media_websocket_send_queue_drops")
+	}
+	return in
+}
+
+// statusClass is "2xx", "4xx", … for a status code.
+func statusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return strconv.Itoa(code/100) + "xx"
+}
+
+func (s *Server) recordRequest(ctx context.Context, route, method string, status int, dur time.Duration) {
+	s.m.requests.Add(ctx, 1, metric.WithAttributes(
+		attribute.String("route", route), attribute.String("method", methodLabel(method)),
+		attribute.String("status_class", statusClass(status))))
+	if status != 101 {
+		s.m.duration.Record(ctx, dur.Seconds(), metric.WithAttributes(
+			attribute.String("route", route), attribute.String("method", methodLabel(method))))
+	}
+}
+
+// methodLabel keeps the method label to the standard methods.
+func methodLabel(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+		return m
+	}
+	return "other"
+}
+
+// wsTypes are the message types kept as a label; anything else a client
+// sends counts as "invalid".
+var wsTypes = map[string]bool{
+	msgOffer: true, msgAnswer: true, msgCandidate: true, msgBye: true, msgInput: true,
+	msgKeyframe: true, msgStats: true, msgState: true, msgError: true,
+}
+
+var (
+	dirIn  = attribute.String("direction", "in")
+	dirOut = attribute.String("direction", "out")
+)
+
+func (s *Server) recordMessage(dir attribute.KeyValue, typ string) {
+	if !wsTypes[typ] {
+		typ = "invalid"
+	}
+	s.m.wsMessages.Add(context.Background(), 1, metric.WithAttributes(dir, attribute.String("type", typ)))
+}

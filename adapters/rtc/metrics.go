@@ -1,0 +1,114 @@
+package rtc
+
+import (
+	"context"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+)
+
+// sentTotals are what every peer of a Transport has sent, folded in by each
+// peer once a second and when it closes (never per packet), read at scrape
+// time by observable counters.
+type sentTotals struct {
+	videoFrames, videoPackets, videoBytes, audioPackets, audioBytes atomic.Uint64
+}
+
+// sentMark is what a peer has already folded into the Transport's totals.
+type sentMark struct {
+	videoFrames, videoPackets, videoBytes, audioPackets, audioBytes uint64
+}
+
+// instruments are the transport's synchronous instruments, recorded at
+// RTCP rate (per feedback packet), never per media packet.
+type instruments struct {
+	nacks, plis, retransmits, keyframeReqs metric.Int64Counter
+}
+
+// Keyframe request origins and outcomes, precomputed so recording does not
+// allocate.
+const (
+	fromViewer = iota // PLI or FIR from a viewer
+	fromClient        // a client's explicit request (signaling)
+	fromJoiner        // a late joiner or a skipping viewer without a keyframe
+)
+
+var keyframeAttrs = func() (out [3][2]metric.AddOption) {
+	for i, from := range []string{"viewer", "client", "joiner"} {
+		for j, res := range []string{"coalesced", "forwarded"} {
+			out[i][j] = metric.WithAttributes(attribute.String("from", from), attribute.String("result", res))
+		}
+	}
+	return out
+}()
+
+// newInstruments creates the transport's instruments on m and registers
+// the observable counters over totals and skips. A nil m records nothing.
+func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64) (instruments, error) {
+	if m == nil {
+		m = noop.NewMeterProvider().Meter("mediasvc/rtc")
+	}
+	var in instruments
+	var err error
+	if in.nacks, err = m.Int64Counter("media_nacks_received", metric.WithDescription("RTCP NACK packets received from viewers.")); err != nil {
+		return in, err
+	}
+	if in.plis, err = m.Int64Counter("media_plis_received", metric.WithDescription("RTCP PLI and FIR packets received from viewers.")); err != nil {
+		return in, err
+	}
+	if in.retransmits, err = m.Int64Counter("media_retransmits", metric.WithDescription("RTP packets retransmitted from the shared ring in answer to NACKs.")); err != nil {
+		return in, err
+	}
+	if in.keyframeReqs, err = m.Int64Counter("media_keyframe_requests",
+		metric.WithDescription("Keyframe requests by origin (viewer PLI/FIR, client, joiner) and result (forwarded to the source, or coalesced).")); err != nil {
+		return in, err
+	}
+	frames, err := m.Int64ObservableCounter("media_video_frames_sent", metric.WithDescription("Video frames sent, summed over viewers."))
+	if err != nil {
+		return in, err
+	}
+	packets, err := m.Int64ObservableCounter("media_packets_sent", metric.WithDescription("RTP packets sent, summed over viewers, by kind (video, audio)."))
+	if err != nil {
+		return in, err
+	}
+	bytes, err := m.Int64ObservableCounter("media_sent", metric.WithUnit("By"), metric.WithDescription("RTP payload bytes sent, summed over viewers, by kind (video, audio)."))
+	if err != nil {
+		return in, err
+	}
+	skipC, err := m.Int64ObservableCounter("media_viewer_keyframe_skips", metric.WithDescription("Times a viewer fell behind its stream's ring and skipped to the newest keyframe."))
+	if err != nil {
+		return in, err
+	}
+	video := metric.WithAttributes(attribute.String("kind", "video"))
+	audio := metric.WithAttributes(attribute.String("kind", "audio"))
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(frames, int64(totals.videoFrames.Load()))
+		o.ObserveInt64(packets, int64(totals.videoPackets.Load()), video)
+		o.ObserveInt64(packets, int64(totals.audioPackets.Load()), audio)
+		o.ObserveInt64(bytes, int64(totals.videoBytes.Load()), video)
+		o.ObserveInt64(bytes, int64(totals.audioBytes.Load()), audio)
+		o.ObserveInt64(skipC, int64(skips.Load()))
+		return nil
+	}, frames, packets, bytes, skipC)
+	return in, err
+}
+
+// foldSent adds what the peer sent since the last fold to the Transport's
+// totals. It is called from the sender goroutine, or from Close after the
+// sender has ended.
+func (p *Peer) foldSent() {
+	v := p.video
+	cur := sentMark{videoFrames: v.frames.Load(), videoPackets: v.packets.Load(), videoBytes: v.octets.Load()}
+	if p.audio != nil {
+		cur.audioPackets, cur.audioBytes = p.audio.packets.Load(), p.audio.octets.Load()
+	}
+	t, last := &p.t.sent, p.folded
+	t.videoFrames.Add(cur.videoFrames - last.videoFrames)
+	t.videoPackets.Add(cur.videoPackets - last.videoPackets)
+	t.videoBytes.Add(cur.videoBytes - last.videoBytes)
+	t.audioPackets.Add(cur.audioPackets - last.audioPackets)
+	t.audioBytes.Add(cur.audioBytes - last.audioBytes)
+	p.folded = cur
+}
