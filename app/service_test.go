@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/goleak"
 
 	"mediasvc/adapters/memstore"
@@ -38,6 +39,12 @@ type rig struct {
 }
 
 func newRig(t *testing.T, cfg app.Config) *rig {
+	t.Helper()
+	return newRigWithMeter(t, cfg, nil)
+}
+
+// newRigWithMeter is newRig with the service recording on meter.
+func newRigWithMeter(t *testing.T, cfg app.Config, meter metric.Meter) *rig {
 	t.Helper()
 	r := &rig{captures: make(chan *portstest.Capture, 16)}
 	r.src = &portstest.Source{
@@ -92,6 +99,7 @@ func newRig(t *testing.T, cfg app.Config) *rig {
 		Store:     memstore.New(memstore.Options{}),
 		Sources:   []app.Source{{Screen: r.src, Input: r.src}},
 		Transport: tr,
+		Meter:     meter,
 	}, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
