@@ -1,0 +1,115 @@
+package telemetry
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestExpositionNames pins how instrument names and units become Prometheus
+// names, which the dashboard and the alert rules depend on.
+func TestExpositionNames(t *testing.T) {
+	p, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Shutdown(context.Background()) }()
+	m := p.Meter("test")
+	ctx := context.Background()
+	c, _ := m.Int64Counter("media_sessions_created")
+	c.Add(ctx, 1)
+	ud, _ := m.Int64UpDownCounter("media_active_sessions")
+	ud.Add(ctx, 2)
+	for name, unit := range map[string]string{
+		"media_time_to_first_frame": "s", "media_video_frame_rate": "{fps}", "media_video_bitrate_bps": "{bps}",
+		"media_packet_loss_ratio": "{ratio}", "media_rtt_milliseconds": "{ms}",
+	} {
+		h, _ := m.Float64Histogram(name, metric.WithUnit(unit))
+		h.Record(ctx, 1)
+	}
+	oc, _ := m.Int64ObservableCounter("media_sent", metric.WithUnit("By"))
+	_, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error { o.ObserveInt64(oc, 5); return nil }, oc)
+
+	rec := httptest.NewRecorder()
+	p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	text := string(body)
+	for _, want := range []string{
+		"media_sessions_created_total 1",
+		"media_active_sessions 2",
+		"media_time_to_first_frame_seconds_count 1",
+		"media_video_frame_rate_count 1",
+		"media_video_bitrate_bps_count 1",
+		"media_packet_loss_ratio_count 1",
+		"media_rtt_milliseconds_count 1",
+		"media_sent_bytes_total 5",
+		"media_memory_usage_bytes ",
+		"media_goroutine_count ",
+		"go_goroutine_count ",
+		"go_memory_used_bytes",
+	} {
+		if !strings.Contains(text, "\n"+want) {
+			t.Errorf("exposition lacks %q", want)
+		}
+	}
+	if strings.Contains(text, "otel_scope") || strings.Contains(text, "target_info") {
+		t.Error("scope or target info exported")
+	}
+	if t.Failed() {
+		t.Log(text)
+	}
+}
+
+// TestDashboardAndRules checks that the shipped dashboard is a Grafana JSON
+// model with panels and that both files only query media_ and go_ series.
+func TestDashboardAndRules(t *testing.T) {
+	var d struct {
+		Title  string `json:"title"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(Dashboard, &d); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	if d.Title == "" || len(d.Panels) < 10 {
+		t.Fatalf("dashboard %q has %d panels", d.Title, len(d.Panels))
+	}
+	names := regexp.MustCompile(`\b(media|go)_[a-z_]+`)
+	exprs := 0
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			if tg.Expr == "" {
+				continue
+			}
+			exprs++
+			if !names.MatchString(tg.Expr) {
+				t.Errorf("panel %q queries no mediasvc series: %s", p.Title, tg.Expr)
+			}
+			if strings.Contains(tg.Expr, "session_id") {
+				t.Errorf("panel %q uses a session label", p.Title)
+			}
+		}
+	}
+	if exprs < 10 {
+		t.Errorf("only %d queries", exprs)
+	}
+	for _, alert := range []string{"MediaICEFailureRatioHigh", "MediaTimeToFirstFrameSlow", "MediaPacketLossHigh",
+		"MediaCaptureRestartStorm", "MediaBreakerOpen", "MediaMemoryGrowth", "MediaHTTP5xxRatioHigh"} {
+		if !strings.Contains(string(AlertRules), "alert: "+alert+"\n") {
+			t.Errorf("alert rules lack %s", alert)
+		}
+	}
+}
