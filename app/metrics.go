@@ -169,7 +169,7 @@ func createOutcome(err error) string {
 // closeReasons are the close reasons kept as a label; any other is "other".
 var closeReasons = map[string]bool{
 	"bye": true, "expired": true, "shutdown": true, "ice_failed": true, "peer_closed": true,
-	"deleted": true, "internal_error": true, "offer_failed": true, "socket_closed": true,
+	"deleted": true, "internal_error": true, "offer_failed": true, "client closed": true, "whep delete": true,
 }
 
 func reasonLabel(r string) string {
