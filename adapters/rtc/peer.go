@@ -492,7 +492,9 @@ func (p *Peer) onReports(reports []rtcp.ReceptionReport, tr *sendTrack, kind int
 		p.statMu.Lock()
 		st := &p.rr[kind]
 		st.loss = float64(rep.FractionLost) / 256
-		st.lost = int64(rep.TotalLost)
+		// The cumulative loss is a signed 24-bit field (duplicates can
+		// make it negative); pion hands it over unsigned.
+		st.lost = int64(int32(rep.TotalLost<<8) >> 8)
 		st.jitterMs = float64(rep.Jitter) / float64(tr.clock) * 1000
 		if rep.LastSenderReport != 0 {
 			mid := uint32(ntpTime(now) >> 16)
