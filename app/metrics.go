@@ -219,27 +219,27 @@ func (s *Service) rateLimited(ctx context.Context, err error, limit string) {
 }
 
 // iceEnter moves the session's peer to state st in media_ice_connection_state
-// (closed is counted as a transition, not as a current state) and records
-// the time to connected the first time the peer connects.
+// and records the time to connected the first time the peer connects. The
+// closed state is left to sessionEnded.
 func (s *Service) iceEnter(l *live, st ports.PeerState) {
 	ctx := context.Background()
 	now := s.deps.Clock.Now()
 	l.iceMu.Lock()
 	defer l.iceMu.Unlock()
 	t := &l.ice
-	if t.done || t.state == st {
+	// A peer's end is counted once, by sessionEnded, however the closed
+	// state and the session's close race.
+	if t.done || t.state == st || st == ports.PeerClosed {
 		return
 	}
-	if t.state != "" && t.state != ports.PeerClosed {
+	if t.state != "" {
 		s.m.iceState.Add(ctx, -1, stateAttr(t.state))
 	}
 	if st == stateNew {
 		t.offerAt = now
 	}
 	t.state = st
-	if st != ports.PeerClosed {
-		s.m.iceState.Add(ctx, 1, stateAttr(st))
-	}
+	s.m.iceState.Add(ctx, 1, stateAttr(st))
 	s.m.iceTransitions.Add(ctx, 1, stateAttr(st))
 	if st == ports.PeerConnected && !t.connected && !t.offerAt.IsZero() {
 		t.connected = true
@@ -260,15 +260,16 @@ func (s *Service) firstFrame(l *live) {
 	s.m.toFirstFrame.Record(context.Background(), now.Sub(l.ice.offerAt).Seconds())
 }
 
-// sessionEnded takes a closed session out of the gauges and records its
-// duration.
+// sessionEnded takes a closed session out of the gauges, counts its peer's
+// transition to closed and records its duration.
 func (s *Service) sessionEnded(l *live, reason string) {
 	ctx := context.Background()
 	l.iceMu.Lock()
 	if !l.ice.done {
 		l.ice.done = true
-		if l.ice.state != "" && l.ice.state != ports.PeerClosed {
+		if l.ice.state != "" {
 			s.m.iceState.Add(ctx, -1, stateAttr(l.ice.state))
+			s.m.iceTransitions.Add(ctx, 1, stateAttr(ports.PeerClosed))
 		}
 	}
 	l.iceMu.Unlock()
