@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/goleak"
 )
@@ -110,6 +111,58 @@ func TestDashboardAndRules(t *testing.T) {
 		"MediaCaptureRestartStorm", "MediaBreakerOpen", "MediaMemoryGrowth", "MediaHTTP5xxRatioHigh"} {
 		if !strings.Contains(string(AlertRules), "alert: "+alert+"\n") {
 			t.Errorf("alert rules lack %s", alert)
+		}
+	}
+}
+
+// BenchmarkScrape measures one /metrics exposition of about as many series
+// as a running instance has (runtime metrics plus ~30 instruments with
+// small label sets and histograms).
+func BenchmarkScrape(b *testing.B) {
+	p, err := New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = p.Shutdown(context.Background()) }()
+	m := p.Meter("bench")
+	ctx := context.Background()
+	for i := range 20 {
+		c, _ := m.Int64Counter("media_bench_counter_" + string(rune('a'+i)))
+		for _, st := range []string{"a", "b", "c"} {
+			c.Add(ctx, 1, metric.WithAttributes(attribute.String("state", st)))
+		}
+	}
+	for i := range 8 {
+		h, _ := m.Float64Histogram("media_bench_hist_"+string(rune('a'+i)), metric.WithExplicitBucketBoundaries(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+		h.Record(ctx, float64(i))
+	}
+	req := httptest.NewRequest("GET", "/metrics", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		p.Handler().ServeHTTP(rec, req)
+	}
+}
+
+// BenchmarkRecordQualitySample is what the quality sampler does per viewer
+// per metrics.quality_interval: five histogram records.
+func BenchmarkRecordQualitySample(b *testing.B) {
+	p, err := New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = p.Shutdown(context.Background()) }()
+	m := p.Meter("bench")
+	ctx := context.Background()
+	var hs []metric.Float64Histogram
+	for _, n := range []string{"fr", "br", "loss", "jitter", "rtt"} {
+		h, _ := m.Float64Histogram("media_bench_"+n, metric.WithExplicitBucketBoundaries(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+		hs = append(hs, h)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, h := range hs {
+			h.Record(ctx, 42)
 		}
 	}
 }
