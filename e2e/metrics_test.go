@@ -341,3 +341,23 @@ func TestAlertRulesPromtool(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsEndpointAuthAndSwitch: with API keys, /metrics on http.addr
+// needs one like the REST API; metrics.enabled false serves no /metrics.
+func TestMetricsEndpointAuthAndSwitch(t *testing.T) {
+	const key = "prometheus-scraper-key"
+	in := startInstance(t, defaultConfig().set("auth", "api_keys", map[string]string{"prom": key}))
+	resp, _ := do(t, http.MethodGet, in.Base+"/metrics", "", nil, nil)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("/metrics without a key: %d, want 401", resp.StatusCode)
+	}
+	resp, body := do(t, http.MethodGet, in.Base+"/metrics", "", nil, http.Header{"Authorization": {"Bearer " + key}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "media_goroutine_count") {
+		t.Errorf("/metrics with a key: %d %.200s", resp.StatusCode, body)
+	}
+
+	off := startInstance(t, defaultConfig().set("metrics", "enabled", false))
+	if code, _ := httpStatus(context.Background(), off.Base+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics with metrics.enabled false: %d, want 404", code)
+	}
+}

@@ -207,6 +207,13 @@ func (s *Server) Mount(pattern string, h http.Handler) {
 	s.router.Handle(pattern, h)
 }
 
+// MountAuthenticated is Mount behind the API-key check of the REST API: with
+// Config.APIKeys set, requests need "Authorization: Bearer <key>" (401
+// otherwise). Call it before serving.
+func (s *Server) MountAuthenticated(pattern string, h http.Handler) {
+	s.router.With(s.authenticate).Handle(pattern, h)
+}
+
 // Shutdown sends every open session socket {"type":"bye","reason":reason}
 // and a normal close, refuses new sockets, and waits until the socket
 // handlers have finished or ctx is done. It does not close the sessions;

@@ -39,6 +39,7 @@ type Config struct {
 type MetricsConfig struct {
 	Enabled         bool          `koanf:"enabled"`
 	Addr            string        `koanf:"addr"`
+	AllowOpen       bool          `koanf:"allow_open"`
 	QualityInterval time.Duration `koanf:"quality_interval"`
 }
 
@@ -179,6 +180,7 @@ func defaults() map[string]any {
 		"instance.id":                "",
 		"metrics.enabled":            true,
 		"metrics.addr":               "",
+		"metrics.allow_open":         false,
 		"metrics.quality_interval":   "5s",
 	}
 }
@@ -415,10 +417,12 @@ func (c Config) validate() []error {
 	}
 	positive("webrtc.gather_timeout", int64(c.WebRTC.GatherTimeout))
 	if c.Metrics.Addr != "" {
-		if _, port, err := net.SplitHostPort(c.Metrics.Addr); err != nil {
+		if host, port, err := net.SplitHostPort(c.Metrics.Addr); err != nil {
 			bad("metrics.addr", "%q is not host:port", c.Metrics.Addr)
 		} else if _, err := net.LookupPort("tcp", port); err != nil {
 			bad("metrics.addr", "bad port %q", port)
+		} else if !isLoopback(host) && !c.Metrics.AllowOpen {
+			bad("metrics.addr", "%q is beyond loopback and the metrics listener has no authentication; set metrics.allow_open: true to serve it there on purpose", c.Metrics.Addr)
 		}
 	}
 	positive("metrics.quality_interval", int64(c.Metrics.QualityInterval))

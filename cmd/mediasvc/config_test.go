@@ -153,3 +153,29 @@ func TestBadConfigExitsNonZero(t *testing.T) {
 		t.Fatalf("unknown command exit %d", code)
 	}
 }
+
+func TestMetricsConfig(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want string // substring of the error, "" = valid
+	}{
+		{nil, ""},
+		{[]string{"MEDIASVC_METRICS_ADDR=127.0.0.1:9464"}, ""},
+		{[]string{"MEDIASVC_METRICS_ADDR=nonsense"}, "metrics.addr"},
+		{[]string{"MEDIASVC_METRICS_ADDR=0.0.0.0:9464"}, "beyond loopback"},
+		{[]string{"MEDIASVC_METRICS_ADDR=0.0.0.0:9464", "MEDIASVC_METRICS_ALLOW_OPEN=true"}, ""},
+		{[]string{"MEDIASVC_METRICS_QUALITY_INTERVAL=0s"}, "metrics.quality_interval"},
+		{[]string{"MEDIASVC_METRICS_ENABLED=false"}, ""},
+	} {
+		cfg, _, err := loadConfig(nil, tc.env)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.env, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want one naming %q", tc.env, err, tc.want)
+		}
+		if len(tc.env) == 1 && tc.env[0] == "MEDIASVC_METRICS_ENABLED=false" && cfg.Metrics.Enabled {
+			t.Error("metrics.enabled=false not applied")
+		}
+	}
+}

@@ -220,7 +220,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	var metricsSrv *http.Server
 	if tel != nil {
 		if cfg.Metrics.Addr == "" {
-			api.Mount("/metrics", tel.Handler())
+			// With API keys, scrapers present one like any REST client.
+			api.MountAuthenticated("/metrics", tel.Handler())
 		} else {
 			metricsLn, err = net.Listen("tcp", cfg.Metrics.Addr)
 			if err != nil {
