@@ -149,7 +149,14 @@ func TestInjectedLossShowsInStatsAndLowersBitrate(t *testing.T) {
 		}
 	}
 	var videoPkts atomic.Int64
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	pc.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
+		go func() { // reading RTCP lets the interceptor see sender reports (LSR/DLSR → RTT)
+			for {
+				if _, _, err := rcv.ReadRTCP(); err != nil {
+					return
+				}
+			}
+		}()
 		for { // reading drives the receiver-report interceptor
 			if _, _, err := tr.ReadRTP(); err != nil {
 				return
@@ -184,7 +191,8 @@ func TestInjectedLossShowsInStatsAndLowersBitrate(t *testing.T) {
 	}
 	sessionID := path.Base(ans.Location)
 
-	// Wait for the session's stats to settle on the injected loss.
+	// Wait for the session's stats to settle on the injected loss, with an
+	// RTT measured from the viewer's LSR/DLSR.
 	want := 1 / float64(every)
 	var st struct {
 		LossFraction float64 `json:"loss_fraction"`
@@ -210,7 +218,7 @@ func TestInjectedLossShowsInStatsAndLowersBitrate(t *testing.T) {
 		}
 		// Three consecutive reports within ±2 points (a report can cover a
 		// short interval right after connecting).
-		if st.PacketsLost > 0 && math.Abs(st.LossFraction-want) <= 0.02 {
+		if st.PacketsLost > 0 && math.Abs(st.LossFraction-want) <= 0.02 && st.RTTMs > 0 {
 			good++
 		} else {
 			good = 0
