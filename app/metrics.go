@@ -28,6 +28,7 @@ var (
 // limit, device id).
 type metrics struct {
 	enabled bool
+	devices metric.Registration // the per-device gauges' callback; nil without a Meter
 
 	active         metric.Int64UpDownCounter
 	created        metric.Int64Counter
@@ -113,6 +114,7 @@ func newMetrics(m metric.Meter) *metrics {
 
 // observeDevices registers the per-device gauges read at scrape time: the
 // breaker state (1 for the current state) and the viewers of each device.
+// unregister removes them.
 func (mt *metrics) observeDevices(m metric.Meter, devices func(context.Context) ([]domain.Device, error)) {
 	if m == nil {
 		return
@@ -124,7 +126,7 @@ func (mt *metrics) observeDevices(m metric.Meter, devices func(context.Context) 
 	if err1 != nil || err2 != nil {
 		return
 	}
-	_, _ = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+	mt.devices, _ = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		ds, err := devices(ctx)
@@ -145,6 +147,12 @@ func (mt *metrics) observeDevices(m metric.Meter, devices func(context.Context) 
 		}
 		return nil
 	}, breaker, viewers)
+}
+
+func (mt *metrics) unregister() {
+	if mt.devices != nil {
+		_ = mt.devices.Unregister()
+	}
 }
 
 // createOutcome names a session creation result for media_sessions_created.

@@ -693,6 +693,7 @@ func (s *Service) Drain(ctx context.Context, reason string) error {
 		}
 		wg.Wait()
 		s.hub.Close()
+		s.m.unregister()
 	}()
 	select {
 	case <-done:
