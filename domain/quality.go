@@ -21,4 +21,7 @@ type QualityStats struct {
 	PLIs          uint64    `json:"plis"`
 	Retransmits   uint64    `json:"retransmits"`
 	KeyframeSkips uint64    `json:"keyframe_skips"`
+	// EstimatedBps is the receiver's bandwidth estimate (REMB), 0 when the
+	// viewer sends none.
+	EstimatedBps float64 `json:"estimated_bitrate_bps"`
 }

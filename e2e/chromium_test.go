@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,6 +139,23 @@ func TestChromiumPlaysDemo(t *testing.T) {
 	if last.Width != 1280 || last.Height != 720 {
 		t.Errorf("decoded %dx%d, want 1280x720", last.Width, last.Height)
 	}
+	// The page shows the server's stats pushed over the WebSocket: with a
+	// real browser's RTCP they carry its REMB bandwidth estimate (and an
+	// RTT, which on loopback may round to 0 ms on the page, so it is only
+	// logged).
+	var server string
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		server, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#server-stats').innerText`))
+		if remb := statLine(server, "estimate (REMB)"); remb != "" && remb != "—" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the page's server stats never showed a REMB estimate:\n%s", server)
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("server stats on the page: %q", server)
 	saveScreenshot(ctx, t)
 }
 
@@ -159,4 +177,16 @@ func saveScreenshot(ctx context.Context, t *testing.T) {
 		return
 	}
 	t.Logf("screenshot saved to e2e/%s (%d bytes)", p, len(png))
+}
+
+// statLine returns the value shown after the label line in the page's
+// stats list text ("label\nvalue\n…"), or "".
+func statLine(text, label string) string {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) == label && i+1 < len(lines) {
+			return strings.TrimSpace(lines[i+1])
+		}
+	}
+	return ""
 }

@@ -210,8 +210,9 @@ func (f *Fanout) RequestKeyframe() { f.requestKeyframeFrom(fromClient) }
 func (f *Fanout) Viewers() int { return len(*f.viewers.Load()) }
 
 // Stats aggregates the attached viewers' quality for the bitrate policy:
-// the worst loss fraction and jitter, the highest RTT, the lowest frame rate;
-// counters and bitrate are summed.
+// the worst loss fraction and jitter, the highest RTT, the lowest frame rate
+// and the lowest bandwidth estimate reported; counters and bitrate are
+// summed.
 func (f *Fanout) Stats() domain.QualityStats {
 	var agg domain.QualityStats
 	agg.At = time.Now()
@@ -231,6 +232,9 @@ func (f *Fanout) Stats() domain.QualityStats {
 		agg.LossFraction = max(agg.LossFraction, s.LossFraction)
 		agg.JitterMs = max(agg.JitterMs, s.JitterMs)
 		agg.RTTMs = max(agg.RTTMs, s.RTTMs)
+		if s.EstimatedBps > 0 && (agg.EstimatedBps == 0 || s.EstimatedBps < agg.EstimatedBps) {
+			agg.EstimatedBps = s.EstimatedBps
+		}
 		if first || s.FrameRate < agg.FrameRate {
 			agg.FrameRate = s.FrameRate
 		}

@@ -69,6 +69,7 @@ type Peer struct {
 	frameRate float64
 	bitrate   float64
 	rr        [2]rrStats // video, audio
+	remb      float64    // the viewer's latest REMB estimate, bits/s
 }
 
 // rrStats is what the last receiver report said about one track.
@@ -471,6 +472,10 @@ func (p *Peer) readRTCP(s *webrtc.RTPSender, tr *sendTrack, kind int) {
 				if n > 0 {
 					p.t.m.retransmits.Add(context.Background(), n)
 				}
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				p.statMu.Lock()
+				p.remb = float64(r.Bitrate)
+				p.statMu.Unlock()
 			case *rtcp.ReceiverReport:
 				p.onReports(r.Reports, tr, kind, now)
 			case *rtcp.SenderReport:
@@ -535,6 +540,7 @@ func (p *Peer) Stats() domain.QualityStats {
 	s.PacketsLost = p.rr[0].lost + p.rr[1].lost
 	s.JitterMs = p.rr[0].jitterMs
 	s.RTTMs = max(p.rr[0].rttMs, p.rr[1].rttMs)
+	s.EstimatedBps = p.remb
 	p.statMu.Unlock()
 	return s
 }

@@ -583,3 +583,29 @@ func TestICERestartRenegotiation(t *testing.T) {
 	}
 	countAUs(t, c, 30)
 }
+
+func TestREMBShowsInStats(t *testing.T) {
+	tp, f := newTestTransport(t, Config{})
+	startPump(t, f, 50, false)
+	c := newTestClient(t)
+	p := connect(t, tp, f, c, ports.PeerOptions{Session: "s1"})
+	firstAU(t, c)
+	if err := c.pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{
+		SenderSSRC: 1, Bitrate: 1_500_000, SSRCs: []uint32{c.ssrc.Load()},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Stats().EstimatedBps == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("REMB never reflected in stats")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := p.Stats().EstimatedBps; got < 1_490_000 || got > 1_510_000 {
+		t.Fatalf("estimate %v, want ~1.5 Mbps", got)
+	}
+	if got := f.Stats().EstimatedBps; got != p.Stats().EstimatedBps {
+		t.Fatalf("fanout estimate %v", got)
+	}
+}

@@ -194,8 +194,10 @@ const (
 	audioClock       = 48000
 )
 
+// videoFeedback is what viewers may send about video: NACK, PLI and FIR,
+// and REMB (goog-remb), the receiver's bandwidth estimate, shown in stats.
 var videoFeedback = []webrtc.RTCPFeedback{
-	{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"},
+	{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}, {Type: "goog-remb"},
 }
 
 func registerCodecs(m *webrtc.MediaEngine) error {

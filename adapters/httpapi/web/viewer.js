@@ -215,6 +215,7 @@
       ['loss', ((s.loss_fraction || 0) * 100).toFixed(1) + ' %'], ['lost', String(s.packets_lost || 0)],
       ['jitter', (s.jitter_ms || 0).toFixed(1) + ' ms'], ['rtt', (s.rtt_ms || 0).toFixed(0) + ' ms'],
       ['nacks / plis', (s.nacks || 0) + ' / ' + (s.plis || 0)], ['keyframe skips', String(s.keyframe_skips || 0)],
+      ['estimate (REMB)', s.estimated_bitrate_bps ? kbps(s.estimated_bitrate_bps) : '—'],
     ];
   }
   async function pollStats() {
