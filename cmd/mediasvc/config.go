@@ -32,6 +32,13 @@ type Config struct {
 	Demo     DemoConfig     `koanf:"demo"`
 	Log      LogConfig      `koanf:"log"`
 	Instance InstanceConfig `koanf:"instance"`
+	Debug    DebugConfig    `koanf:"debug"`
+}
+
+// DebugConfig holds operator diagnostics.
+type DebugConfig struct {
+	// PprofAddr, when set, serves net/http/pprof on its own listener.
+	PprofAddr string `koanf:"pprof_addr"`
 }
 
 // HTTPConfig is the listener.
@@ -169,6 +176,7 @@ func defaults() map[string]any {
 		"log.level":                  "info",
 		"log.format":                 "text",
 		"instance.id":                "",
+		"debug.pprof_addr":           "",
 	}
 }
 
@@ -403,6 +411,13 @@ func (c Config) validate() []error {
 		bad("webrtc.udp_port_min", "udp_port_min and udp_port_max go together, min ≤ max")
 	}
 	positive("webrtc.gather_timeout", int64(c.WebRTC.GatherTimeout))
+	if c.Debug.PprofAddr != "" {
+		if host, _, err := net.SplitHostPort(c.Debug.PprofAddr); err != nil {
+			bad("debug.pprof_addr", "%q is not host:port", c.Debug.PprofAddr)
+		} else if !isLoopback(host) {
+			bad("debug.pprof_addr", "%q must be a loopback address: profiles expose internals", c.Debug.PprofAddr)
+		}
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
