@@ -36,7 +36,9 @@ func listPackages(t *testing.T) []pkg {
 	return pkgs
 }
 
-func isStd(path string) bool { return !strings.Contains(strings.SplitN(path, "/", 2)[0], ".") && !strings.HasPrefix(path, "mediasvc") }
+func isStd(path string) bool {
+	return !strings.Contains(strings.SplitN(path, "/", 2)[0], ".") && !strings.HasPrefix(path, "mediasvc")
+}
 
 func TestDependencyRule(t *testing.T) {
 	for _, p := range listPackages(t) {
