@@ -33,45 +33,43 @@ func (k expiry) before(o expiry) bool { return k < o }
 // heap.
 type entry struct {
 	s    domain.Session
+	key  expiry // keyOf(s.ExpiresAt) as last indexed
 	slot int32
 }
 
-// item is one heap position: an expiry and the slot of the entry it
-// belongs to.
+// item is one heap position: an expiry, the slot of the entry it belongs
+// to and the slot's generation when it was pushed.
 type item struct {
-	key  expiry // keyOf(ents[slot].s.ExpiresAt) as last indexed
+	key  expiry
 	slot int32
+	gen  uint32
 }
 
-// expiryHeap is a 4-ary min-heap of a shard's entries by expiry, indexed so
-// that a changed expiry is re-indexed in place (reindex) and a removed
-// session is taken out at once (remove): it never holds stale items and
-// never outgrows the map.
+// expiryHeap is a 4-ary min-heap of a shard's entries by expiry, cleaned
+// lazily: re-indexing an entry (Touch, Update) pushes a new item and bumps
+// the slot's generation, which makes the old item stale; removing an entry
+// bumps it too. Stale items are dropped when they reach the top, or all at
+// once when they outnumber the live ones (compact), so the heap holds at
+// most 2n+64 items for n entries.
 //
-// Entries are scattered in memory, so sifting never touches them: an item
-// carries its key, and the heap position of each entry lives in pos, a
-// dense array by slot. A sift then stays within two small arrays that cache
-// well, where storing the position in the entry cost a cache miss per level
-// among a million sessions. The heap is written out rather than built on
-// container/heap for the same reason: 4-ary is half as deep as binary, a
-// sift moves a hole instead of swapping, and heap.Push/Remove would box an
-// item and allocate.
+// Lazy cleaning beats re-indexing in place (heap.Fix with an index in the
+// entry) because a touched session moves to the back of the order: in
+// place it sinks through every level, a cache miss each among a million
+// sessions, where a new item at the back is already where it belongs.
+// Delete costs O(1) for the same reason. The heap is written out rather
+// than built on container/heap: 4-ary is half as deep as binary, a sift
+// moves a hole instead of swapping, and heap.Push would box an item and
+// allocate. Sifting touches only the items and the dense gen array, never
+// the entries, which are scattered in memory.
 type expiryHeap struct {
-	items []item   // the heap
-	pos   []int32  // pos[slot]: index in items, for every slot in use
+	items []item
+	gen   []uint32 // gen[slot]: generation of the slot's live item
 	ents  []*entry // ents[slot]: the entry in that slot, nil if free
 	free  []int32  // slots not in use
+	live  int      // slots in use
 }
 
 const arity = 4
-
-// len returns the number of entries.
-func (h *expiryHeap) len() int { return len(h.items) }
-
-// min returns the earliest entry and its key. It requires len() > 0.
-func (h *expiryHeap) min() (expiry, *entry) {
-	return h.items[0].key, h.ents[h.items[0].slot]
-}
 
 // push adds e, indexed by its session's expiry.
 func (h *expiryHeap) push(e *entry) {
@@ -82,68 +80,100 @@ func (h *expiryHeap) push(e *entry) {
 	} else {
 		e.slot = int32(len(h.ents))
 		h.ents = append(h.ents, e)
-		h.pos = append(h.pos, 0)
+		h.gen = append(h.gen, 0)
 	}
-	h.items = append(h.items, item{key: keyOf(e.s.ExpiresAt), slot: e.slot})
-	h.up(len(h.items) - 1)
-}
-
-// remove takes e out of the heap and frees its slot.
-func (h *expiryHeap) remove(e *entry) {
-	i, n := int(h.pos[e.slot]), len(h.items)-1
-	last := h.items[n]
-	h.items = h.items[:n]
-	if i != n {
-		h.items[i] = last
-		h.pos[last.slot] = int32(i)
-		h.fix(i)
-	}
-	h.ents[e.slot] = nil
-	h.free = append(h.free, e.slot)
-	if len(h.ents) > 1024 && n < len(h.ents)/4 {
-		h.compact()
-	}
+	h.live++
+	e.key = keyOf(e.s.ExpiresAt)
+	h.add(e.slot, e.key)
 }
 
 // reindex re-indexes e after its session's expiry may have changed.
 func (h *expiryHeap) reindex(e *entry) {
-	i := int(h.pos[e.slot])
-	k := keyOf(e.s.ExpiresAt)
-	if k == h.items[i].key {
+	if k := keyOf(e.s.ExpiresAt); k != e.key {
+		e.key = k
+		h.add(e.slot, k)
+	}
+}
+
+// add pushes the live item of slot, making its earlier items stale.
+func (h *expiryHeap) add(slot int32, k expiry) {
+	h.gen[slot]++
+	h.items = append(h.items, item{key: k, slot: slot, gen: h.gen[slot]})
+	h.up(len(h.items) - 1)
+	h.maybeCompact()
+}
+
+// release frees e's slot and makes its item stale; the caller has taken
+// that item off the top or leaves it for later.
+func (h *expiryHeap) release(e *entry) {
+	h.gen[e.slot]++
+	h.ents[e.slot] = nil
+	h.free = append(h.free, e.slot)
+	h.live--
+	e.slot = -1
+	h.maybeCompact()
+}
+
+// min drops stale items off the top and returns the earliest entry and its
+// key; ok is false if the heap holds no entry.
+func (h *expiryHeap) min() (k expiry, e *entry, ok bool) {
+	for len(h.items) > 0 {
+		top := h.items[0]
+		if top.gen == h.gen[top.slot] {
+			return top.key, h.ents[top.slot], true
+		}
+		h.popTop()
+	}
+	return 0, nil, false
+}
+
+// popTop removes the top item.
+func (h *expiryHeap) popTop() {
+	n := len(h.items) - 1
+	h.items[0] = h.items[n]
+	h.items = h.items[:n]
+	if n > 0 {
+		h.down(0)
+	}
+}
+
+// maybeCompact drops every stale item once they outnumber the live ones,
+// and renumbers the slots densely once most are free, giving back the
+// memory of a mass expiry. It costs O(n) and runs after at least n+64
+// pushes or removals, so O(1) amortized.
+func (h *expiryHeap) maybeCompact() {
+	if len(h.items) <= 2*h.live+64 && (len(h.ents) <= 1024 || h.live >= len(h.ents)/4) {
 		return
 	}
-	h.items[i].key = k
-	h.fix(i)
-}
-
-// compact renumbers the slots densely and gives back the memory of a mass
-// expiry. It costs O(n) and runs after at least 3n removals.
-func (h *expiryHeap) compact() {
-	n := len(h.items)
-	items := make([]item, n, 2*n)
-	ents := make([]*entry, n, 2*n)
-	pos := make([]int32, n, 2*n)
-	for i, it := range h.items {
-		e := h.ents[it.slot]
-		e.slot = int32(i)
-		items[i] = item{key: it.key, slot: int32(i)}
-		ents[i] = e
-		pos[i] = int32(i)
+	live := h.items[:0]
+	for _, it := range h.items {
+		if it.gen == h.gen[it.slot] {
+			live = append(live, it)
+		}
 	}
-	*h = expiryHeap{items: items, pos: pos, ents: ents}
-}
-
-// fix restores the order around the item at i.
-func (h *expiryHeap) fix(i int) {
-	if !h.down(i) {
-		h.up(i)
+	clear(h.items[len(live):])
+	h.items = live
+	if len(h.ents) > 1024 && h.live < len(h.ents)/4 {
+		n := len(h.items)
+		items, ents, gen := make([]item, n, 2*n), make([]*entry, n, 2*n), make([]uint32, n, 2*n)
+		for i, it := range h.items {
+			e := h.ents[it.slot]
+			e.slot = int32(i)
+			items[i] = item{key: it.key, slot: int32(i), gen: 1}
+			ents[i] = e
+			gen[i] = 1
+		}
+		*h = expiryHeap{items: items, gen: gen, ents: ents, live: n}
+	}
+	for i := (len(h.items) - 2) / arity; i >= 0; i-- {
+		h.down(i)
 	}
 }
 
 // up moves the item at i towards the root while it is earlier than its
 // parent.
 func (h *expiryHeap) up(i int) {
-	items, pos := h.items, h.pos
+	items := h.items
 	it := items[i]
 	for i > 0 {
 		p := (i - 1) / arity
@@ -151,18 +181,15 @@ func (h *expiryHeap) up(i int) {
 			break
 		}
 		items[i] = items[p]
-		pos[items[i].slot] = int32(i)
 		i = p
 	}
 	items[i] = it
-	pos[it.slot] = int32(i)
 }
 
-// down moves the item at i towards the leaves while a child is earlier, and
-// reports whether it moved.
-func (h *expiryHeap) down(i int) bool {
-	items, pos := h.items, h.pos
-	it, start, n := items[i], i, len(items)
+// down moves the item at i towards the leaves while a child is earlier.
+func (h *expiryHeap) down(i int) {
+	items := h.items
+	it, n := items[i], len(items)
 	for {
 		c := arity*i + 1
 		if c >= n {
@@ -178,12 +205,9 @@ func (h *expiryHeap) down(i int) bool {
 			break
 		}
 		items[i] = items[m]
-		pos[items[i].slot] = int32(i)
 		i = m
 	}
 	items[i] = it
-	pos[it.slot] = int32(i)
-	return i != start
 }
 
 // head is the earliest expiry of one shard, as PopExpired merges them.

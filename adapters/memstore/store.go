@@ -41,12 +41,15 @@ type Options struct {
 //
 // Sessions live in a power-of-two number of shards picked by a maphash of
 // the session id; each shard has its own RWMutex, map and expiry min-heap.
-// The heap is indexed rather than lazily cleaned: each entry knows its
-// position, so Update and Touch re-index it in place in O(log n), a removed
-// session leaves nothing behind in the heap, and the heap never outgrows
-// the map. PopExpired merges the shards' heaps (container/heap over the
-// shard heads) and costs O(shards + k log n) for k sessions returned. No
-// operation holds more than one shard lock or scans the store.
+// The heap is cleaned lazily with a generation per heap slot: Update and Touch
+// push a new item (O(1) when the expiry moves to the back, as a touch
+// does) and the old one goes stale; Delete is O(1). Stale items are
+// dropped when they reach the top or when they outnumber the live ones, so
+// a heap holds at most 2n+64 items. PopExpired merges the shards' heaps
+// (container/heap over the shard heads) and costs O(shards + k log n) for
+// k sessions returned, plus the stale items it drops, amortized against
+// the calls that made them. No operation holds more than one shard lock
+// or scans the store.
 //
 // Quota counters (total, per device, per owner) live under one small mutex
 // taken while the shard lock of the session being created or removed is
@@ -96,12 +99,13 @@ func New(opts Options) *Store {
 	return s
 }
 
-// shard is one slice of the store. Its fields fill two cache lines exactly
-// (a test checks), so neighbouring shards' locks never share one.
+// shard is one slice of the store. It is padded to whole cache lines (a
+// test checks), so neighbouring shards' locks never share one.
 type shard struct {
 	mu  sync.RWMutex
 	m   map[domain.SessionID]*entry
 	exp expiryHeap
+	_   [192 - 24 - 8 - 104]byte
 }
 
 func (st *Store) shardOf(id domain.SessionID) *shard {
@@ -233,7 +237,9 @@ func (st *Store) Delete(ctx context.Context, id domain.SessionID) (domain.Sessio
 // only the shard holding the earliest expired session. A session touched or
 // updated concurrently is seen as it is when its shard is locked, so the
 // order is exact when nothing else writes, and each returned session was
-// expired when it was removed.
+// expired when it was removed. Besides O(k log n) for k sessions it drops
+// the stale heap items it meets, which Touch and Update left behind (at
+// most one per call of theirs).
 func (st *Store) PopExpired(ctx context.Context, now time.Time, n int) ([]domain.Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("pop expired sessions: %w", err)
@@ -246,10 +252,10 @@ func (st *Store) PopExpired(ctx context.Context, now time.Time, n int) ([]domain
 	for i := range st.shards {
 		sh := &st.shards[i]
 		sh.mu.RLock()
-		if sh.exp.len() > 0 {
-			if k, _ := sh.exp.min(); !limit.before(k) {
-				heads = append(heads, head{key: k, shard: i})
-			}
+		// The top item may be stale; its key is then earlier than the
+		// shard's first live one, so the shard is visited early at worst.
+		if items := sh.exp.items; len(items) > 0 && !limit.before(items[0].key) {
+			heads = append(heads, head{key: items[0].key, shard: i})
 		}
 		sh.mu.RUnlock()
 	}
@@ -266,23 +272,22 @@ func (st *Store) PopExpired(ctx context.Context, now time.Time, n int) ([]domain
 		sh.mu.Lock()
 		// Take from this shard while its head is expired and no earlier
 		// than the next shard's head.
-		for len(out) < n && sh.exp.len() > 0 {
-			k, e := sh.exp.min()
-			if limit.before(k) || (len(heads) > 1 && heads.second().before(k)) {
+		for len(out) < n {
+			k, e, ok := sh.exp.min()
+			if !ok || limit.before(k) || (len(heads) > 1 && heads.second().before(k)) {
 				break
 			}
+			sh.exp.popTop()
 			sh.remove(e)
 			st.quota.release(&e.s)
 			out = append(out, e.s)
 			st.freeEntry(e)
 		}
-		if sh.exp.len() == 0 {
-			heads.dropRoot()
-		} else if k, _ := sh.exp.min(); limit.before(k) {
-			heads.dropRoot()
-		} else {
+		if k, _, ok := sh.exp.min(); ok && !limit.before(k) {
 			heads[0].key = k
 			heap.Fix(&heads, 0)
+		} else {
+			heads.dropRoot()
 		}
 		sh.mu.Unlock()
 	}
@@ -317,10 +322,10 @@ func (st *Store) freeEntry(e *entry) {
 // The caller holds sh.mu for writing.
 func (sh *shard) reindex(e *entry) { sh.exp.reindex(e) }
 
-// remove deletes e from the shard's map and heap. The caller holds sh.mu for
-// writing.
+// remove deletes e from the shard's map and heap (its item goes stale).
+// The caller holds sh.mu for writing.
 func (sh *shard) remove(e *entry) {
-	sh.exp.remove(e)
+	sh.exp.release(e)
 	delete(sh.m, e.s.ID)
 }
 

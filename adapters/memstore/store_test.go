@@ -50,33 +50,37 @@ func checkInvariants(t *testing.T, st *Store) {
 		sh := &st.shards[i]
 		sh.mu.RLock()
 		h := &sh.exp
-		if len(sh.m) != len(h.items) {
-			t.Errorf("shard %d: %d in map, %d in heap", i, len(sh.m), len(h.items))
+		if len(sh.m) != h.live || h.live+len(h.free) != len(h.ents) || len(h.gen) != len(h.ents) {
+			t.Errorf("shard %d: %d in map, %d live, %d free, %d slots, %d gens", i, len(sh.m), h.live, len(h.free), len(h.ents), len(h.gen))
 		}
-		if len(h.ents) != len(h.pos) || len(h.items)+len(h.free) != len(h.ents) {
-			t.Errorf("shard %d: %d items, %d free, %d slots, %d positions", i, len(h.items), len(h.free), len(h.ents), len(h.pos))
+		if len(h.items) > 2*h.live+64 {
+			t.Errorf("shard %d: %d items for %d live entries", i, len(h.items), h.live)
 		}
 		for _, slot := range h.free {
 			if h.ents[slot] != nil {
 				t.Errorf("shard %d: free slot %d holds %s", i, slot, h.ents[slot].s.ID)
 			}
 		}
+		liveItems := map[int32]int{}
 		for j, it := range h.items {
-			e := h.ents[it.slot]
-			if e == nil || e.slot != it.slot {
-				t.Fatalf("shard %d: item %d names slot %d holding %v", i, j, it.slot, e)
-			}
-			if int(h.pos[it.slot]) != j {
-				t.Errorf("shard %d: entry %s at %d has position %d", i, e.s.ID, j, h.pos[it.slot])
-			}
-			if sh.m[e.s.ID] != e {
-				t.Errorf("shard %d: heap entry %s not in map", i, e.s.ID)
-			}
-			if it.key != keyOf(e.s.ExpiresAt) {
-				t.Errorf("shard %d: entry %s indexed at a stale expiry", i, e.s.ID)
-			}
 			if p := (j - 1) / arity; j > 0 && it.key.before(h.items[p].key) {
 				t.Errorf("shard %d: heap order broken at %d", i, j)
+			}
+			if it.gen != h.gen[it.slot] {
+				continue // stale
+			}
+			liveItems[it.slot]++
+			e := h.ents[it.slot]
+			if e == nil || e.slot != it.slot {
+				t.Fatalf("shard %d: live item %d names slot %d holding %v", i, j, it.slot, e)
+			}
+			if it.key != keyOf(e.s.ExpiresAt) || it.key != e.key {
+				t.Errorf("shard %d: entry %s indexed at a stale expiry", i, e.s.ID)
+			}
+		}
+		for id, e := range sh.m {
+			if e.s.ID != id || h.ents[e.slot] != e || liveItems[e.slot] != 1 {
+				t.Errorf("shard %d: entry %s in slot %d has %d live items", i, id, e.slot, liveItems[e.slot])
 			}
 			devices[e.s.DeviceID]++
 			owners[e.s.Owner]++
@@ -322,5 +326,44 @@ func sortedIDs(ss []domain.Session) []domain.SessionID {
 		ids[i] = s.ID
 	}
 	slices.Sort(ids)
+	return ids
+}
+
+// TestTouchKeepsHeapBounded touches a few sessions many times: the stale
+// items they leave are dropped, so the heap stays within 2n+64.
+func TestTouchKeepsHeapBounded(t *testing.T) {
+	ctx := context.Background()
+	st := New(Options{Shards: 1})
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		s := domain.NewSession(domain.SessionID(fmt.Sprint("s", i)), "d", domain.RoleViewer, "o", time.Minute, now)
+		if err := st.Create(ctx, s, domain.Quota{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10000 {
+		now = now.Add(time.Millisecond)
+		if err := st.Touch(ctx, domain.SessionID(fmt.Sprint("s", i%3)), now); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(st.shards[0].exp.items); n > 2*3+64 {
+			t.Fatalf("%d heap items for 3 sessions after %d touches", n, i+1)
+		}
+	}
+	checkInvariants(t, st)
+	out, err := st.PopExpired(ctx, now.Add(time.Hour), 10)
+	if err != nil || len(out) != 3 {
+		t.Fatalf("PopExpired = %d, %v; want 3", len(out), err)
+	}
+	if want := []domain.SessionID{"s1", "s2", "s0"}; !slices.Equal(popIDs(out), want) {
+		t.Fatalf("PopExpired order %v, want %v", popIDs(out), want)
+	}
+}
+
+func popIDs(ss []domain.Session) []domain.SessionID {
+	ids := make([]domain.SessionID, len(ss))
+	for i, s := range ss {
+		ids[i] = s.ID
+	}
 	return ids
 }

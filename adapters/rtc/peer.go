@@ -54,6 +54,9 @@ type Peer struct {
 	// Sender goroutine only.
 	cur        cursor
 	buf        []byte
+	paced      int         // backlog packets sent since the last pause
+	pauses     int         // catch-up pauses taken (tests read it)
+	paceTimer  *time.Timer // reused for catch-up pauses
 	lastTick   time.Time
 	lastFrames uint64
 	lastBytes  uint64
@@ -388,6 +391,42 @@ func (p *Peer) drain() bool {
 				p.opts.OnFirstFrame()
 			}
 		}
+		if m.idx < p.cur.catchupEnd {
+			if p.paced++; p.paced >= catchupBurst {
+				p.paced = 0
+				p.pauses++
+				if !p.pause(catchupGap) {
+					return false
+				}
+			}
+		}
+	}
+}
+
+// Catch-up pacing: a viewer that starts (or restarts after falling behind)
+// at the cached keyframe has up to a GOP of backlog. Sent in one burst it
+// overflows receive buffers (a 1 s GOP at 2 Mbps is ~300 KB, more than
+// Linux's default 208 KiB socket buffer), and the joiner loses the very
+// keyframe it waited for. The backlog goes out catchupBurst packets every
+// catchupGap instead (~8 packets/ms, ~75 Mbit/s): a 1 s GOP in ~35 ms.
+const (
+	catchupBurst = 16
+	catchupGap   = 2 * time.Millisecond
+)
+
+// pause sleeps d on the reused pace timer; false if the peer closed.
+func (p *Peer) pause(d time.Duration) bool {
+	if p.paceTimer == nil {
+		p.paceTimer = time.NewTimer(d)
+	} else {
+		p.paceTimer.Reset(d)
+	}
+	select {
+	case <-p.done:
+		p.paceTimer.Stop()
+		return false
+	case <-p.paceTimer.C:
+		return true
 	}
 }
 

@@ -128,6 +128,10 @@ type cursor struct {
 	// owner turns it into a (coalesced) keyframe request and clears it.
 	needKey bool
 	skips   uint64
+	// catchupEnd is the ring head when the cursor last jumped back to a
+	// keyframe (start or skip): packets before it are backlog that the
+	// owner paces instead of bursting.
+	catchupEnd uint64
 }
 
 // start positions c for a new viewer: at the latest keyframe when the ring
@@ -136,6 +140,7 @@ func (r *ring) start(c *cursor) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	c.gated = true
+	c.catchupEnd = r.head
 	if r.keyValidLocked() {
 		c.next = r.lastKey
 		return
@@ -159,6 +164,7 @@ func (r *ring) read(c *cursor, dst []byte) (pktMeta, readStatus) {
 		if r.head-c.next > r.capacity() {
 			c.skips++
 			c.gated = true
+			c.catchupEnd = r.head
 			if r.keyValidLocked() {
 				c.next = r.lastKey
 			} else {

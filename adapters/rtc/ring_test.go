@@ -303,6 +303,44 @@ func TestPeerDrainCountsSkips(t *testing.T) {
 	}
 }
 
+// A late joiner's backlog is paced; live packets after it are not.
+func TestPeerPacesCatchUpBacklog(t *testing.T) {
+	tp, err := New(Config{RingSize: 256}, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	f, err := tp.newFanout("dev", domain.StreamInfo{Video: domain.CodecH264})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, w := offlinePeer(tp, f)
+	write := func(first, n int) {
+		for i := first; i < first+n; i++ {
+			if err := f.WriteFrame(domain.Frame{Kind: domain.KindVideo, Data: testAU(i == 0, 100, 0x40), PTS: time.Duration(i) * 33 * time.Millisecond, Keyframe: i == 0}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(0, 40) // one small packet per frame: a 40-packet backlog
+	f.ring.start(&p.cur)
+	if !p.drain() || w.n != 40 {
+		t.Fatalf("sent %d packets, want 40", w.n)
+	}
+	if p.pauses != 40/catchupBurst {
+		t.Fatalf("backlog of 40 paused %d times, want %d", p.pauses, 40/catchupBurst)
+	}
+	write(40, 40) // written after the join: live, never paced
+	before := p.pauses
+	for range 40 {
+		p.drain()
+	}
+	if w.n != 80 || p.pauses != before {
+		t.Fatalf("live packets: sent %d, paused %d more times", w.n, p.pauses-before)
+	}
+}
+
 // offlinePeer is a Peer with no PeerConnection whose video track writes to a
 // discard writer: the per-viewer hot path, testable and benchmarkable.
 func offlinePeer(tp *Transport, f *Fanout) (*Peer, *discardWriter) {

@@ -33,6 +33,7 @@ type Config struct {
 	Log      LogConfig      `koanf:"log"`
 	Instance InstanceConfig `koanf:"instance"`
 	Metrics  MetricsConfig  `koanf:"metrics"`
+	Debug    DebugConfig    `koanf:"debug"`
 }
 
 // MetricsConfig is the Prometheus endpoint.
@@ -41,6 +42,12 @@ type MetricsConfig struct {
 	Addr            string        `koanf:"addr"`
 	AllowOpen       bool          `koanf:"allow_open"`
 	QualityInterval time.Duration `koanf:"quality_interval"`
+}
+
+// DebugConfig holds operator diagnostics.
+type DebugConfig struct {
+	// PprofAddr, when set, serves net/http/pprof on its own listener.
+	PprofAddr string `koanf:"pprof_addr"`
 }
 
 // HTTPConfig is the listener.
@@ -182,6 +189,7 @@ func defaults() map[string]any {
 		"metrics.addr":               "",
 		"metrics.allow_open":         false,
 		"metrics.quality_interval":   "5s",
+		"debug.pprof_addr":           "",
 	}
 }
 
@@ -426,6 +434,13 @@ func (c Config) validate() []error {
 		}
 	}
 	positive("metrics.quality_interval", int64(c.Metrics.QualityInterval))
+	if c.Debug.PprofAddr != "" {
+		if host, _, err := net.SplitHostPort(c.Debug.PprofAddr); err != nil {
+			bad("debug.pprof_addr", "%q is not host:port", c.Debug.PprofAddr)
+		} else if !isLoopback(host) {
+			bad("debug.pprof_addr", "%q must be a loopback address: profiles expose internals", c.Debug.PprofAddr)
+		}
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

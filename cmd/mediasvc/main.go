@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -247,6 +248,14 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	log.Info("mediasvc listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/",
 		"instance", instance, "auth", len(cfg.Auth.APIKeys) > 0, "demo", cfg.Demo.Enabled)
 
+	if cfg.Debug.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.Debug.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
@@ -296,4 +305,29 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		return errors.Join(errs...)
 	})
 	return g.Wait()
+}
+
+// servePprof serves the runtime profiles on their own loopback listener
+// and returns the function that stops it.
+func servePprof(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for pprof on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("pprof server", "err", err)
+		}
+	}()
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	return func() { _ = srv.Close(); <-done }, nil
 }
