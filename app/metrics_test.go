@@ -229,3 +229,24 @@ func TestMetricsCountRateLimits(t *testing.T) {
 		t.Fatalf("rate limited input = %v", got)
 	}
 }
+
+func TestMetricsCountCaptureFailures(t *testing.T) {
+	rd, mp := newReading(t)
+	r := newRigWithMeter(t, app.Config{}, mp.Meter("mediasvc/app"))
+	ctx := context.Background()
+	failure := domain.ErrDeviceUnavailable
+	r.openErr.Store(&failure)
+	sess, _, err := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "ip:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.svc.Offer(ctx, sess.ID, "offer"); err == nil {
+		t.Fatal("offer succeeded with the capture failing")
+	}
+	if got := rd.value("media_capture_failures", attribute.String("device_id", "dev")); got != 1 {
+		t.Fatalf("capture failures = %v", got)
+	}
+	if got := rd.value("media_captures_active"); got != 0 {
+		t.Fatalf("captures active = %v", got)
+	}
+}
