@@ -54,6 +54,14 @@ type Deps struct {
 	OwnerLimit  ports.RateLimiter
 	GlobalLimit ports.RateLimiter
 	Clock       ports.Clock
+	// Healthy reports whether the shared store is usable now: nil, or why
+	// not. While it is not, Ready is false, new sessions are refused with
+	// domain.ErrUnavailable and reaping pauses; live sessions keep playing.
+	// Nil means always healthy (the in-memory store).
+	Healthy func() error
+	// Instances lists the instances sharing the store; nil means this one
+	// alone.
+	Instances ports.InstanceRegistry
 }
 
 // Service is the application: the HTTP adapter calls it.
@@ -65,6 +73,7 @@ type Service struct {
 	src  *sourceSet
 
 	draining atomic.Bool
+	started  time.Time
 
 	mu   sync.Mutex
 	live map[domain.SessionID]*live
@@ -80,6 +89,7 @@ type live struct {
 	input    *rate.Limiter
 	log      *slog.Logger
 	ttl      time.Duration
+	sess     domain.Session // as created, for Resync
 	notifyMu sync.Mutex
 	notify   func(domain.SessionEvent)
 
@@ -117,7 +127,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Service {
 	if deps.Clock == nil {
 		deps.Clock = systemClock{}
 	}
-	s := &Service{cfg: cfg, deps: deps, log: log, src: &sourceSet{list: deps.Sources}, live: make(map[domain.SessionID]*live)}
+	s := &Service{cfg: cfg, deps: deps, log: log, started: deps.Clock.Now(), src: &sourceSet{list: deps.Sources}, live: make(map[domain.SessionID]*live)}
 	s.hub = newHub(s.src, deps.Transport, cfg.Hub, s.deviceCondition, log)
 	return s
 }
@@ -132,7 +142,9 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			s.reap(ctx)
+			if s.healthy() == nil {
+				s.reap(ctx)
+			}
 		}
 	}
 }
@@ -154,8 +166,62 @@ func (s *Service) reap(ctx context.Context) {
 	}
 }
 
-// Ready reports whether the service accepts new sessions.
-func (s *Service) Ready() bool { return !s.draining.Load() }
+// Ready reports whether the service accepts new sessions: not draining,
+// and the store is usable.
+func (s *Service) Ready() bool { return !s.draining.Load() && s.healthy() == nil }
+
+func (s *Service) healthy() error {
+	if s.deps.Healthy == nil {
+		return nil
+	}
+	return s.deps.Healthy()
+}
+
+// Instances lists the live instances sharing the session store (this one
+// alone without a registry). Errors wrap domain.ErrUnavailable.
+func (s *Service) Instances(ctx context.Context) ([]domain.Instance, error) {
+	if s.deps.Instances == nil {
+		return []domain.Instance{{ID: s.cfg.Instance, StartedAt: s.started, HeartbeatAt: s.deps.Clock.Now()}}, nil
+	}
+	return s.deps.Instances.Instances(ctx)
+}
+
+// Resync puts this instance's live sessions back into the store after it
+// came back, possibly empty (a restarted Redis): each is touched, or
+// created again when missing (quota not applied: it is already playing).
+// It returns the failures joined.
+func (s *Service) Resync(ctx context.Context) error {
+	var errs []error
+	now := s.deps.Clock.Now()
+	for _, l := range s.snapshot(nil) {
+		err := s.deps.Store.Touch(ctx, l.id, now)
+		if !errors.Is(err, domain.ErrSessionNotFound) {
+			if err != nil && !errors.Is(err, domain.ErrSessionClosed) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		sess := l.sess
+		l.mu.Lock()
+		switch {
+		case l.closed:
+			l.mu.Unlock()
+			continue
+		case l.keepalive != nil:
+			sess.State = domain.StateConnected
+		case l.peer != nil:
+			sess.State = domain.StateNegotiating
+		}
+		l.mu.Unlock()
+		sess.UpdatedAt, sess.ExpiresAt = now, now.Add(sess.TTL)
+		if err := s.deps.Store.Create(ctx, sess, domain.Quota{}); err != nil && !errors.Is(err, domain.ErrSessionExists) {
+			errs = append(errs, err)
+			continue
+		}
+		l.log.Info("session put back into the store")
+	}
+	return errors.Join(errs...)
+}
 
 // ICEServers returns the STUN/TURN servers handed to clients.
 func (s *Service) ICEServers() []domain.ICEServer { return s.deps.Transport.ICEServers() }
@@ -197,6 +263,9 @@ func (s *Service) create(ctx context.Context, device domain.DeviceID, role domai
 	if !role.Valid() {
 		return domain.Session{}, "", fmt.Errorf("role %q is not viewer or controller: %w", role, domain.ErrInvalidRequest)
 	}
+	if err := s.healthy(); err != nil {
+		return domain.Session{}, "", fmt.Errorf("create session: session store unusable: %w", errors.Join(domain.ErrUnavailable, err))
+	}
 	if _, _, err := s.src.device(ctx, device); err != nil {
 		return domain.Session{}, "", err
 	}
@@ -216,7 +285,7 @@ func (s *Service) create(ctx context.Context, device domain.DeviceID, role domai
 	sess.Kind = kind
 	sess.Instance = s.cfg.Instance
 	l := &live{
-		id: sess.ID, device: device, role: role, kind: kind, token: sess.TokenHash, ttl: s.cfg.SessionTTL,
+		id: sess.ID, device: device, role: role, kind: kind, token: sess.TokenHash, ttl: s.cfg.SessionTTL, sess: sess,
 		input: rate.NewLimiter(rate.Limit(s.cfg.InputRate), s.cfg.InputBurst),
 		log:   s.log.With("session_id", sess.ID, "device_id", device),
 	}
@@ -290,7 +359,7 @@ func (s *Service) Connect(ctx context.Context, id domain.SessionID, token string
 		return nil, fmt.Errorf("session %s already has a socket: %w", id, domain.ErrConflict)
 	}
 	l.notify = notify
-	s.touch(l)
+	_ = s.touch(l) // not found: the keepalive or the reaper ends it
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -422,7 +491,11 @@ func (s *Service) keepalive(l *live) {
 	}
 	var tick func()
 	tick = func() {
-		s.touch(l)
+		if err := s.touch(l); errors.Is(err, domain.ErrSessionNotFound) {
+			// Gone from the store: reaped or deleted by another instance.
+			s.closeLocal(l.id, "expired")
+			return
+		}
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if !l.closed {
@@ -432,12 +505,16 @@ func (s *Service) keepalive(l *live) {
 	l.keepalive = time.AfterFunc(l.ttl/3, tick)
 }
 
-func (s *Service) touch(l *live) {
+// touch extends the session's life in the store and returns the store's
+// error; only a failure other than not-found is logged.
+func (s *Service) touch(l *live) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.deps.Store.Touch(ctx, l.id, s.deps.Clock.Now()); err != nil && !errors.Is(err, domain.ErrSessionNotFound) {
+	err := s.deps.Store.Touch(ctx, l.id, s.deps.Clock.Now())
+	if err != nil && !errors.Is(err, domain.ErrSessionNotFound) {
 		l.log.Warn("touch session", "err", err)
 	}
+	return err
 }
 
 // AddCandidate adds a remote ICE candidate to the session's peer.

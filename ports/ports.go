@@ -165,10 +165,20 @@ type Clock interface {
 }
 
 // RateLimiter decides whether an action keyed by key may happen now.
-// Implementations: an in-memory token bucket (memstore), Redis GCRA later.
+// Implementations: an in-memory token bucket (memstore), a Redis GCRA
+// shared by every instance (redisstore).
 type RateLimiter interface {
 	// Allow takes one token for key. When none is left it returns a
 	// *domain.RateLimitError (errors.Is domain.ErrRateLimited) saying when
 	// to retry. Other errors mean the limiter itself failed.
 	Allow(ctx context.Context, key string) error
+}
+
+// InstanceRegistry lists the instances sharing a session store.
+// Implementation: redisstore.Registry; without one the app knows only
+// itself.
+type InstanceRegistry interface {
+	// Instances returns the live instances. Errors wrap
+	// domain.ErrUnavailable when the registry cannot be read.
+	Instances(ctx context.Context) ([]domain.Instance, error)
 }

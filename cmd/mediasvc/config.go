@@ -32,6 +32,24 @@ type Config struct {
 	Demo     DemoConfig     `koanf:"demo"`
 	Log      LogConfig      `koanf:"log"`
 	Instance InstanceConfig `koanf:"instance"`
+	Store    StoreConfig    `koanf:"store"`
+	Redis    RedisConfig    `koanf:"redis"`
+}
+
+// StoreConfig picks where sessions live.
+type StoreConfig struct {
+	Backend string `koanf:"backend"`
+}
+
+// RedisConfig is the shared Redis (store.backend: redis).
+type RedisConfig struct {
+	URL            string        `koanf:"url"`
+	KeyPrefix      string        `koanf:"key_prefix"`
+	Timeout        time.Duration `koanf:"timeout"`
+	TouchThrottle  time.Duration `koanf:"touch_throttle"`
+	KeyGrace       time.Duration `koanf:"key_grace"`
+	HealthInterval time.Duration `koanf:"health_interval"`
+	MaxBackoff     time.Duration `koanf:"max_backoff"`
 }
 
 // HTTPConfig is the listener.
@@ -120,7 +138,9 @@ type LogConfig struct {
 
 // InstanceConfig names this instance.
 type InstanceConfig struct {
-	ID string `koanf:"id"`
+	ID           string        `koanf:"id"`
+	AdvertiseURL string        `koanf:"advertise_url"`
+	HeartbeatTTL time.Duration `koanf:"heartbeat_ttl"`
 }
 
 // defaults are the built-in values: an open service on loopback with the
@@ -169,6 +189,16 @@ func defaults() map[string]any {
 		"log.level":                  "info",
 		"log.format":                 "text",
 		"instance.id":                "",
+		"instance.advertise_url":     "",
+		"instance.heartbeat_ttl":     "15s",
+		"store.backend":              "memory",
+		"redis.url":                  "",
+		"redis.key_prefix":           "mediasvc:",
+		"redis.timeout":              "1s",
+		"redis.touch_throttle":       "5s",
+		"redis.key_grace":            "1m",
+		"redis.health_interval":      "1s",
+		"redis.max_backoff":          "10s",
 	}
 }
 
@@ -403,6 +433,36 @@ func (c Config) validate() []error {
 		bad("webrtc.udp_port_min", "udp_port_min and udp_port_max go together, min ≤ max")
 	}
 	positive("webrtc.gather_timeout", int64(c.WebRTC.GatherTimeout))
+	switch c.Store.Backend {
+	case "memory":
+	case "redis":
+		if u, err := url.Parse(c.Redis.URL); c.Redis.URL == "" || err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			bad("redis.url", "store.backend redis needs a redis://, rediss:// or unix:// URL (MEDIASVC_REDIS_URL)")
+		}
+	default:
+		bad("store.backend", "must be memory or redis, got %q", c.Store.Backend)
+	}
+	if c.Redis.KeyPrefix == "" {
+		bad("redis.key_prefix", "must not be empty")
+	}
+	positive("redis.timeout", int64(c.Redis.Timeout))
+	nonNeg("redis.touch_throttle", int64(c.Redis.TouchThrottle))
+	if c.Redis.TouchThrottle >= c.Session.TTL/3 && c.Session.TTL > 0 {
+		bad("redis.touch_throttle", "must be shorter than a third of session.ttl (the keepalive period)")
+	}
+	positive("redis.key_grace", int64(c.Redis.KeyGrace))
+	positive("redis.health_interval", int64(c.Redis.HealthInterval))
+	if c.Redis.MaxBackoff < c.Redis.HealthInterval {
+		bad("redis.max_backoff", "must be at least redis.health_interval")
+	}
+	if c.Instance.HeartbeatTTL < time.Second {
+		bad("instance.heartbeat_ttl", "must be at least 1s, got %s", c.Instance.HeartbeatTTL)
+	}
+	if c.Instance.AdvertiseURL != "" {
+		if u, err := url.Parse(c.Instance.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("instance.advertise_url", "%q is not an http(s) URL", c.Instance.AdvertiseURL)
+		}
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -431,6 +491,13 @@ func printConfig(k *koanf.Koanf, w io.Writer) error {
 	for key, v := range k.All() {
 		if isSecret(key) {
 			v = "********"
+		}
+		if s, ok := v.(string); ok && key == "redis.url" && s != "" {
+			if u, err := url.Parse(s); err == nil {
+				v = u.Redacted()
+			} else {
+				v = "********"
+			}
 		}
 		if list, ok := v.([]any); ok && key == "webrtc.ice_servers" {
 			servers := make([]any, len(list))

@@ -2,6 +2,7 @@
 //
 //	mediasvc [serve] [flags]     run the service (the default)
 //	mediasvc config print [flags] print the effective configuration, secrets masked
+//	mediasvc migrate up|status    apply or show the Redis keyspace migrations
 //	mediasvc version              print the version
 //
 // Configuration comes from built-in defaults, then the YAML file given with
@@ -28,7 +29,6 @@ import (
 
 	"mediasvc/adapters/demo"
 	"mediasvc/adapters/httpapi"
-	"mediasvc/adapters/memstore"
 	"mediasvc/adapters/rtc"
 	"mediasvc/app"
 	"mediasvc/domain"
@@ -75,6 +75,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return 0
+	case "migrate":
+		return migrate(args, environ, stdout, stderr)
 	case "version":
 		v := "devel"
 		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
@@ -83,10 +85,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "mediasvc", v)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: mediasvc [serve] [-config file.yaml] [--http.addr host:port] ...\n       mediasvc config print\n       mediasvc version")
+		fmt.Fprintln(stdout, "usage: mediasvc [serve] [-config file.yaml] [--http.addr host:port] ...\n       mediasvc config print\n       mediasvc migrate up|status\n       mediasvc version")
 		return 0
 	default:
-		fmt.Fprintf(stderr, "mediasvc: unknown command %q (serve, config print, version)\n", cmd)
+		fmt.Fprintf(stderr, "mediasvc: unknown command %q (serve, config print, migrate, version)\n", cmd)
 		return 2
 	}
 }
@@ -119,15 +121,11 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		instance = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 
-	store := memstore.New(memstore.Options{})
-	ownerLimit, err := memstore.NewLimiter("owner", cfg.Limits.CreateRate, cfg.Limits.CreateBurst, 100_000)
+	be, err := newBackend(ctx, cfg, domain.Instance{ID: instance, URL: cfg.Instance.AdvertiseURL}, log)
 	if err != nil {
 		return err
 	}
-	globalLimit, err := memstore.NewLimiter("global", cfg.Limits.GlobalCreateRate, cfg.Limits.GlobalCreateBurst, 1)
-	if err != nil {
-		return err
-	}
+	defer be.close()
 
 	var sources []app.Source
 	if cfg.Demo.Enabled {
@@ -175,12 +173,15 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			},
 		},
 	}, app.Deps{
-		Store:       store,
+		Store:       be.store,
 		Sources:     sources,
 		Transport:   transport,
-		OwnerLimit:  ownerLimit,
-		GlobalLimit: globalLimit,
+		OwnerLimit:  be.ownerLimit,
+		GlobalLimit: be.globalLimit,
+		Healthy:     be.healthy,
+		Instances:   be.instances,
 	}, log)
+	be.onUp = svc.Resync
 
 	api := httpapi.New(httpapi.Config{
 		APIKeys:        cfg.Auth.APIKeys,
@@ -206,12 +207,15 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("mediasvc listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/",
-		"instance", instance, "auth", len(cfg.Auth.APIKeys) > 0, "demo", cfg.Demo.Enabled)
+		"instance", instance, "store", cfg.Store.Backend, "auth", len(cfg.Auth.APIKeys) > 0, "demo", cfg.Demo.Enabled)
 
 	g, gctx := errgroup.WithContext(ctx)
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	g.Go(func() error { return svc.Run(runCtx) })
+	for _, loop := range be.run {
+		g.Go(func() error { return loop(runCtx) })
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
