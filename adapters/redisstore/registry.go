@@ -14,6 +14,8 @@ import (
 	"mediasvc/ports"
 )
 
+var _ ports.InstanceRegistry = (*Registry)(nil)
+
 // Registry records this instance in Redis with a heartbeat TTL and lists
 // the live ones. Layout: P+"instance:"+id is a hash (id, url, started,
 // heartbeat in Unix ms) that expires TTL after the last heartbeat, and
@@ -220,5 +222,3 @@ func (m *Monitor) check(ctx context.Context, up bool) error {
 	}
 	return nil
 }
-
-var _ ports.InstanceRegistry = (*Registry)(nil)
