@@ -66,6 +66,7 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 	if err != nil {
 		return nil, err
 	}
+	redis.SetLogger(redisLog{log.With("component", "go-redis")})
 	rdb, err := newRedisClient(cfg.Redis)
 	if err != nil {
 		return nil, err
@@ -176,4 +177,12 @@ func migrate(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "keyspace %q at schema %d\n", prefix, st.Latest)
 	return 0
+}
+
+// redisLog sends go-redis's own messages (one per failed dial while Redis
+// is down, repeating what the monitor already said once) to debug.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
 }
