@@ -156,3 +156,9 @@ func TestUnavailable(t *testing.T) {
 		}
 	}
 }
+
+var noQuota = domain.Quota{}
+
+func benchSession(id string) domain.Session {
+	return domain.NewSession(domain.SessionID(id), "dev", domain.RoleViewer, "alice", time.Hour, time.Now())
+}

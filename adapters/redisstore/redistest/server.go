@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -48,11 +49,12 @@ func (s *Server) start() {
 	if _, err := os.Stat(Binary); err != nil {
 		s.t.Fatalf("redis-server not installed (%v): run scripts/install-deps.sh", err)
 	}
+	dir := s.t.TempDir()
+	logPath := filepath.Join(dir, "redis.log")
 	s.cmd = exec.Command(Binary,
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.t.TempDir(),
-		"--loglevel", "warning", "--protected-mode", "yes")
-	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
+		"--save", "", "--appendonly", "no", "--dir", dir,
+		"--loglevel", "warning", "--logfile", logPath, "--protected-mode", "yes")
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
@@ -68,7 +70,8 @@ func (s *Server) start() {
 		}
 		select {
 		case <-s.done:
-			s.t.Fatalf("redis-server on %s exited at start", s.Addr)
+			b, _ := os.ReadFile(logPath)
+			s.t.Fatalf("redis-server on %s exited at start:\n%s", s.Addr, b)
 		default:
 		}
 		if time.Now().After(deadline) {
