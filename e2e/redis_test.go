@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -262,4 +263,41 @@ func runBinary(t *testing.T, cfg Config) (string, int) {
 		code = ee.ExitCode()
 	}
 	return string(out), code
+}
+
+// TestKilledInstanceExpires: an instance SIGKILLed leaves the instance
+// list within its heartbeat TTL, and its sessions expire and are reaped by
+// the survivors.
+func TestKilledInstanceExpires(t *testing.T) {
+	srv := redistest.Start(t)
+	cfgA, cfgB := redisConfig(srv, "a"), redisConfig(srv, "b")
+	for _, c := range []Config{cfgA, cfgB} {
+		c.set("session", "ttl", "2s")
+		c.set("redis", "touch_throttle", "0s")
+	}
+	a, b := startInstance(t, cfgA), startInstance(t, cfgB)
+	code, sid, body := createStatus(t, b.Base)
+	if code != http.StatusCreated {
+		t.Fatalf("create on b = %d %s", code, body)
+	}
+	killed := time.Now()
+	if err := b.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-b.Done()
+	deadline := killed.Add(3*time.Second + 2*time.Second) // heartbeat TTL + slack
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		code, body := httpStatus(ctx, a.Base+"/api/v1/instances")
+		cancel()
+		if code == 200 && !strings.Contains(body, `"id":"b"`) {
+			t.Logf("b left the instance list %s after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b still listed %s after SIGKILL: %s", time.Since(killed), body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitStatus(t, a.Base+"/api/v1/sessions/"+sid, http.StatusNotFound, 5*time.Second)
 }
