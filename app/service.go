@@ -62,6 +62,9 @@ type Deps struct {
 	// Instances lists the instances sharing the store; nil means this one
 	// alone.
 	Instances ports.InstanceRegistry
+	// Bus forwards signaling for sessions held by other instances; nil
+	// serves only the sessions created here.
+	Bus ports.Bus
 }
 
 // Service is the application: the HTTP adapter calls it.
@@ -92,6 +95,9 @@ type live struct {
 	sess     domain.Session // as created, for Resync
 	notifyMu sync.Mutex
 	notify   func(domain.SessionEvent)
+	// remoteTopic is the bus topic notify publishes to when the socket
+	// is on another instance; guarded by notifyMu.
+	remoteTopic string
 
 	mu        sync.Mutex // guards the fields below
 	peer      ports.Peer
@@ -317,12 +323,30 @@ func (s *Service) Session(ctx context.Context, id domain.SessionID) (domain.Sess
 // closed and its socket told bye with reason. domain.ErrSessionNotFound if
 // it does not exist.
 func (s *Service) CloseSession(ctx context.Context, id domain.SessionID, reason string) error {
-	_, err := s.deps.Store.Delete(ctx, id)
+	sess, err := s.deps.Store.Delete(ctx, id)
 	local := s.closeLocal(id, reason)
+	if err == nil && !local && s.deps.Bus != nil && sess.Instance != "" && sess.Instance != s.cfg.Instance {
+		// Tell the holder now rather than at its next keepalive.
+		if _, ferr := s.forward(ctx, sess.Instance, rpc{Method: "close", Session: id, Reason: reason}); ferr != nil {
+			s.log.Warn("forward close", "session_id", id, "instance", sess.Instance, "err", ferr)
+		}
+	}
 	if err != nil && !(local && errors.Is(err, domain.ErrSessionNotFound)) {
 		return fmt.Errorf("close session %s: %w", id, err)
 	}
 	return nil
+}
+
+// remoteFor reports whether id is held by another instance reachable over
+// the bus, and which.
+func (s *Service) remoteFor(ctx context.Context, id domain.SessionID) (string, domain.Session, bool) {
+	s.mu.Lock()
+	_, local := s.live[id]
+	s.mu.Unlock()
+	if local {
+		return "", domain.Session{}, false
+	}
+	return s.remoteOwner(ctx, id)
 }
 
 // lookup returns the live session id held by this instance.
@@ -345,6 +369,9 @@ func (s *Service) lookup(ctx context.Context, id domain.SessionID) (*live, error
 // token and domain.ErrConflict if a socket is already attached. detach
 // forgets notify; it does not close the session.
 func (s *Service) Connect(ctx context.Context, id domain.SessionID, token string, notify func(domain.SessionEvent)) (func(), error) {
+	if owner, sess, ok := s.remoteFor(ctx, id); ok {
+		return s.connectRemote(ctx, owner, sess, token, notify)
+	}
 	l, err := s.lookup(ctx, id)
 	if err != nil {
 		return nil, err
@@ -364,7 +391,7 @@ func (s *Service) Connect(ctx context.Context, id domain.SessionID, token string
 	return func() {
 		once.Do(func() {
 			l.notifyMu.Lock()
-			l.notify = nil
+			l.notify, l.remoteTopic = nil, ""
 			l.notifyMu.Unlock()
 		})
 	}, nil
@@ -393,6 +420,10 @@ func (s *Service) emit(l *live, ev domain.SessionEvent) {
 // domain.ErrSessionNotFound, ErrInvalidOffer, ErrDeviceUnavailable,
 // ErrSessionClosed.
 func (s *Service) Offer(ctx context.Context, id domain.SessionID, sdp string) (string, error) {
+	if owner, _, ok := s.remoteFor(ctx, id); ok {
+		rep, err := s.forward(ctx, owner, rpc{Method: "offer", Session: id, SDP: sdp})
+		return rep.SDP, err
+	}
 	l, err := s.lookup(ctx, id)
 	if err != nil {
 		return "", err
@@ -521,6 +552,10 @@ func (s *Service) touch(l *live) error {
 // domain.ErrTooManyCandidates past the limit, ErrInvalidCandidate when
 // malformed, ErrConflict before an offer.
 func (s *Service) AddCandidate(ctx context.Context, id domain.SessionID, c domain.Candidate) error {
+	if owner, _, ok := s.remoteFor(ctx, id); ok {
+		_, err := s.forward(ctx, owner, rpc{Method: "candidate", Session: id, Candidate: &c})
+		return err
+	}
 	l, err := s.lookup(ctx, id)
 	if err != nil {
 		return err
@@ -540,6 +575,10 @@ func (s *Service) AddCandidate(ctx context.Context, id domain.SessionID, c domai
 // RequestKeyframe asks the device's capture for a keyframe on behalf of the
 // session (coalesced with other viewers' requests by the fanout).
 func (s *Service) RequestKeyframe(ctx context.Context, id domain.SessionID) error {
+	if owner, _, ok := s.remoteFor(ctx, id); ok {
+		_, err := s.forward(ctx, owner, rpc{Method: "keyframe", Session: id})
+		return err
+	}
 	l, err := s.lookup(ctx, id)
 	if err != nil {
 		return err
@@ -557,6 +596,13 @@ func (s *Service) RequestKeyframe(ctx context.Context, id domain.SessionID) erro
 // SessionStats returns the session's quality. A session without a peer
 // yet reports zeros.
 func (s *Service) SessionStats(ctx context.Context, id domain.SessionID) (domain.QualityStats, error) {
+	if owner, _, ok := s.remoteFor(ctx, id); ok {
+		rep, err := s.forward(ctx, owner, rpc{Method: "stats", Session: id})
+		if err != nil || rep.Stats == nil {
+			return domain.QualityStats{}, err
+		}
+		return *rep.Stats, nil
+	}
 	l, err := s.lookup(ctx, id)
 	if err != nil {
 		return domain.QualityStats{}, err
@@ -575,6 +621,10 @@ func (s *Service) SessionStats(ctx context.Context, id domain.SessionID) (domain
 // rate, ErrInvalidInput when malformed or out of the video, ErrConflict
 // before the stream started, and the device's own errors.
 func (s *Service) Input(ctx context.Context, id domain.SessionID, ev domain.InputEvent) error {
+	if owner, _, ok := s.remoteFor(ctx, id); ok {
+		_, err := s.forward(ctx, owner, rpc{Method: "input", Session: id, Input: &ev})
+		return err
+	}
 	l, err := s.lookup(ctx, id)
 	if err != nil {
 		return err

@@ -42,6 +42,13 @@ type rig struct {
 
 func newRig(t *testing.T, cfg app.Config) *rig {
 	t.Helper()
+	return newRigOn(t, cfg, memstore.New(memstore.Options{}), nil)
+}
+
+// newRigOn is newRig on a given store and bus (shared by several rigs to
+// play several instances).
+func newRigOn(t *testing.T, cfg app.Config, store *memstore.Store, bus ports.Bus) *rig {
+	t.Helper()
 	r := &rig{captures: make(chan *portstest.Capture, 16)}
 	r.src = &portstest.Source{
 		DeviceFunc: func(_ context.Context, id domain.DeviceID) (domain.Device, error) {
@@ -91,8 +98,9 @@ func newRig(t *testing.T, cfg app.Config) *rig {
 	if cfg.CleanupInterval == 0 {
 		cfg.CleanupInterval = 10 * time.Millisecond
 	}
-	r.store = memstore.New(memstore.Options{})
+	r.store = store
 	r.svc = app.New(cfg, app.Deps{
+		Bus:       bus,
 		Store:     r.store,
 		Sources:   []app.Source{{Screen: r.src, Input: r.src}},
 		Transport: tr,
@@ -105,10 +113,13 @@ func newRig(t *testing.T, cfg app.Config) *rig {
 	}, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	busDone := make(chan struct{})
 	go func() { defer close(done); _ = r.svc.Run(ctx) }()
+	go func() { defer close(busDone); _ = r.svc.ServeBus(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
+		<-busDone
 		_ = r.svc.Drain(context.Background(), "test over")
 		// Unblock any capture still waiting on its channel.
 		for {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -300,4 +301,76 @@ func TestKilledInstanceExpires(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	waitStatus(t, a.Base+"/api/v1/sessions/"+sid, http.StatusNotFound, 5*time.Second)
+}
+
+// TestSignalingForwardedAcrossInstances: a session created on A (its peer
+// lives on A) is signaled through a WebSocket on B — A hands out B's
+// ws_url through http.public_url, as a load balancer without affinity
+// would. Offer, candidates and events cross Redis; media flows from A.
+// It also times session setup same-instance against cross-instance.
+func TestSignalingForwardedAcrossInstances(t *testing.T) {
+	srv := redistest.Start(t)
+	b := startInstance(t, redisConfig(srv, "b"))
+	cfgA := redisConfig(srv, "a")
+	cfgA.set("http", "public_url", b.Base)
+	a := startInstance(t, cfgA)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	v, err := client.Dial(ctx, client.Config{BaseURL: a.Base, Mode: client.ModeWS})
+	if err != nil {
+		t.Fatalf("dial through b: %v", err)
+	}
+	t.Cleanup(func() { _ = v.Close() })
+	if !strings.HasPrefix(v.Session().WSURL, "ws://"+b.Addr) {
+		t.Fatalf("ws_url %s is not on b", v.Session().WSURL)
+	}
+	if err := v.WaitFrames(ctx, 60, true); err != nil {
+		t.Fatal(err)
+	}
+	sid := v.Session().SessionID
+	if created := `msg="session created" session_id=` + sid; !strings.Contains(a.Log(), created) || strings.Contains(b.Log(), created) {
+		t.Fatal("the session was not created on a")
+	}
+	// Stats asked on b come from a.
+	if code, body := httpStatus(ctx, b.Base+"/api/v1/sessions/"+sid+"/stats"); code != 200 || !strings.Contains(body, "packets_sent") {
+		t.Fatalf("stats through b = %d %s", code, body)
+	}
+	// DELETE on b: a closes the peer and the bye reaches the socket on b.
+	if resp, body := do(t, "DELETE", b.Base+"/api/v1/sessions/"+sid, "", nil, nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE on b = %d %s", resp.StatusCode, body)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if _, err := v.WaitMessage(wctx, func(m client.Message) bool { return m.Type == "bye" }); err != nil {
+		t.Fatalf("no bye relayed to the socket on b: %v", err)
+	}
+
+	// Setup time: same instance (a → a) against forwarded (a → b).
+	same := startInstance(t, redisConfig(srv, "c"))
+	measure := func(base string) (offerAnswer, connected []time.Duration) {
+		for range 8 {
+			v, err := client.Dial(ctx, client.Config{BaseURL: base, Mode: client.ModeWS})
+			if err != nil {
+				t.Fatalf("dial %s: %v", base, err)
+			}
+			if err := v.WaitFrames(ctx, 1, false); err != nil {
+				t.Fatal(err)
+			}
+			st := v.Stats()
+			offerAnswer = append(offerAnswer, st.AnswerReceived.Sub(st.OfferSent))
+			connected = append(connected, st.Connected.Sub(st.Start))
+			_ = v.Close()
+		}
+		return
+	}
+	oaSame, cSame := measure(same.Base)
+	oaFwd, cFwd := measure(a.Base)
+	for _, d := range [][]time.Duration{oaSame, cSame, oaFwd, cFwd} {
+		slices.Sort(d)
+	}
+	t.Logf("session setup, 8 each: offer→answer same-instance p50 %s p95 %s, forwarded p50 %s p95 %s",
+		pct(oaSame, 50), pct(oaSame, 95), pct(oaFwd, 50), pct(oaFwd, 95))
+	t.Logf("session setup, 8 each: POST→connected same-instance p50 %s p95 %s, forwarded p50 %s p95 %s",
+		pct(cSame, 50), pct(cSame, 95), pct(cFwd, 50), pct(cFwd, 95))
 }

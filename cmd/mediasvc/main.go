@@ -180,6 +180,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		GlobalLimit: be.globalLimit,
 		Healthy:     be.healthy,
 		Instances:   be.instances,
+		Bus:         be.bus,
 	}, log)
 	be.onUp = svc.Resync
 
@@ -213,6 +214,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	g.Go(func() error { return svc.Run(runCtx) })
+	g.Go(func() error { return svc.ServeBus(runCtx) })
 	for _, loop := range be.run {
 		g.Go(func() error { return loop(runCtx) })
 	}

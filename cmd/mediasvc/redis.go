@@ -25,6 +25,7 @@ type backend struct {
 	globalLimit ports.RateLimiter
 	healthy     func() error
 	instances   ports.InstanceRegistry
+	bus         ports.Bus
 	// run holds the background loops (Redis monitor, heartbeat) to run
 	// until the service stops; onUp is set once the app exists.
 	run   []func(ctx context.Context) error
@@ -96,6 +97,7 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 			Prefix: prefix, KeyGrace: cfg.Redis.KeyGrace, TouchThrottle: cfg.Redis.TouchThrottle,
 		}),
 		ownerLimit: ownerLimit, globalLimit: globalLimit, instances: reg,
+		bus:   redisstore.NewBus(rdb, prefix, self.ID, log.With("component", "bus")),
 		close: func() { _ = rdb.Close() },
 	}
 	mon := redisstore.NewMonitor(rdb, cfg.Redis.HealthInterval, cfg.Redis.MaxBackoff, func(ctx context.Context) error {
