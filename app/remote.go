@@ -28,13 +28,19 @@ type rpc struct {
 	Input     *domain.InputEvent `json:"input,omitempty"`
 	Topic     string             `json:"topic,omitempty"`
 	Reason    string             `json:"reason,omitempty"`
+	Device    domain.DeviceID    `json:"device,omitempty"`
+	Role      domain.Role        `json:"role,omitempty"`
+	User      string             `json:"user,omitempty"`
+	Kind      string             `json:"kind,omitempty"`
 }
 
 // rpcReply is its answer.
 type rpcReply struct {
-	SDP   string               `json:"sdp,omitempty"`
-	Stats *domain.QualityStats `json:"stats,omitempty"`
-	Err   *wireError           `json:"err,omitempty"`
+	SDP     string               `json:"sdp,omitempty"`
+	Stats   *domain.QualityStats `json:"stats,omitempty"`
+	Session *domain.Session      `json:"session,omitempty"`
+	Token   string               `json:"token,omitempty"`
+	Err     *wireError           `json:"err,omitempty"`
 }
 
 // wireError carries a domain error across instances.
@@ -48,7 +54,8 @@ type wireError struct {
 // wireErrors are the domain errors that keep their identity across
 // instances; any other arrives as ErrUnavailable.
 var wireErrors = map[string]error{
-	"session_not_found": domain.ErrSessionNotFound, "session_closed": domain.ErrSessionClosed,
+	"session_not_found": domain.ErrSessionNotFound, "limit_exceeded": domain.ErrLimitExceeded,
+	"session_exists": domain.ErrSessionExists, "session_closed": domain.ErrSessionClosed,
 	"device_not_found": domain.ErrDeviceNotFound, "device_unavailable": domain.ErrDeviceUnavailable,
 	"too_many_candidates": domain.ErrTooManyCandidates, "invalid_candidate": domain.ErrInvalidCandidate,
 	"invalid_offer": domain.ErrInvalidOffer, "invalid_input": domain.ErrInvalidInput,
@@ -171,6 +178,18 @@ func (s *Service) handleRPC(ctx context.Context, r rpc) (rep rpcReply) {
 		s.detachRemote(r.Session, r.Topic)
 	case "close":
 		s.closeLocal(r.Session, r.Reason)
+	case "create":
+		var sess domain.Session
+		sess, rep.Token, err = s.createLocal(ctx, r.Device, r.Role, r.User, r.Kind)
+		if err == nil {
+			rep.Session = &sess
+		}
+	case "whep":
+		var sess domain.Session
+		sess, rep.SDP, err = s.whepLocal(ctx, r.Device, r.User, r.SDP)
+		if err == nil {
+			rep.Session = &sess
+		}
 	default:
 		err = fmt.Errorf("unknown method %q: %w", r.Method, domain.ErrInvalidRequest)
 	}

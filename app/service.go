@@ -65,6 +65,9 @@ type Deps struct {
 	// Bus forwards signaling for sessions held by other instances; nil
 	// serves only the sessions created here.
 	Bus ports.Bus
+	// Leases decide which instance captures a device (see RunOwnership);
+	// nil means each instance captures the devices it sees.
+	Leases ports.DeviceLeases
 }
 
 // Service is the application: the HTTP adapter calls it.
@@ -77,6 +80,9 @@ type Service struct {
 
 	draining atomic.Bool
 	started  time.Time
+
+	leaseMu sync.Mutex
+	leases  map[domain.DeviceID]domain.Lease // held by this instance
 
 	mu   sync.Mutex
 	live map[domain.SessionID]*live
@@ -133,7 +139,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Service {
 	if deps.Clock == nil {
 		deps.Clock = systemClock{}
 	}
-	s := &Service{cfg: cfg, deps: deps, log: log, started: deps.Clock.Now(), src: &sourceSet{list: deps.Sources}, live: make(map[domain.SessionID]*live)}
+	s := &Service{cfg: cfg, deps: deps, log: log, started: deps.Clock.Now(), src: &sourceSet{list: deps.Sources}, live: make(map[domain.SessionID]*live), leases: make(map[domain.DeviceID]domain.Lease)}
 	s.hub = newHub(s.src, deps.Transport, cfg.Hub, s.deviceCondition, log)
 	return s
 }
@@ -263,27 +269,74 @@ func (s *Service) CreateSession(ctx context.Context, device domain.DeviceID, rol
 }
 
 func (s *Service) create(ctx context.Context, device domain.DeviceID, role domain.Role, owner, kind string) (domain.Session, string, error) {
+	holder, err := s.admit(ctx, device, role, owner)
+	if err != nil {
+		return domain.Session{}, "", err
+	}
+	if holder != "" {
+		rep, err := s.forward(ctx, holder, rpc{Method: "create", Device: device, Role: role, User: owner, Kind: kind})
+		if err != nil || rep.Session == nil {
+			return domain.Session{}, "", errors.Join(err, s.noSession(rep.Session))
+		}
+		return *rep.Session, rep.Token, nil
+	}
+	return s.createLocal(ctx, device, role, owner, kind)
+}
+
+// noSession is the error for a forwarded creation that returned none.
+func (s *Service) noSession(sess *domain.Session) error {
+	if sess != nil {
+		return nil
+	}
+	return fmt.Errorf("create session: the device owner returned no session: %w", domain.ErrUnavailable)
+}
+
+// admit runs the checks every new session passes on the instance the
+// request reached — draining, role, store health, the device, creation
+// rate limits — and returns the instance that must hold the session when
+// it is another one (the device's lease holder), or "".
+func (s *Service) admit(ctx context.Context, device domain.DeviceID, role domain.Role, owner string) (string, error) {
 	if s.draining.Load() {
-		return domain.Session{}, "", fmt.Errorf("create session: %w", domain.ErrDraining)
+		return "", fmt.Errorf("create session: %w", domain.ErrDraining)
 	}
 	if !role.Valid() {
-		return domain.Session{}, "", fmt.Errorf("role %q is not viewer or controller: %w", role, domain.ErrInvalidRequest)
+		return "", fmt.Errorf("role %q is not viewer or controller: %w", role, domain.ErrInvalidRequest)
 	}
 	if err := s.healthy(); err != nil {
-		return domain.Session{}, "", fmt.Errorf("create session: session store unusable: %w", errors.Join(domain.ErrUnavailable, err))
+		return "", fmt.Errorf("create session: session store unusable: %w", errors.Join(domain.ErrUnavailable, err))
 	}
-	if _, _, err := s.src.device(ctx, device); err != nil {
-		return domain.Session{}, "", err
+	holder, err := s.ownerOf(ctx, device)
+	if err != nil {
+		return "", fmt.Errorf("create session: %w", err)
+	}
+	if holder == s.cfg.Instance || s.deps.Bus == nil {
+		holder = ""
+	}
+	if holder == "" {
+		if _, _, err := s.src.device(ctx, device); err != nil {
+			return "", err
+		}
 	}
 	if s.deps.GlobalLimit != nil {
 		if err := s.deps.GlobalLimit.Allow(ctx, "global"); err != nil {
-			return domain.Session{}, "", fmt.Errorf("create session: %w", err)
+			return "", fmt.Errorf("create session: %w", err)
 		}
 	}
 	if s.deps.OwnerLimit != nil {
 		if err := s.deps.OwnerLimit.Allow(ctx, owner); err != nil {
-			return domain.Session{}, "", fmt.Errorf("create session: %w", err)
+			return "", fmt.Errorf("create session: %w", err)
 		}
+	}
+	return holder, nil
+}
+
+// createLocal creates a session held by this instance.
+func (s *Service) createLocal(ctx context.Context, device domain.DeviceID, role domain.Role, owner, kind string) (domain.Session, string, error) {
+	if s.draining.Load() {
+		return domain.Session{}, "", fmt.Errorf("create session: %w", domain.ErrDraining)
+	}
+	if _, _, err := s.src.device(ctx, device); err != nil {
+		return domain.Session{}, "", err
 	}
 	id, token := randomID(16), randomID(32)
 	sess := domain.NewSession(domain.SessionID(id), device, role, owner, s.cfg.SessionTTL, s.deps.Clock.Now())
@@ -675,7 +728,23 @@ func scaleInput(ev domain.InputEvent, vw, vh, dw, dh int) domain.InputEvent {
 // local candidate gathered (RFC 9725). Errors as CreateSession and Offer;
 // on error nothing is left behind.
 func (s *Service) WHEP(ctx context.Context, device domain.DeviceID, owner string, offer string) (domain.Session, string, error) {
-	sess, _, err := s.create(ctx, device, domain.RoleViewer, owner, "whep")
+	holder, err := s.admit(ctx, device, domain.RoleViewer, owner)
+	if err != nil {
+		return domain.Session{}, "", err
+	}
+	if holder != "" {
+		rep, err := s.forward(ctx, holder, rpc{Method: "whep", Device: device, User: owner, SDP: offer})
+		if err != nil || rep.Session == nil {
+			return domain.Session{}, "", errors.Join(err, s.noSession(rep.Session))
+		}
+		return *rep.Session, rep.SDP, nil
+	}
+	return s.whepLocal(ctx, device, owner, offer)
+}
+
+// whepLocal is WHEP for a session held by this instance.
+func (s *Service) whepLocal(ctx context.Context, device domain.DeviceID, owner string, offer string) (domain.Session, string, error) {
+	sess, _, err := s.createLocal(ctx, device, domain.RoleViewer, owner, "whep")
 	if err != nil {
 		return domain.Session{}, "", err
 	}

@@ -303,53 +303,79 @@ func TestKilledInstanceExpires(t *testing.T) {
 	waitStatus(t, a.Base+"/api/v1/sessions/"+sid, http.StatusNotFound, 5*time.Second)
 }
 
-// TestSignalingForwardedAcrossInstances: a session created on A (its peer
-// lives on A) is signaled through a WebSocket on B — A hands out B's
-// ws_url through http.public_url, as a load balancer without affinity
-// would. Offer, candidates and events cross Redis; media flows from A.
-// It also times session setup same-instance against cross-instance.
+// TestSignalingForwardedAcrossInstances: three instances on one Redis,
+// the demo device owned by b. A session created on a is held by b (its
+// peer and the capture live there) and signaled through a WebSocket on c —
+// a hands out c's ws_url through http.public_url, as a load balancer
+// without affinity would. Offer, candidates and events cross Redis; media
+// flows from b. WHEP on a for b's device works too. It also times session
+// setup same-instance against forwarded.
 func TestSignalingForwardedAcrossInstances(t *testing.T) {
 	srv := redistest.Start(t)
-	b := startInstance(t, redisConfig(srv, "b"))
-	cfgA := redisConfig(srv, "a")
-	cfgA.set("http", "public_url", b.Base)
+	cfg := func(id string) Config {
+		c := redisConfig(srv, id)
+		c.set("demo", "owner", "b")
+		return c
+	}
+	b := startInstance(t, cfg("b"))
+	c := startInstance(t, cfg("c"))
+	cfgA := cfg("a")
+	cfgA.set("http", "public_url", c.Base)
 	a := startInstance(t, cfgA)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	if h := leaseHolder(t, rdb, "demo"); h != "b" {
+		t.Fatalf("demo lease held by %q, want b", h)
+	}
+
 	v, err := client.Dial(ctx, client.Config{BaseURL: a.Base, Mode: client.ModeWS})
 	if err != nil {
-		t.Fatalf("dial through b: %v", err)
+		t.Fatalf("dial: POST on a, WebSocket on c: %v", err)
 	}
 	t.Cleanup(func() { _ = v.Close() })
-	if !strings.HasPrefix(v.Session().WSURL, "ws://"+b.Addr) {
-		t.Fatalf("ws_url %s is not on b", v.Session().WSURL)
+	if !strings.HasPrefix(v.Session().WSURL, "ws://"+c.Addr) {
+		t.Fatalf("ws_url %s is not on c", v.Session().WSURL)
 	}
 	if err := v.WaitFrames(ctx, 60, true); err != nil {
 		t.Fatal(err)
 	}
 	sid := v.Session().SessionID
-	if created := `msg="session created" session_id=` + sid; !strings.Contains(a.Log(), created) || strings.Contains(b.Log(), created) {
-		t.Fatal("the session was not created on a")
+	created := `msg="session created" session_id=` + sid
+	if !strings.Contains(b.Log(), created) || strings.Contains(a.Log(), created) || strings.Contains(c.Log(), created) {
+		t.Fatal("the session was not created on b alone")
 	}
-	// Stats asked on b come from a.
-	if code, body := httpStatus(ctx, b.Base+"/api/v1/sessions/"+sid+"/stats"); code != 200 || !strings.Contains(body, "packets_sent") {
-		t.Fatalf("stats through b = %d %s", code, body)
+	// Stats asked on c come from b.
+	if code, body := httpStatus(ctx, c.Base+"/api/v1/sessions/"+sid+"/stats"); code != 200 || !strings.Contains(body, "packets_sent") {
+		t.Fatalf("stats through c = %d %s", code, body)
 	}
-	// DELETE on b: a closes the peer and the bye reaches the socket on b.
-	if resp, body := do(t, "DELETE", b.Base+"/api/v1/sessions/"+sid, "", nil, nil); resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("DELETE on b = %d %s", resp.StatusCode, body)
+
+	// WHEP on a for b's device.
+	w, err := client.Dial(ctx, client.Config{BaseURL: a.Base, Mode: client.ModeWHEP})
+	if err != nil {
+		t.Fatalf("WHEP on a: %v", err)
+	}
+	if err := w.WaitFrames(ctx, 30, false); err != nil {
+		t.Fatalf("WHEP on a: %v", err)
+	}
+	_ = w.Close()
+
+	// DELETE on a: b closes the peer and the bye reaches the socket on c.
+	if resp, body := do(t, "DELETE", a.Base+"/api/v1/sessions/"+sid, "", nil, nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE on a = %d %s", resp.StatusCode, body)
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
 	if _, err := v.WaitMessage(wctx, func(m client.Message) bool { return m.Type == "bye" }); err != nil {
-		t.Fatalf("no bye relayed to the socket on b: %v", err)
+		t.Fatalf("no bye relayed to the socket on c: %v", err)
 	}
 
-	// Setup time: same instance (a → a) against forwarded (a → b).
-	same := startInstance(t, redisConfig(srv, "c"))
+	// Setup time: same instance (everything on b) against forwarded
+	// (POST on a, WebSocket on c, peer on b).
 	measure := func(base string) (offerAnswer, connected []time.Duration) {
-		for range 8 {
+		for range 10 {
 			v, err := client.Dial(ctx, client.Config{BaseURL: base, Mode: client.ModeWS})
 			if err != nil {
 				t.Fatalf("dial %s: %v", base, err)
@@ -362,15 +388,85 @@ func TestSignalingForwardedAcrossInstances(t *testing.T) {
 			connected = append(connected, st.Connected.Sub(st.Start))
 			_ = v.Close()
 		}
+		for _, d := range [][]time.Duration{offerAnswer, connected} {
+			slices.Sort(d)
+		}
 		return
 	}
-	oaSame, cSame := measure(same.Base)
+	oaSame, cSame := measure(b.Base)
 	oaFwd, cFwd := measure(a.Base)
-	for _, d := range [][]time.Duration{oaSame, cSame, oaFwd, cFwd} {
-		slices.Sort(d)
-	}
-	t.Logf("session setup, 8 each: offer→answer same-instance p50 %s p95 %s, forwarded p50 %s p95 %s",
+	t.Logf("session setup, 10 each: offer→answer same-instance p50 %s p95 %s, forwarded p50 %s p95 %s",
 		pct(oaSame, 50), pct(oaSame, 95), pct(oaFwd, 50), pct(oaFwd, 95))
-	t.Logf("session setup, 8 each: POST→connected same-instance p50 %s p95 %s, forwarded p50 %s p95 %s",
+	t.Logf("session setup, 10 each: POST→connected same-instance p50 %s p95 %s, forwarded p50 %s p95 %s",
 		pct(cSame, 50), pct(cSame, 95), pct(cFwd, 50), pct(cFwd, 95))
+}
+
+// TestOwnerKilledLeaseMoves: with no configured owner the demo device's
+// lease goes to one instance; SIGKILL it, and the other takes the lease
+// within its TTL, its viewers are gone, and a new session plays.
+func TestOwnerKilledLeaseMoves(t *testing.T) {
+	srv := redistest.Start(t)
+	ins := map[string]*Instance{}
+	for _, id := range []string{"a", "b"} {
+		c := redisConfig(srv, id)
+		c.set("instance", "lease_ttl", "2s")
+		ins[id] = startInstance(t, c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	holder := leaseHolder(t, rdb, "demo")
+	owner, other := ins[holder], ins["a"]
+	if holder == "a" {
+		other = ins["b"]
+	}
+	if owner == nil {
+		t.Fatalf("demo lease held by %q", holder)
+	}
+	v, err := client.Dial(ctx, client.Config{BaseURL: other.Base, Mode: client.ModeWS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Close() })
+	if err := v.WaitFrames(ctx, 15, false); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	_ = owner.Signal(syscall.SIGKILL)
+	<-owner.Done()
+	for {
+		h, _ := rdb.HGet(ctx, "mediasvc:lease:demo", "holder").Result()
+		if h != "" && h != holder {
+			t.Logf("lease moved from %s to %s %s after SIGKILL", holder, h, time.Since(killed).Round(100*time.Millisecond))
+			break
+		}
+		if time.Since(killed) > 2*time.Second+2*time.Second {
+			t.Fatalf("lease still %q %s after SIGKILL", h, time.Since(killed))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The old viewer's stream is gone with its owner; a new session plays.
+	v2, err := client.Dial(ctx, client.Config{BaseURL: other.Base, Mode: client.ModeWS})
+	if err != nil {
+		t.Fatalf("new session after the owner died: %v", err)
+	}
+	t.Cleanup(func() { _ = v2.Close() })
+	if err := v2.WaitFrames(ctx, 15, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// leaseHolder waits up to 5 s for device's lease to be held and returns
+// the holder.
+func leaseHolder(t *testing.T, rdb *redis.Client, device string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h, _ := rdb.HGet(context.Background(), "mediasvc:lease:"+device, "holder").Result()
+		if h != "" || time.Now().After(deadline) {
+			return h
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

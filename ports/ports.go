@@ -205,3 +205,18 @@ type Bus interface {
 	// that goroutine to end.
 	Subscribe(ctx context.Context, topic string, fn func(payload []byte)) (cancel func(), err error)
 }
+
+// DeviceLeases decides which instance captures a device: at most one
+// holds a device's lease at a time, for a TTL it renews. Implementation:
+// redisstore.Leases; without one every instance captures what it sees.
+type DeviceLeases interface {
+	// Acquire takes the device's lease for holder, or renews it if holder
+	// has it (same token). domain.ErrConflict when another holds it.
+	Acquire(ctx context.Context, device domain.DeviceID, holder string) (domain.Lease, error)
+	// Renew extends the lease; domain.ErrConflict once it was lost.
+	Renew(ctx context.Context, l domain.Lease) error
+	// Release gives the lease up if still held.
+	Release(ctx context.Context, l domain.Lease) error
+	// Holder returns the instance holding the device's lease, "" if none.
+	Holder(ctx context.Context, device domain.DeviceID) (string, error)
+}

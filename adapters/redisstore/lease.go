@@ -10,7 +10,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"mediasvc/domain"
+	"mediasvc/ports"
 )
+
+var _ ports.DeviceLeases = (*Leases)(nil)
 
 // Leases hands out device ownership: at most one holder (instance) per
 // device at a time, for a TTL the holder renews. Each grant carries a
@@ -27,13 +30,6 @@ type Leases struct {
 	rdb  redis.UniversalClient
 	keys keys
 	ttl  time.Duration
-}
-
-// Lease is one grant of a device to a holder.
-type Lease struct {
-	Device domain.DeviceID
-	Holder string
-	Token  int64
 }
 
 // NewLeases returns leases that last ttl unless renewed.
@@ -92,13 +88,13 @@ return 1
 // it already (keeping its token). It returns an error wrapping
 // domain.ErrConflict, naming the holder, when another holds it, and one
 // wrapping domain.ErrUnavailable when Redis fails.
-func (l *Leases) Acquire(ctx context.Context, d domain.DeviceID, holder string) (Lease, error) {
+func (l *Leases) Acquire(ctx context.Context, d domain.DeviceID, holder string) (domain.Lease, error) {
 	v, err := acquireScript.Run(ctx, l.rdb, l.leaseKeys(d), holder, l.ttl.Milliseconds()).Slice()
 	if err != nil {
-		return Lease{}, unavailable("acquire lease on "+string(d), err)
+		return domain.Lease{}, unavailable("acquire lease on "+string(d), err)
 	}
 	if len(v) < 2 {
-		return Lease{}, fmt.Errorf("acquire lease on %s: malformed reply", d)
+		return domain.Lease{}, fmt.Errorf("acquire lease on %s: malformed reply", d)
 	}
 	ok, _ := v[0].(int64)
 	tok, _ := v[1].(string)
@@ -108,27 +104,27 @@ func (l *Leases) Acquire(ctx context.Context, d domain.DeviceID, holder string) 
 		if len(v) > 2 {
 			other, _ = v[2].(string)
 		}
-		return Lease{}, fmt.Errorf("device %s is leased by %s: %w", d, other, domain.ErrConflict)
+		return domain.Lease{}, fmt.Errorf("device %s is leased by %s: %w", d, other, domain.ErrConflict)
 	}
-	return Lease{Device: d, Holder: holder, Token: token}, nil
+	return domain.Lease{Device: d, Holder: holder, Token: token}, nil
 }
 
 // Renew extends the lease by the TTL. It returns an error wrapping
 // domain.ErrConflict when the lease was lost (expired, then taken or
 // released), and one wrapping domain.ErrUnavailable when Redis fails.
-func (l *Leases) Renew(ctx context.Context, ls Lease) error {
+func (l *Leases) Renew(ctx context.Context, ls domain.Lease) error {
 	return l.run(ctx, renewScript, "renew", ls, strconv.FormatInt(ls.Token, 10), l.ttl.Milliseconds())
 }
 
 // Release gives the lease up if it is still held with ls's token.
-func (l *Leases) Release(ctx context.Context, ls Lease) error {
+func (l *Leases) Release(ctx context.Context, ls domain.Lease) error {
 	return l.run(ctx, releaseScript, "release", ls, strconv.FormatInt(ls.Token, 10))
 }
 
 // FencedWrite sets fields of the device's record if ls is still the
 // device's current lease. A holder that lost its lease gets an error
 // wrapping domain.ErrConflict and writes nothing.
-func (l *Leases) FencedWrite(ctx context.Context, ls Lease, fields map[string]string) error {
+func (l *Leases) FencedWrite(ctx context.Context, ls domain.Lease, fields map[string]string) error {
 	args := []any{strconv.FormatInt(ls.Token, 10)}
 	for k, v := range fields {
 		args = append(args, k, v)
@@ -148,7 +144,7 @@ func (l *Leases) Holder(ctx context.Context, d domain.DeviceID) (string, error) 
 	return h, nil
 }
 
-func (l *Leases) run(ctx context.Context, s *redis.Script, op string, ls Lease, args ...any) error {
+func (l *Leases) run(ctx context.Context, s *redis.Script, op string, ls domain.Lease, args ...any) error {
 	n, err := s.Run(ctx, l.rdb, l.leaseKeys(ls.Device), args...).Int()
 	if err != nil {
 		return unavailable(op+" lease on "+string(ls.Device), err)

@@ -127,7 +127,8 @@ type WebRTCConfig struct {
 
 // DemoConfig is the built-in demo device.
 type DemoConfig struct {
-	Enabled bool `koanf:"enabled"`
+	Enabled bool   `koanf:"enabled"`
+	Owner   string `koanf:"owner"`
 }
 
 // LogConfig is logging.
@@ -141,6 +142,7 @@ type InstanceConfig struct {
 	ID           string        `koanf:"id"`
 	AdvertiseURL string        `koanf:"advertise_url"`
 	HeartbeatTTL time.Duration `koanf:"heartbeat_ttl"`
+	LeaseTTL     time.Duration `koanf:"lease_ttl"`
 }
 
 // defaults are the built-in values: an open service on loopback with the
@@ -191,6 +193,8 @@ func defaults() map[string]any {
 		"instance.id":                "",
 		"instance.advertise_url":     "",
 		"instance.heartbeat_ttl":     "15s",
+		"instance.lease_ttl":         "10s",
+		"demo.owner":                 "",
 		"store.backend":              "memory",
 		"redis.url":                  "",
 		"redis.key_prefix":           "mediasvc:",
@@ -454,6 +458,9 @@ func (c Config) validate() []error {
 	positive("redis.health_interval", int64(c.Redis.HealthInterval))
 	if c.Redis.MaxBackoff < c.Redis.HealthInterval {
 		bad("redis.max_backoff", "must be at least redis.health_interval")
+	}
+	if c.Instance.LeaseTTL < time.Second {
+		bad("instance.lease_ttl", "must be at least 1s, got %s", c.Instance.LeaseTTL)
 	}
 	if c.Instance.HeartbeatTTL < time.Second {
 		bad("instance.heartbeat_ttl", "must be at least 1s, got %s", c.Instance.HeartbeatTTL)

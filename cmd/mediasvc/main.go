@@ -133,7 +133,10 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("demo source: %w", err)
 		}
-		sources = append(sources, app.Source{Screen: d, Input: d})
+		// With Redis, the demo device is owned by demo.owner, or by
+		// whichever instance claims it first when that is empty.
+		claim := cfg.Demo.Owner == "" || cfg.Demo.Owner == instance
+		sources = append(sources, app.Source{Screen: d, Input: d, Claim: claim})
 	}
 
 	servers := make([]domain.ICEServer, 0, len(cfg.WebRTC.ICEServers))
@@ -181,6 +184,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		Healthy:     be.healthy,
 		Instances:   be.instances,
 		Bus:         be.bus,
+		Leases:      be.leases,
 	}, log)
 	be.onUp = svc.Resync
 
@@ -215,6 +219,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	defer stopRun()
 	g.Go(func() error { return svc.Run(runCtx) })
 	g.Go(func() error { return svc.ServeBus(runCtx) })
+	g.Go(func() error { return svc.RunOwnership(runCtx, cfg.Instance.LeaseTTL) })
 	for _, loop := range be.run {
 		g.Go(func() error { return loop(runCtx) })
 	}

@@ -26,6 +26,7 @@ type backend struct {
 	healthy     func() error
 	instances   ports.InstanceRegistry
 	bus         ports.Bus
+	leases      ports.DeviceLeases
 	// run holds the background loops (Redis monitor, heartbeat) to run
 	// until the service stops; onUp is set once the app exists.
 	run   []func(ctx context.Context) error
@@ -97,8 +98,9 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 			Prefix: prefix, KeyGrace: cfg.Redis.KeyGrace, TouchThrottle: cfg.Redis.TouchThrottle,
 		}),
 		ownerLimit: ownerLimit, globalLimit: globalLimit, instances: reg,
-		bus:   redisstore.NewBus(rdb, prefix, self.ID, log.With("component", "bus")),
-		close: func() { _ = rdb.Close() },
+		bus:    redisstore.NewBus(rdb, prefix, self.ID, log.With("component", "bus")),
+		leases: redisstore.NewLeases(rdb, prefix, cfg.Instance.LeaseTTL),
+		close:  func() { _ = rdb.Close() },
 	}
 	mon := redisstore.NewMonitor(rdb, cfg.Redis.HealthInterval, cfg.Redis.MaxBackoff, func(ctx context.Context) error {
 		// Redis is (back) up: check the schema (stamping a restarted,
