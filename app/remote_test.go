@@ -172,3 +172,57 @@ func TestForwardToDeadInstance(t *testing.T) {
 		t.Fatalf("Offer for a session on a dead instance = %v, want ErrUnavailable", err)
 	}
 }
+
+// fixedLeases says one instance holds every device.
+type fixedLeases struct{ holder string }
+
+func (f fixedLeases) Acquire(_ context.Context, d domain.DeviceID, h string) (domain.Lease, error) {
+	if h != f.holder {
+		return domain.Lease{}, domain.ErrConflict
+	}
+	return domain.Lease{Device: d, Holder: h, Token: 1}, nil
+}
+func (fixedLeases) Renew(context.Context, domain.Lease) error   { return nil }
+func (fixedLeases) Release(context.Context, domain.Lease) error { return nil }
+func (f fixedLeases) Holder(context.Context, domain.DeviceID) (string, error) {
+	return f.holder, nil
+}
+
+// TestCreateForwardedToOwner: a session asked of b for a device a owns
+// is created on a, and WHEP too; limits apply where the request arrived.
+func TestCreateForwardedToOwner(t *testing.T) {
+	store := memstore.New(memstore.Options{})
+	bus := newMemBus()
+	withLeases := func(d *app.Deps) { d.Leases = fixedLeases{holder: "a"} }
+	a := newRigOn(t, app.Config{Instance: "a"}, store, bus.on("a"), withLeases)
+	b := newRigOn(t, app.Config{Instance: "b", Quota: domain.Quota{PerDevice: 2}}, store, bus.on("b"), withLeases)
+	ctx := context.Background()
+	eventually(t, "both serving", func() bool {
+		bus.mu.Lock()
+		defer bus.mu.Unlock()
+		return len(bus.handlers) == 2
+	})
+	sess, token, err := b.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
+	if err != nil {
+		t.Fatalf("CreateSession on b = %v", err)
+	}
+	if sess.Instance != "a" || token == "" {
+		t.Fatalf("session %+v created on %q, want a with a token", sess, sess.Instance)
+	}
+	if _, err := a.svc.Connect(ctx, sess.ID, token, func(domain.SessionEvent) {}); err != nil {
+		t.Fatalf("Connect on the owner with the forwarded token = %v", err)
+	}
+	got, answer, err := b.svc.WHEP(ctx, "dev", "o", "offer")
+	if err != nil || got.Instance != "a" || answer == "" {
+		t.Fatalf("WHEP on b = %+v, %q, %v; want a session on a with an answer", got, answer, err)
+	}
+	a.mu.Lock()
+	peers := len(a.peers)
+	a.mu.Unlock()
+	if peers != 1 {
+		t.Fatalf("peers on a = %d, want the WHEP peer", peers)
+	}
+	if _, _, err := b.svc.CreateSession(ctx, "nope", domain.RoleViewer, "o"); err == nil {
+		t.Fatal("CreateSession of an unknown device succeeded")
+	}
+}

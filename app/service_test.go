@@ -47,7 +47,7 @@ func newRig(t *testing.T, cfg app.Config) *rig {
 
 // newRigOn is newRig on a given store and bus (shared by several rigs to
 // play several instances).
-func newRigOn(t *testing.T, cfg app.Config, store *memstore.Store, bus ports.Bus) *rig {
+func newRigOn(t *testing.T, cfg app.Config, store *memstore.Store, bus ports.Bus, opts ...func(*app.Deps)) *rig {
 	t.Helper()
 	r := &rig{captures: make(chan *portstest.Capture, 16)}
 	r.src = &portstest.Source{
@@ -99,7 +99,7 @@ func newRigOn(t *testing.T, cfg app.Config, store *memstore.Store, bus ports.Bus
 		cfg.CleanupInterval = 10 * time.Millisecond
 	}
 	r.store = store
-	r.svc = app.New(cfg, app.Deps{
+	deps := app.Deps{
 		Bus:       bus,
 		Store:     r.store,
 		Sources:   []app.Source{{Screen: r.src, Input: r.src}},
@@ -110,7 +110,11 @@ func newRigOn(t *testing.T, cfg app.Config, store *memstore.Store, bus ports.Bus
 			}
 			return nil
 		},
-	}, slog.New(slog.DiscardHandler))
+	}
+	for _, o := range opts {
+		o(&deps)
+	}
+	r.svc = app.New(cfg, deps, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	busDone := make(chan struct{})
