@@ -19,6 +19,10 @@ import (
 // bus and relays the reply; a WebSocket attached elsewhere receives the
 // session's events through a bus topic the holder publishes to.
 
+// ownerCheck is how often an instance relaying a session's socket checks
+// that the session's holder still has it.
+var ownerCheck = 2 * time.Second
+
 // rpc is a request between instances.
 type rpc struct {
 	Method    string             `json:"method"`
@@ -176,6 +180,13 @@ func (s *Service) handleRPC(ctx context.Context, r rpc) (rep rpcReply) {
 		err = s.attachRemote(ctx, r.Session, r.Topic)
 	case "detach":
 		s.detachRemote(r.Session, r.Topic)
+	case "ping":
+		s.mu.Lock()
+		_, ok := s.live[r.Session]
+		s.mu.Unlock()
+		if !ok {
+			err = fmt.Errorf("session %s is not held by %s: %w", r.Session, s.cfg.Instance, domain.ErrSessionNotFound)
+		}
 	case "close":
 		s.closeLocal(r.Session, r.Reason)
 	case "create":
@@ -266,9 +277,36 @@ func (s *Service) connectRemote(ctx context.Context, owner string, sess domain.S
 		cancelSub()
 		return nil, err
 	}
+	// Watch the holder: if it dies (SIGKILL, crash), nothing would tell
+	// the socket; say so and end it, so the viewer starts a new session.
+	stop, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(ownerCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			pctx, cancel := context.WithTimeout(context.Background(), ownerCheck)
+			_, err := s.forward(pctx, owner, rpc{Method: "ping", Session: sess.ID})
+			cancel()
+			if errors.Is(err, domain.ErrSessionNotFound) || (errors.Is(err, domain.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) && s.healthy() == nil) {
+				mu.Lock()
+				notify(domain.SessionEvent{Type: domain.EventState, State: string(domain.StateFailed), Reason: "owner_gone"})
+				notify(domain.SessionEvent{Type: domain.EventBye, Reason: "owner_gone"})
+				mu.Unlock()
+				return
+			}
+		}
+	}()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			close(stop)
+			<-watched
 			cancelSub()
 			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()

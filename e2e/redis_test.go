@@ -446,7 +446,13 @@ func TestOwnerKilledLeaseMoves(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// The old viewer's stream is gone with its owner; a new session plays.
+	// The old viewer, whose socket is on the survivor, is told.
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if _, err := v.WaitMessage(wctx, func(m client.Message) bool { return m.Type == "bye" && m.Reason == "owner_gone" }); err != nil {
+		t.Fatalf("viewer of the killed owner got no bye owner_gone: %v (got %v)", err, msgTypes(v.Messages()))
+	}
+	// A new session plays, on the new owner.
 	v2, err := client.Dial(ctx, client.Config{BaseURL: other.Base, Mode: client.ModeWS})
 	if err != nil {
 		t.Fatalf("new session after the owner died: %v", err)
