@@ -66,7 +66,13 @@ func createStatus(t *testing.T, base string) (int, string, []byte) {
 // creation works again.
 func TestRedisOutageMidStream(t *testing.T) {
 	srv := redistest.Start(t)
-	in := startInstance(t, redisConfig(srv, "a"))
+	cfgA, cfgB := redisConfig(srv, "a"), redisConfig(srv, "b")
+	for _, c := range []Config{cfgA, cfgB} {
+		c.set("demo", "owner", "a")
+		c.set("instance", "lease_ttl", "3s")
+	}
+	in := startInstance(t, cfgA)
+	other := startInstance(t, cfgB)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
@@ -108,6 +114,25 @@ func TestRedisOutageMidStream(t *testing.T) {
 	time.Sleep(time.Second)
 	if after := v.Stats().Frames; after <= before {
 		t.Fatalf("stream stalled after Redis came back")
+	}
+	// a took the demo device's lease again, and forwarding works again:
+	// a session asked of b is created on a and plays through b.
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	if h := leaseHolder(t, rdb, "demo"); h != "a" {
+		t.Fatalf("demo lease after the restart held by %q, want a", h)
+	}
+	waitStatus(t, other.Base+"/readyz", http.StatusOK, 10*time.Second)
+	v2, err := client.Dial(ctx, client.Config{BaseURL: other.Base, Mode: client.ModeWS})
+	if err != nil {
+		t.Fatalf("dial through b after the restart: %v", err)
+	}
+	t.Cleanup(func() { _ = v2.Close() })
+	if err := v2.WaitFrames(ctx, 30, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(in.Log(), `msg="session created" session_id=`+v2.Session().SessionID) {
+		t.Fatal("the session asked of b was not created on a")
 	}
 }
 
