@@ -122,12 +122,24 @@ func (s *Service) claimRound(ctx context.Context) {
 		if errors.Is(err, domain.ErrUnavailable) {
 			continue // try again next round
 		}
-		if err != nil {
-			s.log.Warn("lost device lease", "device_id", d, "token", ls.Token, "err", err)
-		}
 		s.leaseMu.Lock()
 		delete(s.leases, d)
 		s.leaseMu.Unlock()
+		if err == nil { // released: the device is gone
+			continue
+		}
+		// Lost. If no one holds it (Redis restarted empty), take it
+		// again and keep streaming; if another instance does, it owns
+		// the device now: end the sessions captured here.
+		if nls, aerr := s.deps.Leases.Acquire(ctx, d, s.cfg.Instance); aerr == nil {
+			s.keepLease(nls)
+			continue
+		}
+		s.log.Warn("lost device lease to another instance; ending its sessions here", "device_id", d, "token", ls.Token, "err", err)
+		for _, l := range s.snapshot(func(l *live) bool { return l.device == d }) {
+			_, _ = s.deps.Store.Delete(ctx, l.id)
+			s.closeLocal(l.id, "owner_changed")
+		}
 	}
 	for d := range seen {
 		if _, ok := held[d]; ok {

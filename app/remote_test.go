@@ -226,3 +226,70 @@ func TestCreateForwardedToOwner(t *testing.T) {
 		t.Fatal("CreateSession of an unknown device succeeded")
 	}
 }
+
+// swappableLeases lets a test hand the lease to another instance.
+type swappableLeases struct {
+	mu     sync.Mutex
+	holder string
+	token  int64
+}
+
+func (f *swappableLeases) Acquire(_ context.Context, d domain.DeviceID, h string) (domain.Lease, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.holder != "" && f.holder != h {
+		return domain.Lease{}, domain.ErrConflict
+	}
+	if f.holder == "" {
+		f.holder = h
+		f.token++
+	}
+	return domain.Lease{Device: d, Holder: h, Token: f.token}, nil
+}
+
+func (f *swappableLeases) Renew(_ context.Context, l domain.Lease) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.holder != l.Holder || f.token != l.Token {
+		return domain.ErrConflict
+	}
+	return nil
+}
+
+func (f *swappableLeases) Release(context.Context, domain.Lease) error { return nil }
+
+func (f *swappableLeases) Holder(context.Context, domain.DeviceID) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.holder, nil
+}
+
+func (f *swappableLeases) set(holder string) {
+	f.mu.Lock()
+	f.holder = holder
+	f.token++
+	f.mu.Unlock()
+}
+
+// TestLeaseLossEndsLocalSessions: a lease that vanished (Redis restarted
+// empty) is taken again and streams go on; a lease another instance took
+// ends this instance's sessions of the device.
+func TestLeaseLossEndsLocalSessions(t *testing.T) {
+	leases := &swappableLeases{}
+	withLeases := func(d *app.Deps) { d.Leases, d.Sources[0].Claim = leases, true }
+	r := newRigOn(t, app.Config{Instance: "a"}, memstore.New(memstore.Options{}), nil, withLeases)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.svc.RunOwnership(ctx, 60*time.Millisecond) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "lease taken", func() bool { h, _ := leases.Holder(ctx, "dev"); return h == "a" })
+	sess, ev := r.connect(t)
+
+	leases.set("") // vanished
+	eventually(t, "lease taken again", func() bool { h, _ := leases.Holder(ctx, "dev"); return h == "a" })
+	if _, err := r.svc.Session(ctx, sess.ID); err != nil {
+		t.Fatalf("session ended when the lease merely vanished: %v", err)
+	}
+	leases.set("b") // taken by another instance
+	eventually(t, "bye owner_changed", func() bool { return ev.has(domain.EventBye, "owner_changed") })
+}
