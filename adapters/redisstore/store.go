@@ -1,8 +1,10 @@
-// Package redisstore keeps sessions, rate limits and the instance registry
-// in Redis (go-redis v9), so several mediasvc instances share them: Store
-// implements ports.SessionStore, Limiter implements ports.RateLimiter, and
-// Registry records the live instances with a heartbeat TTL. Migrate applies
-// the keyspace migrations shipped in the migrations directory.
+// Package redisstore keeps what several mediasvc instances share in Redis
+// (go-redis v9): Store implements ports.SessionStore, Limiter
+// ports.RateLimiter, Registry ports.InstanceRegistry (live instances with
+// a heartbeat TTL), Leases ports.DeviceLeases (device ownership with
+// fencing tokens) and Bus ports.Bus (signaling between instances over
+// pub/sub). Monitor watches Redis itself; Migrate applies the keyspace
+// migrations shipped in the migrations directory.
 //
 // Every error caused by Redis itself (unreachable, timed out, refused)
 // wraps domain.ErrUnavailable, so the HTTP adapter answers 503.
