@@ -57,6 +57,17 @@ func NewBus(rdb redis.UniversalClient, prefix, self string, log *slog.Logger) *B
 func (b *Bus) reqChan(instance string) string { return b.prefix + "req:" + instance }
 func (b *Bus) repChan(instance string) string { return b.prefix + "rep:" + instance }
 
+// Listening reports whether Serve has subscribed, so requests addressed to
+// this instance reach it.
+func (b *Bus) Listening() bool {
+	select {
+	case <-b.ready:
+		return true
+	default:
+		return false
+	}
+}
+
 // Call sends req to instance and waits for the reply until ctx ends.
 func (b *Bus) Call(ctx context.Context, instance string, req []byte) ([]byte, error) {
 	select {

@@ -23,6 +23,8 @@ func TestBusCallServe(t *testing.T) {
 		})
 	}
 	defer func() { cancel(); wg.Wait() }()
+	<-a.ready // both subscribed: a call to one not yet listening fails fast
+	<-b.ready
 
 	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 	defer ccancel()
@@ -52,6 +54,8 @@ func TestBusCallTimesOut(t *testing.T) {
 		_ = b.Serve(ctx, func(context.Context, []byte) []byte { <-release; return nil })
 	})
 	defer func() { close(release); cancel(); wg.Wait() }()
+	<-a.ready
+	<-b.ready
 	cctx, ccancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer ccancel()
 	if _, err := a.Call(cctx, "b", nil); !errors.Is(err, context.DeadlineExceeded) {

@@ -92,13 +92,14 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 	if err != nil {
 		return nil, err
 	}
+	bus := redisstore.NewBus(rdb, prefix, self.ID, log.With("component", "bus"))
 	reg := redisstore.NewRegistry(rdb, prefix, self, cfg.Instance.HeartbeatTTL, log.With("component", "registry"))
 	b := &backend{
 		store: redisstore.New(rdb, redisstore.Options{
 			Prefix: prefix, KeyGrace: cfg.Redis.KeyGrace, TouchThrottle: cfg.Redis.TouchThrottle,
 		}),
 		ownerLimit: ownerLimit, globalLimit: globalLimit, instances: reg,
-		bus:    redisstore.NewBus(rdb, prefix, self.ID, log.With("component", "bus")),
+		bus:    bus,
 		leases: redisstore.NewLeases(rdb, prefix, cfg.Instance.LeaseTTL),
 		close:  func() { _ = rdb.Close() },
 	}
@@ -117,7 +118,15 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 		}
 		return nil
 	}, log.With("component", "redis"))
-	b.healthy = mon.Healthy
+	b.healthy = func() error {
+		if err := mon.Healthy(); err != nil {
+			return err
+		}
+		if !bus.Listening() { // other instances could not reach this one yet
+			return fmt.Errorf("signaling bus not subscribed yet: %w", domain.ErrUnavailable)
+		}
+		return nil
+	}
 	b.run = []func(context.Context) error{mon.Run, reg.Run}
 	return b, nil
 }
