@@ -111,7 +111,10 @@ type live struct {
 	info      domain.StreamInfo
 	release   func()
 	keepalive *time.Timer
-	closed    bool
+	// watch checks, until the keepalive takes over, that the store still
+	// has the session: another instance may reap it (shared store).
+	watch  *time.Timer
+	closed bool
 }
 
 type systemClock struct{}
@@ -357,6 +360,9 @@ func (s *Service) createLocal(ctx context.Context, device domain.DeviceID, role 
 		s.mu.Unlock()
 		return domain.Session{}, "", fmt.Errorf("create session: %w", err)
 	}
+	l.mu.Lock()
+	l.watch = time.AfterFunc(l.ttl/2, func() { s.watchTick(l) })
+	l.mu.Unlock()
 	l.log.Info("session created", "role", role, "kind", kind, "owner", owner)
 	return sess, token, nil
 }
@@ -562,6 +568,30 @@ func (s *Service) peerState(l *live, st ports.PeerState) {
 		if l.kind == "whep" {
 			go func() { _ = s.CloseSession(context.Background(), l.id, "peer_closed") }()
 		}
+	}
+}
+
+// watchTick closes a session not yet connected (no keepalive) once the
+// store has lost it — reaped or deleted by another instance — and checks
+// again every half TTL otherwise. A connected session is the keepalive's.
+func (s *Service) watchTick(l *live) {
+	l.mu.Lock()
+	done := l.closed || l.keepalive != nil
+	l.mu.Unlock()
+	if done {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_, err := s.deps.Store.Get(ctx, l.id)
+	cancel()
+	if errors.Is(err, domain.ErrSessionNotFound) {
+		s.closeLocal(l.id, "expired")
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed && l.keepalive == nil {
+		l.watch.Reset(l.ttl / 2)
 	}
 }
 
@@ -799,6 +829,9 @@ func (s *Service) closeLocal(id domain.SessionID, reason string) bool {
 	}
 	l.closed = true
 	peer, release, ka := l.peer, l.release, l.keepalive
+	if l.watch != nil {
+		l.watch.Stop()
+	}
 	l.mu.Unlock()
 	if ka != nil {
 		ka.Stop()

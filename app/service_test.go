@@ -579,3 +579,25 @@ func TestInstancesWithoutRegistry(t *testing.T) {
 		t.Fatalf("Instances = %+v, %v", ins, err)
 	}
 }
+
+// TestUnconnectedSessionRemovedElsewhereIsClosed: a session never offered
+// has no keepalive; when another instance reaps it from the shared store,
+// the watch still closes it here.
+func TestUnconnectedSessionRemovedElsewhereIsClosed(t *testing.T) {
+	r := newRig(t, app.Config{SessionTTL: 80 * time.Millisecond, CleanupInterval: time.Hour})
+	ctx := context.Background()
+	sess, token, err := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events
+	detach, err := r.svc.Connect(ctx, sess.ID, token, ev.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer detach()
+	if _, err := r.store.Delete(ctx, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "bye after another instance reaped it", func() bool { return ev.has(domain.EventBye, "expired") })
+}
