@@ -209,7 +209,14 @@ func (s *Service) Resync(ctx context.Context) error {
 	var errs []error
 	now := s.deps.Clock.Now()
 	for _, l := range s.snapshot(nil) {
-		err := s.deps.Store.Touch(ctx, l.id, now)
+		// Get, not Touch: a store may skip a touch it deems too soon
+		// (throttling) without looking.
+		_, err := s.deps.Store.Get(ctx, l.id)
+		if err == nil {
+			// Still there: refresh it, so an outage longer than its TTL
+			// does not get it reaped now.
+			err = s.deps.Store.Touch(ctx, l.id, now)
+		}
 		if !errors.Is(err, domain.ErrSessionNotFound) {
 			if err != nil && !errors.Is(err, domain.ErrSessionClosed) {
 				errs = append(errs, err)
