@@ -62,6 +62,20 @@ type Deps struct {
 	Clock       ports.Clock
 	// Meter records the service's metrics; nil records nothing.
 	Meter metric.Meter
+	// Healthy reports whether the shared store is usable now: nil, or why
+	// not. While it is not, Ready is false, new sessions are refused with
+	// domain.ErrUnavailable and reaping pauses; live sessions keep playing.
+	// Nil means always healthy (the in-memory store).
+	Healthy func() error
+	// Instances lists the instances sharing the store; nil means this one
+	// alone.
+	Instances ports.InstanceRegistry
+	// Bus forwards signaling for sessions held by other instances; nil
+	// serves only the sessions created here.
+	Bus ports.Bus
+	// Leases decide which instance captures a device (see RunOwnership);
+	// nil means each instance captures the devices it sees.
+	Leases ports.DeviceLeases
 }
 
 // Service is the application: the HTTP adapter calls it.
@@ -74,6 +88,10 @@ type Service struct {
 	m    *metrics
 
 	draining atomic.Bool
+	started  time.Time
+
+	leaseMu sync.Mutex
+	leases  map[domain.DeviceID]domain.Lease // held by this instance
 
 	mu   sync.Mutex
 	live map[domain.SessionID]*live
@@ -89,8 +107,12 @@ type live struct {
 	input    *rate.Limiter
 	log      *slog.Logger
 	ttl      time.Duration
+	sess     domain.Session // as created, for Resync
 	notifyMu sync.Mutex
 	notify   func(domain.SessionEvent)
+	// remoteTopic is the bus topic notify publishes to when the socket
+	// is on another instance; guarded by notifyMu.
+	remoteTopic string
 
 	mu        sync.Mutex // guards the fields below
 	peer      ports.Peer
@@ -98,11 +120,14 @@ type live struct {
 	info      domain.StreamInfo
 	release   func()
 	keepalive *time.Timer
-	closed    bool
 
 	created time.Time
 	iceMu   sync.Mutex // guards ice
 	ice     iceTracker
+	// watch checks, until the keepalive takes over, that the store still
+	// has the session: another instance may reap it (shared store).
+	watch  *time.Timer
+	closed bool
 }
 
 type systemClock struct{}
@@ -133,7 +158,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Service {
 	if deps.Clock == nil {
 		deps.Clock = systemClock{}
 	}
-	s := &Service{cfg: cfg, deps: deps, log: log, src: &sourceSet{list: deps.Sources}, live: make(map[domain.SessionID]*live)}
+	s := &Service{cfg: cfg, deps: deps, log: log, started: deps.Clock.Now(), src: &sourceSet{list: deps.Sources}, live: make(map[domain.SessionID]*live), leases: make(map[domain.DeviceID]domain.Lease)}
 	s.m = newMetrics(deps.Meter)
 	s.hub = newHub(s.src, deps.Transport, cfg.Hub, s.deviceCondition, log)
 	s.hub.m = s.m
@@ -158,7 +183,9 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			s.reap(ctx)
+			if s.healthy() == nil {
+				s.reap(ctx)
+			}
 		case <-sampleC:
 			s.sampleQuality(ctx)
 		}
@@ -182,8 +209,69 @@ func (s *Service) reap(ctx context.Context) {
 	}
 }
 
-// Ready reports whether the service accepts new sessions.
-func (s *Service) Ready() bool { return !s.draining.Load() }
+// Ready reports whether the service accepts new sessions: not draining,
+// and the store is usable.
+func (s *Service) Ready() bool { return !s.draining.Load() && s.healthy() == nil }
+
+func (s *Service) healthy() error {
+	if s.deps.Healthy == nil {
+		return nil
+	}
+	return s.deps.Healthy()
+}
+
+// Instances lists the live instances sharing the session store (this one
+// alone without a registry). Errors wrap domain.ErrUnavailable.
+func (s *Service) Instances(ctx context.Context) ([]domain.Instance, error) {
+	if s.deps.Instances == nil {
+		return []domain.Instance{{ID: s.cfg.Instance, StartedAt: s.started, HeartbeatAt: s.deps.Clock.Now()}}, nil
+	}
+	return s.deps.Instances.Instances(ctx)
+}
+
+// Resync puts this instance's live sessions back into the store after it
+// came back, possibly empty (a restarted Redis): each is touched, or
+// created again when missing (quota not applied: it is already playing).
+// It returns the failures joined.
+func (s *Service) Resync(ctx context.Context) error {
+	var errs []error
+	now := s.deps.Clock.Now()
+	for _, l := range s.snapshot(nil) {
+		// Get, not Touch: a store may skip a touch it deems too soon
+		// (throttling) without looking.
+		_, err := s.deps.Store.Get(ctx, l.id)
+		if err == nil {
+			// Still there: refresh it, so an outage longer than its TTL
+			// does not get it reaped now.
+			err = s.deps.Store.Touch(ctx, l.id, now)
+		}
+		if !errors.Is(err, domain.ErrSessionNotFound) {
+			if err != nil && !errors.Is(err, domain.ErrSessionClosed) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		sess := l.sess
+		l.mu.Lock()
+		switch {
+		case l.closed:
+			l.mu.Unlock()
+			continue
+		case l.keepalive != nil:
+			sess.State = domain.StateConnected
+		case l.peer != nil:
+			sess.State = domain.StateNegotiating
+		}
+		l.mu.Unlock()
+		sess.UpdatedAt, sess.ExpiresAt = now, now.Add(sess.TTL)
+		if err := s.deps.Store.Create(ctx, sess, domain.Quota{}); err != nil && !errors.Is(err, domain.ErrSessionExists) {
+			errs = append(errs, err)
+			continue
+		}
+		l.log.Info("session put back into the store")
+	}
+	return errors.Join(errs...)
+}
 
 // ICEServers returns the STUN/TURN servers handed to clients.
 func (s *Service) ICEServers() []domain.ICEServer { return s.deps.Transport.ICEServers() }
@@ -219,32 +307,83 @@ func (s *Service) CreateSession(ctx context.Context, device domain.DeviceID, rol
 }
 
 func (s *Service) create(ctx context.Context, device domain.DeviceID, role domain.Role, owner, kind string) (domain.Session, string, error) {
-	sess, token, err := s.createSession(ctx, device, role, owner, kind)
+	sess, token, err := s.createRouted(ctx, device, role, owner, kind)
 	s.m.created.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", createOutcome(err)), attribute.String("kind", kind)))
 	return sess, token, err
 }
 
-func (s *Service) createSession(ctx context.Context, device domain.DeviceID, role domain.Role, owner, kind string) (domain.Session, string, error) {
+// createRouted creates the session on the instance that holds the device.
+func (s *Service) createRouted(ctx context.Context, device domain.DeviceID, role domain.Role, owner, kind string) (domain.Session, string, error) {
+	holder, err := s.admit(ctx, device, role, owner)
+	if err != nil {
+		return domain.Session{}, "", err
+	}
+	if holder != "" {
+		rep, err := s.forward(ctx, holder, rpc{Method: "create", Device: device, Role: role, User: owner, Kind: kind})
+		if err != nil || rep.Session == nil {
+			return domain.Session{}, "", errors.Join(err, s.noSession(rep.Session))
+		}
+		return *rep.Session, rep.Token, nil
+	}
+	return s.createLocal(ctx, device, role, owner, kind)
+}
+
+// noSession is the error for a forwarded creation that returned none.
+func (s *Service) noSession(sess *domain.Session) error {
+	if sess != nil {
+		return nil
+	}
+	return fmt.Errorf("create session: the device owner returned no session: %w", domain.ErrUnavailable)
+}
+
+// admit runs the checks every new session passes on the instance the
+// request reached — draining, role, store health, the device, creation
+// rate limits — and returns the instance that must hold the session when
+// it is another one (the device's lease holder), or "".
+func (s *Service) admit(ctx context.Context, device domain.DeviceID, role domain.Role, owner string) (string, error) {
 	if s.draining.Load() {
-		return domain.Session{}, "", fmt.Errorf("create session: %w", domain.ErrDraining)
+		return "", fmt.Errorf("create session: %w", domain.ErrDraining)
 	}
 	if !role.Valid() {
-		return domain.Session{}, "", fmt.Errorf("role %q is not viewer or controller: %w", role, domain.ErrInvalidRequest)
+		return "", fmt.Errorf("role %q is not viewer or controller: %w", role, domain.ErrInvalidRequest)
 	}
-	if _, _, err := s.src.device(ctx, device); err != nil {
-		return domain.Session{}, "", err
+	if err := s.healthy(); err != nil {
+		return "", fmt.Errorf("create session: session store unusable: %w", errors.Join(domain.ErrUnavailable, err))
+	}
+	holder, err := s.ownerOf(ctx, device)
+	if err != nil {
+		return "", fmt.Errorf("create session: %w", err)
+	}
+	if holder == s.cfg.Instance || s.deps.Bus == nil {
+		holder = ""
+	}
+	if holder == "" {
+		if _, _, err := s.src.device(ctx, device); err != nil {
+			return "", err
+		}
 	}
 	if s.deps.GlobalLimit != nil {
 		if err := s.deps.GlobalLimit.Allow(ctx, "global"); err != nil {
 			s.rateLimited(ctx, err, "global")
-			return domain.Session{}, "", fmt.Errorf("create session: %w", err)
+			return "", fmt.Errorf("create session: %w", err)
 		}
 	}
 	if s.deps.OwnerLimit != nil {
 		if err := s.deps.OwnerLimit.Allow(ctx, owner); err != nil {
 			s.rateLimited(ctx, err, "owner")
-			return domain.Session{}, "", fmt.Errorf("create session: %w", err)
+			return "", fmt.Errorf("create session: %w", err)
 		}
+	}
+	return holder, nil
+}
+
+// createLocal creates a session held by this instance.
+func (s *Service) createLocal(ctx context.Context, device domain.DeviceID, role domain.Role, owner, kind string) (domain.Session, string, error) {
+	if s.draining.Load() {
+		return domain.Session{}, "", fmt.Errorf("create session: %w", domain.ErrDraining)
+	}
+	if _, _, err := s.src.device(ctx, device); err != nil {
+		return domain.Session{}, "", err
 	}
 	id, token := randomID(16), randomID(32)
 	sess := domain.NewSession(domain.SessionID(id), device, role, owner, s.cfg.SessionTTL, s.deps.Clock.Now())
@@ -252,7 +391,7 @@ func (s *Service) createSession(ctx context.Context, device domain.DeviceID, rol
 	sess.Kind = kind
 	sess.Instance = s.cfg.Instance
 	l := &live{
-		id: sess.ID, device: device, role: role, kind: kind, token: sess.TokenHash, ttl: s.cfg.SessionTTL,
+		id: sess.ID, device: device, role: role, kind: kind, token: sess.TokenHash, ttl: s.cfg.SessionTTL, sess: sess,
 		input: rate.NewLimiter(rate.Limit(s.cfg.InputRate), s.cfg.InputBurst),
 		log:   s.log.With("session_id", sess.ID, "device_id", device),
 
@@ -268,6 +407,9 @@ func (s *Service) createSession(ctx context.Context, device domain.DeviceID, rol
 		return domain.Session{}, "", fmt.Errorf("create session: %w", err)
 	}
 	s.m.active.Add(ctx, 1, sessionAttrs(role, kind))
+	l.mu.Lock()
+	l.watch = time.AfterFunc(l.ttl/2, func() { s.watchTick(l) })
+	l.mu.Unlock()
 	l.log.Info("session created", "role", role, "kind", kind, "owner", owner)
 	return sess, token, nil
 }
@@ -287,12 +429,30 @@ func (s *Service) Session(ctx context.Context, id domain.SessionID) (domain.Sess
 // closed and its socket told bye with reason. domain.ErrSessionNotFound if
 // it does not exist.
 func (s *Service) CloseSession(ctx context.Context, id domain.SessionID, reason string) error {
-	_, err := s.deps.Store.Delete(ctx, id)
+	sess, err := s.deps.Store.Delete(ctx, id)
 	local := s.closeLocal(id, reason)
+	if err == nil && !local && s.deps.Bus != nil && sess.Instance != "" && sess.Instance != s.cfg.Instance {
+		// Tell the holder now rather than at its next keepalive.
+		if _, ferr := s.forward(ctx, sess.Instance, rpc{Method: "close", Session: id, Reason: reason}); ferr != nil {
+			s.log.Warn("forward close", "session_id", id, "instance", sess.Instance, "err", ferr)
+		}
+	}
 	if err != nil && !(local && errors.Is(err, domain.ErrSessionNotFound)) {
 		return fmt.Errorf("close session %s: %w", id, err)
 	}
 	return nil
+}
+
+// remoteFor reports whether id is held by another instance reachable over
+// the bus, and which.
+func (s *Service) remoteFor(ctx context.Context, id domain.SessionID) (string, domain.Session, bool) {
+	s.mu.Lock()
+	_, local := s.live[id]
+	s.mu.Unlock()
+	if local {
+		return "", domain.Session{}, false
+	}
+	return s.remoteOwner(ctx, id)
 }
 
 // lookup returns the live session id held by this instance.
@@ -315,6 +475,9 @@ func (s *Service) lookup(ctx context.Context, id domain.SessionID) (*live, error
 // token and domain.ErrConflict if a socket is already attached. detach
 // forgets notify; it does not close the session.
 func (s *Service) Connect(ctx context.Context, id domain.SessionID, token string, notify func(domain.SessionEvent)) (func(), error) {
+	if owner, sess, ok := s.remoteFor(ctx, id); ok {
+		return s.connectRemote(ctx, owner, sess, token, notify)
+	}
 	l, err := s.lookup(ctx, id)
 	if err != nil {
 		return nil, err
@@ -329,12 +492,12 @@ func (s *Service) Connect(ctx context.Context, id domain.SessionID, token string
 		return nil, fmt.Errorf("session %s already has a socket: %w", id, domain.ErrConflict)
 	}
 	l.notify = notify
-	s.touch(l)
+	_ = s.touch(l) // not found: the keepalive or the reaper ends it
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			l.notifyMu.Lock()
-			l.notify = nil
+			l.notify, l.remoteTopic = nil, ""
 			l.notifyMu.Unlock()
 		})
 	}, nil
@@ -363,6 +526,10 @@ func (s *Service) emit(l *live, ev domain.SessionEvent) {
 // domain.ErrSessionNotFound, ErrInvalidOffer, ErrDeviceUnavailable,
 // ErrSessionClosed.
 func (s *Service) Offer(ctx context.Context, id domain.SessionID, sdp string) (string, error) {
+	if owner, _, ok := s.remoteFor(ctx, id); ok {
+		rep, err := s.forward(ctx, owner, rpc{Method: "offer", Session: id, SDP: sdp})
+		return rep.SDP, err
+	}
 	l, err := s.lookup(ctx, id)
 	if err != nil {
 		return "", err
@@ -454,6 +621,30 @@ func (s *Service) peerState(l *live, st ports.PeerState) {
 	}
 }
 
+// watchTick closes a session not yet connected (no keepalive) once the
+// store has lost it — reaped or deleted by another instance — and checks
+// again every half TTL otherwise. A connected session is the keepalive's.
+func (s *Service) watchTick(l *live) {
+	l.mu.Lock()
+	done := l.closed || l.keepalive != nil
+	l.mu.Unlock()
+	if done {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_, err := s.deps.Store.Get(ctx, l.id)
+	cancel()
+	if errors.Is(err, domain.ErrSessionNotFound) {
+		s.closeLocal(l.id, "expired")
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed && l.keepalive == nil {
+		l.watch.Reset(l.ttl / 2)
+	}
+}
+
 // keepalive touches a connected session in the store every third of its
 // TTL, so a playing viewer never expires and a dead one does.
 func (s *Service) keepalive(l *live) {
@@ -464,7 +655,11 @@ func (s *Service) keepalive(l *live) {
 	}
 	var tick func()
 	tick = func() {
-		s.touch(l)
+		if err := s.touch(l); errors.Is(err, domain.ErrSessionNotFound) {
+			// Gone from the store: reaped or deleted by another instance.
+			s.closeLocal(l.id, "expired")
+			return
+		}
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if !l.closed {
@@ -474,18 +669,26 @@ func (s *Service) keepalive(l *live) {
 	l.keepalive = time.AfterFunc(l.ttl/3, tick)
 }
 
-func (s *Service) touch(l *live) {
+// touch extends the session's life in the store and returns the store's
+// error; only a failure other than not-found is logged.
+func (s *Service) touch(l *live) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.deps.Store.Touch(ctx, l.id, s.deps.Clock.Now()); err != nil && !errors.Is(err, domain.ErrSessionNotFound) {
+	err := s.deps.Store.Touch(ctx, l.id, s.deps.Clock.Now())
+	if err != nil && !errors.Is(err, domain.ErrSessionNotFound) {
 		l.log.Warn("touch session", "err", err)
 	}
+	return err
 }
 
 // AddCandidate adds a remote ICE candidate to the session's peer.
 // domain.ErrTooManyCandidates past the limit, ErrInvalidCandidate when
 // malformed, ErrConflict before an offer.
 func (s *Service) AddCandidate(ctx context.Context, id domain.SessionID, c domain.Candidate) error {
+	if owner, _, ok := s.remoteFor(ctx, id); ok {
+		_, err := s.forward(ctx, owner, rpc{Method: "candidate", Session: id, Candidate: &c})
+		return err
+	}
 	l, err := s.lookup(ctx, id)
 	if err != nil {
 		return err
@@ -509,6 +712,10 @@ func (s *Service) AddCandidate(ctx context.Context, id domain.SessionID, c domai
 // RequestKeyframe asks the device's capture for a keyframe on behalf of the
 // session (coalesced with other viewers' requests by the fanout).
 func (s *Service) RequestKeyframe(ctx context.Context, id domain.SessionID) error {
+	if owner, _, ok := s.remoteFor(ctx, id); ok {
+		_, err := s.forward(ctx, owner, rpc{Method: "keyframe", Session: id})
+		return err
+	}
 	l, err := s.lookup(ctx, id)
 	if err != nil {
 		return err
@@ -526,6 +733,13 @@ func (s *Service) RequestKeyframe(ctx context.Context, id domain.SessionID) erro
 // SessionStats returns the session's quality. A session without a peer
 // yet reports zeros.
 func (s *Service) SessionStats(ctx context.Context, id domain.SessionID) (domain.QualityStats, error) {
+	if owner, _, ok := s.remoteFor(ctx, id); ok {
+		rep, err := s.forward(ctx, owner, rpc{Method: "stats", Session: id})
+		if err != nil || rep.Stats == nil {
+			return domain.QualityStats{}, err
+		}
+		return *rep.Stats, nil
+	}
 	l, err := s.lookup(ctx, id)
 	if err != nil {
 		return domain.QualityStats{}, err
@@ -544,6 +758,10 @@ func (s *Service) SessionStats(ctx context.Context, id domain.SessionID) (domain
 // rate, ErrInvalidInput when malformed or out of the video, ErrConflict
 // before the stream started, and the device's own errors.
 func (s *Service) Input(ctx context.Context, id domain.SessionID, ev domain.InputEvent) error {
+	if owner, _, ok := s.remoteFor(ctx, id); ok {
+		_, err := s.forward(ctx, owner, rpc{Method: "input", Session: id, Input: &ev})
+		return err
+	}
 	l, err := s.lookup(ctx, id)
 	if err != nil {
 		return err
@@ -596,7 +814,23 @@ func scaleInput(ev domain.InputEvent, vw, vh, dw, dh int) domain.InputEvent {
 // local candidate gathered (RFC 9725). Errors as CreateSession and Offer;
 // on error nothing is left behind.
 func (s *Service) WHEP(ctx context.Context, device domain.DeviceID, owner string, offer string) (domain.Session, string, error) {
-	sess, _, err := s.create(ctx, device, domain.RoleViewer, owner, "whep")
+	holder, err := s.admit(ctx, device, domain.RoleViewer, owner)
+	if err != nil {
+		return domain.Session{}, "", err
+	}
+	if holder != "" {
+		rep, err := s.forward(ctx, holder, rpc{Method: "whep", Device: device, User: owner, SDP: offer})
+		if err != nil || rep.Session == nil {
+			return domain.Session{}, "", errors.Join(err, s.noSession(rep.Session))
+		}
+		return *rep.Session, rep.SDP, nil
+	}
+	return s.whepLocal(ctx, device, owner, offer)
+}
+
+// whepLocal is WHEP for a session held by this instance.
+func (s *Service) whepLocal(ctx context.Context, device domain.DeviceID, owner string, offer string) (domain.Session, string, error) {
+	sess, _, err := s.createLocal(ctx, device, domain.RoleViewer, owner, "whep")
 	if err != nil {
 		return domain.Session{}, "", err
 	}
@@ -651,6 +885,9 @@ func (s *Service) closeLocal(id domain.SessionID, reason string) bool {
 	}
 	l.closed = true
 	peer, release, ka := l.peer, l.release, l.keepalive
+	if l.watch != nil {
+		l.watch.Stop()
+	}
 	l.mu.Unlock()
 	if ka != nil {
 		ka.Stop()

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -36,15 +37,24 @@ type rig struct {
 	mu       sync.Mutex
 	inputs   []domain.InputEvent
 	openErr  atomic.Pointer[error]
+	store    *memstore.Store
+	unwell   atomic.Pointer[error] // what Deps.Healthy reports; nil = healthy
 }
 
 func newRig(t *testing.T, cfg app.Config) *rig {
 	t.Helper()
-	return newRigWithMeter(t, cfg, nil)
+	return newRigOn(t, cfg, memstore.New(memstore.Options{}), nil)
 }
 
 // newRigWithMeter is newRig with the service recording on meter.
 func newRigWithMeter(t *testing.T, cfg app.Config, meter metric.Meter) *rig {
+	t.Helper()
+	return newRigOn(t, cfg, memstore.New(memstore.Options{}), nil, func(d *app.Deps) { d.Meter = meter })
+}
+
+// newRigOn is newRig on a given store and bus (shared by several rigs to
+// play several instances).
+func newRigOn(t *testing.T, cfg app.Config, store *memstore.Store, bus ports.Bus, opts ...func(*app.Deps)) *rig {
 	t.Helper()
 	r := &rig{captures: make(chan *portstest.Capture, 16)}
 	r.src = &portstest.Source{
@@ -95,18 +105,32 @@ func newRigWithMeter(t *testing.T, cfg app.Config, meter metric.Meter) *rig {
 	if cfg.CleanupInterval == 0 {
 		cfg.CleanupInterval = 10 * time.Millisecond
 	}
-	r.svc = app.New(cfg, app.Deps{
-		Store:     memstore.New(memstore.Options{}),
+	r.store = store
+	deps := app.Deps{
+		Bus:       bus,
+		Store:     r.store,
 		Sources:   []app.Source{{Screen: r.src, Input: r.src}},
 		Transport: tr,
-		Meter:     meter,
-	}, slog.New(slog.DiscardHandler))
+		Healthy: func() error {
+			if p := r.unwell.Load(); p != nil {
+				return *p
+			}
+			return nil
+		},
+	}
+	for _, o := range opts {
+		o(&deps)
+	}
+	r.svc = app.New(cfg, deps, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	busDone := make(chan struct{})
 	go func() { defer close(done); _ = r.svc.Run(ctx) }()
+	go func() { defer close(busDone); _ = r.svc.ServeBus(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
+		<-busDone
 		_ = r.svc.Drain(context.Background(), "test over")
 		// Unblock any capture still waiting on its channel.
 		for {
@@ -472,3 +496,115 @@ func TestWHEPFailureLeavesNothing(t *testing.T) {
 }
 
 var _ = io.EOF
+
+// connect creates a session, offers and marks its peer connected.
+func (r *rig) connect(t *testing.T) (domain.Session, *events) {
+	t.Helper()
+	ctx := context.Background()
+	sess, token, err := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &events{}
+	detach, err := r.svc.Connect(ctx, sess.ID, token, ev.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(detach)
+	if _, err := r.svc.Offer(ctx, sess.ID, "offer"); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	opts := r.opts[len(r.opts)-1]
+	r.mu.Unlock()
+	opts.OnState(ports.PeerConnected)
+	return sess, ev
+}
+
+func TestUnhealthyStoreRefusesCreationOnly(t *testing.T) {
+	r := newRig(t, app.Config{})
+	ctx := context.Background()
+	sess, _ := r.connect(t)
+	down := fmt.Errorf("ping: %w", domain.ErrUnavailable)
+	r.unwell.Store(&down)
+	if r.svc.Ready() {
+		t.Fatal("Ready with the store down")
+	}
+	if _, _, err := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o"); !errors.Is(err, domain.ErrUnavailable) {
+		t.Fatalf("CreateSession with the store down = %v, want ErrUnavailable", err)
+	}
+	// The live session still answers: its peer is local.
+	if err := r.svc.RequestKeyframe(ctx, sess.ID); err != nil {
+		t.Fatalf("RequestKeyframe on a live session with the store down = %v", err)
+	}
+	r.unwell.Store(nil)
+	if !r.svc.Ready() {
+		t.Fatal("not Ready once the store is back")
+	}
+}
+
+// TestSessionRemovedElsewhereIsClosed: another instance deleted (or
+// reaped) the session in the shared store; the keepalive notices and
+// closes the local peer.
+func TestSessionRemovedElsewhereIsClosed(t *testing.T) {
+	r := newRig(t, app.Config{SessionTTL: 90 * time.Millisecond, CleanupInterval: time.Hour})
+	sess, ev := r.connect(t)
+	if _, err := r.store.Delete(context.Background(), sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "bye after the store lost the session", func() bool { return ev.has(domain.EventBye, "expired") })
+}
+
+// TestResyncPutsSessionsBack: the store came back empty; Resync writes
+// the live sessions back with their state.
+func TestResyncPutsSessionsBack(t *testing.T) {
+	r := newRig(t, app.Config{SessionTTL: time.Minute})
+	ctx := context.Background()
+	sess, _ := r.connect(t)
+	if _, err := r.store.Delete(ctx, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.svc.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.svc.Session(ctx, sess.ID)
+	if err != nil {
+		t.Fatalf("session after Resync: %v", err)
+	}
+	if got.State != domain.StateConnected || got.DeviceID != "dev" || got.TokenHash != sess.TokenHash {
+		t.Fatalf("session after Resync = %+v", got)
+	}
+	if err := r.svc.Resync(ctx); err != nil { // present: only touched
+		t.Fatal(err)
+	}
+}
+
+func TestInstancesWithoutRegistry(t *testing.T) {
+	r := newRig(t, app.Config{Instance: "solo"})
+	ins, err := r.svc.Instances(context.Background())
+	if err != nil || len(ins) != 1 || ins[0].ID != "solo" {
+		t.Fatalf("Instances = %+v, %v", ins, err)
+	}
+}
+
+// TestUnconnectedSessionRemovedElsewhereIsClosed: a session never offered
+// has no keepalive; when another instance reaps it from the shared store,
+// the watch still closes it here.
+func TestUnconnectedSessionRemovedElsewhereIsClosed(t *testing.T) {
+	r := newRig(t, app.Config{SessionTTL: 80 * time.Millisecond, CleanupInterval: time.Hour})
+	ctx := context.Background()
+	sess, token, err := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events
+	detach, err := r.svc.Connect(ctx, sess.ID, token, ev.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer detach()
+	if _, err := r.store.Delete(ctx, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "bye after another instance reaped it", func() bool { return ev.has(domain.EventBye, "expired") })
+}

@@ -14,6 +14,9 @@ type Source struct {
 	Screen ports.ScreenSource
 	// Input may be nil for a source whose devices take no input.
 	Input ports.DeviceInput
+	// Claim lets this instance take the leases of the source's devices
+	// (Deps.Leases): it can capture them and may be their owner.
+	Claim bool
 }
 
 // sourceSet routes a device id to the source that has it.

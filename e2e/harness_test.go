@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -102,6 +103,12 @@ func (c Config) set(section, key string, v any) Config {
 	return c
 }
 
+// logSeq counts the instances each test started, to name their logs.
+var logSeq = struct {
+	sync.Mutex
+	n map[string]int
+}{n: map[string]int{}}
+
 // Instance is a running mediasvc process.
 type Instance struct {
 	t       testing.TB
@@ -145,7 +152,16 @@ func startInstance(t testing.TB, cfg Config) *Instance {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		t.Fatalf("log dir: %v", err)
 	}
-	logPath := filepath.Join(logDir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+".log")
+	// One log per instance: a test running several gets name.log,
+	// name-2.log, …
+	logPath := filepath.Join(logDir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+	logSeq.Lock()
+	logSeq.n[t.Name()]++
+	if n := logSeq.n[t.Name()]; n > 1 {
+		logPath += fmt.Sprintf("-%d", n)
+	}
+	logSeq.Unlock()
+	logPath += ".log"
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatalf("log file: %v", err)

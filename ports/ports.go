@@ -168,10 +168,58 @@ type Clock interface {
 }
 
 // RateLimiter decides whether an action keyed by key may happen now.
-// Implementations: an in-memory token bucket (memstore), Redis GCRA later.
+// Implementations: an in-memory token bucket (memstore), a Redis GCRA
+// shared by every instance (redisstore).
 type RateLimiter interface {
 	// Allow takes one token for key. When none is left it returns a
 	// *domain.RateLimitError (errors.Is domain.ErrRateLimited) saying when
 	// to retry. Other errors mean the limiter itself failed.
 	Allow(ctx context.Context, key string) error
+}
+
+// InstanceRegistry lists the instances sharing a session store.
+// Implementation: redisstore.Registry; without one the app knows only
+// itself.
+type InstanceRegistry interface {
+	// Instances returns the live instances. Errors wrap
+	// domain.ErrUnavailable when the registry cannot be read.
+	Instances(ctx context.Context) ([]domain.Instance, error)
+}
+
+// Bus carries signaling between instances that share a store: requests to
+// the instance holding a session's peer, with their replies, and the
+// session's events to whichever instance holds its WebSocket. Payloads
+// are opaque to the bus. Implementation: redisstore.Bus (Redis pub/sub);
+// without one, a session is served only by the instance that created it.
+type Bus interface {
+	// Call sends req to instance and returns its reply, waiting at most
+	// until ctx ends. It returns an error wrapping domain.ErrUnavailable
+	// when no such instance listens or the bus fails, and one wrapping
+	// ctx.Err() when ctx ends first.
+	Call(ctx context.Context, instance string, req []byte) ([]byte, error)
+	// Serve hands each request addressed to this instance to handle, in
+	// its own goroutine (a bounded number at once), and sends back what
+	// handle returns, until ctx is done.
+	Serve(ctx context.Context, handle func(ctx context.Context, req []byte) []byte) error
+	// Publish sends payload to the current subscribers of topic.
+	Publish(ctx context.Context, topic string, payload []byte) error
+	// Subscribe delivers topic's messages to fn, in order, from one
+	// goroutine, until the returned cancel is called; cancel waits for
+	// that goroutine to end.
+	Subscribe(ctx context.Context, topic string, fn func(payload []byte)) (cancel func(), err error)
+}
+
+// DeviceLeases decides which instance captures a device: at most one
+// holds a device's lease at a time, for a TTL it renews. Implementation:
+// redisstore.Leases; without one every instance captures what it sees.
+type DeviceLeases interface {
+	// Acquire takes the device's lease for holder, or renews it if holder
+	// has it (same token). domain.ErrConflict when another holds it.
+	Acquire(ctx context.Context, device domain.DeviceID, holder string) (domain.Lease, error)
+	// Renew extends the lease; domain.ErrConflict once it was lost.
+	Renew(ctx context.Context, l domain.Lease) error
+	// Release gives the lease up if still held.
+	Release(ctx context.Context, l domain.Lease) error
+	// Holder returns the instance holding the device's lease, "" if none.
+	Holder(ctx context.Context, device domain.DeviceID) (string, error)
 }

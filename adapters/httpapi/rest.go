@@ -41,6 +41,20 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"devices": devs})
 }
 
+func (s *Server) handleInstances(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.serviceContext(r)
+	defer cancel()
+	ins, err := s.svc.Instances(ctx)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if ins == nil {
+		ins = []domain.Instance{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"instances": ins})
+}
+
 func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r, "id")
 	if err != nil {

@@ -387,3 +387,22 @@ func TestRequestIDEchoed(t *testing.T) {
 		t.Fatalf("long request id not replaced: %q", id)
 	}
 }
+
+func TestInstances(t *testing.T) {
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	fake := &httpapitest.Service{InstancesFunc: func(context.Context) ([]domain.Instance, error) {
+		return []domain.Instance{{ID: "a", URL: "http://a:8080", StartedAt: at, HeartbeatAt: at}}, nil
+	}}
+	_, ts := start(t, Config{}, fake)
+	r := do(t, ts, req{method: "GET", path: "/api/v1/instances"})
+	var body struct{ Instances []domain.Instance }
+	if r.status != 200 || json.Unmarshal(r.body, &body) != nil || len(body.Instances) != 1 || body.Instances[0].URL != "http://a:8080" {
+		t.Fatalf("instances = %d %s", r.status, r.body)
+	}
+	fake.InstancesFunc = func(context.Context) ([]domain.Instance, error) {
+		return nil, fmt.Errorf("list instances: %w", domain.ErrUnavailable)
+	}
+	if r := do(t, ts, req{method: "GET", path: "/api/v1/instances"}); r.status != 503 {
+		t.Fatalf("instances with the registry down = %d %s, want 503", r.status, r.body)
+	}
+}

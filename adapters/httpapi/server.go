@@ -54,6 +54,9 @@ type Service interface {
 	ICEServers() []domain.ICEServer
 	// Ready reports false while draining or when a dependency is down.
 	Ready() bool
+	// Instances lists the live instances sharing the session store;
+	// domain.ErrUnavailable when the registry cannot be read.
+	Instances(ctx context.Context) ([]domain.Instance, error)
 }
 
 // Defaults for zero Config fields.
@@ -268,6 +271,7 @@ func (s *Server) routes() chi.Router {
 			r.Use(s.authenticate)
 			r.Get("/devices", s.handleDevices)
 			r.Get("/devices/{id}", s.handleDevice)
+			r.Get("/instances", s.handleInstances)
 			r.Post("/sessions", s.handleCreateSession)
 			r.Get("/sessions/{id}", s.handleGetSession)
 			r.Delete("/sessions/{id}", s.handleDeleteSession)

@@ -13,6 +13,7 @@ import (
 
 	"mediasvc/domain"
 	"mediasvc/ports"
+	"mediasvc/ports/storetest"
 )
 
 // baseline is the seed's design, kept as the benchmarks' yardstick: one map
@@ -303,4 +304,10 @@ func BenchmarkPopExpired(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkStoreOps is the shared store benchmark (storetest.Bench), for
+// comparison with redisstore's in the same run.
+func BenchmarkStoreOps(b *testing.B) {
+	storetest.Bench(b, 8, func(*testing.B) ports.SessionStore { return New(Options{}) })
 }

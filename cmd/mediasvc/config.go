@@ -34,6 +34,8 @@ type Config struct {
 	Instance InstanceConfig `koanf:"instance"`
 	Metrics  MetricsConfig  `koanf:"metrics"`
 	Debug    DebugConfig    `koanf:"debug"`
+	Store    StoreConfig    `koanf:"store"`
+	Redis    RedisConfig    `koanf:"redis"`
 }
 
 // MetricsConfig is the Prometheus endpoint.
@@ -48,6 +50,22 @@ type MetricsConfig struct {
 type DebugConfig struct {
 	// PprofAddr, when set, serves net/http/pprof on its own listener.
 	PprofAddr string `koanf:"pprof_addr"`
+}
+
+// StoreConfig picks where sessions live.
+type StoreConfig struct {
+	Backend string `koanf:"backend"`
+}
+
+// RedisConfig is the shared Redis (store.backend: redis).
+type RedisConfig struct {
+	URL            string        `koanf:"url"`
+	KeyPrefix      string        `koanf:"key_prefix"`
+	Timeout        time.Duration `koanf:"timeout"`
+	TouchThrottle  time.Duration `koanf:"touch_throttle"`
+	KeyGrace       time.Duration `koanf:"key_grace"`
+	HealthInterval time.Duration `koanf:"health_interval"`
+	MaxBackoff     time.Duration `koanf:"max_backoff"`
 }
 
 // HTTPConfig is the listener.
@@ -125,7 +143,8 @@ type WebRTCConfig struct {
 
 // DemoConfig is the built-in demo device.
 type DemoConfig struct {
-	Enabled bool `koanf:"enabled"`
+	Enabled bool   `koanf:"enabled"`
+	Owner   string `koanf:"owner"`
 }
 
 // LogConfig is logging.
@@ -136,7 +155,10 @@ type LogConfig struct {
 
 // InstanceConfig names this instance.
 type InstanceConfig struct {
-	ID string `koanf:"id"`
+	ID           string        `koanf:"id"`
+	AdvertiseURL string        `koanf:"advertise_url"`
+	HeartbeatTTL time.Duration `koanf:"heartbeat_ttl"`
+	LeaseTTL     time.Duration `koanf:"lease_ttl"`
 }
 
 // defaults are the built-in values: an open service on loopback with the
@@ -190,6 +212,18 @@ func defaults() map[string]any {
 		"metrics.allow_open":         false,
 		"metrics.quality_interval":   "5s",
 		"debug.pprof_addr":           "",
+		"instance.advertise_url":     "",
+		"instance.heartbeat_ttl":     "15s",
+		"instance.lease_ttl":         "10s",
+		"demo.owner":                 "",
+		"store.backend":              "memory",
+		"redis.url":                  "",
+		"redis.key_prefix":           "mediasvc:",
+		"redis.timeout":              "1s",
+		"redis.touch_throttle":       "5s",
+		"redis.key_grace":            "1m",
+		"redis.health_interval":      "1s",
+		"redis.max_backoff":          "10s",
 	}
 }
 
@@ -441,6 +475,39 @@ func (c Config) validate() []error {
 			bad("debug.pprof_addr", "%q must be a loopback address: profiles expose internals", c.Debug.PprofAddr)
 		}
 	}
+	switch c.Store.Backend {
+	case "memory":
+	case "redis":
+		if u, err := url.Parse(c.Redis.URL); c.Redis.URL == "" || err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			bad("redis.url", "store.backend redis needs a redis://, rediss:// or unix:// URL (MEDIASVC_REDIS_URL)")
+		}
+	default:
+		bad("store.backend", "must be memory or redis, got %q", c.Store.Backend)
+	}
+	if c.Redis.KeyPrefix == "" {
+		bad("redis.key_prefix", "must not be empty")
+	}
+	positive("redis.timeout", int64(c.Redis.Timeout))
+	nonNeg("redis.touch_throttle", int64(c.Redis.TouchThrottle))
+	if c.Redis.TouchThrottle >= c.Session.TTL/3 && c.Session.TTL > 0 {
+		bad("redis.touch_throttle", "must be shorter than a third of session.ttl (the keepalive period)")
+	}
+	positive("redis.key_grace", int64(c.Redis.KeyGrace))
+	positive("redis.health_interval", int64(c.Redis.HealthInterval))
+	if c.Redis.MaxBackoff < c.Redis.HealthInterval {
+		bad("redis.max_backoff", "must be at least redis.health_interval")
+	}
+	if c.Instance.LeaseTTL < time.Second {
+		bad("instance.lease_ttl", "must be at least 1s, got %s", c.Instance.LeaseTTL)
+	}
+	if c.Instance.HeartbeatTTL < time.Second {
+		bad("instance.heartbeat_ttl", "must be at least 1s, got %s", c.Instance.HeartbeatTTL)
+	}
+	if c.Instance.AdvertiseURL != "" {
+		if u, err := url.Parse(c.Instance.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("instance.advertise_url", "%q is not an http(s) URL", c.Instance.AdvertiseURL)
+		}
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -469,6 +536,13 @@ func printConfig(k *koanf.Koanf, w io.Writer) error {
 	for key, v := range k.All() {
 		if isSecret(key) {
 			v = "********"
+		}
+		if s, ok := v.(string); ok && key == "redis.url" && s != "" {
+			if u, err := url.Parse(s); err == nil {
+				v = u.Redacted()
+			} else {
+				v = "********"
+			}
 		}
 		if list, ok := v.([]any); ok && key == "webrtc.ice_servers" {
 			servers := make([]any, len(list))

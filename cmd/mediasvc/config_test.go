@@ -179,3 +179,44 @@ func TestMetricsConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestRedisConfig(t *testing.T) {
+	cfg, _, err := loadConfig(nil, []string{"MEDIASVC_STORE_BACKEND=redis", "MEDIASVC_REDIS_URL=redis://:hunter2secret@127.0.0.1:6390/2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store.Backend != "redis" || cfg.Redis.URL != "redis://:hunter2secret@127.0.0.1:6390/2" || cfg.Redis.KeyPrefix != "mediasvc:" {
+		t.Fatalf("redis config: %+v %+v", cfg.Store, cfg.Redis)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"config", "print"}, []string{"MEDIASVC_REDIS_URL=redis://:hunter2secret@127.0.0.1:6390/2"}, &out, &errb); code != 0 {
+		t.Fatalf("config print: exit %d %s", code, errb.String())
+	}
+	if strings.Contains(out.String(), "hunter2secret") || !strings.Contains(out.String(), "127.0.0.1:6390") {
+		t.Fatalf("redis.url not masked:\n%s", out.String())
+	}
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"MEDIASVC_STORE_BACKEND=redis"}, "redis.url"},
+		{[]string{"MEDIASVC_STORE_BACKEND=redis", "MEDIASVC_REDIS_URL=http://x"}, "redis.url"},
+		{[]string{"MEDIASVC_STORE_BACKEND=etcd"}, "store.backend"},
+		{[]string{"MEDIASVC_REDIS_TOUCH_THROTTLE=30s"}, "redis.touch_throttle"},
+		{[]string{"MEDIASVC_INSTANCE_ADVERTISE_URL=ftp://x"}, "instance.advertise_url"},
+	} {
+		if _, _, err := loadConfig(nil, c.env); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want one naming %s", c.env, err, c.want)
+		}
+	}
+}
+
+func TestMigrateUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"migrate"}, nil, &out, &errb); code != 2 {
+		t.Fatalf("migrate without a verb: exit %d", code)
+	}
+	if code := run([]string{"migrate", "up"}, nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), "redis.url") {
+		t.Fatalf("migrate up without redis.url: exit %d %s", code, errb.String())
+	}
+}

@@ -2,6 +2,7 @@
 //
 //	mediasvc [serve] [flags]     run the service (the default)
 //	mediasvc config print [flags] print the effective configuration, secrets masked
+//	mediasvc migrate up|status    apply or show the Redis keyspace migrations
 //	mediasvc version              print the version
 //
 // Configuration comes from built-in defaults, then the YAML file given with
@@ -30,7 +31,6 @@ import (
 
 	"mediasvc/adapters/demo"
 	"mediasvc/adapters/httpapi"
-	"mediasvc/adapters/memstore"
 	"mediasvc/adapters/rtc"
 	"mediasvc/adapters/telemetry"
 	"mediasvc/app"
@@ -78,6 +78,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return 0
+	case "migrate":
+		return migrate(args, environ, stdout, stderr)
 	case "version":
 		v := "devel"
 		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
@@ -86,10 +88,10 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "mediasvc", v)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: mediasvc [serve] [-config file.yaml] [--http.addr host:port] ...\n       mediasvc config print\n       mediasvc version")
+		fmt.Fprintln(stdout, "usage: mediasvc [serve] [-config file.yaml] [--http.addr host:port] ...\n       mediasvc config print\n       mediasvc migrate up|status\n       mediasvc version")
 		return 0
 	default:
-		fmt.Fprintf(stderr, "mediasvc: unknown command %q (serve, config print, version)\n", cmd)
+		fmt.Fprintf(stderr, "mediasvc: unknown command %q (serve, config print, migrate, version)\n", cmd)
 		return 2
 	}
 }
@@ -136,15 +138,11 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		meter = func(name string) metric.Meter { return tel.Meter(name) }
 	}
 
-	store := memstore.New(memstore.Options{})
-	ownerLimit, err := memstore.NewLimiter("owner", cfg.Limits.CreateRate, cfg.Limits.CreateBurst, 100_000)
+	be, err := newBackend(ctx, cfg, domain.Instance{ID: instance, URL: cfg.Instance.AdvertiseURL}, log)
 	if err != nil {
 		return err
 	}
-	globalLimit, err := memstore.NewLimiter("global", cfg.Limits.GlobalCreateRate, cfg.Limits.GlobalCreateBurst, 1)
-	if err != nil {
-		return err
-	}
+	defer be.close()
 
 	var sources []app.Source
 	if cfg.Demo.Enabled {
@@ -152,7 +150,10 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("demo source: %w", err)
 		}
-		sources = append(sources, app.Source{Screen: d, Input: d})
+		// With Redis, the demo device is owned by demo.owner, or by
+		// whichever instance claims it first when that is empty.
+		claim := cfg.Demo.Owner == "" || cfg.Demo.Owner == instance
+		sources = append(sources, app.Source{Screen: d, Input: d, Claim: claim})
 	}
 
 	servers := make([]domain.ICEServer, 0, len(cfg.WebRTC.ICEServers))
@@ -194,13 +195,18 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			},
 		},
 	}, app.Deps{
-		Store:       store,
+		Store:       be.store,
 		Sources:     sources,
 		Transport:   transport,
-		OwnerLimit:  ownerLimit,
-		GlobalLimit: globalLimit,
+		OwnerLimit:  be.ownerLimit,
+		GlobalLimit: be.globalLimit,
+		Healthy:     be.healthy,
+		Instances:   be.instances,
+		Bus:         be.bus,
+		Leases:      be.leases,
 		Meter:       meter("mediasvc/app"),
 	}, log)
+	be.onUp = svc.Resync
 
 	api := httpapi.New(httpapi.Config{
 		APIKeys:        cfg.Auth.APIKeys,
@@ -246,7 +252,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("mediasvc listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/",
-		"instance", instance, "auth", len(cfg.Auth.APIKeys) > 0, "demo", cfg.Demo.Enabled)
+		"instance", instance, "store", cfg.Store.Backend, "auth", len(cfg.Auth.APIKeys) > 0, "demo", cfg.Demo.Enabled)
 
 	if cfg.Debug.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.Debug.PprofAddr, log)
@@ -267,6 +273,11 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			}
 			return nil
 		})
+	}
+	g.Go(func() error { return svc.ServeBus(runCtx) })
+	g.Go(func() error { return svc.RunOwnership(runCtx, cfg.Instance.LeaseTTL) })
+	for _, loop := range be.run {
+		g.Go(func() error { return loop(runCtx) })
 	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -26,6 +26,7 @@ type Service struct {
 	DeviceFunc          func(ctx context.Context, id domain.DeviceID) (domain.Device, error)
 	ICEServersFunc      func() []domain.ICEServer
 	ReadyFunc           func() bool
+	InstancesFunc       func(ctx context.Context) ([]domain.Instance, error)
 }
 
 // CreateSession calls CreateSessionFunc.
@@ -130,6 +131,14 @@ func (f *Service) ICEServers() []domain.ICEServer {
 		return nil
 	}
 	return f.ICEServersFunc()
+}
+
+// Instances calls InstancesFunc.
+func (f *Service) Instances(ctx context.Context) ([]domain.Instance, error) {
+	if f.InstancesFunc == nil {
+		return nil, nil
+	}
+	return f.InstancesFunc(ctx)
 }
 
 // Ready calls ReadyFunc; true when it is nil.

@@ -1,0 +1,190 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"mediasvc/domain"
+	"mediasvc/ports"
+)
+
+var _ ports.Bus = (*Bus)(nil)
+
+// Bus is a ports.Bus over Redis pub/sub. Each instance subscribes to its
+// request channel P+"bus:req:"+id and its reply channel P+"bus:rep:"+id; a
+// call publishes {id, reply_to, body} to the target's request channel and
+// waits for the reply with that id on its own. Pub/sub delivers at most
+// once and only to live subscribers: a call to an instance that does not
+// listen fails at once (PUBLISH reaches no one), and a lost reply ends the
+// call at its context's deadline. Events go to P+"bus:ev:"+topic.
+type Bus struct {
+	rdb     redis.UniversalClient
+	prefix  string
+	self    string
+	log     *slog.Logger
+	maxBusy int
+
+	seq     atomic.Uint64
+	mu      sync.Mutex
+	pending map[string]chan []byte
+	ready   chan struct{} // closed once Serve listens for replies
+}
+
+// envelope is one request or reply on the wire.
+type envelope struct {
+	ID      string `json:"id"`
+	ReplyTo string `json:"reply_to,omitempty"`
+	Body    []byte `json:"body"`
+}
+
+// NewBus returns the bus of instance self. Calls wait for Serve to start.
+func NewBus(rdb redis.UniversalClient, prefix, self string, log *slog.Logger) *Bus {
+	if prefix == "" {
+		prefix = "mediasvc:"
+	}
+	return &Bus{rdb: rdb, prefix: prefix + "bus:", self: self, log: log, maxBusy: 256,
+		pending: make(map[string]chan []byte), ready: make(chan struct{})}
+}
+
+func (b *Bus) reqChan(instance string) string { return b.prefix + "req:" + instance }
+func (b *Bus) repChan(instance string) string { return b.prefix + "rep:" + instance }
+
+// Listening reports whether Serve has subscribed, so requests addressed to
+// this instance reach it.
+func (b *Bus) Listening() bool {
+	select {
+	case <-b.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// Call sends req to instance and waits for the reply until ctx ends.
+func (b *Bus) Call(ctx context.Context, instance string, req []byte) ([]byte, error) {
+	select {
+	case <-b.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("bus call to %s: not serving yet: %w", instance, ctx.Err())
+	}
+	id := b.self + ":" + strconv.FormatUint(b.seq.Add(1), 36)
+	ch := make(chan []byte, 1)
+	b.mu.Lock()
+	b.pending[id] = ch
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.pending, id)
+		b.mu.Unlock()
+	}()
+	msg, _ := json.Marshal(envelope{ID: id, ReplyTo: b.repChan(b.self), Body: req})
+	n, err := b.rdb.Publish(ctx, b.reqChan(instance), msg).Result()
+	if err != nil {
+		return nil, unavailable("bus call to "+instance, err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("bus call: instance %s is not listening: %w", instance, domain.ErrUnavailable)
+	}
+	select {
+	case rep := <-ch:
+		return rep, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("bus call to %s: no reply: %w", instance, ctx.Err())
+	}
+}
+
+// Serve listens for requests and replies until ctx is done.
+func (b *Bus) Serve(ctx context.Context, handle func(context.Context, []byte) []byte) error {
+	ps := b.rdb.Subscribe(ctx, b.reqChan(b.self), b.repChan(b.self))
+	defer ps.Close()
+	// Wait for the subscription; retry while Redis is down.
+	for {
+		if _, err := ps.Receive(ctx); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	close(b.ready)
+	sem := make(chan struct{}, b.maxBusy)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ch := ps.Channel()
+	for {
+		var m *redis.Message
+		select {
+		case <-ctx.Done():
+			return nil
+		case m = <-ch:
+		}
+		var env envelope
+		if err := json.Unmarshal([]byte(m.Payload), &env); err != nil {
+			b.log.Warn("bus: malformed message", "channel", m.Channel, "err", err)
+			continue
+		}
+		if m.Channel == b.repChan(b.self) {
+			b.mu.Lock()
+			c := b.pending[env.ID]
+			b.mu.Unlock()
+			if c != nil {
+				c <- env.Body
+			}
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			rep := handle(ctx, env.Body)
+			out, _ := json.Marshal(envelope{ID: env.ID, Body: rep})
+			if err := b.rdb.Publish(context.WithoutCancel(ctx), env.ReplyTo, out).Err(); err != nil {
+				b.log.Warn("bus: reply lost", "to", env.ReplyTo, "err", err)
+			}
+		})
+	}
+}
+
+// Publish sends payload to topic's subscribers.
+func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
+	if err := b.rdb.Publish(ctx, b.prefix+"ev:"+topic, payload).Err(); err != nil {
+		return unavailable("bus publish", err)
+	}
+	return nil
+}
+
+// Subscribe delivers topic's messages to fn until cancel.
+func (b *Bus) Subscribe(ctx context.Context, topic string, fn func([]byte)) (func(), error) {
+	ps := b.rdb.Subscribe(context.WithoutCancel(ctx), b.prefix+"ev:"+topic)
+	if _, err := ps.Receive(ctx); err != nil {
+		_ = ps.Close()
+		return nil, unavailable("bus subscribe", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m := range ps.Channel() {
+			fn([]byte(m.Payload))
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			_ = ps.Close()
+			<-done
+		})
+	}, nil
+}

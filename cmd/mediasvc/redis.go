@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"mediasvc/adapters/memstore"
+	"mediasvc/adapters/redisstore"
+	"mediasvc/domain"
+	"mediasvc/migrations"
+	"mediasvc/ports"
+)
+
+// backend is the session store and what goes with it, as store.backend
+// picks: in memory, or shared through Redis.
+type backend struct {
+	store       ports.SessionStore
+	ownerLimit  ports.RateLimiter
+	globalLimit ports.RateLimiter
+	healthy     func() error
+	instances   ports.InstanceRegistry
+	bus         ports.Bus
+	leases      ports.DeviceLeases
+	// run holds the background loops (Redis monitor, heartbeat) to run
+	// until the service stops; onUp is set once the app exists.
+	run   []func(ctx context.Context) error
+	onUp  func(ctx context.Context) error
+	close func()
+}
+
+// newRedisClient opens a client for cfg.URL with the configured timeouts.
+// It does not contact Redis.
+func newRedisClient(cfg RedisConfig) (*redis.Client, error) {
+	opts, err := redis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis.url: %w", err)
+	}
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = cfg.Timeout, cfg.Timeout, cfg.Timeout
+	opts.PoolTimeout = 2 * cfg.Timeout
+	opts.MaxRetries = 1
+	opts.ContextTimeoutEnabled = true
+	return redis.NewClient(opts), nil
+}
+
+// newBackend builds the store, limiters and, for Redis, the monitor and
+// the instance registry. With Redis it checks the keyspace schema at once:
+// a schema mismatch stops the start; an unreachable Redis does not (the
+// instance starts unready and the monitor keeps trying).
+func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog.Logger) (*backend, error) {
+	if cfg.Store.Backend != "redis" {
+		ownerLimit, err := memstore.NewLimiter("owner", cfg.Limits.CreateRate, cfg.Limits.CreateBurst, 100_000)
+		if err != nil {
+			return nil, err
+		}
+		globalLimit, err := memstore.NewLimiter("global", cfg.Limits.GlobalCreateRate, cfg.Limits.GlobalCreateBurst, 1)
+		if err != nil {
+			return nil, err
+		}
+		return &backend{store: memstore.New(memstore.Options{}), ownerLimit: ownerLimit, globalLimit: globalLimit, close: func() {}}, nil
+	}
+	ms, err := redisstore.LoadMigrations(migrations.FS)
+	if err != nil {
+		return nil, err
+	}
+	redis.SetLogger(redisLog{log.With("component", "go-redis")})
+	rdb, err := newRedisClient(cfg.Redis)
+	if err != nil {
+		return nil, err
+	}
+	prefix := cfg.Redis.KeyPrefix
+	sctx, cancel := context.WithTimeout(ctx, 2*cfg.Redis.Timeout)
+	err = redisstore.EnsureSchema(sctx, rdb, prefix, ms)
+	cancel()
+	switch {
+	case errors.Is(err, redisstore.ErrSchema):
+		_ = rdb.Close()
+		return nil, err
+	case err != nil:
+		log.Warn("redis unreachable at start; starting unready", "err", err)
+	}
+	ownerLimit, err := redisstore.NewLimiter(rdb, prefix, "owner", cfg.Limits.CreateRate, cfg.Limits.CreateBurst)
+	if err != nil {
+		return nil, err
+	}
+	globalLimit, err := redisstore.NewLimiter(rdb, prefix, "global", cfg.Limits.GlobalCreateRate, cfg.Limits.GlobalCreateBurst)
+	if err != nil {
+		return nil, err
+	}
+	bus := redisstore.NewBus(rdb, prefix, self.ID, log.With("component", "bus"))
+	reg := redisstore.NewRegistry(rdb, prefix, self, cfg.Instance.HeartbeatTTL, log.With("component", "registry"))
+	b := &backend{
+		store: redisstore.New(rdb, redisstore.Options{
+			Prefix: prefix, KeyGrace: cfg.Redis.KeyGrace, TouchThrottle: cfg.Redis.TouchThrottle,
+		}),
+		ownerLimit: ownerLimit, globalLimit: globalLimit, instances: reg,
+		bus:    bus,
+		leases: redisstore.NewLeases(rdb, prefix, cfg.Instance.LeaseTTL),
+		close:  func() { _ = rdb.Close() },
+	}
+	mon := redisstore.NewMonitor(rdb, cfg.Redis.HealthInterval, cfg.Redis.MaxBackoff, func(ctx context.Context) error {
+		// Redis is (back) up: check the schema (stamping a restarted,
+		// empty Redis), re-register, then put this instance's sessions
+		// back.
+		if err := redisstore.EnsureSchema(ctx, rdb, prefix, ms); err != nil {
+			return err
+		}
+		if err := reg.Heartbeat(ctx); err != nil {
+			return err
+		}
+		if b.onUp != nil {
+			return b.onUp(ctx)
+		}
+		return nil
+	}, log.With("component", "redis"))
+	b.healthy = func() error {
+		if err := mon.Healthy(); err != nil {
+			return err
+		}
+		if !bus.Listening() { // other instances could not reach this one yet
+			return fmt.Errorf("signaling bus not subscribed yet: %w", domain.ErrUnavailable)
+		}
+		return nil
+	}
+	b.run = []func(context.Context) error{mon.Run, reg.Run}
+	return b, nil
+}
+
+// migrate runs `mediasvc migrate up|status`.
+func migrate(args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "up" && args[0] != "status") {
+		fmt.Fprintln(stderr, "usage: mediasvc migrate up|status [-config file.yaml] [flags]   (needs redis.url / MEDIASVC_REDIS_URL)")
+		return 2
+	}
+	cmd := args[0]
+	cfg, _, err := loadConfig(args[1:], environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "mediasvc: invalid configuration:\n%s\n", indent(err))
+		return 2
+	}
+	if cfg.Redis.URL == "" {
+		fmt.Fprintln(stderr, "mediasvc migrate: set redis.url (or MEDIASVC_REDIS_URL)")
+		return 2
+	}
+	ms, err := redisstore.LoadMigrations(migrations.FS)
+	if err != nil {
+		fmt.Fprintln(stderr, "mediasvc migrate:", err)
+		return 1
+	}
+	rdb, err := newRedisClient(cfg.Redis)
+	if err != nil {
+		fmt.Fprintln(stderr, "mediasvc migrate:", err)
+		return 2
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	prefix := cfg.Redis.KeyPrefix
+	st, err := redisstore.Schema(ctx, rdb, prefix, ms)
+	if err != nil {
+		fmt.Fprintln(stderr, "mediasvc migrate:", err)
+		return 1
+	}
+	if cmd == "status" {
+		fmt.Fprintf(stdout, "keyspace %q: schema %d, this mediasvc knows %d\n", prefix, st.Current, st.Latest)
+		switch {
+		case st.Current > st.Latest:
+			fmt.Fprintln(stdout, "newer than this binary: upgrade mediasvc")
+		case len(st.Pending) == 0:
+			fmt.Fprintln(stdout, "up to date")
+		default:
+			for _, m := range st.Pending {
+				fmt.Fprintf(stdout, "pending %04d_%s\n", m.Version, m.Name)
+			}
+		}
+		return 0
+	}
+	done, err := redisstore.Migrate(ctx, rdb, prefix, ms)
+	for _, m := range done {
+		fmt.Fprintf(stdout, "applied %04d_%s\n", m.Version, m.Name)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "mediasvc migrate:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "keyspace %q at schema %d\n", prefix, st.Latest)
+	return 0
+}
+
+// redisLog sends go-redis's own messages (one per failed dial while Redis
+// is down, repeating what the monitor already said once) to debug.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
+}

@@ -1,0 +1,11 @@
+-- Schema 1: the first keyspace layout. P is redis.key_prefix.
+--   P..'session:'..id   hash: id device role owner token kind state reason
+--                       created updated expires ttl node (times in Unix µs;
+--                       node is the instance holding the peer)
+--   P..'expiry'         sorted set: session id by expiry µs
+--   P..'index'          hash: session id -> device NUL owner
+--   P..'count:device'   hash: device -> sessions
+--   P..'count:owner'    hash: owner -> sessions
+--   P..'schema'         the schema version (this file makes it 1)
+-- An empty keyspace needs nothing else.
+return 0
