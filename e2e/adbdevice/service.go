@@ -1,0 +1,200 @@
+package adbdevice
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// serviceFunc serves one stream; ctx ends when the stream closes.
+type serviceFunc func(ctx context.Context, s *stream)
+
+// service returns the handler for an OPEN of name, or nil to refuse it.
+func (d *Device) service(name string) serviceFunc {
+	switch {
+	case strings.HasPrefix(name, "exec:"):
+		cmd := strings.TrimPrefix(name, "exec:")
+		return func(ctx context.Context, s *stream) {
+			d.runLine(ctx, cmd, s, s, s)
+		}
+	case strings.HasPrefix(name, "shell"):
+		return d.shellService(name)
+	case name == "sync:":
+		return d.syncService
+	case strings.HasPrefix(name, "localabstract:"):
+		return d.forwardService(d.handler(d.abstract, strings.TrimPrefix(name, "localabstract:")))
+	case strings.HasPrefix(name, "tcp:"):
+		port, err := strconv.Atoi(strings.TrimPrefix(name, "tcp:"))
+		if err != nil {
+			return nil
+		}
+		d.mu.Lock()
+		h := d.tcp[port]
+		d.mu.Unlock()
+		return d.forwardService(h)
+	}
+	return nil
+}
+
+func (d *Device) handler(m map[string]func(net.Conn), key string) func(net.Conn) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return m[key]
+}
+
+// shellService parses "shell[,opt...]:command": opts v2 (the shell
+// protocol), raw or pty, TERM=…. An empty command is an interactive shell.
+func (d *Device) shellService(name string) serviceFunc {
+	head, cmd, ok := strings.Cut(name, ":")
+	if !ok {
+		return nil
+	}
+	opts := strings.Split(head, ",")
+	if opts[0] != "shell" {
+		return nil
+	}
+	v2 := false
+	for _, o := range opts[1:] {
+		if o == "v2" {
+			v2 = true
+		}
+	}
+	return func(ctx context.Context, s *stream) {
+		if !v2 {
+			if cmd == "" {
+				d.interactive(ctx, s, s, s)
+				return
+			}
+			d.runLine(ctx, cmd, s, s, s)
+			return
+		}
+		stdin := &v2Reader{r: s}
+		w := &v2Writer{w: s}
+		stdout, stderr := w.stream(v2Stdout), w.stream(v2Stderr)
+		var code int
+		if cmd == "" {
+			code = d.interactive(ctx, stdin, stdout, stderr)
+		} else {
+			code = d.runLine(ctx, cmd, stdin, stdout, stderr)
+		}
+		_ = w.packet(v2Exit, []byte{byte(code)})
+	}
+}
+
+// Shell protocol v2 packet ids.
+const (
+	v2Stdin      = 0
+	v2Stdout     = 1
+	v2Stderr     = 2
+	v2Exit       = 3
+	v2CloseStdin = 4
+	v2WindowSize = 5
+)
+
+// v2Writer frames writes as shell v2 packets: id, u32 LE length, data.
+type v2Writer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *v2Writer) packet(id byte, b []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	buf := make([]byte, 5, 5+len(b))
+	buf[0] = id
+	binary.LittleEndian.PutUint32(buf[1:], uint32(len(b)))
+	_, err := w.w.Write(append(buf, b...))
+	return err
+}
+
+type v2StreamWriter struct {
+	w  *v2Writer
+	id byte
+}
+
+func (w *v2Writer) stream(id byte) io.Writer { return v2StreamWriter{w, id} }
+
+func (w v2StreamWriter) Write(p []byte) (int, error) {
+	const chunk = 64 * 1024
+	for off := 0; off < len(p); off += chunk {
+		if err := w.w.packet(w.id, p[off:min(off+chunk, len(p))]); err != nil {
+			return off, err
+		}
+	}
+	return len(p), nil
+}
+
+// v2Reader returns the stdin packets' data of a shell v2 stream, and EOF on
+// close-stdin or at the end of the stream.
+type v2Reader struct {
+	r    io.Reader
+	left int // bytes of the current stdin packet still unread
+	eof  bool
+}
+
+func (r *v2Reader) Read(p []byte) (int, error) {
+	for r.left == 0 {
+		if r.eof {
+			return 0, io.EOF
+		}
+		var h [5]byte
+		if _, err := io.ReadFull(r.r, h[:]); err != nil {
+			r.eof = true
+			return 0, io.EOF
+		}
+		n := int(binary.LittleEndian.Uint32(h[1:]))
+		switch h[0] {
+		case v2Stdin:
+			r.left = n
+		case v2CloseStdin:
+			r.eof = true
+			if _, err := io.CopyN(io.Discard, r.r, int64(n)); err != nil {
+				return 0, io.EOF
+			}
+		default: // window size and anything else: skip
+			if _, err := io.CopyN(io.Discard, r.r, int64(n)); err != nil {
+				r.eof = true
+			}
+		}
+	}
+	n, err := r.r.Read(p[:min(len(p), r.left)])
+	r.left -= n
+	if err != nil {
+		r.eof = true
+		r.left = 0
+	}
+	return n, nil
+}
+
+// forwardService bridges a stream to h over an in-memory connection.
+func (d *Device) forwardService(h func(net.Conn)) serviceFunc {
+	if h == nil {
+		return nil
+	}
+	return func(ctx context.Context, s *stream) {
+		mine, theirs := net.Pipe()
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			defer theirs.Close()
+			h(theirs)
+		}()
+		go func() {
+			defer wg.Done()
+			_, _ = io.Copy(s, mine)
+			_ = s.Close()
+		}()
+		go func() {
+			<-ctx.Done()
+			_ = mine.Close()
+		}()
+		_, _ = io.Copy(mine, s)
+		_ = mine.Close()
+		wg.Wait()
+	}
+}
