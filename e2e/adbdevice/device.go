@@ -20,6 +20,7 @@ package adbdevice
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -88,10 +89,8 @@ type Options struct {
 	// ClipPath is read when Clip is empty. Empty means the committed demo
 	// clip, adapters/demo/media/demo.h264 of this module.
 	ClipPath string
-	// RotatedClip, if set, is streamed by screenrecord runs started while
-	// FaultRotated is on (a 720x1280 stream with its own SPS). Without it a
-	// rotated device streams the normal clip and only `wm size` and the
-	// re-sent SPS/PPS show the rotation.
+	// RotatedClip is streamed by screenrecord runs started while
+	// FaultRotated is on. Empty means ClipPortrait (720x1280, its own SPS).
 	RotatedClip []byte
 	// FPS paces screenrecord (default 30).
 	FPS int
@@ -128,9 +127,10 @@ const (
 	// picture screenrecord sends.
 	FaultGarbage
 	// FaultRotated turns the display to portrait: `wm size` reports the
-	// size swapped, screenrecord streams RotatedClip if there is one, and a
-	// running screenrecord re-sends SPS/PPS before its next IDR (the same
-	// ones if there is no RotatedClip: the stream itself is not rotated).
+	// size swapped; screenrecord runs started while it is on stream
+	// RotatedClip (720x1280, a different SPS); a run already going keeps
+	// its size, as real screenrecord does, but re-sends its SPS/PPS before
+	// its next IDR whenever the rotation changes.
 	FaultRotated
 	// FaultUnauthorized answers new connections' CNXN with AUTH and rejects
 	// every signature, as AuthReject does.
@@ -238,16 +238,33 @@ func New(opts Options) (*Device, error) {
 		tcp:      map[int]func(net.Conn){},
 		commands: map[string]CommandFunc{},
 	}
-	if len(opts.RotatedClip) > 0 {
-		if d.rclip, err = parseClip(opts.RotatedClip); err != nil {
-			return nil, fmt.Errorf("new adb device: rotated clip: %w", err)
-		}
+	if len(opts.RotatedClip) == 0 {
+		opts.RotatedClip = portraitClip
+	}
+	if d.rclip, err = parseClip(opts.RotatedClip); err != nil {
+		return nil, fmt.Errorf("new adb device: rotated clip: %w", err)
 	}
 	if opts.Auth == AuthReject {
 		d.faults.Store(uint32(FaultUnauthorized))
 	}
 	return d, nil
 }
+
+var (
+	//go:embed media/gop10.h264
+	gop10Clip []byte
+	//go:embed media/portrait.h264
+	portraitClip []byte
+)
+
+// ClipGOP10 returns a 10 s 1280x720 30 fps clip with a single IDR (so an
+// IDR every 10 s when looped, as real screenrecord), SPS/PPS once, for
+// Options.Clip. The slice is shared: do not modify it. See media/README.md.
+func ClipGOP10() []byte { return gop10Clip }
+
+// ClipPortrait returns the 10 s 720x1280 30 fps clip (GOP 30) a rotated
+// device streams by default. The slice is shared: do not modify it.
+func ClipPortrait() []byte { return portraitClip }
 
 // DefaultClipPath returns the path of the committed demo clip,
 // adapters/demo/media/demo.h264, found from this source file's location.

@@ -72,6 +72,11 @@ func TestRealADBFaults(t *testing.T) {
 		if _, sps := pictures(out.Bytes()); sps != 2 {
 			t.Fatalf("%d SPS, want 2 (start, rotation)", sps)
 		}
+		landscape := domain.SplitAnnexB(out.Bytes())[0]
+		portrait := domain.SplitAnnexB(record(t, "1"))[0]
+		if domain.NALType(portrait) != domain.NALTypeSPS || bytes.Equal(portrait, landscape) {
+			t.Fatalf("a recording started rotated has the landscape SPS")
+		}
 	})
 	t.Run("stall", func(t *testing.T) {
 		d.SetFault(FaultStall, true)
