@@ -174,10 +174,14 @@ func TestRealADB(t *testing.T) {
 }
 
 // TestRealADBUnauthorized checks a device that never accepts the host's key
-// is listed as unauthorized.
+// is listed as unauthorized, and one that accepts it works.
 func TestRealADBUnauthorized(t *testing.T) {
 	s := adbServer(t)
 	plug(t, s, Options{Auth: AuthReject}, "unauthorized")
+	d := plug(t, s, Options{Auth: AuthAccept}, "device")
+	if out := run(t, s, "-s", d.Serial(), "shell", "echo", "hi"); out != "hi\n" {
+		t.Fatalf("authorized device: %q", out)
+	}
 }
 
 // TestRealADBRefuseOpen checks adb shell fails on a device that refuses

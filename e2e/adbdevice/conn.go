@@ -166,6 +166,9 @@ func (c *conn) connect() error {
 	c.online, c.auth = true, false
 	maxData := c.maxData
 	c.mu.Unlock()
+	c.d.mu.Lock()
+	c.d.connects++
+	c.d.mu.Unlock()
 	return c.send(Message{Command: CmdCNXN, Arg0: Version, Arg1: maxData, Data: []byte(c.d.banner())})
 }
 

@@ -1,21 +1,3 @@
-// Package adbdevice is an emulated Android device at the ADB transport
-// protocol level, for tests: the real adb server connects to it with
-// `adb connect 127.0.0.1:PORT` as it would to a phone over TCP/IP, and runs
-// shell commands, exec streams, sync pushes and forwarded sockets on it.
-//
-// The device serves exec:, shell: and shell,v2 (with POSIX word splitting
-// and an interactive mode that reads commands from stdin), the commands
-// screenrecord (streaming an H.264 clip in real time with screenrecord's
-// flags and limits), wm, getprop, input (recorded for assertions), echo,
-// true, false, exit, sleep, cat, ls, rm, plus commands a test registers with
-// HandleCommand; sync: push/pull/stat/list into an in-memory file system;
-// and localabstract:/tcp: connections to handlers a test registers. Fault
-// switches (SetFault) make it stall, drop the connection mid-stream, refuse
-// streams, ignore the handshake, freeze or corrupt the video, rotate, or
-// demand authorization it never grants.
-//
-// Server runs a private adb server (its own port, HOME and TMPDIR) to
-// connect devices to.
 package adbdevice
 
 import (
@@ -158,6 +140,7 @@ type Device struct {
 	tcp      map[int]func(net.Conn)
 	commands map[string]CommandFunc
 	closed   bool
+	connects int
 	wg       sync.WaitGroup // accept loop and connections
 }
 
@@ -437,6 +420,14 @@ func (d *Device) recordInput(s string) {
 	d.inputs = append(d.inputs, s)
 	close(d.inputCh)
 	d.inputCh = make(chan struct{})
+}
+
+// Connects returns how many times the device completed the handshake (sent
+// its CNXN): 1 after the first `adb connect`, one more per reconnection.
+func (d *Device) Connects() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.connects
 }
 
 // Recordings returns the screenrecord runs started so far, oldest first.

@@ -97,10 +97,16 @@ func (c *client) exchange(service string, stdin ...[]byte) (out []byte, largest 
 		case CmdOKAY:
 			canSend = true
 		case CmdWRTE:
+			if m.Arg1 != local {
+				continue // a stream closed before
+			}
 			out = append(out, m.Data...)
 			largest = max(largest, len(m.Data))
 			c.send(Message{Command: CmdOKAY, Arg0: local, Arg1: remote})
 		case CmdCLSE:
+			if m.Arg1 != local {
+				continue // a stream closed before
+			}
 			return out, largest, true
 		default:
 			c.t.Fatalf("unexpected %v", m)
@@ -290,5 +296,33 @@ func TestScreenrecordFlags(t *testing.T) {
 	r := d.Recordings()
 	if len(r) != 1 || r[0].BitRate != 4_000_000 || r[0].Size != "640x360" || r[0].TimeLimit != time.Second {
 		t.Fatalf("recordings %+v", r)
+	}
+}
+
+// TestTransportCancel closes a screenrecord stream from the host side, as
+// the adb server does when its client goes away, and checks the device
+// stops it and keeps serving.
+func TestTransportCancel(t *testing.T) {
+	d := startDevice(t, Options{})
+	d.HandleTCP(27183, func(nc net.Conn) { _, _ = nc.Write([]byte("tcp")) })
+	c := dial(t, d)
+	c.connect(1 << 20)
+	c.send(Message{Command: CmdOPEN, Arg0: 100, Data: []byte("exec:screenrecord --output-format=h264 -\x00")})
+	m := c.read()
+	if m.Command != CmdOKAY {
+		t.Fatalf("OPEN answered with %v", m)
+	}
+	remote := m.Arg0
+	if m := c.read(); m.Command != CmdWRTE {
+		t.Fatalf("want video, got %v", m)
+	}
+	c.send(Message{Command: CmdCLSE, Arg0: 100, Arg1: remote})
+	// Nothing more on that stream once whatever was in flight is drained;
+	// the next stream works.
+	if out, _, ok := c.exchange("tcp:27183"); !ok || string(out) != "tcp" {
+		t.Fatalf("tcp: handler: ok %v %q", ok, out)
+	}
+	if d.Connects() != 1 {
+		t.Fatalf("connects %d", d.Connects())
 	}
 }
