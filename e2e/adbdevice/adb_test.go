@@ -193,9 +193,11 @@ func TestRealADBRefuseOpen(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	out, err := s.Run(ctx, "-s", d.Serial(), "shell", "echo", "hi")
-	if err == nil || strings.Contains(string(out), "hi") {
+	var ee interface{ ExitCode() int }
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || strings.Contains(string(out), "hi") {
 		t.Fatalf("shell on a refusing device: err %v, out %q", err, out)
 	}
+	t.Logf("adb shell on a refusing device: %v: %s", err, out)
 	d.SetFault(FaultRefuseOpen, false)
 	if out := run(t, s, "-s", d.Serial(), "shell", "echo", "hi"); out != "hi\n" {
 		t.Fatalf("after the fault: %q", out)

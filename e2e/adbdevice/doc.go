@@ -80,7 +80,7 @@
 //     "offline" (it does not vanish; `adb disconnect` removes it) and it
 //     comes back as "device" within about a second of Start, even after
 //     30 s away.
-//   - A refused OPEN makes `adb shell` fail (status 1).
+//   - A refused OPEN makes `adb shell` fail with "error: closed" (status 1).
 //
 // Server runs a private adb server (its own port, HOME and TMPDIR) to
 // connect devices to; never the user's on 5037.
