@@ -141,7 +141,9 @@ type Device struct {
 	commands map[string]CommandFunc
 	closed   bool
 	connects int
-	wg       sync.WaitGroup // accept loop and connections
+	// scrcpyRuns are the arguments of each emulated scrcpy server start.
+	scrcpyRuns [][]string
+	wg         sync.WaitGroup // accept loop and connections
 }
 
 // File is a file pushed to the device with sync:.

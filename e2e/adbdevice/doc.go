@@ -42,6 +42,21 @@
 //     HandleAbstract and HandleTCP (what `adb forward` opens); refused
 //     (CLSE) without one.
 //
+// # scrcpy
+//
+// EnableScrcpy registers app_process so that `CLASSPATH=JAR app_process /
+// com.genymobile.scrcpy.Server VERSION key=value…` (after JAR was pushed)
+// runs an emulated scrcpy server speaking the scrcpy 3.x protocol
+// (ScrcpyVersion, "3.3.4", by default; the version argument must match):
+// forward tunnel only, localabstract:scrcpy_SCID, video/audio/control
+// sockets in that order, dummy byte on the first socket at accept, 64-byte
+// device name, codec meta (h264, width, height), 12-byte packet headers
+// (config and key-frame flags in the PTS), a config packet then an IDR at
+// start, on RESET_VIDEO and on rotation; audio answers codec id 0
+// (disabled); control messages (types 0–17) are recorded among Inputs as
+// "scrcpy touch down X Y WxH", "scrcpy key up 4", "scrcpy text hi",
+// "scrcpy reset_video", …
+//
 // # screenrecord
 //
 // Flags as the real one: --output-format mp4|h264 (frames are not
