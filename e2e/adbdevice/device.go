@@ -251,11 +251,33 @@ func ClipGOP10() []byte { return gop10Clip }
 // device streams by default. The slice is shared: do not modify it.
 func ClipPortrait() []byte { return portraitClip }
 
+// demoClip is the committed demo clip's path in the module.
+var demoClip = filepath.Join("adapters", "demo", "media", "demo.h264")
+
 // DefaultClipPath returns the path of the committed demo clip,
-// adapters/demo/media/demo.h264, found from this source file's location.
+// adapters/demo/media/demo.h264: found from this source file's location,
+// or, when that is not a usable path (a -trimpath build), from the working
+// directory and its parents. It returns the first candidate if none exists.
 func DefaultClipPath() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "adapters", "demo", "media", "demo.h264")
+	first := filepath.Join(filepath.Dir(file), "..", "..", demoClip)
+	if _, err := os.Stat(first); err == nil {
+		return first
+	}
+	if dir, err := os.Getwd(); err == nil {
+		for {
+			p := filepath.Join(dir, demoClip)
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	return first
 }
 
 // Start listens and serves connections until Close (or Unplug). It returns

@@ -139,6 +139,27 @@ func TestRealADBFaults(t *testing.T) {
 			t.Fatalf("pulled %q, %v", out, err)
 		}
 	})
+	t.Run("unplug and replug", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		before := d.Connects()
+		d.Unplug()
+		if err := s.WaitState(ctx, serial, "offline"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitState(ctx, serial, "device"); err != nil {
+			t.Fatal(err)
+		}
+		if d.Connects() <= before {
+			t.Fatalf("connects %d, was %d", d.Connects(), before)
+		}
+		if got := run(t, s, "-s", serial, "shell", "echo", "back"); got != "back\n" {
+			t.Fatalf("after replug: %q", got)
+		}
+	})
 	// Last: the connection drops, and adb reconnects by itself.
 	t.Run("drop mid-stream", func(t *testing.T) {
 		d.SetFault(FaultDropMidStream, true)
