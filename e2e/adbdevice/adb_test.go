@@ -167,7 +167,7 @@ func TestRealADB(t *testing.T) {
 		if took < 1500*time.Millisecond || took > 10*time.Second {
 			t.Errorf("screenrecord --time-limit 2 took %v", took)
 		}
-		if r := d.Recordings(); len(r) == 0 || r[len(r)-1].TimeLimit != 2*time.Second {
+		if r := d.Recordings(); len(r) == 0 || r[len(r)-1].TimeLimit != 2*time.Second || r[len(r)-1].Ended.IsZero() {
 			t.Errorf("recordings %+v", r)
 		}
 	})

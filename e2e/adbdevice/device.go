@@ -80,6 +80,13 @@ type Options struct {
 	// default, like real screenrecord, sends them once at the start (the
 	// clip's IDRs are kept: the GOP is the clip's).
 	RepeatParameterSets bool
+	// InputDelay is how long each input command takes before it is
+	// recorded and returns (a real `input` starts a JVM: hundreds of ms).
+	// Default 0.
+	InputDelay time.Duration
+	// RecordStartDelay is how long screenrecord takes to start before its
+	// first bytes (real: a few hundred ms). Default 0.
+	RecordStartDelay time.Duration
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -163,6 +170,8 @@ type Recording struct {
 	BitRate   int64
 	TimeLimit time.Duration
 	Started   time.Time
+	// Ended is when the run stopped (zero while it runs).
+	Ended time.Time
 }
 
 // New returns a device configured by opts, with defaults filled in. It

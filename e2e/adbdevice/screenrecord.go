@@ -235,10 +235,23 @@ func (d *Device) screenrecord(ctx context.Context, args []string, stdout, stderr
 		fmt.Fprintln(stderr, "ERROR: can only write to stdout with --output-format=h264")
 		return 2
 	}
+	if d.opts.RecordStartDelay > 0 {
+		select {
+		case <-ctx.Done():
+			return 130
+		case <-time.After(d.opts.RecordStartDelay):
+		}
+	}
 	rec.Started = time.Now()
 	d.mu.Lock()
+	idx := len(d.records)
 	d.records = append(d.records, rec)
 	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.records[idx].Ended = time.Now()
+		d.mu.Unlock()
+	}()
 
 	out := stdout
 	var buf bytes.Buffer

@@ -147,7 +147,7 @@ func (d *Device) runCommand(ctx context.Context, words []string, stdin io.Reader
 	case "wm":
 		return d.wm(args, stdout, stderr)
 	case "input":
-		return d.input(args, stdout, stderr)
+		return d.input(ctx, args, stdout, stderr)
 	case "screenrecord":
 		return d.screenrecord(ctx, args, stdout, stderr)
 	case "cat":
@@ -266,7 +266,7 @@ var inputSources = map[string]bool{
 // input records a well-formed input command as its words after "input"
 // joined by spaces, and rejects a malformed one as the real input does
 // (usage on stderr, status 1).
-func (d *Device) input(args []string, stdout, stderr io.Writer) int {
+func (d *Device) input(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	usage := func(why string) int {
 		fmt.Fprintf(stderr, "Error: %s\nUsage: input [<source>] [-d DISPLAY_ID] <command> [<arg>...]\n", why)
 		return 1
@@ -304,6 +304,13 @@ func (d *Device) input(args []string, stdout, stderr io.Writer) int {
 		case "DOWN", "UP", "MOVE", "CANCEL":
 		default:
 			return usage("Unknown motionevent action: " + cargs[0])
+		}
+	}
+	if d.opts.InputDelay > 0 {
+		select {
+		case <-ctx.Done():
+			return 130
+		case <-time.After(d.opts.InputDelay):
 		}
 	}
 	d.recordInput(strings.Join(args, " "))

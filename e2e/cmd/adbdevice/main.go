@@ -54,12 +54,16 @@ func run() error {
 		faults  string
 		connect int
 		verbose bool
+		scrcpy  bool
 	)
 	flag.StringVar(&opts.Addr, "addr", "", "listen address (default: a free 127.0.0.1 port outside 5555-5585)")
 	flag.StringVar(&opts.Model, "model", "", "ro.product.model (default Mediasvc_Phone)")
 	flag.IntVar(&opts.SDK, "sdk", 30, "ro.build.version.sdk; 34+ allows screenrecord --time-limit 0")
 	flag.StringVar(&opts.ClipPath, "clip", "", "Annex-B H.264 clip for screenrecord (default: the demo clip)")
 	flag.BoolVar(&opts.RepeatParameterSets, "repeat-sps", false, "send SPS/PPS before every IDR, not only at the start")
+	flag.DurationVar(&opts.InputDelay, "input-delay", 0, "time each input command takes (a real one: ~300ms)")
+	flag.DurationVar(&opts.RecordStartDelay, "record-delay", 0, "time screenrecord takes before its first bytes")
+	flag.BoolVar(&scrcpy, "scrcpy", false, "emulate a scrcpy "+adbdevice.ScrcpyVersion+" server behind app_process")
 	flag.StringVar(&faults, "fault", "", "faults to switch on: "+strings.Join(keys(), ","))
 	flag.IntVar(&connect, "connect", 0, "adb server port to connect the device to (0: do not)")
 	flag.BoolVar(&verbose, "v", false, "log the protocol at debug level")
@@ -71,6 +75,9 @@ func run() error {
 	d, err := adbdevice.New(opts)
 	if err != nil {
 		return err
+	}
+	if scrcpy {
+		d.EnableScrcpy("")
 	}
 	for _, name := range strings.FieldsFunc(faults, func(r rune) bool { return r == ',' }) {
 		f, ok := faultNames[name]
