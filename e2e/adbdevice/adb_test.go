@@ -13,52 +13,6 @@ import (
 	"mediasvc/domain"
 )
 
-// adbServer starts a private adb server for the test, or fails the test if
-// there is no adb (install Debian's adb package).
-func adbServer(t *testing.T) *Server {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := StartServer(ctx, "")
-	if errors.Is(err, ErrNoADB) {
-		t.Fatalf("%v (apt-get install -y adb)", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Logf("close adb server: %v", err)
-		}
-	})
-	return s
-}
-
-// plug starts a device and connects the server to it, waiting for state.
-func plug(t *testing.T, s *Server, opts Options, state string) *Device {
-	t.Helper()
-	d, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	addr, err := d.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Disconnect(ctx, addr)
-		_ = d.Close()
-	})
-	if err := s.Connect(ctx, addr, state); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 func run(t *testing.T, s *Server, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -72,8 +26,8 @@ func run(t *testing.T, s *Server, args ...string) string {
 
 // TestRealADB drives one emulated device through the real adb server.
 func TestRealADB(t *testing.T) {
-	s := adbServer(t)
-	d := plug(t, s, Options{}, "device")
+	s := StartTestServer(t)
+	d := PlugTestDevice(t, s, Options{})
 	serial := d.Serial()
 
 	t.Run("devices -l", func(t *testing.T) {
@@ -176,9 +130,9 @@ func TestRealADB(t *testing.T) {
 // TestRealADBUnauthorized checks a device that never accepts the host's key
 // is listed as unauthorized, and one that accepts it works.
 func TestRealADBUnauthorized(t *testing.T) {
-	s := adbServer(t)
-	plug(t, s, Options{Auth: AuthReject}, "unauthorized")
-	d := plug(t, s, Options{Auth: AuthAccept}, "device")
+	s := StartTestServer(t)
+	PlugTestDevice(t, s, Options{Auth: AuthReject})
+	d := PlugTestDevice(t, s, Options{Auth: AuthAccept})
 	if out := run(t, s, "-s", d.Serial(), "shell", "echo", "hi"); out != "hi\n" {
 		t.Fatalf("authorized device: %q", out)
 	}
@@ -187,8 +141,8 @@ func TestRealADBUnauthorized(t *testing.T) {
 // TestRealADBRefuseOpen checks adb shell fails on a device that refuses
 // every stream.
 func TestRealADBRefuseOpen(t *testing.T) {
-	s := adbServer(t)
-	d := plug(t, s, Options{}, "device")
+	s := StartTestServer(t)
+	d := PlugTestDevice(t, s, Options{})
 	d.SetFault(FaultRefuseOpen, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

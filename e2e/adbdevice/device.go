@@ -415,7 +415,9 @@ func (d *Device) Fault(f Fault) bool { return d.faults.Load()&uint32(f) != 0 }
 
 // Inputs returns the input commands the device ran, oldest first, each as
 // its words after "input" joined by single spaces: "tap 10 20",
-// "swipe 1 2 3 4 100", "keyevent 4", "text hello".
+// "swipe 1 2 3 4 100", "keyevent 4", "text hello" (`input text 'a b'`
+// gives "text a b"), and the control messages of emulated scrcpy servers
+// as "scrcpy …" (see EnableScrcpy).
 func (d *Device) Inputs() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -15,6 +15,9 @@
 //	// mediasvc talks to srv.Addr(); the device's serial is addr.
 //	taps, err := dev.WaitInputs(ctx, 1)            // ["tap 10 20"]
 //
+// In a test, StartTestServer(t) and PlugTestDevice(t, srv, opts) do the
+// same and clean up at the end of the test.
+//
 // # What it serves
 //
 //   - CNXN answered with CNXN (banner device::ro.product.name=…;

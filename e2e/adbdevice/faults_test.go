@@ -30,8 +30,8 @@ func pictures(b []byte) (pics, sps int) {
 // TestRealADBFaults switches the video and stream faults on a device the
 // real adb server holds.
 func TestRealADBFaults(t *testing.T) {
-	s := adbServer(t)
-	d := plug(t, s, Options{}, "device")
+	s := StartTestServer(t)
+	d := PlugTestDevice(t, s, Options{})
 	serial := d.Serial()
 	record := func(t *testing.T, limit string) []byte {
 		t.Helper()

@@ -58,8 +58,8 @@ func dialForward(t *testing.T, port int, first []byte) net.Conn {
 // through the real adb server: push, forward, app_process; then reads the
 // video socket and drives the control socket.
 func TestRealADBScrcpy(t *testing.T) {
-	s := adbServer(t)
-	d := plug(t, s, Options{}, "device")
+	s := StartTestServer(t)
+	d := PlugTestDevice(t, s, Options{})
 	d.EnableScrcpy("")
 	serial := d.Serial()
 	jar := t.TempDir() + "/scrcpy-server.jar"
