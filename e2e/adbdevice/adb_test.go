@@ -13,6 +13,8 @@ import (
 	"mediasvc/domain"
 )
 
+// run runs adb against s and fails t unless it succeeds; it returns the
+// output.
 func run(t *testing.T, s *Server, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
