@@ -55,11 +55,13 @@ func run() error {
 		connect int
 		verbose bool
 		scrcpy  bool
+		gop10   bool
 	)
 	flag.StringVar(&opts.Addr, "addr", "", "listen address (default: a free 127.0.0.1 port outside 5555-5585)")
 	flag.StringVar(&opts.Model, "model", "", "ro.product.model (default Mediasvc_Phone)")
 	flag.IntVar(&opts.SDK, "sdk", 30, "ro.build.version.sdk; 34+ allows screenrecord --time-limit 0")
 	flag.StringVar(&opts.ClipPath, "clip", "", "Annex-B H.264 clip for screenrecord (default: the demo clip)")
+	flag.BoolVar(&gop10, "gop10", false, "stream the embedded 10 s GOP clip (an IDR every 10 s, like real screenrecord)")
 	flag.BoolVar(&opts.RepeatParameterSets, "repeat-sps", false, "send SPS/PPS before every IDR, not only at the start")
 	flag.DurationVar(&opts.InputDelay, "input-delay", 0, "time each input command takes (a real one: ~300ms)")
 	flag.DurationVar(&opts.RecordStartDelay, "record-delay", 0, "time screenrecord takes before its first bytes")
@@ -72,6 +74,9 @@ func run() error {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 
+	if gop10 {
+		opts.Clip = adbdevice.ClipGOP10()
+	}
 	d, err := adbdevice.New(opts)
 	if err != nil {
 		return err
