@@ -38,6 +38,27 @@ func TestRealADBFaults(t *testing.T) {
 		return []byte(run(t, s, "-s", serial, "exec-out", "screenrecord", "--output-format=h264", "--time-limit", limit, "-"))
 	}
 
+	t.Run("overlapping screenrecords", func(t *testing.T) {
+		// A capture restart starts the next screenrecord before the current
+		// one ends: both must stream from their own start.
+		cmd := s.Command(context.Background(), "-s", serial, "exec-out", "screenrecord", "--output-format=h264", "--time-limit", "2", "-")
+		var first bytes.Buffer
+		cmd.Stdout = &first
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		second := record(t, "2")
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		for i, out := range [][]byte{first.Bytes(), second} {
+			nals := domain.SplitAnnexB(out)
+			if pics, sps := pictures(out); len(nals) == 0 || domain.NALType(nals[0]) != domain.NALTypeSPS || sps != 1 || pics < 50 {
+				t.Errorf("recording %d: %d pictures, %d SPS", i, pics, sps)
+			}
+		}
+	})
 	t.Run("static screen", func(t *testing.T) {
 		d.SetFault(FaultStaticScreen, true)
 		defer d.SetFault(FaultStaticScreen, false)
