@@ -50,3 +50,23 @@ func TestClips(t *testing.T) {
 		t.Error("New accepted a junk clip")
 	}
 }
+
+func TestOggPackets(t *testing.T) {
+	b, err := os.ReadFile(DefaultAudioPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := oggPackets(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// OpusHead, OpusTags and the 501 audio packets of the demo clip.
+	if len(p) != 503 || !bytes.HasPrefix(p[0], []byte("OpusHead")) || !bytes.HasPrefix(p[1], []byte("OpusTags")) {
+		t.Fatalf("%d packets, first %q", len(p), p[0][:8])
+	}
+	for _, bad := range [][]byte{[]byte("OggS"), append([]byte(nil), b[:40]...), []byte("not ogg at all, not at all")} {
+		if _, err := oggPackets(bad); !errors.Is(err, errBadOgg) {
+			t.Errorf("oggPackets(%q…): %v", bad[:4], err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package adbdevice
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"errors"
@@ -74,6 +75,12 @@ type Options struct {
 	// RotatedClip is streamed by screenrecord runs started while
 	// FaultRotated is on. Empty means ClipPortrait (720x1280, its own SPS).
 	RotatedClip []byte
+	// Audio is the Ogg Opus stream (20 ms packets) emulated scrcpy servers
+	// send on an audio socket, looped. Empty means the file at AudioPath,
+	// or DefaultAudioPath; if that cannot be read or parsed, the audio
+	// socket answers "disabled" (codec id 0).
+	Audio     []byte
+	AudioPath string
 	// FPS paces screenrecord (default 30).
 	FPS int
 	// RepeatParameterSets keeps the clip's SPS/PPS before every IDR. The
@@ -133,6 +140,7 @@ type Device struct {
 	log    *slog.Logger
 	clip   *clip
 	rclip  *clip
+	opus   [][]byte // OpusHead, OpusTags, then 20 ms packets; nil: no audio
 	faults atomic.Uint32
 
 	mu       sync.Mutex
@@ -144,10 +152,12 @@ type Device struct {
 	files    map[string]*File
 	records  []Recording
 	abstract map[string]func(net.Conn)
-	tcp      map[int]func(net.Conn)
-	commands map[string]CommandFunc
-	closed   bool
-	connects int
+	// listeners queue localabstract connections for emulated servers.
+	listeners map[string]chan net.Conn
+	tcp       map[int]func(net.Conn)
+	commands  map[string]CommandFunc
+	closed    bool
+	connects  int
 	// scrcpyRuns are the arguments of each emulated scrcpy server start.
 	scrcpyRuns [][]string
 	wg         sync.WaitGroup // accept loop and connections
@@ -222,21 +232,36 @@ func New(opts Options) (*Device, error) {
 		return nil, fmt.Errorf("new adb device: %w", err)
 	}
 	d := &Device{
-		opts:     opts,
-		log:      log,
-		clip:     c,
-		conns:    map[*conn]struct{}{},
-		inputCh:  make(chan struct{}),
-		files:    map[string]*File{},
-		abstract: map[string]func(net.Conn){},
-		tcp:      map[int]func(net.Conn){},
-		commands: map[string]CommandFunc{},
+		opts:      opts,
+		log:       log,
+		clip:      c,
+		conns:     map[*conn]struct{}{},
+		inputCh:   make(chan struct{}),
+		files:     map[string]*File{},
+		abstract:  map[string]func(net.Conn){},
+		listeners: map[string]chan net.Conn{},
+		tcp:       map[int]func(net.Conn){},
+		commands:  map[string]CommandFunc{},
 	}
 	if len(opts.RotatedClip) == 0 {
 		opts.RotatedClip = portraitClip
 	}
 	if d.rclip, err = parseClip(opts.RotatedClip); err != nil {
 		return nil, fmt.Errorf("new adb device: rotated clip: %w", err)
+	}
+	audio := opts.Audio
+	if len(audio) == 0 {
+		path := opts.AudioPath
+		if path == "" {
+			path = DefaultAudioPath()
+		}
+		audio, _ = os.ReadFile(path) // optional: no audio means "disabled"
+	}
+	if len(audio) > 0 {
+		d.opus, _ = oggPackets(audio)
+		if len(d.opus) < 3 || !bytes.HasPrefix(d.opus[0], []byte("OpusHead")) {
+			d.opus = nil
+		}
 	}
 	if opts.Auth == AuthReject {
 		d.faults.Store(uint32(FaultUnauthorized))
@@ -260,22 +285,32 @@ func ClipGOP10() []byte { return gop10Clip }
 // device streams by default. The slice is shared: do not modify it.
 func ClipPortrait() []byte { return portraitClip }
 
-// demoClip is the committed demo clip's path in the module.
-var demoClip = filepath.Join("adapters", "demo", "media", "demo.h264")
-
 // DefaultClipPath returns the path of the committed demo clip,
-// adapters/demo/media/demo.h264: found from this source file's location,
-// or, when that is not a usable path (a -trimpath build), from the working
-// directory and its parents. It returns the first candidate if none exists.
+// adapters/demo/media/demo.h264 (see moduleFile).
 func DefaultClipPath() string {
+	return moduleFile(filepath.Join("adapters", "demo", "media", "demo.h264"))
+}
+
+// DefaultAudioPath returns the path of the committed demo audio,
+// adapters/demo/media/demo.ogg (Opus, 20 ms packets), which emulated
+// scrcpy servers stream on their audio socket.
+func DefaultAudioPath() string {
+	return moduleFile(filepath.Join("adapters", "demo", "media", "demo.ogg"))
+}
+
+// moduleFile returns the path of rel in this module: found from this
+// source file's location, or, when that is not a usable path (a -trimpath
+// build), from the working directory and its parents. It returns the first
+// candidate if none exists.
+func moduleFile(rel string) string {
 	_, file, _, _ := runtime.Caller(0)
-	first := filepath.Join(filepath.Dir(file), "..", "..", demoClip)
+	first := filepath.Join(filepath.Dir(file), "..", "..", rel)
 	if _, err := os.Stat(first); err == nil {
 		return first
 	}
 	if dir, err := os.Getwd(); err == nil {
 		for {
-			p := filepath.Join(dir, demoClip)
+			p := filepath.Join(dir, rel)
 			if _, err := os.Stat(p); err == nil {
 				return p
 			}

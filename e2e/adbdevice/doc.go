@@ -55,8 +55,10 @@
 // sockets in that order, dummy byte on the first socket at accept, 64-byte
 // device name, codec meta (h264, width, height), 12-byte packet headers
 // (config and key-frame flags in the PTS), a config packet then an IDR at
-// start, on RESET_VIDEO and on rotation; audio answers codec id 0
-// (disabled); control messages (types 0–17) are recorded among Inputs as
+// start, on RESET_VIDEO and on rotation; the audio socket streams the demo
+// Opus (codec id opus, OpusHead config packet, 20 ms packets; codec id 0,
+// "disabled", without audio); control messages (types 0–17) are recorded
+// among Inputs as
 // "scrcpy touch down X Y WxH", "scrcpy key up 4", "scrcpy text hi",
 // "scrcpy reset_video", …
 //

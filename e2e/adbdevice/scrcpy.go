@@ -28,6 +28,7 @@ const scrcpyMainClass = "com.genymobile.scrcpy.Server"
 // Scrcpy codec ids (u32 BE on the video and audio sockets).
 const (
 	scrcpyCodecH264     uint32 = 0x68323634
+	scrcpyCodecOpus     uint32 = 0x6f707573
 	scrcpyCodecDisabled uint32 = 0
 )
 
@@ -67,9 +68,11 @@ const (
 // localabstract:scrcpy_SCID (scrcpy without scid) for the video, audio and
 // control sockets (those enabled, in that order), streams the clip with
 // scrcpy's framing (config packet first, a fresh config packet and IDR on
-// RESET_VIDEO and on rotation, switching to the rotated clip), answers an
-// enabled audio socket with the "disabled" codec id 0, and records control
-// messages among Inputs as "scrcpy …" strings:
+// RESET_VIDEO and on rotation, switching to the rotated clip), streams
+// Options.Audio (the demo Opus by default) on an enabled audio socket
+// (codec id opus, OpusHead as config packet, 20 ms packets; codec id 0,
+// "disabled", when there is no audio), and records control messages among
+// Inputs as "scrcpy …" strings:
 //
 //	scrcpy touch down|up|move X Y WxH            (pointer coordinates, video size)
 //	scrcpy key down|up KEYCODE
@@ -204,19 +207,13 @@ func (d *Device) scrcpySession(ctx context.Context, name string, o scrcpyOptions
 			want++
 		}
 	}
-	conns := make(chan net.Conn)
-	d.HandleAbstract(name, func(nc net.Conn) {
-		select {
-		case conns <- nc:
-			<-ctx.Done() // the session owns nc until it ends
-		case <-ctx.Done():
-		}
-		_ = nc.Close()
-	})
+	conns := d.listenAbstract(name, 8)
+	listening := true
 	var socks []net.Conn
 	defer func() {
-		d.HandleAbstract(name, nil)
-		cancel()
+		if listening {
+			d.unlistenAbstract(name, conns)
+		}
 		for _, s := range socks {
 			_ = s.Close()
 		}
@@ -236,7 +233,9 @@ func (d *Device) scrcpySession(ctx context.Context, name string, o scrcpyOptions
 			}
 		}
 	}
-	d.HandleAbstract(name, nil) // the real server stops listening once connected
+	// The real server stops listening once connected.
+	d.unlistenAbstract(name, conns)
+	listening = false
 
 	if o.deviceMeta {
 		var meta [64]byte
@@ -255,11 +254,6 @@ func (d *Device) scrcpySession(ctx context.Context, name string, o scrcpyOptions
 	}
 	if o.control {
 		control = socks[i]
-	}
-	if audio != nil {
-		var id [4]byte
-		binary.BigEndian.PutUint32(id[:], scrcpyCodecDisabled)
-		_, _ = audio.Write(id[:])
 	}
 
 	reset := make(chan struct{}, 1)
@@ -283,11 +277,15 @@ func (d *Device) scrcpySession(ctx context.Context, name string, o scrcpyOptions
 		}()
 	}
 	if audio != nil {
-		wg.Add(1)
-		go func() { // only notices the client closing it
+		wg.Add(2)
+		go func() { // notices the client closing the socket
 			defer wg.Done()
 			defer cancel()
 			_, _ = io.Copy(io.Discard, audio)
+		}()
+		go func() {
+			defer wg.Done()
+			d.scrcpyAudio(ctx, audio, o)
 		}()
 	}
 	<-ctx.Done()
@@ -384,6 +382,55 @@ func (d *Device) scrcpyVideo(ctx context.Context, w io.Writer, o scrcpyOptions, 
 		}
 		if n >= int(fps)/2 && d.Fault(FaultDropMidStream) {
 			d.Drop()
+			return
+		}
+	}
+}
+
+// scrcpyAudio sends the codec id and, for Opus, the OpusHead as a config
+// packet and then the 20 ms packets in real time, looped; with no audio it
+// sends the "disabled" codec id only.
+func (d *Device) scrcpyAudio(ctx context.Context, w io.Writer, o scrcpyOptions) {
+	var id [4]byte
+	if d.opus == nil {
+		binary.BigEndian.PutUint32(id[:], scrcpyCodecDisabled)
+		_, _ = w.Write(id[:])
+		return
+	}
+	if o.codecMeta {
+		binary.BigEndian.PutUint32(id[:], scrcpyCodecOpus)
+		if _, err := w.Write(id[:]); err != nil {
+			return
+		}
+	}
+	packet := func(pts uint64, data []byte) error {
+		b := make([]byte, 0, 12+len(data))
+		if o.frameMeta {
+			b = binary.BigEndian.AppendUint64(b, pts)
+			b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
+		}
+		_, err := w.Write(append(b, data...))
+		return err
+	}
+	if err := packet(scrcpyFlagConfig, d.opus[0]); err != nil {
+		return
+	}
+	const frame = 20 * time.Millisecond
+	audio := d.opus[2:]
+	start := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for n := 0; ; n++ {
+		at := time.Duration(n) * frame
+		if wait := time.Until(start.Add(at)); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+		}
+		if err := packet(uint64(at/time.Microsecond), audio[n%len(audio)]); err != nil {
 			return
 		}
 	}

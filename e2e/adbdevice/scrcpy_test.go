@@ -85,7 +85,7 @@ func TestRealADBScrcpy(t *testing.T) {
 	defer run(t, s, "-s", serial, "forward", "--remove", local)
 	server := s.Command(context.Background(), "-s", serial, "shell",
 		"CLASSPATH=/data/local/tmp/scrcpy-server.jar app_process / "+scrcpyMainClass+" "+ScrcpyVersion+
-			" scid=0000abcd tunnel_forward=true audio=false control=true max_size=1280")
+			" scid=0000abcd tunnel_forward=true audio=true control=true max_size=1280")
 	var serverOut bytes.Buffer
 	server.Stdout, server.Stderr = &serverOut, &serverOut
 	if err := server.Start(); err != nil {
@@ -104,8 +104,21 @@ func TestRealADBScrcpy(t *testing.T) {
 	dummy := make([]byte, 1)
 	video := dialForward(t, port, dummy)
 	defer video.Close()
+	audio := dialForward(t, port, nil)
+	defer audio.Close()
 	control := dialForward(t, port, nil)
 	defer control.Close()
+
+	var codec [4]byte
+	if _, err := io.ReadFull(audio, codec[:]); err != nil || binary.BigEndian.Uint32(codec[:]) != scrcpyCodecOpus {
+		t.Fatalf("audio codec % x, %v", codec, err)
+	}
+	if pts, head := scrcpyPacket(t, audio); pts&scrcpyFlagConfig == 0 || !bytes.HasPrefix(head, []byte("OpusHead")) {
+		t.Fatalf("audio config packet: pts %#x, %q", pts, head)
+	}
+	if pts, pkt := scrcpyPacket(t, audio); pts&scrcpyFlagConfig != 0 || len(pkt) == 0 {
+		t.Fatalf("audio packet: pts %#x, %d bytes", pts, len(pkt))
+	}
 
 	var meta [64 + 12]byte
 	if _, err := io.ReadFull(video, meta[:]); err != nil {

@@ -26,7 +26,21 @@ func (d *Device) service(name string) serviceFunc {
 	case name == "sync:":
 		return d.syncService
 	case strings.HasPrefix(name, "localabstract:"):
-		return d.forwardService(d.handler(d.abstract, strings.TrimPrefix(name, "localabstract:")))
+		n := strings.TrimPrefix(name, "localabstract:")
+		d.mu.Lock()
+		ln, h := d.listeners[n], d.abstract[n]
+		d.mu.Unlock()
+		if ln != nil {
+			// Queued here, in OPEN order, as a listening socket's backlog.
+			mine, theirs := net.Pipe()
+			select {
+			case ln <- theirs:
+			default:
+				return nil // backlog full: refused
+			}
+			return func(ctx context.Context, s *stream) { bridge(ctx, s, mine) }
+		}
+		return d.forwardService(h)
 	case strings.HasPrefix(name, "tcp:"):
 		port, err := strconv.Atoi(strings.TrimPrefix(name, "tcp:"))
 		if err != nil {
@@ -38,12 +52,6 @@ func (d *Device) service(name string) serviceFunc {
 		return d.forwardService(h)
 	}
 	return nil
-}
-
-func (d *Device) handler(m map[string]func(net.Conn), key string) func(net.Conn) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return m[key]
 }
 
 // shellService parses "shell[,opt...]:command": opts v2 (the shell
@@ -177,24 +185,58 @@ func (d *Device) forwardService(h func(net.Conn)) serviceFunc {
 	}
 	return func(ctx context.Context, s *stream) {
 		mine, theirs := net.Pipe()
-		var wg sync.WaitGroup
-		wg.Add(2)
+		done := make(chan struct{})
 		go func() {
-			defer wg.Done()
+			defer close(done)
 			defer theirs.Close()
 			h(theirs)
 		}()
-		go func() {
-			defer wg.Done()
-			_, _ = io.Copy(s, mine)
-			_ = s.Close()
-		}()
-		go func() {
-			<-ctx.Done()
-			_ = mine.Close()
-		}()
-		_, _ = io.Copy(mine, s)
-		_ = mine.Close()
-		wg.Wait()
+		bridge(ctx, s, mine)
+		<-done
+	}
+}
+
+// bridge copies between a stream and mine until either side ends or ctx
+// does, then closes both.
+func bridge(ctx context.Context, s *stream, mine net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(s, mine)
+		_ = s.Close()
+	}()
+	stop := context.AfterFunc(ctx, func() { _ = mine.Close() })
+	defer stop()
+	_, _ = io.Copy(mine, s)
+	_ = mine.Close()
+	<-done
+}
+
+// listenAbstract makes localabstract:name connections queue (up to
+// backlog) on the returned channel, in the order the adb server opened
+// them, until unlistenAbstract.
+func (d *Device) listenAbstract(name string, backlog int) chan net.Conn {
+	ch := make(chan net.Conn, backlog)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.listeners[name] = ch
+	return ch
+}
+
+// unlistenAbstract stops queueing connections to name and closes those
+// still queued.
+func (d *Device) unlistenAbstract(name string, ch chan net.Conn) {
+	d.mu.Lock()
+	if d.listeners[name] == ch {
+		delete(d.listeners, name)
+	}
+	d.mu.Unlock()
+	for {
+		select {
+		case nc := <-ch:
+			_ = nc.Close()
+		default:
+			return
+		}
 	}
 }
