@@ -540,8 +540,10 @@ func (d *Device) file(path string) (File, bool) {
 // name (the service localabstract:NAME, which `adb forward tcp:X
 // localabstract:NAME` opens). h gets one end of an in-memory connection
 // whose other end is the ADB stream; it runs in its own goroutine and must
-// return once the connection is closed. A nil h removes the handler; OPENs
-// without a handler are refused, like a socket nobody listens on.
+// return once the connection is closed. Handlers of simultaneous
+// connections start in no defined order: use ListenAbstract when the order
+// matters. A nil h removes the handler; OPENs without a handler or
+// listener are refused, like a socket nobody listens on.
 func (d *Device) HandleAbstract(name string, h func(net.Conn)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

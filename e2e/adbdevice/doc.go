@@ -42,8 +42,9 @@
 //     and a few others are directories. stat_v2/ls_v2/sendrecv_v2 are not
 //     implemented (and not advertised).
 //   - localabstract:NAME and tcp:PORT, bridged to handlers registered with
-//     HandleAbstract and HandleTCP (what `adb forward` opens); refused
-//     (CLSE) without one.
+//     HandleAbstract and HandleTCP, or accepted in order from a
+//     ListenAbstract listener (what `adb forward` opens); refused (CLSE)
+//     without one.
 //
 // # scrcpy
 //

@@ -207,35 +207,31 @@ func (d *Device) scrcpySession(ctx context.Context, name string, o scrcpyOptions
 			want++
 		}
 	}
-	conns := d.listenAbstract(name, 8)
-	listening := true
+	ln := d.ListenAbstract(name)
+	defer ln.Close()
+	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stop()
 	var socks []net.Conn
 	defer func() {
-		if listening {
-			d.unlistenAbstract(name, conns)
-		}
 		for _, s := range socks {
 			_ = s.Close()
 		}
 	}()
 	for len(socks) < want {
-		select {
-		case <-ctx.Done():
+		nc, err := ln.Accept()
+		if err != nil {
 			return 1
-		case nc := <-conns:
-			socks = append(socks, nc)
-			// The dummy byte goes out as soon as the first socket is
-			// accepted, so the client knows the server is there.
-			if len(socks) == 1 && o.dummy {
-				if _, err := nc.Write([]byte{0}); err != nil {
-					return 1
-				}
+		}
+		socks = append(socks, nc)
+		// The dummy byte goes out as soon as the first socket is accepted,
+		// so the client knows the server is there.
+		if len(socks) == 1 && o.dummy {
+			if _, err := nc.Write([]byte{0}); err != nil {
+				return 1
 			}
 		}
 	}
-	// The real server stops listening once connected.
-	d.unlistenAbstract(name, conns)
-	listening = false
+	_ = ln.Close() // the real server stops listening once connected
 
 	if o.deviceMeta {
 		var meta [64]byte

@@ -212,31 +212,65 @@ func bridge(ctx context.Context, s *stream, mine net.Conn) {
 	<-done
 }
 
-// listenAbstract makes localabstract:name connections queue (up to
-// backlog) on the returned channel, in the order the adb server opened
-// them, until unlistenAbstract.
-func (d *Device) listenAbstract(name string, backlog int) chan net.Conn {
-	ch := make(chan net.Conn, backlog)
+// ListenAbstract returns a listener for connections to the abstract UNIX
+// socket name (localabstract:NAME, what `adb forward tcp:X
+// localabstract:NAME` opens), accepted in the order the adb server opened
+// them, as a server on a phone sees them. Up to 8 wait to be accepted;
+// more are refused. It takes precedence over a HandleAbstract handler of
+// the same name until closed. Close stops listening and closes the
+// connections not yet accepted.
+func (d *Device) ListenAbstract(name string) net.Listener {
+	l := &abstractListener{d: d, name: name, ch: make(chan net.Conn, 8), done: make(chan struct{})}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.listeners[name] = ch
-	return ch
+	d.listeners[name] = l.ch
+	return l
 }
 
-// unlistenAbstract stops queueing connections to name and closes those
-// still queued.
-func (d *Device) unlistenAbstract(name string, ch chan net.Conn) {
-	d.mu.Lock()
-	if d.listeners[name] == ch {
-		delete(d.listeners, name)
+type abstractListener struct {
+	d    *Device
+	name string
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+// Accept waits for the next connection, or returns net.ErrClosed once
+// the listener is closed.
+func (l *abstractListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.done:
+		return nil, net.ErrClosed
+	default:
 	}
-	d.mu.Unlock()
-	for {
-		select {
-		case nc := <-ch:
-			_ = nc.Close()
-		default:
-			return
-		}
+	select {
+	case nc := <-l.ch:
+		return nc, nil
+	case <-l.done:
+		return nil, net.ErrClosed
 	}
 }
+
+// Close stops listening and closes the queued connections. It returns nil.
+func (l *abstractListener) Close() error {
+	l.once.Do(func() {
+		close(l.done)
+		l.d.mu.Lock()
+		if l.d.listeners[l.name] == l.ch {
+			delete(l.d.listeners, l.name)
+		}
+		l.d.mu.Unlock()
+		for {
+			select {
+			case nc := <-l.ch:
+				_ = nc.Close()
+			default:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// Addr returns the socket's address, "@NAME" on network "unix".
+func (l *abstractListener) Addr() net.Addr { return &net.UnixAddr{Name: "@" + l.name, Net: "unix"} }

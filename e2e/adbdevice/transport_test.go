@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -251,6 +252,31 @@ func TestTransportCommandsAndHandlers(t *testing.T) {
 	<-done
 	if _, _, ok := c.exchange("localabstract:other"); ok {
 		t.Fatal("localabstract without a handler opened")
+	}
+	ln := d.ListenAbstract("other")
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(nc, b); err == nil {
+			_, _ = nc.Write(bytes.ToLower(b))
+		}
+	}()
+	if out, _, ok := c.exchange("localabstract:other", []byte("PONG")); !ok || string(out) != "pong" {
+		t.Fatalf("ListenAbstract: ok %v, %q", ok, out)
+	}
+	<-accepted
+	_ = ln.Close()
+	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close: %v", err)
+	}
+	if _, _, ok := c.exchange("localabstract:other"); ok {
+		t.Fatal("localabstract opened after the listener closed")
 	}
 	out, _, _ := c.exchange("exec:screenrecord --help")
 	if !strings.Contains(string(out), "--time-limit") || !strings.Contains(string(out), "Set to 0") {
