@@ -241,3 +241,42 @@ func TestCaptureSize(t *testing.T) {
 		}
 	}
 }
+
+func TestPush(t *testing.T) {
+	data := bytes.Repeat([]byte("x"), syncChunk+10)
+	var want []byte
+	want = appendSyncHeader(want, "SEND", uint32(len("/data/local/tmp/a.jar,33188")))
+	want = append(want, "/data/local/tmp/a.jar,33188"...)
+	want = appendSyncHeader(want, "DATA", syncChunk)
+	want = append(want, data[:syncChunk]...)
+	want = appendSyncHeader(want, "DATA", 10)
+	want = append(want, data[syncChunk:]...)
+	want = appendSyncHeader(want, "DONE", 100)
+	got := make(chan []byte, 1)
+	f := newFakeADB(t, func(c net.Conn, serial, svc string) {
+		if svc != "sync:" {
+			fail(c, "unexpected "+svc)
+			return
+		}
+		okay(c)
+		wire := make([]byte, len(want))
+		_, _ = io.ReadFull(c, wire)
+		got <- wire
+		_, _ = c.Write([]byte("OKAY\x00\x00\x00\x00"))
+		quit := make([]byte, 8)
+		_, _ = io.ReadFull(c, quit)
+	})
+	f.setDevice("d1", "device")
+	c := NewClient(f.addr(), ClientOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Push(ctx, "d1", bytes.NewReader(data), "/data/local/tmp/a.jar", 0o644, time.Unix(100, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if wire := <-got; !bytes.Equal(wire, want) {
+		t.Fatalf("wire differs: %q…", wire[:40])
+	}
+	if err := readSyncStatus(strings.NewReader("FAIL\x05\x00\x00\x00nope!")); err == nil || err.Error() != "adb server: nope!" {
+		t.Fatalf("sync FAIL: %v", err)
+	}
+}

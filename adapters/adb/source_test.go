@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -268,5 +269,41 @@ func TestInputThroughPersistentShell(t *testing.T) {
 	}
 	if err := s.Input(ctx, "zz", domain.InputEvent{Type: domain.InputBack}); !errors.Is(err, domain.ErrDeviceNotFound) {
 		t.Fatalf("unknown device: %v", err)
+	}
+}
+
+func TestSetBitrateRestartsWithNewBitrate(t *testing.T) {
+	sim := &deviceSim{aus: clipAUs(t, 30), interval: 10 * time.Millisecond}
+	f := newFakeADB(t, sim.serve)
+	f.setDevice("d1", "device")
+	s := startSource(t, f, Options{BitrateInterval: 10 * time.Millisecond})
+	waitFor(t, "d1", func() bool { d, ok := lookupDev(t, s, "d1"); return ok && d.Width > 0 })
+	c, err := s.Open(context.Background(), "d1", domain.CaptureOptions{BitrateBps: 2_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetBitrate(1_500_000)
+	c.SetBitrate(1_700_000) // only the latest counts
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if _, err := c.ReadFrame(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := lookupDev(t, s, "d1"); d.CaptureRestarts == 1 {
+			break
+		}
+	}
+	sim.mu.Lock()
+	defer sim.mu.Unlock()
+	var bitrates []string
+	for _, cmd := range sim.commands {
+		if strings.HasPrefix(cmd, "exec:screenrecord") {
+			bitrates = append(bitrates, strings.Fields(cmd)[3])
+		}
+	}
+	if !slices.Equal(bitrates, []string{"2000000", "1700000"}) {
+		t.Fatalf("screenrecord bit rates %q", bitrates)
 	}
 }
