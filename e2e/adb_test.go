@@ -345,3 +345,34 @@ func testOffer(t *testing.T) string {
 	}
 	return offer.SDP
 }
+
+// TestADBLateJoinerLongGOP: screenrecord cannot make a keyframe on demand
+// and real devices send one every ~10 s, so a late joiner starts from the
+// group of pictures the fanout's ring keeps.
+func TestADBLateJoinerLongGOP(t *testing.T) {
+	srv := adbdevice.StartTestServer(t)
+	d := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_7", Clip: adbdevice.ClipGOP10()})
+	in := startInstance(t, adbConfig(srv))
+	waitDevices(t, in, 5*time.Second, "device online", func(ds map[string]adbDevice) bool { return ds[d.Serial()].Width > 0 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	first := dialDevice(ctx, t, in, d.Serial(), "viewer")
+	if err := first.WaitFrames(ctx, 10, false); err != nil {
+		t.Fatal(err)
+	}
+	start := first.Stats().FirstKeyframe
+	for i, after := range []time.Duration{4 * time.Second, 7 * time.Second} {
+		time.Sleep(time.Until(start.Add(after)))
+		v := dialDevice(ctx, t, in, d.Serial(), "viewer")
+		if err := v.WaitFrames(ctx, 10, false); err != nil {
+			t.Fatalf("joiner %d: %v", i, err)
+		}
+		st := v.Stats()
+		_ = v.Close()
+		checkPlayed(t, fmt.Sprintf("joiner %d s into a 10 s GOP", after/time.Second), st)
+		t.Logf("joiner %s into a 10 s GOP: POST → first keyframe %s, connected → first keyframe %s, offer → first keyframe %s",
+			after, st.FirstKeyframe.Sub(st.Start).Round(time.Millisecond), st.FirstKeyframe.Sub(st.Connected).Round(time.Millisecond),
+			st.FirstKeyframe.Sub(st.OfferSent).Round(time.Millisecond))
+	}
+}
