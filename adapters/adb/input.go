@@ -2,6 +2,7 @@ package adb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -225,8 +226,20 @@ func (s *Source) Input(ctx context.Context, id domain.DeviceID, ev domain.InputE
 	if err != nil {
 		return err
 	}
-	if _, _, err := s.online(id); err != nil {
+	dw, dh, err := s.online(id)
+	if err != nil {
 		return err
+	}
+	s.mu.Lock()
+	sc := s.scrcpy[string(id)]
+	s.mu.Unlock()
+	if sc != nil {
+		// A running scrcpy capture has a control socket: no process per
+		// event on the device either.
+		if err := sc.input(ctx, ev, dw, dh); err == nil || errors.Is(err, domain.ErrInvalidInput) {
+			return err
+		}
+		// Fall back to the shell below.
 	}
 	return s.breaker(string(id)).Do(func() error {
 		var err error

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -32,8 +33,13 @@ type Options struct {
 	Addr string
 	// Serials, when not empty, is the allow-list of devices to expose.
 	Serials []string
-	// Backend is the capture backend; only "screenrecord" is implemented.
+	// Backend is the capture backend: "screenrecord" (default) or "scrcpy".
 	Backend string
+	// ScrcpyServer is the path of the scrcpy-server jar to push (needed by
+	// the scrcpy backend); ScrcpyVersion its version (default
+	// DefaultScrcpyVersion), which the server checks.
+	ScrcpyServer  string
+	ScrcpyVersion string
 	// MaxWidth and MaxHeight bound the capture size (0 = the device's own);
 	// the aspect ratio is kept.
 	MaxWidth, MaxHeight int
@@ -66,6 +72,9 @@ type Options struct {
 func (o *Options) defaults() {
 	if o.Backend == "" {
 		o.Backend = BackendScreenrecord
+	}
+	if o.ScrcpyVersion == "" {
+		o.ScrcpyVersion = DefaultScrcpyVersion
 	}
 	if o.TimeLimit <= 0 {
 		o.TimeLimit = 180 * time.Second
@@ -106,9 +115,10 @@ type Source struct {
 
 	mu        sync.Mutex
 	devices   map[string]*device
-	breakers  map[string]*breaker // kept across unplug/replug
-	wg        sync.WaitGroup      // size probes and input shells
-	inputOpen sync.Mutex          // serializes opening input shells
+	breakers  map[string]*breaker       // kept across unplug/replug
+	wg        sync.WaitGroup            // size probes and input shells
+	inputOpen sync.Mutex                // serializes opening input shells
+	scrcpy    map[string]*scrcpyCapture // running scrcpy captures, for input; guarded by mu
 }
 
 // device is one entry of the registry; guarded by Source.mu.
@@ -128,8 +138,14 @@ func New(opts Options, log *slog.Logger) (*Source, error) {
 	if opts.Addr == "" {
 		return nil, errors.New("new adb source: empty adb server address")
 	}
-	if opts.Backend != BackendScreenrecord {
-		return nil, fmt.Errorf("new adb source: backend %q is not available (only %q)", opts.Backend, BackendScreenrecord)
+	switch opts.Backend {
+	case BackendScreenrecord:
+	case BackendScrcpy:
+		if _, err := os.Stat(opts.ScrcpyServer); err != nil {
+			return nil, fmt.Errorf("new adb source: scrcpy backend needs the scrcpy-server jar: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("new adb source: unknown backend %q (screenrecord, scrcpy)", opts.Backend)
 	}
 	s := &Source{
 		client:   NewClient(opts.Addr, ClientOptions{PoolSize: opts.PoolSize}),
@@ -137,6 +153,7 @@ func New(opts Options, log *slog.Logger) (*Source, error) {
 		log:      log,
 		devices:  make(map[string]*device),
 		breakers: make(map[string]*breaker),
+		scrcpy:   make(map[string]*scrcpyCapture),
 	}
 	if len(opts.Serials) > 0 {
 		s.allow = make(map[string]bool, len(opts.Serials))
@@ -446,6 +463,9 @@ func (s *Source) Open(ctx context.Context, id domain.DeviceID, opts domain.Captu
 	}
 	cw, ch := captureSize(w, h, maxW, maxH)
 	brk := s.breaker(string(id))
+	if s.opts.Backend == BackendScrcpy {
+		return s.openScrcpy(ctx, id, brk, max(cw, ch), opts.BitrateBps)
+	}
 	var c *screenCapture
 	err = brk.Do(func() error {
 		var err error
@@ -462,6 +482,38 @@ func (s *Source) Open(ctx context.Context, id domain.DeviceID, opts domain.Captu
 			err = fmt.Errorf("%w: %w", domain.ErrDeviceUnavailable, err)
 		}
 		return nil, fmt.Errorf("open screenrecord on %s: %w", id, err)
+	}
+	return c, nil
+}
+
+func (s *Source) openScrcpy(ctx context.Context, id domain.DeviceID, brk *breaker, maxSize, bitrate int) (ports.Capture, error) {
+	var c *scrcpyCapture
+	err := brk.Do(func() error {
+		var err error
+		c, err = startScrcpyCapture(ctx, scrcpyConfig{
+			client: s.client, serial: string(id), opts: s.opts, maxSize: maxSize, bitrate: bitrate, brk: brk,
+			log:     s.log.With("device_id", string(id)),
+			pushJar: func(ctx context.Context) error { return s.pushScrcpyJar(ctx, string(id)) },
+			register: func(c *scrcpyCapture) {
+				s.mu.Lock()
+				s.scrcpy[string(id)] = c
+				s.mu.Unlock()
+			},
+			onClose: func(c *scrcpyCapture) {
+				s.mu.Lock()
+				if s.scrcpy[string(id)] == c {
+					delete(s.scrcpy, string(id))
+				}
+				s.mu.Unlock()
+			},
+		})
+		return err
+	})
+	if err != nil {
+		if !errors.Is(err, domain.ErrDeviceUnavailable) && !errors.Is(err, domain.ErrDeviceNotFound) && ctx.Err() == nil {
+			err = fmt.Errorf("%w: %w", domain.ErrDeviceUnavailable, err)
+		}
+		return nil, fmt.Errorf("open scrcpy on %s: %w", id, err)
 	}
 	return c, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -126,6 +127,7 @@ type ADBConfig struct {
 	RetryMin        time.Duration    `koanf:"retry_min"`
 	RetryMax        time.Duration    `koanf:"retry_max"`
 	Screenrecord    ScreenrecordConf `koanf:"screenrecord"`
+	Scrcpy          ScrcpyConf       `koanf:"scrcpy"`
 	Breaker         BreakerConfig    `koanf:"breaker"`
 }
 
@@ -134,6 +136,13 @@ type ScreenrecordConf struct {
 	TimeLimit   time.Duration `koanf:"time_limit"`
 	RestartLead time.Duration `koanf:"restart_lead"`
 	IdleFlush   time.Duration `koanf:"idle_flush"`
+}
+
+// ScrcpyConf is the scrcpy backend: the operator's scrcpy-server jar and
+// its version.
+type ScrcpyConf struct {
+	Server  string `koanf:"server"`
+	Version string `koanf:"version"`
 }
 
 // BreakerConfig tunes each device's circuit breaker.
@@ -210,6 +219,8 @@ func defaults() map[string]any {
 		"adb.screenrecord.time_limit":   "180s",
 		"adb.screenrecord.restart_lead": "2s",
 		"adb.screenrecord.idle_flush":   "50ms",
+		"adb.scrcpy.server":             "",
+		"adb.scrcpy.version":            "3.3.4",
 		"adb.breaker.failures":          3,
 		"adb.breaker.open_for":          "30s",
 		"adb.breaker.interval":          "60s",
@@ -455,8 +466,19 @@ func (c Config) validate() []error {
 			bad("adb.addr", "%q is not host:port (empty disables ADB)", c.ADB.Addr)
 		}
 	}
-	if c.ADB.Backend != "screenrecord" {
-		bad("adb.backend", "must be screenrecord (scrcpy is not available in this build), got %q", c.ADB.Backend)
+	switch c.ADB.Backend {
+	case "screenrecord":
+	case "scrcpy":
+		if c.ADB.Scrcpy.Server == "" {
+			bad("adb.scrcpy.server", "the scrcpy backend needs the path of a scrcpy-server %s jar", c.ADB.Scrcpy.Version)
+		} else if _, err := os.Stat(c.ADB.Scrcpy.Server); err != nil {
+			bad("adb.scrcpy.server", "%v", err)
+		}
+		if c.ADB.Scrcpy.Version == "" {
+			bad("adb.scrcpy.version", "must name the jar's version (3.3.4)")
+		}
+	default:
+		bad("adb.backend", "must be screenrecord or scrcpy, got %q", c.ADB.Backend)
 	}
 	nonNeg("adb.max_width", int64(c.ADB.MaxWidth))
 	nonNeg("adb.max_height", int64(c.ADB.MaxHeight))

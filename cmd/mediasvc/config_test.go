@@ -184,7 +184,7 @@ adb:
 	if err == nil {
 		t.Fatal("bad adb config accepted")
 	}
-	for _, want := range []string{"adb.addr", "adb.backend", "adb.pool_size", "adb.screenrecord.time_limit", "adb.screenrecord.restart_lead", "adb.breaker.failures"} {
+	for _, want := range []string{"adb.addr", "adb.scrcpy.server", "adb.pool_size", "adb.screenrecord.time_limit", "adb.screenrecord.restart_lead", "adb.breaker.failures"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}

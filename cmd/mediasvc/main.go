@@ -145,6 +145,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			Addr:            cfg.ADB.Addr,
 			Serials:         cfg.ADB.Serials,
 			Backend:         cfg.ADB.Backend,
+			ScrcpyServer:    cfg.ADB.Scrcpy.Server,
+			ScrcpyVersion:   cfg.ADB.Scrcpy.Version,
 			MaxWidth:        cfg.ADB.MaxWidth,
 			MaxHeight:       cfg.ADB.MaxHeight,
 			TimeLimit:       cfg.ADB.Screenrecord.TimeLimit,
