@@ -16,7 +16,7 @@ import (
 
 // TestADBScrcpyBackend: with adb.backend scrcpy the service pushes the jar,
 // starts scrcpy-server (emulated, scrcpy 3.3.4 protocol) through the real
-// adb server, plays it, asks it for keyframes (RESET_VIDEO) so a late
+// adb server, plays it with its sound, asks it for keyframes (RESET_VIDEO) so a late
 // joiner on a 10 s GOP starts at once, and injects input through its
 // control socket.
 func TestADBScrcpyBackend(t *testing.T) {
@@ -37,10 +37,13 @@ func TestADBScrcpyBackend(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ctl := dialDevice(ctx, t, in, d.Serial(), "controller")
-	if err := ctl.WaitFrames(ctx, 30, false); err != nil {
+	if err := ctl.WaitFrames(ctx, 30, true); err != nil {
 		t.Fatal(err)
 	}
 	st := ctl.Stats()
+	if st.AudioPackets == 0 {
+		t.Errorf("no Opus packets from the device's audio socket")
+	}
 	checkPlayed(t, "scrcpy controller", st)
 	t.Logf("scrcpy: session POST → first keyframe %s (push, start, connect included)", st.FirstKeyframe.Sub(st.Start).Round(time.Millisecond))
 	if _, ok := d.Files()["/data/local/tmp/mediasvc-scrcpy-server.jar"]; !ok {

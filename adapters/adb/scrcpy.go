@@ -34,6 +34,7 @@ const scrcpyRemoteJar = "/data/local/tmp/mediasvc-scrcpy-server.jar"
 // scrcpy wire constants (scrcpy 3.x).
 const (
 	scrcpyCodecH264  uint32 = 0x68323634 // "h264"
+	scrcpyCodecOpus  uint32 = 0x6f707573 // "opus"
 	scrcpyFlagConfig        = uint64(1) << 63
 	scrcpyFlagKey           = uint64(1) << 62
 	scrcpyPTSMask           = scrcpyFlagKey - 1
@@ -102,8 +103,12 @@ type scrcpyCapture struct {
 	info    domain.StreamInfo
 	server  io.ReadWriteCloser
 	video   io.ReadWriteCloser
+	audio   io.ReadWriteCloser // nil without audio
 	control io.ReadWriteCloser
 	start   time.Time
+
+	frames chan domain.Frame // from the video and audio readers
+	errs   chan error        // the first reader error
 
 	params  []byte // Annex-B SPS/PPS from the last config packet
 	lastPTS time.Duration
@@ -158,7 +163,8 @@ func startScrcpyCapture(ctx context.Context, cfg scrcpyConfig) (_ *scrcpyCapture
 	}
 	scid := fmt.Sprintf("%08x", n.Int64())
 	cmd := "CLASSPATH=" + scrcpyRemoteJar + " app_process / com.genymobile.scrcpy.Server " + cfg.opts.ScrcpyVersion +
-		" scid=" + scid + " log_level=info tunnel_forward=true audio=false control=true cleanup=false video_codec=h264"
+		" scid=" + scid + " log_level=info tunnel_forward=true audio=" + strconv.FormatBool(cfg.opts.ScrcpyAudio) +
+		" audio_codec=opus control=true cleanup=false video_codec=h264"
 	if cfg.maxSize > 0 {
 		cmd += " max_size=" + strconv.Itoa(cfg.maxSize)
 	}
@@ -190,6 +196,11 @@ func startScrcpyCapture(ctx context.Context, cfg scrcpyConfig) (_ *scrcpyCapture
 		}
 		return nil, err
 	}
+	if cfg.opts.ScrcpyAudio {
+		if c.audio, err = openAbstract(ctx, cfg.client, cfg.serial, name, cfg.opts.KeyframeTimeout); err != nil {
+			return nil, err
+		}
+	}
 	if c.control, err = openAbstract(ctx, cfg.client, cfg.serial, name, cfg.opts.KeyframeTimeout); err != nil {
 		return nil, err
 	}
@@ -207,6 +218,22 @@ func startScrcpyCapture(ctx context.Context, cfg scrcpyConfig) (_ *scrcpyCapture
 	}
 	c.info = domain.StreamInfo{Video: domain.CodecH264, Audio: domain.CodecNone, FPS: 30,
 		Width: int(binary.BigEndian.Uint32(meta[4:])), Height: int(binary.BigEndian.Uint32(meta[8:]))}
+	if c.audio != nil {
+		// The audio codec id: opus, or 0 when the device cannot capture
+		// audio (Android < 11); then the socket is of no further use.
+		var id [4]byte
+		if _, err := io.ReadFull(c.audio, id[:]); err != nil {
+			return nil, fmt.Errorf("scrcpy audio header: %w: %w", noEOF(err), domain.ErrDeviceUnavailable)
+		}
+		switch binary.BigEndian.Uint32(id[:]) {
+		case scrcpyCodecOpus:
+			c.info.Audio = domain.CodecOpus
+		default:
+			cfg.log.Info("scrcpy: the device offers no audio")
+			_ = c.audio.Close()
+			c.audio = nil
+		}
+	}
 	for {
 		p, err := readScrcpyPacket(c.video)
 		if err != nil {
@@ -227,18 +254,31 @@ func startScrcpyCapture(ctx context.Context, cfg scrcpyConfig) (_ *scrcpyCapture
 			break
 		}
 	}
-	c.wg.Add(1)
+	c.frames = make(chan domain.Frame, 16)
+	c.errs = make(chan error, 2)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		c.controlLoop()
 	}()
+	go func() {
+		defer c.wg.Done()
+		c.videoLoop()
+	}()
+	if c.audio != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.audioLoop()
+		}()
+	}
 	cfg.log.Info("scrcpy started", "took", time.Since(c.start).Round(time.Millisecond), "size", fmt.Sprintf("%dx%d", c.info.Width, c.info.Height), "version", cfg.opts.ScrcpyVersion)
 	cfg.register(c)
 	return c, nil
 }
 
 func (c *scrcpyCapture) closeConns() {
-	for _, rc := range []io.Closer{c.video, c.control, c.server} {
+	for _, rc := range []io.Closer{c.video, c.audio, c.control, c.server} {
 		if rc != nil {
 			_ = rc.Close()
 		}
@@ -278,38 +318,98 @@ func (c *scrcpyCapture) send(msg []byte) error {
 // Info describes the stream from scrcpy's codec header and SPS.
 func (c *scrcpyCapture) Info() domain.StreamInfo { return c.info }
 
-// ReadFrame returns the next access unit: the latest SPS/PPS before every
-// keyframe, an SEI ingest stamp, wall-clock PTS. A new config packet (a
-// rotation, a reset) replaces the cached parameters.
+// ReadFrame returns the next video access unit or Opus packet: the latest
+// SPS/PPS before every keyframe, an SEI ingest stamp, wall-clock PTS (audio:
+// the device's clock from its first packet on). It returns an error
+// wrapping domain.ErrDeviceUnavailable when a socket ends, and an error
+// after Close.
 func (c *scrcpyCapture) ReadFrame(ctx context.Context) (domain.Frame, error) {
+	select {
+	case f := <-c.frames:
+		return f, nil
+	case err := <-c.errs:
+		c.errs <- err // every later call fails too
+		return domain.Frame{}, err
+	case <-ctx.Done():
+		return domain.Frame{}, ctx.Err()
+	}
+}
+
+// fail reports a reader's end (once per reader; errs holds two).
+func (c *scrcpyCapture) fail(what string, err error) {
+	select {
+	case <-c.quit:
+		err = errClosed
+	default:
+		err = fmt.Errorf("scrcpy %s on %s ended: %w: %w", what, c.cfg.serial, noEOF(err), domain.ErrDeviceUnavailable)
+		c.cfg.brk.Fail(err)
+	}
+	select {
+	case c.errs <- err:
+	default:
+	}
+}
+
+func (c *scrcpyCapture) emit(f domain.Frame) bool {
+	select {
+	case c.frames <- f:
+		return true
+	case <-c.quit:
+		return false
+	}
+}
+
+// videoLoop reads the video socket; a config packet (a rotation, a reset)
+// replaces the cached parameters.
+func (c *scrcpyCapture) videoLoop() {
+	if p := c.pending; p != nil {
+		c.pending = nil
+		if !c.emit(c.frame(*p)) {
+			return
+		}
+	}
 	for {
-		var p scrcpyPacket
-		if c.pending != nil {
-			p, c.pending = *c.pending, nil
-		} else {
-			stop := context.AfterFunc(ctx, func() { _ = c.video.Close() })
-			var err error
-			p, err = readScrcpyPacket(c.video)
-			stop()
-			if err != nil {
-				if ctx.Err() != nil {
-					return domain.Frame{}, ctx.Err()
-				}
-				select {
-				case <-c.quit:
-					return domain.Frame{}, errClosed
-				default:
-				}
-				err = fmt.Errorf("scrcpy video on %s ended: %w: %w", c.cfg.serial, noEOF(err), domain.ErrDeviceUnavailable)
-				c.cfg.brk.Fail(err)
-				return domain.Frame{}, err
-			}
+		p, err := readScrcpyPacket(c.video)
+		if err != nil {
+			c.fail("video", err)
+			return
 		}
 		if p.config {
 			c.params = p.data
 			continue
 		}
-		return c.frame(p), nil
+		if !c.emit(c.frame(p)) {
+			return
+		}
+	}
+}
+
+// audioLoop reads Opus packets (the OpusHead config packet skipped).
+func (c *scrcpyCapture) audioLoop() {
+	var base time.Duration
+	var first = true
+	var devFirst, last time.Duration
+	for {
+		p, err := readScrcpyPacket(c.audio)
+		if err != nil {
+			c.fail("audio", err)
+			return
+		}
+		if p.config {
+			continue
+		}
+		now := time.Now()
+		if first {
+			base, devFirst, first = now.Sub(c.start), p.pts, false
+		}
+		pts := base + p.pts - devFirst
+		if pts <= last {
+			pts = last + time.Millisecond
+		}
+		last = pts
+		if !c.emit(domain.Frame{Kind: domain.KindAudio, Data: p.data, PTS: pts, Duration: 20 * time.Millisecond, Ingest: now}) {
+			return
+		}
 	}
 }
 

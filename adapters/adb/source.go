@@ -40,6 +40,9 @@ type Options struct {
 	// DefaultScrcpyVersion), which the server checks.
 	ScrcpyServer  string
 	ScrcpyVersion string
+	// ScrcpyAudio forwards the device's audio (Opus; Android 11+) with the
+	// scrcpy backend.
+	ScrcpyAudio bool
 	// MaxWidth and MaxHeight bound the capture size (0 = the device's own);
 	// the aspect ratio is kept.
 	MaxWidth, MaxHeight int

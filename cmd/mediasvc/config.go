@@ -143,6 +143,7 @@ type ScreenrecordConf struct {
 type ScrcpyConf struct {
 	Server  string `koanf:"server"`
 	Version string `koanf:"version"`
+	Audio   bool   `koanf:"audio"`
 }
 
 // BreakerConfig tunes each device's circuit breaker.
@@ -221,6 +222,7 @@ func defaults() map[string]any {
 		"adb.screenrecord.idle_flush":   "50ms",
 		"adb.scrcpy.server":             "",
 		"adb.scrcpy.version":            "3.3.4",
+		"adb.scrcpy.audio":              true,
 		"adb.breaker.failures":          3,
 		"adb.breaker.open_for":          "30s",
 		"adb.breaker.interval":          "60s",

@@ -147,6 +147,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			Backend:         cfg.ADB.Backend,
 			ScrcpyServer:    cfg.ADB.Scrcpy.Server,
 			ScrcpyVersion:   cfg.ADB.Scrcpy.Version,
+			ScrcpyAudio:     cfg.ADB.Scrcpy.Audio,
 			MaxWidth:        cfg.ADB.MaxWidth,
 			MaxHeight:       cfg.ADB.MaxHeight,
 			TimeLimit:       cfg.ADB.Screenrecord.TimeLimit,
