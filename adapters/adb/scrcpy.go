@@ -325,6 +325,11 @@ func (c *scrcpyCapture) Info() domain.StreamInfo { return c.info }
 // after Close.
 func (c *scrcpyCapture) ReadFrame(ctx context.Context) (domain.Frame, error) {
 	select {
+	case <-c.quit:
+		return domain.Frame{}, errClosed
+	default:
+	}
+	select {
 	case f := <-c.frames:
 		return f, nil
 	case err := <-c.errs:

@@ -445,6 +445,11 @@ func (c *screenCapture) Info() domain.StreamInfo { return c.info }
 // restarted, and an error after Close.
 func (c *screenCapture) ReadFrame(ctx context.Context) (domain.Frame, error) {
 	select {
+	case <-c.quit:
+		return domain.Frame{}, errClosed
+	default:
+	}
+	select {
 	case f := <-c.frames:
 		return f, nil
 	case <-ctx.Done():
