@@ -376,3 +376,29 @@ func TestADBLateJoinerLongGOP(t *testing.T) {
 			st.FirstKeyframe.Sub(st.OfferSent).Round(time.Millisecond))
 	}
 }
+
+// TestADBScreenrecordNoLimitOnAndroid14: a device whose screenrecord --help
+// offers "Set to 0" records with --time-limit 0 (no restarts needed); an
+// older one with the 180 s maximum.
+func TestADBScreenrecordNoLimitOnAndroid14(t *testing.T) {
+	srv := adbdevice.StartTestServer(t)
+	d14 := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_8", SDK: 34})
+	d11 := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_5", SDK: 30})
+	in := startInstance(t, adbConfig(srv))
+	waitDevices(t, in, 5*time.Second, "devices online", func(ds map[string]adbDevice) bool {
+		return ds[d14.Serial()].Width > 0 && ds[d11.Serial()].Width > 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for d, want := range map[*adbdevice.Device]time.Duration{d14: 0, d11: 180 * time.Second} {
+		v := dialDevice(ctx, t, in, d.Serial(), "viewer")
+		if err := v.WaitFrames(ctx, 10, false); err != nil {
+			t.Fatal(err)
+		}
+		_ = v.Close()
+		recs := d.Recordings()
+		if len(recs) == 0 || recs[0].TimeLimit != want {
+			t.Errorf("%s: recordings %+v, want time limit %s", d.Serial(), recs, want)
+		}
+	}
+}

@@ -217,6 +217,7 @@ type deviceSim struct {
 	commands []string
 	execs    int
 	failExec string // FAIL reason for screenrecord, when set
+	help     string // screenrecord --help output
 }
 
 func (d *deviceSim) serve(c net.Conn, serial, svc string) {
@@ -228,6 +229,9 @@ func (d *deviceSim) serve(c net.Conn, serial, svc string) {
 	case svc == "exec:wm size":
 		okay(c)
 		_, _ = io.WriteString(c, "Physical size: 1440x3120\nOverride size: 1080x2340\n")
+	case svc == "exec:screenrecord --help":
+		okay(c)
+		_, _ = io.WriteString(c, d.help)
 	case strings.HasPrefix(svc, "exec:screenrecord"):
 		if failExec != "" {
 			fail(c, failExec)

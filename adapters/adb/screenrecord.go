@@ -26,11 +26,15 @@ type screenConfig struct {
 	width, height int // --size, 0 = the device's own
 	bitrate       int
 	brk           *breaker
-	onRestart     func()
-	log           *slog.Logger
+	// unlimited runs screenrecord with --time-limit 0 (Android 14+): no
+	// restarts for the time limit.
+	unlimited bool
+	onRestart func()
+	log       *slog.Logger
 }
 
-// screenrecordCommand returns the device command line.
+// screenrecordCommand returns the device command line; limit 0 asks for
+// no limit (--time-limit 0, Android 14+).
 func screenrecordCommand(bitrate, w, h int, limit time.Duration) string {
 	cmd := "screenrecord --output-format=h264"
 	if bitrate > 0 {
@@ -39,10 +43,8 @@ func screenrecordCommand(bitrate, w, h int, limit time.Duration) string {
 	if w > 0 && h > 0 {
 		cmd += fmt.Sprintf(" --size %dx%d", w, h)
 	}
-	if limit > 0 {
-		secs := int((limit + time.Second - 1) / time.Second)
-		cmd += " --time-limit " + strconv.Itoa(secs)
-	}
+	secs := int((limit + time.Second - 1) / time.Second)
+	cmd += " --time-limit " + strconv.Itoa(secs)
 	return cmd + " -"
 }
 
@@ -149,7 +151,11 @@ type screenCapture struct {
 func (c *screenCapture) startSegment(ctx context.Context, bitrate int) (*segment, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, cancel)
-	rc, err := c.cfg.client.Exec(sctx, c.cfg.serial, screenrecordCommand(bitrate, c.cfg.width, c.cfg.height, c.cfg.opts.TimeLimit))
+	limit := c.cfg.opts.TimeLimit
+	if c.cfg.unlimited {
+		limit = 0
+	}
+	rc, err := c.cfg.client.Exec(sctx, c.cfg.serial, screenrecordCommand(bitrate, c.cfg.width, c.cfg.height, limit))
 	stop()
 	if err != nil {
 		cancel()
@@ -308,7 +314,12 @@ func (c *screenCapture) run(cur *segment) {
 		close(c.done)
 	}()
 	opts := c.cfg.opts
-	restartIn := func(g *segment) time.Duration { return time.Until(g.started.Add(opts.TimeLimit - opts.RestartLead)) }
+	restartIn := func(g *segment) time.Duration {
+		if c.cfg.unlimited {
+			return 365 * 24 * time.Hour
+		}
+		return time.Until(g.started.Add(opts.TimeLimit - opts.RestartLead))
+	}
 	restart := time.NewTimer(restartIn(cur))
 	defer restart.Stop()
 	tick := time.NewTicker(time.Second)
@@ -358,7 +369,7 @@ func (c *screenCapture) run(cur *segment) {
 					continue
 				}
 				age := time.Since(cur.started)
-				if errors.Is(cur.err, io.EOF) && age >= opts.TimeLimit-opts.RestartLead {
+				if errors.Is(cur.err, io.EOF) && !c.cfg.unlimited && age >= opts.TimeLimit-opts.RestartLead {
 					// Reached the time limit before the next was ready.
 					startNext("time limit")
 					if next == nil {

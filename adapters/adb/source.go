@@ -131,6 +131,7 @@ type device struct {
 	height   int
 	probing  bool
 	restarts uint64
+	noLimit  int8 // screenrecord accepts --time-limit 0: 0 unknown, 1 yes, -1 no
 	input    *inputShell
 }
 
@@ -435,6 +436,39 @@ func captureSize(w, h, maxW, maxH int) (int, int) {
 	return cw, ch
 }
 
+// maxTimeLimit is screenrecord's limit before Android 14.
+const maxTimeLimit = 180 * time.Second
+
+// noTimeLimit reports whether the device's screenrecord accepts
+// --time-limit 0 (Android 14+ says "Set to 0" in its --help), asking once
+// per plug.
+func (s *Source) noTimeLimit(ctx context.Context, serial string) bool {
+	s.mu.Lock()
+	d, ok := s.devices[serial]
+	known := ok && d.noLimit != 0
+	yes := ok && d.noLimit > 0
+	s.mu.Unlock()
+	if !ok || known {
+		return yes
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.opts.CommandTimeout)
+	defer cancel()
+	out, err := s.client.Output(cctx, serial, "screenrecord --help")
+	if err != nil {
+		return false // ask again next time
+	}
+	yes = strings.Contains(string(out), "Set to 0")
+	s.mu.Lock()
+	if d, ok := s.devices[serial]; ok {
+		d.noLimit = -1
+		if yes {
+			d.noLimit = 1
+		}
+	}
+	s.mu.Unlock()
+	return yes
+}
+
 // Open starts screenrecord on the device and returns once its first
 // keyframe arrived. It returns domain.ErrDeviceNotFound when the device is
 // not attached, domain.ErrDeviceUnavailable (wrapped) when it is offline or
@@ -469,11 +503,12 @@ func (s *Source) Open(ctx context.Context, id domain.DeviceID, opts domain.Captu
 	if s.opts.Backend == BackendScrcpy {
 		return s.openScrcpy(ctx, id, brk, max(cw, ch), opts.BitrateBps)
 	}
+	unlimited := s.opts.TimeLimit >= maxTimeLimit && s.noTimeLimit(ctx, string(id))
 	var c *screenCapture
 	err = brk.Do(func() error {
 		var err error
 		c, err = startScreenCapture(ctx, screenConfig{
-			client: s.client, serial: string(id), opts: s.opts,
+			client: s.client, serial: string(id), opts: s.opts, unlimited: unlimited,
 			width: cw, height: ch, bitrate: opts.BitrateBps,
 			brk: brk, onRestart: func() { s.countRestart(id) },
 			log: s.log.With("device_id", string(id)),

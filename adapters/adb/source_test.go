@@ -299,11 +299,40 @@ func TestSetBitrateRestartsWithNewBitrate(t *testing.T) {
 	defer sim.mu.Unlock()
 	var bitrates []string
 	for _, cmd := range sim.commands {
-		if strings.HasPrefix(cmd, "exec:screenrecord") {
+		if strings.HasPrefix(cmd, "exec:screenrecord --output") {
 			bitrates = append(bitrates, strings.Fields(cmd)[3])
 		}
 	}
 	if !slices.Equal(bitrates, []string{"2000000", "1700000"}) {
 		t.Fatalf("screenrecord bit rates %q", bitrates)
+	}
+}
+
+func TestScreenrecordNoTimeLimitWhenSupported(t *testing.T) {
+	for _, tt := range []struct {
+		help string
+		want string
+	}{
+		{help: "--time-limit TIME\n    Set the maximum recording time, in seconds.  Default is 180. Set to 0 to remove the limit.\n", want: "--time-limit 0 -"},
+		{help: "--time-limit TIME\n    Set the maximum recording time, in seconds.  Default / maximum is 180.\n", want: "--time-limit 180 -"},
+	} {
+		sim := &deviceSim{aus: clipAUs(t, 5), interval: 10 * time.Millisecond, help: tt.help}
+		f := newFakeADB(t, sim.serve)
+		f.setDevice("d1", "device")
+		s := startSource(t, f, Options{})
+		waitFor(t, "d1", func() bool { d, ok := lookupDev(t, s, "d1"); return ok && d.Width > 0 })
+		c, err := s.Open(context.Background(), "d1", domain.CaptureOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Close()
+		sim.mu.Lock()
+		cmds := slices.Clone(sim.commands)
+		sim.mu.Unlock()
+		if !slices.ContainsFunc(cmds, func(c string) bool {
+			return strings.HasPrefix(c, "exec:screenrecord --output") && strings.HasSuffix(c, tt.want)
+		}) {
+			t.Errorf("help %q: commands %q, want one ending %q", tt.help, cmds, tt.want)
+		}
 	}
 }
