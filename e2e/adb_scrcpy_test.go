@@ -44,6 +44,9 @@ func TestADBScrcpyBackend(t *testing.T) {
 	if st.AudioPackets == 0 {
 		t.Errorf("no Opus packets from the device's audio socket")
 	}
+	if code, body := httpStatus(ctx, in.Base+"/api/v1/devices/"+d.Serial()); code != 200 || !strings.Contains(body, `"audio":true`) {
+		t.Errorf("device after a capture with sound: %d %s", code, body)
+	}
 	checkPlayed(t, "scrcpy controller", st)
 	t.Logf("scrcpy: session POST → first keyframe %s (push, start, connect included)", st.FirstKeyframe.Sub(st.Start).Round(time.Millisecond))
 	if _, ok := d.Files()["/data/local/tmp/mediasvc-scrcpy-server.jar"]; !ok {

@@ -132,6 +132,7 @@ type device struct {
 	probing  bool
 	restarts uint64
 	noLimit  int8 // screenrecord accepts --time-limit 0: 0 unknown, 1 yes, -1 no
+	audio    bool // the last capture carried sound
 	input    *inputShell
 }
 
@@ -363,6 +364,7 @@ func (s *Source) deviceLocked(serial string, d *device) domain.Device {
 		Backend:         s.opts.Backend,
 		Breaker:         s.breakerLocked(serial).State(),
 		CaptureRestarts: d.restarts,
+		Audio:           d.audio,
 	}
 }
 
@@ -535,6 +537,9 @@ func (s *Source) openScrcpy(ctx context.Context, id domain.DeviceID, brk *breake
 			register: func(c *scrcpyCapture) {
 				s.mu.Lock()
 				s.scrcpy[string(id)] = c
+				if d, ok := s.devices[string(id)]; ok {
+					d.audio = c.info.Audio == domain.CodecOpus
+				}
 				s.mu.Unlock()
 			},
 			onClose: func(c *scrcpyCapture) {
