@@ -402,3 +402,36 @@ func TestADBScreenrecordNoLimitOnAndroid14(t *testing.T) {
 		}
 	}
 }
+
+// TestADBInputRateLimit: a controller past its input rate gets rate_limited
+// errors and the device sees no more than the bucket lets through.
+func TestADBInputRateLimit(t *testing.T) {
+	srv := adbdevice.StartTestServer(t)
+	d := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_7"})
+	in := startInstance(t, adbConfig(srv).set("limits", "input_rate", 2).set("limits", "input_burst", 3))
+	waitDevices(t, in, 5*time.Second, "device online", func(ds map[string]adbDevice) bool { return ds[d.Serial()].Width > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ctl := dialDevice(ctx, t, in, d.Serial(), "controller")
+	if err := ctl.WaitFrames(ctx, 5, false); err != nil {
+		t.Fatal(err)
+	}
+	d.ResetInputs()
+	start := time.Now()
+	for i := range 10 {
+		if err := ctl.SendJSON(ctx, map[string]any{"type": "input", "action": "tap", "x": i, "y": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ctl.WaitMessage(ctx, func(m client.Message) bool { return m.Type == "error" && m.Code == "rate_limited" }); err != nil {
+		t.Fatalf("no rate_limited error: %v (messages %v)", err, msgTypes(ctl.Messages()))
+	}
+	time.Sleep(500 * time.Millisecond)
+	got := d.Inputs()
+	// A burst of 3 plus at most 2/s refill while the 10 messages went out.
+	allowed := 3 + int(2*time.Since(start).Seconds()) + 1
+	t.Logf("10 taps sent at once: the device got %d (%q)", len(got), got)
+	if len(got) < 3 || len(got) > allowed {
+		t.Errorf("device got %d taps, want 3..%d", len(got), allowed)
+	}
+}
