@@ -75,3 +75,21 @@ func TestADBGarbageAndDrop(t *testing.T) {
 	}
 	t.Logf("drop → 30 more frames %s", time.Since(dropped).Round(time.Millisecond))
 }
+
+// TestADBUnauthorizedDevice: a device that never accepts the adb key is
+// listed unauthorized and cannot stream (503), without tripping anything.
+func TestADBUnauthorizedDevice(t *testing.T) {
+	srv := adbdevice.StartTestServer(t)
+	d := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_7", Auth: adbdevice.AuthReject})
+	in := startInstance(t, adbConfig(srv))
+	waitDevices(t, in, 5*time.Second, "device listed unauthorized", func(ds map[string]adbDevice) bool {
+		return ds[d.Serial()].State == "unauthorized"
+	})
+	resp, body := do(t, "POST", in.Base+"/whep/"+d.Serial(), "application/sdp", []byte(testOffer(t)), nil)
+	if resp.StatusCode != 503 || errorCode(body) != "device_unavailable" {
+		t.Errorf("WHEP on an unauthorized device: %d %s", resp.StatusCode, body)
+	}
+	if b := listDevices(t, in)[d.Serial()].Breaker; b != "closed" {
+		t.Errorf("breaker %q: an unauthorized device in the list is not a failure", b)
+	}
+}
