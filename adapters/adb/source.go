@@ -180,21 +180,35 @@ func (s *Source) Client() *Client { return s.client }
 func (s *Source) Run(ctx context.Context) error {
 	defer s.shutdown()
 	backoff := s.opts.RetryMin
+	failures := 0
 	for {
 		start := time.Now()
 		got := false
 		err := s.client.TrackDevices(ctx, func(list []Entry) {
+			if !got && failures > 0 {
+				s.log.Info("adb device tracking restored", "addr", s.opts.Addr, "after_failures", failures)
+			}
 			got = true
 			s.update(ctx, list)
 		})
 		if ctx.Err() != nil {
 			return nil
 		}
-		if got && time.Since(start) > s.opts.RetryMax {
-			backoff = s.opts.RetryMin
+		if got {
+			failures = 0
+			if time.Since(start) > s.opts.RetryMax {
+				backoff = s.opts.RetryMin
+			}
 		}
+		failures++
 		s.markOffline()
-		s.log.Warn("adb device tracking lost; retrying", "addr", s.opts.Addr, "err", err, "retry_in", backoff)
+		// Warn once per outage (and every 30th attempt), so a machine
+		// without an adb server is not flooded; the rest at debug.
+		level := slog.LevelDebug
+		if failures == 1 || failures%30 == 0 {
+			level = slog.LevelWarn
+		}
+		s.log.Log(ctx, level, "adb device tracking lost; retrying", "addr", s.opts.Addr, "err", err, "retry_in", backoff, "attempt", failures)
 		select {
 		case <-ctx.Done():
 			return nil
