@@ -33,4 +33,8 @@ type Device struct {
 	Breaker BreakerState `json:"breaker"`
 	Viewers int          `json:"viewers"`
 	Audio   bool         `json:"audio"`
+	// CaptureRestarts counts how often the source restarted its capture
+	// process on its own (screenrecord's time limit, a bitrate change)
+	// without the viewers noticing.
+	CaptureRestarts uint64 `json:"capture_restarts,omitempty"`
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ type Config struct {
 	Stream   StreamConfig   `koanf:"stream"`
 	WebRTC   WebRTCConfig   `koanf:"webrtc"`
 	Demo     DemoConfig     `koanf:"demo"`
+	ADB      ADBConfig      `koanf:"adb"`
 	Log      LogConfig      `koanf:"log"`
 	Instance InstanceConfig `koanf:"instance"`
 	Metrics  MetricsConfig  `koanf:"metrics"`
@@ -147,6 +149,45 @@ type DemoConfig struct {
 	Owner   string `koanf:"owner"`
 }
 
+// ADBConfig is the Android source: devices of an adb server.
+type ADBConfig struct {
+	Addr            string           `koanf:"addr"`
+	Serials         []string         `koanf:"serials"`
+	Backend         string           `koanf:"backend"`
+	MaxWidth        int              `koanf:"max_width"`
+	MaxHeight       int              `koanf:"max_height"`
+	KeyframeTimeout time.Duration    `koanf:"keyframe_timeout"`
+	CommandTimeout  time.Duration    `koanf:"command_timeout"`
+	PoolSize        int              `koanf:"pool_size"`
+	RetryMin        time.Duration    `koanf:"retry_min"`
+	RetryMax        time.Duration    `koanf:"retry_max"`
+	Screenrecord    ScreenrecordConf `koanf:"screenrecord"`
+	Scrcpy          ScrcpyConf       `koanf:"scrcpy"`
+	Breaker         BreakerConfig    `koanf:"breaker"`
+}
+
+// ScreenrecordConf tunes the screenrecord backend.
+type ScreenrecordConf struct {
+	TimeLimit   time.Duration `koanf:"time_limit"`
+	RestartLead time.Duration `koanf:"restart_lead"`
+	IdleFlush   time.Duration `koanf:"idle_flush"`
+}
+
+// ScrcpyConf is the scrcpy backend: the operator's scrcpy-server jar and
+// its version.
+type ScrcpyConf struct {
+	Server  string `koanf:"server"`
+	Version string `koanf:"version"`
+	Audio   bool   `koanf:"audio"`
+}
+
+// BreakerConfig tunes each device's circuit breaker.
+type BreakerConfig struct {
+	Failures int           `koanf:"failures"`
+	OpenFor  time.Duration `koanf:"open_for"`
+	Interval time.Duration `koanf:"interval"`
+}
+
 // LogConfig is logging.
 type LogConfig struct {
 	Level  string `koanf:"level"`
@@ -165,65 +206,84 @@ type InstanceConfig struct {
 // demo device.
 func defaults() map[string]any {
 	return map[string]any{
-		"http.addr":                  "127.0.0.1:8080",
-		"http.public_url":            "",
-		"http.allowed_origins":       []string{},
-		"http.trust_proxy":           false,
-		"http.max_body_bytes":        65536,
-		"http.drain_timeout":         "10s",
-		"http.shutdown_delay":        "1s",
-		"http.read_header_timeout":   "5s",
-		"auth.api_keys":              map[string]any{},
-		"auth.allow_open":            false,
-		"ws.max_message_bytes":       65536,
-		"ws.send_queue":              64,
-		"ws.ping_interval":           "15s",
-		"ws.stats_interval":          "2s",
-		"limits.sessions_total":      2000,
-		"limits.sessions_per_device": 500,
-		"limits.sessions_per_owner":  100,
-		"limits.create_rate":         5,
-		"limits.create_burst":        20,
-		"limits.global_create_rate":  100,
-		"limits.global_create_burst": 200,
-		"limits.input_rate":          30,
-		"limits.input_burst":         60,
-		"limits.max_candidates":      50,
-		"limits.max_candidate_bytes": 1024,
-		"session.ttl":                "60s",
-		"stream.grace":               "5s",
-		"stream.ring_packets":        4096,
-		"stream.bitrate_bps":         2000000,
-		"stream.min_bitrate_bps":     300000,
-		"stream.max_bitrate_bps":     4000000,
-		"stream.bitrate_interval":    "5s",
-		"webrtc.ice_servers":         []any{},
-		"webrtc.nat_1to1_ips":        []string{},
-		"webrtc.udp_port":            0,
-		"webrtc.udp_port_min":        0,
-		"webrtc.udp_port_max":        0,
-		"webrtc.gather_timeout":      "5s",
-		"demo.enabled":               true,
-		"log.level":                  "info",
-		"log.format":                 "text",
-		"instance.id":                "",
-		"metrics.enabled":            true,
-		"metrics.addr":               "",
-		"metrics.allow_open":         false,
-		"metrics.quality_interval":   "5s",
-		"debug.pprof_addr":           "",
-		"instance.advertise_url":     "",
-		"instance.heartbeat_ttl":     "15s",
-		"instance.lease_ttl":         "10s",
-		"demo.owner":                 "",
-		"store.backend":              "memory",
-		"redis.url":                  "",
-		"redis.key_prefix":           "mediasvc:",
-		"redis.timeout":              "1s",
-		"redis.touch_throttle":       "5s",
-		"redis.key_grace":            "1m",
-		"redis.health_interval":      "1s",
-		"redis.max_backoff":          "10s",
+		"http.addr":                     "127.0.0.1:8080",
+		"http.public_url":               "",
+		"http.allowed_origins":          []string{},
+		"http.trust_proxy":              false,
+		"http.max_body_bytes":           65536,
+		"http.drain_timeout":            "10s",
+		"http.shutdown_delay":           "1s",
+		"http.read_header_timeout":      "5s",
+		"auth.api_keys":                 map[string]any{},
+		"auth.allow_open":               false,
+		"ws.max_message_bytes":          65536,
+		"ws.send_queue":                 64,
+		"ws.ping_interval":              "15s",
+		"ws.stats_interval":             "2s",
+		"limits.sessions_total":         2000,
+		"limits.sessions_per_device":    500,
+		"limits.sessions_per_owner":     100,
+		"limits.create_rate":            5,
+		"limits.create_burst":           20,
+		"limits.global_create_rate":     100,
+		"limits.global_create_burst":    200,
+		"limits.input_rate":             30,
+		"limits.input_burst":            60,
+		"limits.max_candidates":         50,
+		"limits.max_candidate_bytes":    1024,
+		"session.ttl":                   "60s",
+		"stream.grace":                  "5s",
+		"stream.ring_packets":           4096,
+		"stream.bitrate_bps":            2000000,
+		"stream.min_bitrate_bps":        300000,
+		"stream.max_bitrate_bps":        4000000,
+		"stream.bitrate_interval":       "5s",
+		"webrtc.ice_servers":            []any{},
+		"webrtc.nat_1to1_ips":           []string{},
+		"webrtc.udp_port":               0,
+		"webrtc.udp_port_min":           0,
+		"webrtc.udp_port_max":           0,
+		"webrtc.gather_timeout":         "5s",
+		"demo.enabled":                  true,
+		"adb.addr":                      "127.0.0.1:5037",
+		"adb.serials":                   []string{},
+		"adb.backend":                   "screenrecord",
+		"adb.max_width":                 0,
+		"adb.max_height":                0,
+		"adb.keyframe_timeout":          "5s",
+		"adb.command_timeout":           "10s",
+		"adb.pool_size":                 4,
+		"adb.retry_min":                 "500ms",
+		"adb.retry_max":                 "10s",
+		"adb.screenrecord.time_limit":   "180s",
+		"adb.screenrecord.restart_lead": "2s",
+		"adb.screenrecord.idle_flush":   "50ms",
+		"adb.scrcpy.server":             "",
+		"adb.scrcpy.version":            "3.3.4",
+		"adb.scrcpy.audio":              true,
+		"adb.breaker.failures":          3,
+		"adb.breaker.open_for":          "30s",
+		"adb.breaker.interval":          "60s",
+		"log.level":                     "info",
+		"log.format":                    "text",
+		"instance.id":                   "",
+		"metrics.enabled":               true,
+		"metrics.addr":                  "",
+		"metrics.allow_open":            false,
+		"metrics.quality_interval":      "5s",
+		"debug.pprof_addr":              "",
+		"instance.advertise_url":        "",
+		"instance.heartbeat_ttl":        "15s",
+		"instance.lease_ttl":            "10s",
+		"demo.owner":                    "",
+		"store.backend":                 "memory",
+		"redis.url":                     "",
+		"redis.key_prefix":              "mediasvc:",
+		"redis.timeout":                 "1s",
+		"redis.touch_throttle":          "5s",
+		"redis.key_grace":               "1m",
+		"redis.health_interval":         "1s",
+		"redis.max_backoff":             "10s",
 	}
 }
 
@@ -282,7 +342,7 @@ func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 				problems = append(problems, fmt.Errorf("%s: unknown environment variable", name))
 				return "", nil
 			}
-			if _, isList := k.Get(key).([]string); isList || key == "http.allowed_origins" || key == "webrtc.nat_1to1_ips" {
+			if _, isList := k.Get(key).([]string); isList || key == "http.allowed_origins" || key == "webrtc.nat_1to1_ips" || key == "adb.serials" {
 				return key, splitList(v)
 			}
 			return key, v
@@ -508,6 +568,46 @@ func (c Config) validate() []error {
 			bad("instance.advertise_url", "%q is not an http(s) URL", c.Instance.AdvertiseURL)
 		}
 	}
+	if c.ADB.Addr != "" {
+		if _, port, err := net.SplitHostPort(c.ADB.Addr); err != nil || port == "" {
+			bad("adb.addr", "%q is not host:port (empty disables ADB)", c.ADB.Addr)
+		}
+	}
+	switch c.ADB.Backend {
+	case "screenrecord":
+	case "scrcpy":
+		if c.ADB.Scrcpy.Server == "" {
+			bad("adb.scrcpy.server", "the scrcpy backend needs the path of a scrcpy-server %s jar", c.ADB.Scrcpy.Version)
+		} else if _, err := os.Stat(c.ADB.Scrcpy.Server); err != nil {
+			bad("adb.scrcpy.server", "%v", err)
+		}
+		if c.ADB.Scrcpy.Version == "" {
+			bad("adb.scrcpy.version", "must name the jar's version (3.3.4)")
+		}
+	default:
+		bad("adb.backend", "must be screenrecord or scrcpy, got %q", c.ADB.Backend)
+	}
+	nonNeg("adb.max_width", int64(c.ADB.MaxWidth))
+	nonNeg("adb.max_height", int64(c.ADB.MaxHeight))
+	positive("adb.keyframe_timeout", int64(c.ADB.KeyframeTimeout))
+	positive("adb.command_timeout", int64(c.ADB.CommandTimeout))
+	positive("adb.pool_size", int64(c.ADB.PoolSize))
+	positive("adb.retry_min", int64(c.ADB.RetryMin))
+	if c.ADB.RetryMax < c.ADB.RetryMin {
+		bad("adb.retry_max", "must be ≥ adb.retry_min")
+	}
+	if tl := c.ADB.Screenrecord.TimeLimit; tl < time.Second || tl > 180*time.Second {
+		bad("adb.screenrecord.time_limit", "must be 1s..180s, got %s", tl)
+	}
+	if rl := c.ADB.Screenrecord.RestartLead; rl <= 0 || rl >= c.ADB.Screenrecord.TimeLimit {
+		bad("adb.screenrecord.restart_lead", "must be > 0 and shorter than time_limit, got %s", rl)
+	}
+	if f := c.ADB.Screenrecord.IdleFlush; f < time.Millisecond || f > time.Second {
+		bad("adb.screenrecord.idle_flush", "must be 1ms..1s, got %s", f)
+	}
+	positive("adb.breaker.failures", int64(c.ADB.Breaker.Failures))
+	positive("adb.breaker.open_for", int64(c.ADB.Breaker.OpenFor))
+	positive("adb.breaker.interval", int64(c.ADB.Breaker.Interval))
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

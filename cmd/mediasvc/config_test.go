@@ -220,3 +220,40 @@ func TestMigrateUsage(t *testing.T) {
 		t.Fatalf("migrate up without redis.url: exit %d %s", code, errb.String())
 	}
 }
+
+func TestADBConfig(t *testing.T) {
+	cfg, _, err := loadConfig(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ADB.Addr != "127.0.0.1:5037" || cfg.ADB.Backend != "screenrecord" || cfg.ADB.Screenrecord.TimeLimit != 180*time.Second || cfg.ADB.Breaker.Failures != 3 {
+		t.Fatalf("adb defaults: %+v", cfg.ADB)
+	}
+	cfg, _, err = loadConfig(nil, []string{"MEDIASVC_ADB_ADDR=", "MEDIASVC_ADB_SERIALS=emulator-5554, R58M123"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ADB.Addr != "" || len(cfg.ADB.Serials) != 2 || cfg.ADB.Serials[1] != "R58M123" {
+		t.Fatalf("adb from env: %+v", cfg.ADB)
+	}
+	file := writeFile(t, `
+adb:
+  addr: nonsense
+  backend: scrcpy
+  pool_size: 0
+  screenrecord:
+    time_limit: 300s
+    restart_lead: 0s
+  breaker:
+    failures: 0
+`)
+	_, _, err = loadConfig([]string{"-config", file}, nil)
+	if err == nil {
+		t.Fatal("bad adb config accepted")
+	}
+	for _, want := range []string{"adb.addr", "adb.scrcpy.server", "adb.pool_size", "adb.screenrecord.time_limit", "adb.screenrecord.restart_lead", "adb.breaker.failures"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+}

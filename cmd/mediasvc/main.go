@@ -29,6 +29,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 
+	"mediasvc/adapters/adb"
 	"mediasvc/adapters/demo"
 	"mediasvc/adapters/httpapi"
 	"mediasvc/adapters/rtc"
@@ -156,6 +157,37 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		sources = append(sources, app.Source{Screen: d, Input: d, Claim: claim})
 	}
 
+	var adbSrc *adb.Source
+	if cfg.ADB.Addr != "" {
+		adbSrc, err = adb.New(adb.Options{
+			Addr:            cfg.ADB.Addr,
+			Serials:         cfg.ADB.Serials,
+			Backend:         cfg.ADB.Backend,
+			ScrcpyServer:    cfg.ADB.Scrcpy.Server,
+			ScrcpyVersion:   cfg.ADB.Scrcpy.Version,
+			ScrcpyAudio:     cfg.ADB.Scrcpy.Audio,
+			MaxWidth:        cfg.ADB.MaxWidth,
+			MaxHeight:       cfg.ADB.MaxHeight,
+			TimeLimit:       cfg.ADB.Screenrecord.TimeLimit,
+			RestartLead:     cfg.ADB.Screenrecord.RestartLead,
+			IdleFlush:       cfg.ADB.Screenrecord.IdleFlush,
+			KeyframeTimeout: cfg.ADB.KeyframeTimeout,
+			BitrateInterval: cfg.Stream.BitrateInterval,
+			CommandTimeout:  cfg.ADB.CommandTimeout,
+			RetryMin:        cfg.ADB.RetryMin,
+			RetryMax:        cfg.ADB.RetryMax,
+			PoolSize:        cfg.ADB.PoolSize,
+			Breaker: adb.BreakerOptions{
+				Failures: cfg.ADB.Breaker.Failures, OpenFor: cfg.ADB.Breaker.OpenFor, Interval: cfg.ADB.Breaker.Interval,
+			},
+		}, log.With("component", "adb"))
+		if err != nil {
+			return fmt.Errorf("adb source: %w", err)
+		}
+		// With Redis, an instance may own the devices its own adb server sees.
+		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Claim: true})
+	}
+
 	servers := make([]domain.ICEServer, 0, len(cfg.WebRTC.ICEServers))
 	for _, s := range cfg.WebRTC.ICEServers {
 		servers = append(servers, domain.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
@@ -252,7 +284,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("mediasvc listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/",
-		"instance", instance, "store", cfg.Store.Backend, "auth", len(cfg.Auth.APIKeys) > 0, "demo", cfg.Demo.Enabled)
+		"instance", instance, "store", cfg.Store.Backend, "auth", len(cfg.Auth.APIKeys) > 0, "demo", cfg.Demo.Enabled, "adb", cfg.ADB.Addr)
 
 	if cfg.Debug.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.Debug.PprofAddr, log)
@@ -278,6 +310,11 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	g.Go(func() error { return svc.RunOwnership(runCtx, cfg.Instance.LeaseTTL) })
 	for _, loop := range be.run {
 		g.Go(func() error { return loop(runCtx) })
+	}
+	if adbSrc != nil {
+		// Device tracking retries with backoff while the adb server is
+		// away; it never makes the service unready.
+		g.Go(func() error { return adbSrc.Run(runCtx) })
 	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -1,0 +1,497 @@
+package adb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mediasvc/domain"
+	"mediasvc/ports"
+)
+
+var _ ports.Capture = (*screenCapture)(nil)
+
+// screenConfig is what one capture needs.
+type screenConfig struct {
+	client        *Client
+	serial        string
+	opts          Options
+	width, height int // --size, 0 = the device's own
+	bitrate       int
+	brk           *breaker
+	// unlimited runs screenrecord with --time-limit 0 (Android 14+): no
+	// restarts for the time limit.
+	unlimited bool
+	onRestart func()
+	log       *slog.Logger
+}
+
+// screenrecordCommand returns the device command line; limit 0 asks for
+// no limit (--time-limit 0, Android 14+).
+func screenrecordCommand(bitrate, w, h int, limit time.Duration) string {
+	cmd := "screenrecord --output-format=h264"
+	if bitrate > 0 {
+		cmd += " --bit-rate " + strconv.Itoa(bitrate)
+	}
+	if w > 0 && h > 0 {
+		cmd += fmt.Sprintf(" --size %dx%d", w, h)
+	}
+	secs := int((limit + time.Second - 1) / time.Second)
+	cmd += " --time-limit " + strconv.Itoa(secs)
+	return cmd + " -"
+}
+
+// segment is one screenrecord process: its pipe and the access units its
+// reader goroutine cuts from it.
+type segment struct {
+	rc      io.ReadWriteCloser
+	aus     chan [][]byte
+	done    chan struct{} // closed when the reader ended; err is then set
+	err     error         // io.EOF for a clean end
+	started time.Time
+	bitrate int
+	quit    chan struct{}
+	once    sync.Once
+}
+
+func (g *segment) close() {
+	g.once.Do(func() {
+		close(g.quit)
+		_ = g.rc.Close()
+	})
+	<-g.done
+}
+
+type deadliner interface{ SetReadDeadline(time.Time) error }
+
+// read cuts the pipe into access units, flushing on an idle gap, until the
+// pipe ends or the segment is closed.
+func (g *segment) read(idle time.Duration) {
+	defer close(g.done)
+	defer close(g.aus)
+	sp := newAUSplitter()
+	dl, _ := g.rc.(deadliner)
+	buf := make([]byte, 64<<10)
+	send := func(aus [][][]byte) bool {
+		for _, au := range aus {
+			select {
+			case g.aus <- au:
+			case <-g.quit:
+				return false
+			}
+		}
+		return true
+	}
+	for {
+		if dl != nil {
+			if sp.Pending() {
+				_ = dl.SetReadDeadline(time.Now().Add(idle))
+			} else {
+				_ = dl.SetReadDeadline(time.Time{})
+			}
+		}
+		n, err := g.rc.Read(buf)
+		if n > 0 {
+			aus, werr := sp.Write(buf[:n])
+			if !send(aus) {
+				g.err = io.ErrClosedPipe
+				return
+			}
+			if werr != nil {
+				g.err = werr
+				return
+			}
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if !send(sp.Flush()) {
+					g.err = io.ErrClosedPipe
+					return
+				}
+				continue
+			}
+			send(sp.Flush())
+			g.err = err
+			return
+		}
+	}
+}
+
+// screenCapture is a capture made of consecutive screenrecord processes,
+// switched at keyframes so viewers see one stream.
+type screenCapture struct {
+	cfg   screenConfig
+	info  domain.StreamInfo
+	start time.Time
+
+	frames chan domain.Frame
+	quit   chan struct{}
+	done   chan struct{} // closed when run ended; err set
+	err    error
+	once   sync.Once
+
+	wantBitrate atomic.Int64
+
+	// Owned by run.
+	sps, pps []byte
+	lastPTS  time.Duration
+}
+
+// startSegment starts one screenrecord process on a context of its own
+// (the segment lives until closed, not until the caller's ctx ends); ctx
+// bounds the start.
+func (c *screenCapture) startSegment(ctx context.Context, bitrate int) (*segment, error) {
+	sctx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, cancel)
+	limit := c.cfg.opts.TimeLimit
+	if c.cfg.unlimited {
+		limit = 0
+	}
+	rc, err := c.cfg.client.Exec(sctx, c.cfg.serial, screenrecordCommand(bitrate, c.cfg.width, c.cfg.height, limit))
+	stop()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	g := &segment{rc: &cancelCloser{ReadWriteCloser: rc, cancel: cancel}, aus: make(chan [][]byte, 32), done: make(chan struct{}), quit: make(chan struct{}), started: time.Now(), bitrate: bitrate}
+	go g.read(c.cfg.opts.IdleFlush)
+	return g, nil
+}
+
+type cancelCloser struct {
+	io.ReadWriteCloser
+	cancel func()
+}
+
+func (c *cancelCloser) Close() error {
+	c.cancel()
+	return c.ReadWriteCloser.Close()
+}
+
+func (c *cancelCloser) SetReadDeadline(t time.Time) error {
+	if d, ok := c.ReadWriteCloser.(deadliner); ok {
+		return d.SetReadDeadline(t)
+	}
+	return nil
+}
+
+// waitKeyframe reads g until its first IDR access unit (with SPS and PPS
+// known) and returns it; errors on timeout, end of stream or ctx.
+func (c *screenCapture) waitKeyframe(ctx context.Context, g *segment) ([][]byte, error) {
+	t := time.NewTimer(c.cfg.opts.KeyframeTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case au, ok := <-g.aus:
+			if !ok {
+				<-g.done
+				return nil, fmt.Errorf("screenrecord ended before its first keyframe (early EOF: %v): %w", g.err, domain.ErrDeviceUnavailable)
+			}
+			c.cacheParams(au)
+			if isIDR(au) && c.sps != nil && c.pps != nil {
+				return au, nil
+			}
+		case <-t.C:
+			return nil, fmt.Errorf("no keyframe from screenrecord within %s: %w", c.cfg.opts.KeyframeTimeout, domain.ErrDeviceUnavailable)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.quit:
+			return nil, errClosed
+		}
+	}
+}
+
+var errClosed = errors.New("capture closed")
+
+func isIDR(au [][]byte) bool {
+	for _, n := range au {
+		if domain.NALType(n) == domain.NALTypeIDR {
+			return true
+		}
+	}
+	return false
+}
+
+// cacheParams keeps the latest SPS and PPS.
+func (c *screenCapture) cacheParams(au [][]byte) {
+	for _, n := range au {
+		switch domain.NALType(n) {
+		case domain.NALTypeSPS:
+			c.sps = n
+		case domain.NALTypePPS:
+			c.pps = n
+		}
+	}
+}
+
+// startScreenCapture starts the first screenrecord and waits for its first
+// keyframe.
+func startScreenCapture(ctx context.Context, cfg screenConfig) (*screenCapture, error) {
+	c := &screenCapture{cfg: cfg, frames: make(chan domain.Frame, 8), quit: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
+	c.wantBitrate.Store(int64(cfg.bitrate))
+	g, err := c.startSegment(ctx, cfg.bitrate)
+	if err != nil {
+		return nil, err
+	}
+	first, err := c.waitKeyframe(ctx, g)
+	if err != nil {
+		g.close()
+		return nil, err
+	}
+	c.info = domain.StreamInfo{Video: domain.CodecH264, Audio: domain.CodecNone, FPS: 30, ProfileLevelID: domain.ProfileLevelID(c.sps)}
+	if w, h, err := spsSize(c.sps); err == nil {
+		c.info.Width, c.info.Height = w, h
+	} else {
+		c.info.Width, c.info.Height = cfg.width, cfg.height
+	}
+	cfg.log.Info("screenrecord started", "took", time.Since(c.start).Round(time.Millisecond),
+		"size", fmt.Sprintf("%dx%d", c.info.Width, c.info.Height), "profile_level_id", c.info.ProfileLevelID, "bitrate", cfg.bitrate)
+	c.frames <- c.frame(first)
+	go c.run(g)
+	return c, nil
+}
+
+// frame turns an access unit into a frame: AUD, SPS and PPS dropped, the
+// cached SPS and PPS put before an IDR, an SEI ingest timestamp before the
+// first slice, wall-clock PTS.
+func (c *screenCapture) frame(au [][]byte) domain.Frame {
+	now := time.Now()
+	key := isIDR(au)
+	size := 64
+	for _, n := range au {
+		size += len(n) + 4
+	}
+	if key {
+		size += len(c.sps) + len(c.pps) + 8
+	}
+	data := make([]byte, 0, size)
+	if key {
+		data = append(append(data, domain.AnnexBStartCode...), c.sps...)
+		data = append(append(data, domain.AnnexBStartCode...), c.pps...)
+	}
+	stamped := false
+	for _, n := range au {
+		t := domain.NALType(n)
+		if t == domain.NALTypeSPS || t == domain.NALTypePPS || t == domain.NALTypeAUD {
+			continue
+		}
+		if !stamped && t >= 1 && t <= 5 {
+			data = append(data, domain.AnnexBStartCode...)
+			data = domain.AppendSEITimestamp(data, now)
+			stamped = true
+		}
+		data = append(append(data, domain.AnnexBStartCode...), n...)
+	}
+	pts := now.Sub(c.start)
+	if pts <= c.lastPTS {
+		pts = c.lastPTS + time.Millisecond
+	}
+	c.lastPTS = pts
+	return domain.Frame{Kind: domain.KindVideo, Data: data, PTS: pts, Keyframe: key, Ingest: now}
+}
+
+// run forwards frames from the current segment, starts the next one ahead
+// of the time limit or for a new bitrate, and switches to it at its first
+// keyframe. It ends on Close or when the stream fails.
+func (c *screenCapture) run(cur *segment) {
+	var next *segment
+	var nextKey <-chan time.Time // keyframe deadline of next
+	var err error
+	defer func() {
+		cur.close()
+		if next != nil {
+			next.close()
+		}
+		c.err = err
+		close(c.done)
+	}()
+	opts := c.cfg.opts
+	restartIn := func(g *segment) time.Duration {
+		if c.cfg.unlimited {
+			return 365 * 24 * time.Hour
+		}
+		return time.Until(g.started.Add(opts.TimeLimit - opts.RestartLead))
+	}
+	restart := time.NewTimer(restartIn(cur))
+	defer restart.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastBitrate := time.Now()
+	lastFrame := time.Now()
+	startNext := func(reason string) {
+		if next != nil {
+			return
+		}
+		bitrate := int(c.wantBitrate.Load())
+		g, serr := c.startSegment(context.Background(), bitrate)
+		if serr != nil {
+			c.cfg.log.Warn("start next screenrecord failed", "reason", reason, "err", serr)
+			c.cfg.brk.Fail(serr)
+			restart.Reset(500 * time.Millisecond)
+			return
+		}
+		next = g
+		nextKey = time.After(opts.KeyframeTimeout)
+		c.cfg.log.Debug("next screenrecord started", "reason", reason, "bitrate", bitrate)
+	}
+	emit := func(f domain.Frame) bool {
+		select {
+		case c.frames <- f:
+			return true
+		case <-c.quit:
+			return false
+		}
+	}
+	var nextAUs <-chan [][]byte
+	for {
+		nextAUs = nil
+		if next != nil {
+			nextAUs = next.aus
+		}
+		select {
+		case <-c.quit:
+			err = errClosed
+			return
+		case au, ok := <-cur.aus:
+			if !ok {
+				<-cur.done
+				if next != nil {
+					// The next one takes over at its keyframe; wait for it.
+					cur.aus = nil
+					continue
+				}
+				age := time.Since(cur.started)
+				if errors.Is(cur.err, io.EOF) && !c.cfg.unlimited && age >= opts.TimeLimit-opts.RestartLead {
+					// Reached the time limit before the next was ready.
+					startNext("time limit")
+					if next == nil {
+						err = fmt.Errorf("restart screenrecord on %s: %w", c.cfg.serial, domain.ErrDeviceUnavailable)
+						return
+					}
+					cur.aus = nil
+					continue
+				}
+				err = fmt.Errorf("screenrecord on %s ended after %s (early EOF: %v): %w", c.cfg.serial, age.Round(time.Millisecond), cur.err, domain.ErrDeviceUnavailable)
+				c.cfg.brk.Fail(err)
+				return
+			}
+			c.cacheParams(au)
+			if !emit(c.frame(au)) {
+				err = errClosed
+				return
+			}
+			lastFrame = time.Now()
+		case au, ok := <-nextAUs:
+			if !ok {
+				<-next.done
+				c.cfg.log.Warn("next screenrecord ended before its first keyframe", "err", next.err)
+				c.cfg.brk.Fail(fmt.Errorf("next screenrecord: %w", next.err))
+				next, nextKey = nil, nil
+				if cur.aus == nil {
+					err = fmt.Errorf("screenrecord on %s could not be restarted: %w", c.cfg.serial, domain.ErrDeviceUnavailable)
+					return
+				}
+				restart.Reset(500 * time.Millisecond)
+				continue
+			}
+			// Keep the current stream's parameters until the switch.
+			if !isIDR(au) {
+				continue
+			}
+			gap := time.Since(lastFrame)
+			cur.close()
+			c.cacheParams(au)
+			cur, next, nextKey = next, nil, nil
+			if c.sps == nil || c.pps == nil {
+				err = fmt.Errorf("screenrecord on %s: keyframe without SPS/PPS: %w", c.cfg.serial, ErrProtocol)
+				return
+			}
+			f := c.frame(au)
+			if !emit(f) {
+				err = errClosed
+				return
+			}
+			lastFrame = time.Now()
+			if w, h, serr := spsSize(c.sps); serr == nil && (w != c.info.Width || h != c.info.Height) {
+				c.cfg.log.Warn("screenrecord size changed across restart", "from", fmt.Sprintf("%dx%d", c.info.Width, c.info.Height), "to", fmt.Sprintf("%dx%d", w, h))
+			}
+			c.cfg.onRestart()
+			c.cfg.log.Info("screenrecord restarted seamlessly", "bitrate", cur.bitrate, "gap", gap.Round(time.Millisecond))
+			restart.Reset(restartIn(cur))
+		case <-nextKey:
+			c.cfg.log.Warn("next screenrecord gave no keyframe", "timeout", opts.KeyframeTimeout)
+			c.cfg.brk.Fail(fmt.Errorf("next screenrecord: no keyframe within %s: %w", opts.KeyframeTimeout, domain.ErrDeviceUnavailable))
+			next.close()
+			next, nextKey = nil, nil
+			if cur.aus == nil {
+				err = fmt.Errorf("screenrecord on %s could not be restarted: %w", c.cfg.serial, domain.ErrDeviceUnavailable)
+				return
+			}
+			restart.Reset(500 * time.Millisecond)
+		case <-restart.C:
+			startNext("time limit")
+		case <-tick.C:
+			want := int(c.wantBitrate.Load())
+			if next == nil && want > 0 && want != cur.bitrate && time.Since(lastBitrate) >= opts.BitrateInterval {
+				lastBitrate = time.Now()
+				startNext("bitrate " + strconv.Itoa(want))
+			}
+		}
+	}
+}
+
+// Info describes the stream: H.264 at the size and profile its SPS says.
+func (c *screenCapture) Info() domain.StreamInfo { return c.info }
+
+// ReadFrame returns the next access unit. It returns an error wrapping
+// domain.ErrDeviceUnavailable when screenrecord ended early or could not be
+// restarted, and an error after Close.
+func (c *screenCapture) ReadFrame(ctx context.Context) (domain.Frame, error) {
+	select {
+	case <-c.quit:
+		return domain.Frame{}, errClosed
+	default:
+	}
+	select {
+	case f := <-c.frames:
+		return f, nil
+	case <-ctx.Done():
+		return domain.Frame{}, ctx.Err()
+	case <-c.done:
+		select {
+		case f := <-c.frames:
+			return f, nil
+		default:
+		}
+		return domain.Frame{}, c.err
+	}
+}
+
+// RequestKeyframe is ignored: screenrecord cannot make a keyframe on
+// demand. Late joiners start from the group of pictures the fanout's ring
+// keeps.
+func (c *screenCapture) RequestKeyframe() {}
+
+// SetBitrate restarts screenrecord with the new --bit-rate, seamlessly and
+// at most once per BitrateInterval.
+func (c *screenCapture) SetBitrate(bps int) {
+	if bps > 0 {
+		c.wantBitrate.Store(int64(bps))
+	}
+}
+
+// Close stops the capture and its screenrecord processes and waits for
+// them. Safe to call more than once.
+func (c *screenCapture) Close() error {
+	c.once.Do(func() { close(c.quit) })
+	<-c.done
+	return nil
+}
