@@ -1,8 +1,10 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -310,4 +312,181 @@ func BenchmarkPopExpired(b *testing.B) {
 // comparison with redisstore's in the same run.
 func BenchmarkStoreOps(b *testing.B) {
 	storetest.Bench(b, 8, func(*testing.B) ports.SessionStore { return New(Options{}) })
+}
+
+// reapEvery is how often BenchmarkGetDuringExpiry's background goroutine
+// runs the expiry pass. The service reaps every second; 100 ms compresses
+// time so that a benchmark of a few seconds sees several passes.
+const reapEvery = 100 * time.Millisecond
+
+// latencySamples caps the Get latencies each goroutine keeps: every one up
+// to the cap, then a uniform sample of all (reservoir sampling).
+const latencySamples = 1 << 20
+
+// latencies is one goroutine's record of operation latencies in ns.
+type latencies struct {
+	samples []int64 // a uniform sample of ops latencies
+	ops     int64   // latencies recorded
+	max     int64   // exact, whether sampled or not
+	r       *rand.PCG
+}
+
+func newLatencies(capacity int, seed uint64) *latencies {
+	return &latencies{samples: make([]int64, 0, capacity), r: rand.NewPCG(seed, 0x6c6174)}
+}
+
+func (l *latencies) add(ns int64) {
+	l.ops++
+	l.max = max(l.max, ns)
+	if len(l.samples) < cap(l.samples) {
+		l.samples = append(l.samples, ns)
+		return
+	}
+	// Algorithm R: the ops-th latency replaces a random sample with
+	// probability cap/ops.
+	if j, _ := bits.Mul64(l.r.Uint64(), uint64(l.ops)); j < uint64(len(l.samples)) {
+		l.samples[j] = ns
+	}
+}
+
+// reportLatencies merges the goroutines' samples, each weighted by the ops
+// it stands for, and reports the p50, p99, p99.9 and max latencies.
+func reportLatencies(b *testing.B, all []*latencies) {
+	type weighted struct {
+		ns int64
+		w  float64
+	}
+	var (
+		merged []weighted
+		total  float64
+		maxNS  int64
+	)
+	for _, l := range all {
+		maxNS = max(maxNS, l.max)
+		if len(l.samples) == 0 {
+			continue
+		}
+		w := float64(l.ops) / float64(len(l.samples))
+		for _, ns := range l.samples {
+			merged = append(merged, weighted{ns, w})
+		}
+		total += float64(l.ops)
+	}
+	if len(merged) == 0 {
+		return
+	}
+	slices.SortFunc(merged, func(x, y weighted) int { return cmp.Compare(x.ns, y.ns) })
+	quantile := func(q float64) float64 {
+		var acc float64
+		for _, s := range merged {
+			if acc += s.w; acc >= q*total {
+				return float64(s.ns)
+			}
+		}
+		return float64(merged[len(merged)-1].ns)
+	}
+	b.ReportMetric(quantile(0.50), "p50-ns")
+	b.ReportMetric(quantile(0.99), "p99-ns")
+	b.ReportMetric(quantile(0.999), "p99.9-ns")
+	b.ReportMetric(float64(maxNS), "max-ns")
+}
+
+// startReaper runs st's expiry pass, PopExpired(now, 1000), every reapEvery
+// in a goroutine until the returned stop is called; stop waits for it and
+// returns how many passes ran and how long they took in all.
+func startReaper(b *testing.B, st ports.SessionStore, now time.Time) (stop func() (passes int, took time.Duration)) {
+	done := make(chan struct{})
+	var (
+		wg     sync.WaitGroup
+		passes int
+		took   time.Duration
+	)
+	wg.Go(func() {
+		t := time.NewTicker(reapEvery)
+		defer t.Stop()
+		ctx := context.Background()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			t0 := time.Now()
+			out, err := st.PopExpired(ctx, now, 1000)
+			took += time.Since(t0)
+			passes++
+			if err != nil || len(out) != 0 {
+				// Popping would change the fixture under the Gets.
+				b.Errorf("PopExpired = %d sessions, %v; want none", len(out), err)
+				return
+			}
+		}
+	})
+	return sync.OnceValues(func() (int, time.Duration) {
+		close(done)
+		wg.Wait()
+		return passes, took
+	})
+}
+
+// BenchmarkGetDuringExpiry measures Get latency while a background
+// goroutine runs the store's expiry pass every reapEvery. The pass runs at
+// an instant before any preloaded session expires, so it pops nothing: the
+// baseline still scans every session under its only lock, stalling every
+// Get behind it, whereas memstore peeks at each shard's heap top under that
+// shard's read lock. Each Get is timed on its own; besides ns/op (which
+// includes the timing) it reports the p50, p99, p99.9 and max latencies.
+// Throughput alone hides the difference on a small machine.
+func BenchmarkGetDuringExpiry(b *testing.B) {
+	// Before every preloaded session's expiry at benchBase+benchTTL+i ms.
+	reapNow := benchBase.Add(benchTTL / 2)
+	for _, size := range benchSizes {
+		if size.n < 100_000 {
+			continue
+		}
+		for _, store := range benchStores {
+			b.Run("sessions="+size.name+"/store="+store.name, func(b *testing.B) {
+				// Its own fixture: Mixed's Touches reorder expiries, and
+				// PopExpired's re-creations move them past reapNow's reach.
+				f := preload(b, "getexpiry/"+store.name, store.make, size.n)
+				ctx := context.Background()
+				var (
+					seq atomic.Uint64
+					mu  sync.Mutex
+					all []*latencies
+				)
+				stop := startReaper(b, f.st, reapNow)
+				defer stop()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					g := seq.Add(1)
+					r := rand.NewPCG(g, 0x676574)
+					lat := newLatencies(min(b.N, latencySamples), g)
+					defer func() {
+						mu.Lock()
+						all = append(all, lat)
+						mu.Unlock()
+					}()
+					n := uint64(len(f.ids))
+					for pb.Next() {
+						id := f.ids[(r.Uint64()>>32)*n>>32]
+						t0 := time.Now()
+						_, err := f.st.Get(ctx, id)
+						lat.add(int64(time.Since(t0)))
+						if err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.StopTimer()
+				passes, took := stop()
+				reportLatencies(b, all)
+				b.ReportMetric(float64(passes), "passes")
+				if passes > 0 {
+					b.ReportMetric(float64(took.Nanoseconds())/float64(passes), "ns/pass")
+				}
+			})
+		}
+	}
 }
