@@ -58,6 +58,9 @@ type stream struct {
 
 	fanout ports.Fanout
 	info   domain.StreamInfo
+	// current is the running capture's info (its size may differ from
+	// info after a reopen, e.g. a rotated device); guarded by Hub.mu.
+	current domain.StreamInfo
 
 	viewers int
 	stopT   *time.Timer
@@ -138,6 +141,9 @@ func (h *Hub) start(ctx context.Context, st *stream) error {
 		return fmt.Errorf("open capture on %s: %w", st.device, err)
 	}
 	st.info = capt.Info()
+	h.mu.Lock()
+	st.current = st.info
+	h.mu.Unlock()
 	fan, err := h.transport.NewFanout(st.device, st.info)
 	if err != nil {
 		_ = capt.Close()
@@ -200,6 +206,19 @@ func (h *Hub) stopLocked(st *stream) {
 		}
 		h.log.Info("capture stopped", "device_id", st.device)
 	}()
+}
+
+// CurrentInfo returns what the device's running capture yields now (its
+// size can change when a capture is reopened), and false when this
+// instance runs no capture of it.
+func (h *Hub) CurrentInfo(id domain.DeviceID) (domain.StreamInfo, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st, ok := h.streams[id]
+	if !ok {
+		return domain.StreamInfo{}, false
+	}
+	return st.current, true
 }
 
 // Viewers returns how many viewers watch device id on this instance.
@@ -285,6 +304,9 @@ func (h *Hub) run(ctx context.Context, st *stream, src Source, capt ports.Captur
 				}
 			}
 			if err == nil {
+				h.mu.Lock()
+				st.current = capt.Info()
+				h.mu.Unlock()
 				break
 			}
 			h.m.captureFailures.Add(ctx, 1, st.attrs)

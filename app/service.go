@@ -783,6 +783,11 @@ func (s *Service) Input(ctx context.Context, id domain.SessionID, ev domain.Inpu
 	if !started {
 		return fmt.Errorf("input before offer on session %s: %w", id, domain.ErrConflict)
 	}
+	// The viewer clicks on the picture it sees now: a capture reopened
+	// since it joined (a rotated device) may have another size.
+	if cur, ok := s.hub.CurrentInfo(l.device); ok && cur.Width > 0 && cur.Height > 0 {
+		info = cur
+	}
 	if err := ev.Validate(info.Width, info.Height); err != nil {
 		return err
 	}
@@ -793,21 +798,13 @@ func (s *Service) Input(ctx context.Context, id domain.SessionID, ev domain.Inpu
 	if src.Input == nil {
 		return fmt.Errorf("device %s takes no input: %w", l.device, domain.ErrForbidden)
 	}
-	ev = scaleInput(ev, info.Width, info.Height, d.Width, d.Height)
+	if ev, err = ev.MapToDevice(info.Width, info.Height, d.Width, d.Height); err != nil {
+		return err
+	}
 	if err := src.Input.Input(ctx, l.device, ev); err != nil {
 		return fmt.Errorf("input to %s: %w", l.device, err)
 	}
 	return nil
-}
-
-// scaleInput maps video coordinates (vw×vh) to device coordinates (dw×dh).
-func scaleInput(ev domain.InputEvent, vw, vh, dw, dh int) domain.InputEvent {
-	if vw <= 0 || vh <= 0 || dw <= 0 || dh <= 0 || (vw == dw && vh == dh) {
-		return ev
-	}
-	ev.X, ev.X2 = ev.X*dw/vw, ev.X2*dw/vw
-	ev.Y, ev.Y2 = ev.Y*dh/vh, ev.Y2*dh/vh
-	return ev
 }
 
 // WHEP creates a viewer session for device and answers offer with every

@@ -37,6 +37,7 @@ type rig struct {
 	mu       sync.Mutex
 	inputs   []domain.InputEvent
 	openErr  atomic.Pointer[error]
+	nextInfo atomic.Pointer[domain.StreamInfo] // what the next capture yields; nil = demoInfo
 	store    *memstore.Store
 	unwell   atomic.Pointer[error] // what Deps.Healthy reports; nil = healthy
 }
@@ -72,7 +73,11 @@ func newRigOn(t *testing.T, cfg app.Config, store *memstore.Store, bus ports.Bus
 				return nil, *p
 			}
 			r.opens.Add(1)
-			c := portstest.NewCapture(demoInfo)
+			info := demoInfo
+			if p := r.nextInfo.Load(); p != nil {
+				info = *p
+			}
+			c := portstest.NewCapture(info)
 			r.captures <- c
 			return c, nil
 		},
@@ -607,4 +612,38 @@ func TestUnconnectedSessionRemovedElsewhereIsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "bye after another instance reaped it", func() bool { return ev.has(domain.EventBye, "expired") })
+}
+
+// A capture reopened with another size (a rotated device) changes how the
+// controller's clicks map: they follow the picture the viewer sees now,
+// letterboxed into the device's screen.
+func TestInputFollowsReopenedCaptureSize(t *testing.T) {
+	r := newRig(t, app.Config{Hub: app.HubConfig{RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond}})
+	ctx := context.Background()
+	sess, _, err := r.svc.CreateSession(ctx, "dev", domain.RoleController, "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.svc.Offer(ctx, sess.ID, "offer"); err != nil {
+		t.Fatal(err)
+	}
+	first := <-r.captures
+	portrait := domain.StreamInfo{Video: domain.CodecH264, Width: 360, Height: 640, FPS: 30}
+	r.nextInfo.Store(&portrait)
+	close(first.Frames)
+	second := <-r.captures
+	defer second.Close()
+	// The 1280x720 screen fits the 360x640 picture as 360x202.5 from y=218.75.
+	if err := r.svc.Input(ctx, sess.ID, domain.InputEvent{Type: domain.InputTap, X: 180, Y: 320}); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	got := r.inputs[len(r.inputs)-1]
+	r.mu.Unlock()
+	if got.X != 640 || got.Y != 360 {
+		t.Fatalf("tap at the picture's centre reached (%d,%d), want (640,360)", got.X, got.Y)
+	}
+	if err := r.svc.Input(ctx, sess.ID, domain.InputEvent{Type: domain.InputTap, X: 180, Y: 100}); !errors.Is(err, domain.ErrInvalidInput) {
+		t.Fatalf("tap on the letterbox bar: %v, want ErrInvalidInput", err)
+	}
 }

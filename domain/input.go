@@ -66,3 +66,39 @@ func (e InputEvent) Validate(w, h int) error {
 	}
 	return nil
 }
+
+// MapToDevice maps e from a video of vw×vh pixels to a screen of dw×dh. The
+// screen is taken as fitted into the video with its aspect ratio kept and
+// centred, the way screenrecord letterboxes a rotated screen into a stream
+// whose size was fixed at its start; when the aspect ratios match this is a
+// plain scale. A point on the bars outside the picture is
+// ErrInvalidInput (wrapped). Unknown sizes (≤ 0) leave e unchanged.
+func (e InputEvent) MapToDevice(vw, vh, dw, dh int) (InputEvent, error) {
+	if vw <= 0 || vh <= 0 || dw <= 0 || dh <= 0 || (vw == dw && vh == dh) {
+		return e, nil
+	}
+	// The picture's size inside the video: the larger scale that fits.
+	s := min(float64(vw)/float64(dw), float64(vh)/float64(dh))
+	pw, ph := float64(dw)*s, float64(dh)*s
+	ox, oy := (float64(vw)-pw)/2, (float64(vh)-ph)/2
+	point := func(x, y int) (int, int, bool) {
+		fx, fy := (float64(x)-ox)/s, (float64(y)-oy)/s
+		if fx < 0 || fy < 0 || fx >= float64(dw) || fy >= float64(dh) {
+			return 0, 0, false
+		}
+		return int(fx), int(fy), true
+	}
+	var ok bool
+	switch e.Type {
+	case InputTap, InputLongPress, InputSwipe:
+		if e.X, e.Y, ok = point(e.X, e.Y); !ok {
+			return e, fmt.Errorf("%s outside the device's picture in the %dx%d video: %w", e.Type, vw, vh, ErrInvalidInput)
+		}
+		if e.Type == InputSwipe {
+			if e.X2, e.Y2, ok = point(e.X2, e.Y2); !ok {
+				return e, fmt.Errorf("swipe end outside the device's picture in the %dx%d video: %w", vw, vh, ErrInvalidInput)
+			}
+		}
+	}
+	return e, nil
+}

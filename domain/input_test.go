@@ -43,3 +43,40 @@ func TestInputValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestMapToDevice(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		ev             InputEvent
+		vw, vh, dw, dh int
+		want           InputEvent
+		bad            bool
+	}{
+		{"same size", InputEvent{Type: InputTap, X: 10, Y: 20}, 1280, 720, 1280, 720, InputEvent{Type: InputTap, X: 10, Y: 20}, false},
+		{"unknown size", InputEvent{Type: InputTap, X: 10, Y: 20}, 0, 0, 1080, 1920, InputEvent{Type: InputTap, X: 10, Y: 20}, false},
+		{"downscaled video", InputEvent{Type: InputTap, X: 320, Y: 180}, 640, 360, 1280, 720, InputEvent{Type: InputTap, X: 640, Y: 360}, false},
+		{"video corner", InputEvent{Type: InputTap, X: 639, Y: 359}, 640, 360, 1280, 720, InputEvent{Type: InputTap, X: 1278, Y: 718}, false},
+		// A portrait screen letterboxed into a landscape stream: the
+		// picture is 405×720 centred, from x=437.5.
+		{"rotated centre", InputEvent{Type: InputTap, X: 640, Y: 360}, 1280, 720, 720, 1280, InputEvent{Type: InputTap, X: 360, Y: 640}, false},
+		{"rotated on the bar", InputEvent{Type: InputTap, X: 100, Y: 360}, 1280, 720, 720, 1280, InputEvent{}, true},
+		{"rotated picture edge", InputEvent{Type: InputTap, X: 438, Y: 0}, 1280, 720, 720, 1280, InputEvent{Type: InputTap, X: 0, Y: 0}, false},
+		{"swipe", InputEvent{Type: InputSwipe, X: 0, Y: 0, X2: 639, Y2: 359, DurationMs: 200}, 640, 360, 1280, 720,
+			InputEvent{Type: InputSwipe, X: 0, Y: 0, X2: 1278, Y2: 718, DurationMs: 200}, false},
+		{"swipe end on the bar", InputEvent{Type: InputSwipe, X: 640, Y: 360, X2: 1200, Y2: 360}, 1280, 720, 720, 1280, InputEvent{}, true},
+		{"keys are not mapped", InputEvent{Type: InputKey, Key: "Enter"}, 640, 360, 1280, 720, InputEvent{Type: InputKey, Key: "Enter"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.ev.MapToDevice(tc.vw, tc.vh, tc.dw, tc.dh)
+			if tc.bad {
+				if !errors.Is(err, ErrInvalidInput) {
+					t.Fatalf("err %v, want ErrInvalidInput", err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("MapToDevice = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}

@@ -220,12 +220,14 @@ func TestADBControllerInput(t *testing.T) {
 	if err := ctl.WaitFrames(ctx, 5, false); err != nil {
 		t.Fatal(err)
 	}
-	// The clip is 1280x720 and the display 1080x1920: video (640,360) is
-	// the display's (540,960).
+	// The clip is 1280x720 and the display 1080x1920 (portrait): the
+	// display sits letterboxed in the video, as screenrecord draws a
+	// rotated screen, as a 405x720 picture from x=437.5 (scale 0.375), so
+	// video (x,y) is the display's ((x-437.5)/0.375, y/0.375).
 	var lat []time.Duration
 	for i := range 10 {
 		d.ResetInputs()
-		x, y := 128*i, 72*i
+		x, y := 440+40*i, 72*i
 		sent := time.Now()
 		if err := ctl.SendJSON(ctx, map[string]any{"type": "input", "action": "tap", "x": x, "y": y}); err != nil {
 			t.Fatal(err)
@@ -235,12 +237,22 @@ func TestADBControllerInput(t *testing.T) {
 			t.Fatalf("tap %d not received: %v", i, err)
 		}
 		lat = append(lat, time.Since(sent))
-		if want := fmt.Sprintf("tap %d %d", x*1080/1280, y*1920/720); got[0] != want {
+		if want := fmt.Sprintf("tap %d %d", int((float64(x)-437.5)/0.375), int(float64(y)/0.375)); got[0] != want {
 			t.Errorf("device got %q, want %q", got[0], want)
 		}
 	}
 	slices.Sort(lat)
 	t.Logf("input latency (WebSocket send → device recorded), n=%d: p50 %s max %s", len(lat), pct(lat, 50), lat[len(lat)-1])
+
+	// A tap on the letterbox bar, outside the display's picture, is
+	// refused and reaches nothing.
+	d.ResetInputs()
+	if err := ctl.SendJSON(ctx, map[string]any{"type": "input", "action": "tap", "x": 100, "y": 360}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ctl.WaitMessage(ctx, func(m client.Message) bool { return m.Type == "error" }); err != nil || m.Code != "invalid_input" {
+		t.Errorf("tap on the bar: %+v %v, want error invalid_input", m, err)
+	}
 
 	d.ResetInputs()
 	for _, m := range []map[string]any{
