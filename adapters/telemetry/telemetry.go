@@ -104,7 +104,7 @@ func registerProcessGauges(m metric.Meter) error {
 }
 
 // Meter returns a meter named for the instrumenting package
-// ("mediasvc/app", "mediasvc/rtc", …).
+// (mediasvc/app, mediasvc/rtc, …).
 func (p *Provider) Meter(name string) metric.Meter { return p.mp.Meter(name) }
 
 // MeterProvider returns the underlying provider.
