@@ -358,11 +358,19 @@ func TestNACKRetransmitsFromRing(t *testing.T) {
 			if pk.Timestamp != first.Timestamp {
 				t.Fatalf("retransmission timestamp %d, want %d", pk.Timestamp, first.Timestamp)
 			}
-			s := p.Stats()
-			if s.NACKs != 1 || s.Retransmits != 1 {
-				t.Fatalf("stats nacks=%d retransmits=%d", s.NACKs, s.Retransmits)
+			// The counter moves after the write returns, so the packet can
+			// arrive first: wait for it rather than race it.
+			statsDeadline := time.Now().Add(2 * time.Second)
+			for {
+				s := p.Stats()
+				if s.NACKs == 1 && s.Retransmits == 1 {
+					return
+				}
+				if time.Now().After(statsDeadline) {
+					t.Fatalf("stats nacks=%d retransmits=%d", s.NACKs, s.Retransmits)
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
-			return
 		case <-deadline:
 			t.Fatal("no retransmission")
 		}
