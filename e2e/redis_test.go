@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,6 +86,7 @@ func TestRedisOutageMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	sid := v.Session().SessionID
+	goroutinesBefore := goroutines(t, in.Base)
 
 	srv.Kill()
 	waitStatus(t, in.Base+"/readyz", http.StatusServiceUnavailable, 5*time.Second)
@@ -114,6 +116,14 @@ func TestRedisOutageMidStream(t *testing.T) {
 	time.Sleep(time.Second)
 	if after := v.Stats().Frames; after <= before {
 		t.Fatalf("stream stalled after Redis came back")
+	}
+	// The outage's retries left nothing running behind them: same viewer,
+	// same goroutines give or take the few a reconnecting client pool and
+	// the runtime's own timers come and go with.
+	if after := goroutines(t, in.Base); after > goroutinesBefore+2 {
+		t.Errorf("goroutines %d before the outage, %d after it", goroutinesBefore, after)
+	} else {
+		t.Logf("goroutines %d before the outage, %d after it", goroutinesBefore, after)
 	}
 	// a took the demo device's lease again, and forwarding works again:
 	// a session asked of b is created on a and plays through b.
@@ -500,4 +510,18 @@ func leaseHolder(t *testing.T, rdb *redis.Client, device string) string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// goroutines reads the service's goroutine count from its /metrics.
+func goroutines(t *testing.T, base string) int {
+	t.Helper()
+	v, ok := scrapeValue(t, base, "media_goroutine_count")
+	if !ok {
+		t.Fatal("no media_goroutine_count at /metrics")
+	}
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		t.Fatalf("media_goroutine_count %q: %v", v, err)
+	}
+	return int(n)
 }
