@@ -26,6 +26,12 @@ var _ ports.DeviceLeases = (*Leases)(nil)
 // P+"fence:"+device the device's token counter (no TTL: tokens never go
 // back, even after the lease expired); P+"device:"+device the record
 // FencedWrite guards, carrying the highest token that wrote it.
+//
+// A token is at least the Redis server's clock in milliseconds, so tokens
+// keep growing even across a Redis that lost its data and restarted its
+// counters (as long as its clock does not go back and a device is granted
+// less than once a millisecond); milliseconds keep tokens within the 14
+// digits Lua prints exactly.
 type Leases struct {
 	rdb  redis.UniversalClient
 	keys keys
@@ -52,6 +58,12 @@ if cur[1] then
   return {1, cur[2]}
 end
 local token = redis.call('INCR', KEYS[2])
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+if token < ms then
+  token = ms
+  redis.call('SET', KEYS[2], token)
+end
 redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'token', token)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, tostring(token)}

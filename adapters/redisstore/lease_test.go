@@ -90,3 +90,37 @@ func TestLeaseRace(t *testing.T) {
 		t.Fatalf("%d holders won the lease, want 1", won)
 	}
 }
+
+// A Redis that lost its data restarts its counters; fencing tokens must
+// still grow, or a paused old holder could match a new grant's token.
+func TestLeaseTokensGrowAcrossDataLoss(t *testing.T) {
+	rdb, _ := newClient(t)
+	ctx := context.Background()
+	l := NewLeases(rdb, "l:", time.Minute)
+	a, err := l.Acquire(ctx, "dev1", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.FlushDB(ctx).Err(); err != nil { // the data is gone
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	b, err := l.Acquire(ctx, "dev1", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Token <= a.Token {
+		t.Fatalf("token %d after the data loss, %d before: fencing tokens must keep growing", b.Token, a.Token)
+	}
+	if err := l.Renew(ctx, a); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("the old holder's Renew = %v, want ErrConflict", err)
+	}
+	// Back-to-back grants within one millisecond still grow.
+	if err := l.Release(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.Acquire(ctx, "dev1", "c")
+	if err != nil || c.Token <= b.Token {
+		t.Fatalf("next grant %+v (%v) after token %d", c, err, b.Token)
+	}
+}
