@@ -49,30 +49,9 @@ type pageStats struct {
 }
 
 func TestChromiumPlaysDemo(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s is missing (%v): `go tool task deps` installs it (Debian package chromium)", chromiumPath, err)
-	}
 	in := startInstance(t, nil)
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("disable-dev-shm-usage", true),
-	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer bcancel()
+	bctx := startChromium(t)
 
 	// Collect the page's console for the failure report.
 	var (
@@ -81,10 +60,6 @@ func TestChromiumPlaysDemo(t *testing.T) {
 	)
 	cctx, ccancel := context.WithCancel(bctx)
 	defer ccancel()
-	// The first Run starts the browser; it must not carry a timeout.
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
 	msgs := chromedp.Console(cctx)
 	var cwg sync.WaitGroup
 	cwg.Add(1)
@@ -189,4 +164,36 @@ func statLine(text, label string) string {
 		}
 	}
 	return ""
+}
+
+// startChromium starts Debian's headless Chromium with a fresh profile and
+// the flags WebRTC on loopback needs, and returns its browser context; it is
+// stopped when the test ends.
+func startChromium(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("%s is missing (%v): `go tool task deps` installs it (Debian package chromium)", chromiumPath, err)
+	}
+	actx, acancel := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	)
+	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() { bcancel(); acancel() })
+	// The first Do starts the browser; it must not carry a timeout.
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return bctx
 }
