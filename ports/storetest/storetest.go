@@ -85,6 +85,15 @@ func mustCreate(t *testing.T, st ports.SessionStore, s domain.Session, q domain.
 	}
 }
 
+func mustGet(t *testing.T, st ports.SessionStore, id domain.SessionID) domain.Session {
+	t.Helper()
+	s, err := st.Get(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Get(%s) = %v", id, err)
+	}
+	return s
+}
+
 func wantErr(t *testing.T, op string, err, target error) {
 	t.Helper()
 	if !errors.Is(err, target) {
@@ -127,15 +136,11 @@ func ids(ss []domain.Session) []domain.SessionID {
 }
 
 func testCreateGet(t *testing.T, st ports.SessionStore) {
-	ctx := context.Background()
 	s := session("a", "dev1", "alice", 0)
 	s.Role = domain.RoleController
 	s.Reason = "why"
 	mustCreate(t, st, s, domain.Quota{})
-	got, err := st.Get(ctx, "a")
-	if err != nil {
-		t.Fatalf("Get = %v", err)
-	}
+	got := mustGet(t, st, "a")
 	wantSame(t, "Get", got, s)
 }
 
@@ -145,10 +150,7 @@ func testCreateExists(t *testing.T, st ports.SessionStore) {
 	mustCreate(t, st, s, domain.Quota{})
 	other := session("a", "dev2", "bob", time.Second)
 	wantErr(t, "second Create", st.Create(ctx, other, domain.Quota{}), domain.ErrSessionExists)
-	got, err := st.Get(ctx, "a")
-	if err != nil {
-		t.Fatalf("Get = %v", err)
-	}
+	got := mustGet(t, st, "a")
 	wantSame(t, "Get after refused Create", got, s)
 	wantCount(t, st, 1)
 	// The refused Create counted nothing against bob or dev2.
@@ -179,10 +181,7 @@ func testGetReturnsCopy(t *testing.T, st ports.SessionStore) {
 	got, _ := st.Get(ctx, "a")
 	got.State = domain.StateClosed
 	got.TokenHash[0] = 0
-	again, err := st.Get(ctx, "a")
-	if err != nil {
-		t.Fatalf("Get = %v", err)
-	}
+	again := mustGet(t, st, "a")
 	wantSame(t, "Get after changing a copy", again, s)
 }
 
@@ -200,10 +199,7 @@ func testUpdate(t *testing.T, st ports.SessionStore) {
 	if got.State != domain.StateNegotiating || got.Reason != "offer" || got.Instance != "i2" || !got.UpdatedAt.Equal(now) {
 		t.Fatalf("Update returned %+v", got)
 	}
-	stored, err := st.Get(ctx, "a")
-	if err != nil {
-		t.Fatalf("Get = %v", err)
-	}
+	stored := mustGet(t, st, "a")
 	wantSame(t, "Get after Update", stored, got)
 }
 
@@ -218,10 +214,7 @@ func testUpdateFnError(t *testing.T, st ports.SessionStore) {
 		return errBoom
 	})
 	wantErr(t, "Update", err, errBoom)
-	got, err := st.Get(ctx, "a")
-	if err != nil {
-		t.Fatalf("Get = %v", err)
-	}
+	got := mustGet(t, st, "a")
 	wantSame(t, "Get after failed Update", got, s)
 	// Nor was the expiry re-indexed.
 	popped, err := st.PopExpired(ctx, base, 10)
@@ -277,10 +270,7 @@ func testTouch(t *testing.T, st ports.SessionStore) {
 	if err := st.Touch(ctx, "a", at); err != nil {
 		t.Fatalf("Touch = %v", err)
 	}
-	got, err := st.Get(ctx, "a")
-	if err != nil {
-		t.Fatalf("Get = %v", err)
-	}
+	got := mustGet(t, st, "a")
 	if want := at.Add(ttl); !got.ExpiresAt.Equal(want) {
 		t.Fatalf("ExpiresAt after Touch = %v, want %v", got.ExpiresAt, want)
 	}
@@ -310,10 +300,7 @@ func testTouchFinal(t *testing.T, st ports.SessionStore) {
 		t.Fatalf("Update = %v", err)
 	}
 	wantErr(t, "Touch of a closed session", st.Touch(ctx, "a", base.Add(time.Second)), domain.ErrSessionClosed)
-	got, err := st.Get(ctx, "a")
-	if err != nil {
-		t.Fatalf("Get = %v", err)
-	}
+	got := mustGet(t, st, "a")
 	if want := base.Add(ttl); !got.ExpiresAt.Equal(want) {
 		t.Fatalf("ExpiresAt after refused Touch = %v, want %v", got.ExpiresAt, want)
 	}
