@@ -162,3 +162,16 @@ var noQuota = domain.Quota{}
 func benchSession(id string) domain.Session {
 	return domain.NewSession(domain.SessionID(id), "dev", domain.RoleViewer, "alice", time.Hour, time.Now())
 }
+
+// TestStoreModel runs the store-level model (ports/storetest) against a
+// real redis-server: fewer operations than memstore's, as each is a round
+// trip.
+func TestStoreModel(t *testing.T) {
+	rdb, _ := newClient(t)
+	ops := 30_000
+	if raceEnabled || testing.Short() {
+		ops = 3_000
+	}
+	calls := storetest.RunModel(t, New(rdb, Options{Prefix: "model:"}), storetest.ModelConfig{Ops: ops, Seed: 8, CheckEvery: 3000})
+	t.Logf("%d store calls", calls)
+}
