@@ -12,13 +12,13 @@ package redisstore
 
 import (
 	"cmp"
-	"slices"
-	"strings"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 

@@ -50,7 +50,7 @@ func TestContractCluster(t *testing.T) {
 }
 
 func TestContractSentinel(t *testing.T) {
-	s := redistest.StartSentinel(t, 1, time.Second)
+	s := redistest.StartSentinel(t, 1, 1, time.Second)
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.Master, SentinelAddrs: []string{s.Sentinels[0].Addr}})
 	t.Cleanup(func() { _ = rdb.Close() })
 	storetest.Run(t, func(t *testing.T) ports.SessionStore {
@@ -203,11 +203,12 @@ func TestWaitWithoutReplica(t *testing.T) {
 	}
 }
 
-// TestSentinelFailover kills the primary under a store on a Sentinel
-// client: every session acknowledged before is there after the failover,
-// and new ones are taken again once the Sentinel promoted the replica.
+// TestSentinelFailover kills the primary (of two replicas) under a store
+// on a Sentinel client that waits for one replica: every session
+// acknowledged before is there after the failover, and new ones are taken
+// again once the Sentinel promoted a replica and the other follows it.
 func TestSentinelFailover(t *testing.T) {
-	s := redistest.StartSentinel(t, 1, 500*time.Millisecond)
+	s := redistest.StartSentinel(t, 1, 2, 500*time.Millisecond)
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{
 		MasterName: s.Master, SentinelAddrs: []string{s.Sentinels[0].Addr},
 		DialTimeout: 300 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: 1,
@@ -233,9 +234,8 @@ func TestSentinelFailover(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// The replica is the primary now and has no replica of its own: stop
-	// waiting for one, as an operator running a single survivor would.
-	st = New(rdb, Options{})
+	// The promoted replica has the other replica now: writes still wait
+	// for one.
 	var err error
 	for time.Now().Before(deadline) {
 		err = st.Create(ctx, domain.NewSession("after", "dev", domain.RoleViewer, "alice", time.Hour, now), domain.Quota{})

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,12 +75,13 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	return c
 }
 
-// Sentinel is a primary with one replica watched by Sentinels under the
+// Sentinel is a primary with replicas watched by Sentinels under the
 // master name "mymaster".
 type Sentinel struct {
-	Primary, Replica *Server
-	Sentinels        []*Server
-	Master           string
+	Primary   *Server
+	Replicas  []*Server
+	Sentinels []*Server
+	Master    string
 }
 
 // URL returns a redis:// URL for go-redis ParseFailoverURL: the first
@@ -92,17 +94,20 @@ func (s *Sentinel) URL() string {
 	return u
 }
 
-// StartSentinel starts a primary, a replica of it and n redis-sentinels
+// StartSentinel starts a primary, replicas of it and n redis-sentinels
 // (quorum n/2+1) that declare the primary down after downAfter and fail
-// over to the replica; it waits until every Sentinel knows the replica.
-func StartSentinel(t testing.TB, n int, downAfter time.Duration) *Sentinel {
+// over to a replica; it waits until every Sentinel knows every replica.
+func StartSentinel(t testing.TB, n, replicas int, downAfter time.Duration) *Sentinel {
 	t.Helper()
 	s := &Sentinel{Master: "mymaster"}
 	s.Primary = Start(t)
-	s.Replica = StartWith(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.Primary.Port))
-	waitFor(t, 10*time.Second, "replica in sync", func() bool {
-		return strings.Contains(cli(s.Replica.Addr, "info", "replication"), "master_link_status:up")
-	})
+	for range replicas {
+		r := StartWith(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.Primary.Port))
+		waitFor(t, 10*time.Second, "replica in sync", func() bool {
+			return strings.Contains(cli(r.Addr, "info", "replication"), "master_link_status:up")
+		})
+		s.Replicas = append(s.Replicas, r)
+	}
 	for range n {
 		port := freePort(t)
 		dir := t.TempDir()
@@ -120,9 +125,18 @@ func StartSentinel(t testing.TB, n int, downAfter time.Duration) *Sentinel {
 		s.Sentinels = append(s.Sentinels, x)
 	}
 	for _, x := range s.Sentinels {
-		waitFor(t, 20*time.Second, "sentinel "+x.Addr+" sees the replica", func() bool {
-			return strings.Contains(cli(x.Addr, "sentinel", "replicas", s.Master), strconv.Itoa(s.Replica.Port))
-		})
+		for _, r := range s.Replicas {
+			waitFor(t, 20*time.Second, "sentinel "+x.Addr+" sees replica "+r.Addr, func() bool {
+				return strings.Contains(cli(x.Addr, "sentinel", "replicas", s.Master), strconv.Itoa(r.Port))
+			})
+		}
+		if len(s.Sentinels) > 1 {
+			waitFor(t, 20*time.Second, "sentinel "+x.Addr+" sees the other sentinels", func() bool {
+				// One "ip" field per other Sentinel known.
+				return slices.Index(strings.Fields(cli(x.Addr, "sentinel", "sentinels", s.Master)), "ip") >= 0 &&
+					strings.Count("\n"+cli(x.Addr, "sentinel", "sentinels", s.Master), "\nip\n") >= len(s.Sentinels)-1
+			})
+		}
 	}
 	return s
 }
