@@ -13,6 +13,7 @@ import (
 	"mediasvc/adapters/redisstore/redistest"
 	"mediasvc/domain"
 	"mediasvc/ports"
+	"mediasvc/ports/farmtest"
 	"mediasvc/ports/storetest"
 )
 
@@ -255,4 +256,19 @@ func TestSentinelFailover(t *testing.T) {
 	if n, err := st.Count(ctx); err != nil || n != len(acked)+1 {
 		t.Fatalf("Count after the failover = %d, %v; want %d", n, err, len(acked)+1)
 	}
+}
+
+// TestFarmContractCluster runs the farm and audit contracts on a cluster:
+// a device's reservations and the reserved index change in one MULTI, so
+// they must share a slot.
+func TestFarmContractCluster(t *testing.T) {
+	rdb := newCluster(t)
+	farmtest.RunFarm(t, func(t *testing.T) ports.FarmStore {
+		flushAll(t, rdb)
+		return NewFarm(rdb, FarmOptions{Prefix: "test:"})
+	})
+	farmtest.RunAudit(t, func(t *testing.T, capacity int) ports.AuditLog {
+		flushAll(t, rdb)
+		return NewAudit(rdb, AuditOptions{Prefix: "test:", MaxLen: int64(capacity)})
+	})
 }
