@@ -87,9 +87,9 @@ var (
 		}
 		return ids
 	}()
-	transitionTo  = []domain.State{domain.StateNegotiating, domain.StateConnected, domain.StateClosed, domain.StateFailed, domain.StateExpired, domain.StateNew}
-	errModelFn    = errors.New("model fn refuses")
-	phaseNames    = [...]string{"churn", "grow", "touch-storm", "mass-expiry", "drain"}
+	transitionTo = []domain.State{domain.StateNegotiating, domain.StateConnected, domain.StateClosed, domain.StateFailed, domain.StateExpired, domain.StateNew}
+	errModelFn   = errors.New("model fn refuses")
+	phaseNames   = [...]string{"churn", "grow", "touch-storm", "mass-expiry", "drain"}
 )
 
 const (
