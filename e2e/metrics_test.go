@@ -309,8 +309,8 @@ func TestPrometheusScrapesMediasvc(t *testing.T) {
 	for _, g := range rules.Groups {
 		n += len(g.Rules)
 	}
-	if n != 7 {
-		t.Errorf("prometheus loaded %d alert rules, want 7", n)
+	if n != 8 {
+		t.Errorf("prometheus loaded %d alert rules, want 8", n)
 	}
 
 	for _, v := range vs {

@@ -19,7 +19,27 @@ type instruments struct {
 	wsConns    metric.Int64UpDownCounter
 	wsMessages metric.Int64Counter
 	wsDrops    metric.Int64Counter
+	panics     metric.Int64Counter
 }
+
+// PanicsMetric is the counter every recovery site of the service adds to,
+// labelled by where: this package's sites are panicSites; the app layer
+// counts its own under the same name and description.
+const (
+	PanicsMetric      = "media_panics"
+	PanicsDescription = "Panics recovered, by where they happened. Any is a bug: the alert MediaPanic pages on it."
+)
+
+// Where the adapter recovers panics: a handler, the handling of a
+// WebSocket message, a socket's writer and ticker goroutines.
+const (
+	panicHTTP      = "http_handler"
+	panicWSMessage = "websocket_message"
+	panicWSWriter  = "websocket_writer"
+	panicWSTicker  = "websocket_ticker"
+)
+
+var panicSites = []string{panicHTTP, panicWSMessage, panicWSWriter, panicWSTicker}
 
 func newInstruments(m metric.Meter) instruments {
 	noopM := noop.NewMeterProvider().Meter("mediasvc/httpapi")
@@ -49,7 +69,20 @@ func newInstruments(m metric.Meter) instruments {
 		metric.WithDescription("Sockets closed because their send queue was full (a client too slow to read).")); err != nil {
 		in.wsDrops, _ = noopM.Int64Counter("media_websocket_send_queue_drops")
 	}
+	if in.panics, err = m.Int64Counter(PanicsMetric, metric.WithDescription(PanicsDescription)); err != nil {
+		in.panics, _ = noopM.Int64Counter(PanicsMetric)
+	}
+	// Every site is exported from the start, at 0, so an alert on an
+	// increase sees the first panic.
+	for _, where := range panicSites {
+		in.panics.Add(context.Background(), 0, metric.WithAttributes(attribute.String("where", where)))
+	}
 	return in
+}
+
+// recordPanic counts a recovered panic at where, one of panicSites.
+func (s *Server) recordPanic(where string) {
+	s.m.panics.Add(context.Background(), 1, metric.WithAttributes(attribute.String("where", where)))
 }
 
 // statusClass is "2xx", "4xx", … for a status code.

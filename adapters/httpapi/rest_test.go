@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"mediasvc/adapters/httpapi/httpapitest"
 	"mediasvc/domain"
 )
@@ -323,7 +326,14 @@ func TestPanicRecovery(t *testing.T) {
 	var logs syncBuffer
 	fake := newFake(&calls{}, "")
 	fake.DevicesFunc = func(context.Context) ([]domain.Device, error) { panic("boom") }
-	srv := New(Config{}, fake, bufLogger(&logs))
+	rd := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
+	defer func() { _ = mp.Shutdown(context.Background()) }()
+	srv := New(Config{Meter: mp.Meter("test")}, fake, bufLogger(&logs))
+	// Every site is exported at 0 before any panic.
+	if n, sets := readMetric(t, rd, PanicsMetric); n != 0 || len(sets) != len(panicSites) {
+		t.Fatalf("before any panic: %v panics over %d series, want 0 over %d", n, len(sets), len(panicSites))
+	}
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
 
@@ -340,6 +350,12 @@ func TestPanicRecovery(t *testing.T) {
 	// The server still serves.
 	if r := do(t, ts, req{method: "GET", path: "/api/v1/devices/dev1"}); r.status != 200 {
 		t.Fatalf("after panic = %d", r.status)
+	}
+	if n, _ := readMetric(t, rd, PanicsMetric, attribute.String("where", panicHTTP)); n != 1 {
+		t.Fatalf("%s{where=%s} = %v, want 1", PanicsMetric, panicHTTP, n)
+	}
+	if n, _ := readMetric(t, rd, PanicsMetric); n != 1 {
+		t.Fatalf("%s = %v in all, want 1", PanicsMetric, n)
 	}
 }
 

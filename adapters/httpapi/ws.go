@@ -226,8 +226,8 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); defer sock.recoverPanic("writer"); sock.writeLoop(ctx) }()
-	go func() { defer wg.Done(); defer sock.recoverPanic("ticker"); sock.tickLoop(ctx) }()
+	go func() { defer wg.Done(); defer sock.recoverPanic("writer", panicWSWriter); sock.writeLoop(ctx) }()
+	go func() { defer wg.Done(); defer sock.recoverPanic("ticker", panicWSTicker); sock.tickLoop(ctx) }()
 	stop := func() {
 		sock.closeWith(websocket.StatusNormalClosure, reasonClientGone, false)
 		wg.Wait()
@@ -312,6 +312,7 @@ var errPanic = errors.New("internal error")
 func (c *socket) safeHandle(ctx context.Context, data []byte) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
+			c.srv.recordPanic(panicWSMessage)
 			c.log.Error("panic handling websocket message", slog.Any("panic", v),
 				slog.String("stack", string(debug.Stack())))
 			err = errPanic
@@ -320,10 +321,11 @@ func (c *socket) safeHandle(ctx context.Context, data []byte) (err error) {
 	return c.handle(ctx, data)
 }
 
-// recoverPanic logs a panic in one of the socket's goroutines and drops the
-// connection instead of crashing the process.
-func (c *socket) recoverPanic(where string) {
+// recoverPanic logs a panic in one of the socket's goroutines, counts it at
+// site and drops the connection instead of crashing the process.
+func (c *socket) recoverPanic(where, site string) {
 	if v := recover(); v != nil {
+		c.srv.recordPanic(site)
 		c.log.Error("panic in websocket "+where, slog.Any("panic", v),
 			slog.String("stack", string(debug.Stack())))
 		c.abort()

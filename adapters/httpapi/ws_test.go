@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/coder/websocket"
 
 	"mediasvc/adapters/httpapi/httpapitest"
@@ -426,7 +429,10 @@ func TestWebSocketPanicsAreContained(t *testing.T) {
 		return domain.QualityStats{}, nil
 	}
 	var logs syncBuffer
-	srv := New(Config{StatsInterval: 20 * time.Millisecond}, fake, bufLogger(&logs))
+	rd := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
+	defer func() { _ = mp.Shutdown(context.Background()) }()
+	srv := New(Config{StatsInterval: 20 * time.Millisecond, Meter: mp.Meter("test")}, fake, bufLogger(&logs))
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
 	defer srv.Shutdown(context.Background(), "test over")
@@ -444,6 +450,11 @@ func TestWebSocketPanicsAreContained(t *testing.T) {
 	}
 	if r := do(t, ts, req{method: "GET", path: "/healthz"}); r.status != 200 {
 		t.Fatalf("server down after panics: %d", r.status)
+	}
+	for _, where := range []string{panicWSMessage, panicWSTicker} {
+		if n, _ := readMetric(t, rd, PanicsMetric, attribute.String("where", where)); n != 1 {
+			t.Errorf("%s{where=%s} = %v, want 1", PanicsMetric, where, n)
+		}
 	}
 }
 

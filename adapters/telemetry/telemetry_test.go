@@ -108,7 +108,7 @@ func TestDashboardAndRules(t *testing.T) {
 		t.Errorf("only %d queries", exprs)
 	}
 	for _, alert := range []string{"MediaICEFailureRatioHigh", "MediaTimeToFirstFrameSlow", "MediaPacketLossHigh",
-		"MediaCaptureRestartStorm", "MediaBreakerOpen", "MediaMemoryGrowth", "MediaHTTP5xxRatioHigh"} {
+		"MediaCaptureRestartStorm", "MediaBreakerOpen", "MediaMemoryGrowth", "MediaHTTP5xxRatioHigh", "MediaPanic"} {
 		if !strings.Contains(string(AlertRules), "alert: "+alert+"\n") {
 			t.Errorf("alert rules lack %s", alert)
 		}
