@@ -125,3 +125,12 @@ type Quota struct {
 	PerDevice int
 	PerOwner  int
 }
+
+// QuotaUsage is how much of the quota stored sessions hold: in total, per
+// device and per owner. The maps hold only devices and owners with at
+// least one session.
+type QuotaUsage struct {
+	Total    int
+	ByDevice map[DeviceID]int
+	ByOwner  map[string]int
+}

@@ -80,3 +80,6 @@ func FuzzStore(f *testing.F) {
 		}
 	})
 }
+
+// The model compares the quota counters only of a QuotaReporter.
+var _ storetest.QuotaReporter = (*Store)(nil)

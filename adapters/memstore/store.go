@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"math/bits"
 	"runtime"
 	"sync"
@@ -312,6 +313,18 @@ func (st *Store) Count(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("count sessions: %w", err)
 	}
 	return int(st.quota.total.Load()), nil
+}
+
+// QuotaUsage returns a snapshot of the quota counters: the sessions held
+// in total, per device and per owner. It wraps ctx.Err() if ctx is done.
+func (st *Store) QuotaUsage(ctx context.Context) (domain.QuotaUsage, error) {
+	if err := ctx.Err(); err != nil {
+		return domain.QuotaUsage{}, fmt.Errorf("quota usage: %w", err)
+	}
+	c := &st.quota
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return domain.QuotaUsage{Total: int(c.total.Load()), ByDevice: maps.Clone(c.byDevice), ByOwner: maps.Clone(c.byOwner)}, nil
 }
 
 // newEntry returns an unused entry.

@@ -451,6 +451,31 @@ func (st *Store) Count(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
+// QuotaUsage returns the quota counters every instance shares: sessions
+// in total (the index's size), per device and per owner. The three are
+// read in one pipeline, not atomically. Errors wrap domain.ErrUnavailable.
+func (st *Store) QuotaUsage(ctx context.Context) (domain.QuotaUsage, error) {
+	pipe := st.rdb.Pipeline()
+	total := pipe.HLen(ctx, st.keys.index)
+	devs := pipe.HGetAll(ctx, st.keys.byDevice)
+	owners := pipe.HGetAll(ctx, st.keys.byOwner)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return domain.QuotaUsage{}, unavailable("quota usage", err)
+	}
+	u := domain.QuotaUsage{Total: int(total.Val()), ByDevice: make(map[domain.DeviceID]int), ByOwner: make(map[string]int)}
+	for d, v := range devs.Val() {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			u.ByDevice[domain.DeviceID(d)] = n
+		}
+	}
+	for o, v := range owners.Val() {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			u.ByOwner[o] = n
+		}
+	}
+	return u, nil
+}
+
 // released builds a removed session from its quota entry (device NUL
 // owner) and its hash's field/value list; an empty list means Redis had
 // expired the hash already.

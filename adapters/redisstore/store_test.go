@@ -207,3 +207,6 @@ func TestCrashMidCreate(t *testing.T) {
 		t.Fatalf("%d keys of the half-created session left after the grace", n)
 	}
 }
+
+// The model compares the quota counters only of a QuotaReporter.
+var _ storetest.QuotaReporter = (*Store)(nil)

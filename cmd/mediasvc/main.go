@@ -239,6 +239,12 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		Meter:       meter("mediasvc/app"),
 	}, log)
 	be.onUp = svc.Resync
+	if qr, ok := be.store.(quotaReporter); ok {
+		q := domain.Quota{Total: cfg.Limits.SessionsTotal, PerDevice: cfg.Limits.SessionsPerDevice, PerOwner: cfg.Limits.SessionsPerOwner}
+		if err := registerQuotaMetrics(meter("mediasvc/quota"), qr, q, log.With("component", "quota")); err != nil {
+			return err
+		}
+	}
 
 	api := httpapi.New(httpapi.Config{
 		APIKeys:        cfg.Auth.APIKeys,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -445,12 +446,42 @@ func (m *Model) popExpired(ctx context.Context, st ports.SessionStore, op Op) er
 	return nil
 }
 
-// Check compares every session of the model with the store's and the
-// store's count with the model's.
+// QuotaReporter is a store that reports its quota counters (memstore and
+// redisstore do); Check compares them with the model's.
+type QuotaReporter interface {
+	QuotaUsage(ctx context.Context) (domain.QuotaUsage, error)
+}
+
+// Usage is the model's quota usage.
+func (m *Model) Usage() domain.QuotaUsage {
+	u := domain.QuotaUsage{Total: m.Len(), ByDevice: map[domain.DeviceID]int{}, ByOwner: map[string]int{}}
+	for i, n := range m.byDevice {
+		if n > 0 {
+			u.ByDevice[devOf(i)] = n
+		}
+	}
+	for i, n := range m.byOwner {
+		if n > 0 {
+			u.ByOwner[ownerOf(i)] = n
+		}
+	}
+	return u
+}
+
+// Check compares every session of the model with the store's, the
+// store's count with the model's and, if st is a QuotaReporter, its quota
+// counters.
 func (m *Model) Check(ctx context.Context, st ports.SessionStore) error {
 	n, err := st.Count(ctx)
 	if err != nil || n != m.Len() {
 		return fmt.Errorf("Count = %d, %v; want %d", n, err, m.Len())
+	}
+	if qr, ok := st.(QuotaReporter); ok {
+		got, err := qr.QuotaUsage(ctx)
+		want := m.Usage()
+		if err != nil || got.Total != want.Total || !maps.Equal(got.ByDevice, want.ByDevice) || !maps.Equal(got.ByOwner, want.ByOwner) {
+			return fmt.Errorf("QuotaUsage = %+v, %v; want %+v", got, err, want)
+		}
 	}
 	for _, i := range m.sessions.live {
 		want := m.sessions.slot[i].s
