@@ -218,13 +218,14 @@ func TestSessionLifecycle(t *testing.T) {
 	r.mu.Lock()
 	opts := r.opts[0]
 	r.mu.Unlock()
+	// Pion's callback only posts to the session's owner: the store and
+	// the socket hear of it soon after.
 	opts.OnState(ports.PeerConnected)
-	if got, _ := r.svc.Session(ctx, sess.ID); got.State != domain.StateConnected {
-		t.Fatalf("state after connected = %s", got.State)
-	}
-	if !ev.has(domain.EventState, "connected") {
-		t.Fatal("no connected event")
-	}
+	eventually(t, "connected in the store", func() bool {
+		got, _ := r.svc.Session(ctx, sess.ID)
+		return got.State == domain.StateConnected
+	})
+	eventually(t, "connected event", func() bool { return ev.has(domain.EventState, "connected") })
 	// Input in video space (640x360) maps to device space (1280x720).
 	if err := r.svc.Input(ctx, sess.ID, domain.InputEvent{Type: domain.InputTap, X: 320, Y: 180}); err != nil {
 		t.Fatal(err)
@@ -523,6 +524,10 @@ func (r *rig) connect(t *testing.T) (domain.Session, *events) {
 	opts := r.opts[len(r.opts)-1]
 	r.mu.Unlock()
 	opts.OnState(ports.PeerConnected)
+	eventually(t, "connected in the store", func() bool {
+		got, _ := r.svc.Session(ctx, sess.ID)
+		return got.State == domain.StateConnected
+	})
 	return sess, ev
 }
 
