@@ -40,6 +40,10 @@ type rig struct {
 	nextInfo atomic.Pointer[domain.StreamInfo] // what the next capture yields; nil = demoInfo
 	store    *memstore.Store
 	unwell   atomic.Pointer[error] // what Deps.Healthy reports; nil = healthy
+	// wrap, when set, wraps the next capture opened (and is cleared).
+	wrap atomic.Pointer[func(*portstest.Capture) ports.Capture]
+	// openGate, when set, holds every open until it is closed.
+	openGate atomic.Pointer[chan struct{}]
 }
 
 func newRig(t *testing.T, cfg app.Config) *rig {
@@ -68,7 +72,14 @@ func newRigOn(t *testing.T, cfg app.Config, store *memstore.Store, bus ports.Bus
 		DevicesFunc: func(context.Context) ([]domain.Device, error) {
 			return []domain.Device{{ID: "dev", Width: 1280, Height: 720}}, nil
 		},
-		OpenFunc: func(context.Context, domain.DeviceID, domain.CaptureOptions) (ports.Capture, error) {
+		OpenFunc: func(ctx context.Context, _ domain.DeviceID, _ domain.CaptureOptions) (ports.Capture, error) {
+			if g := r.openGate.Load(); g != nil {
+				select {
+				case <-*g:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
 			if p := r.openErr.Load(); p != nil {
 				return nil, *p
 			}
@@ -79,6 +90,9 @@ func newRigOn(t *testing.T, cfg app.Config, store *memstore.Store, bus ports.Bus
 			}
 			c := portstest.NewCapture(info)
 			r.captures <- c
+			if w := r.wrap.Swap(nil); w != nil {
+				return (*w)(c), nil
+			}
 			return c, nil
 		},
 		InputFunc: func(_ context.Context, _ domain.DeviceID, ev domain.InputEvent) error {
