@@ -123,8 +123,10 @@ func (h *Hub) Attach(ctx context.Context, id domain.DeviceID) (ports.Fanout, dom
 	select {
 	case <-st.ready:
 	case <-ctx.Done():
+	}
+	if err := ctx.Err(); err != nil {
 		h.release(st)
-		return nil, domain.StreamInfo{}, nil, fmt.Errorf("attach to %s: %w", id, ctx.Err())
+		return nil, domain.StreamInfo{}, nil, fmt.Errorf("attach to %s: %w", id, err)
 	}
 	if st.err != nil {
 		h.release(st)
