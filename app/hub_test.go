@@ -109,6 +109,12 @@ func TestPumpPanicReopens(t *testing.T) {
 	if got := rd.value("media_capture_panics", kvDevice); got != 1 {
 		t.Fatalf("capture panics counted = %v, want 1", got)
 	}
+	if got := rd.value("media_panics", attribute.String("where", "hub_pump")); got != 1 {
+		t.Fatalf(`media_panics{where="hub_pump"} = %v, want 1`, got)
+	}
+	if got := rd.value("media_panics"); got != 1 {
+		t.Fatalf("media_panics = %v in all, want 1", got)
+	}
 	if _, err := r.svc.Session(context.Background(), sess.ID); err != nil {
 		t.Fatalf("session lost with the panic: %v", err)
 	}

@@ -148,6 +148,7 @@ func (s *Service) own(l *live) {
 func (s *Service) runOp(l *live, op func()) {
 	defer func() {
 		if r := recover(); r != nil {
+			s.m.panicked(panicSessionWork)
 			l.log.Error("session work panicked", "panic", r)
 			go func() { _ = s.CloseSession(context.Background(), l.id, "internal_error") }()
 		}

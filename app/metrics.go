@@ -50,6 +50,7 @@ type metrics struct {
 	captureRestarts metric.Int64Counter
 	captureFailures metric.Int64Counter
 	capturePanics   metric.Int64Counter
+	panics          metric.Int64Counter
 	sourceKeyframes metric.Int64Counter
 	bitrateTarget   metric.Int64Gauge
 	bitrateChanges  metric.Int64Counter
@@ -104,6 +105,12 @@ func newMetrics(m metric.Meter) *metrics {
 	mt.captureRestarts = i64c("media_capture_restarts", "", "Captures reopened after they ended or failed, by device.")
 	mt.captureFailures = i64c("media_capture_failures", "", "Capture open attempts that failed, by device.")
 	mt.capturePanics = i64c("media_capture_panics", "", "Capture pumps that panicked (the capture is closed and reopened), by device.")
+	// media_panics is also counted by httpapi for its own sites, under the
+	// same name and description, so the exporter shows one family.
+	mt.panics = i64c("media_panics", "", "Panics recovered, by where they happened. Any is a bug: the alert MediaPanic pages on it.")
+	for _, where := range panicSites {
+		mt.panics.Add(context.Background(), 0, metric.WithAttributes(attribute.String("where", where)))
+	}
 	mt.sourceKeyframes = i64c("media_source_keyframe_requests", "", "Keyframe requests forwarded to a capture (after coalescing), by device.")
 	g, err := m.Int64Gauge("media_capture_bitrate_target_bps", metric.WithUnit("{bps}"), metric.WithDescription("The bitrate policy's current target for a device's capture."))
 	if err != nil || g == nil {
@@ -112,6 +119,26 @@ func newMetrics(m metric.Meter) *metrics {
 	mt.bitrateTarget = g
 	mt.bitrateChanges = i64c("media_bitrate_changes", "", "Capture bitrate changes by the adaptive policy, by device and direction (up, down).")
 	return mt
+}
+
+// Where the app layer recovers panics (media_panics' where label): a piece
+// of a session's work, a session's event notify, a forwarded call, a
+// device's capture pump and its control loop, a step of a session's close
+// (the store's delete included).
+const (
+	panicSessionWork   = "session_work"
+	panicSessionNotify = "session_notify"
+	panicForwardedCall = "forwarded_call"
+	panicHubPump       = "hub_pump"
+	panicHubControl    = "hub_control"
+	panicSessionClose  = "session_close"
+)
+
+var panicSites = []string{panicSessionWork, panicSessionNotify, panicForwardedCall, panicHubPump, panicHubControl, panicSessionClose}
+
+// panicked counts a recovered panic at where, one of panicSites.
+func (mt *metrics) panicked(where string) {
+	mt.panics.Add(context.Background(), 1, metric.WithAttributes(attribute.String("where", where)))
 }
 
 // observeDevices registers the per-device gauges read at scrape time: the

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
 
@@ -250,5 +251,31 @@ func TestMetricsCountCaptureFailures(t *testing.T) {
 	}
 	if got := rd.value("media_captures_active"); got != 0 {
 		t.Fatalf("captures active = %v", got)
+	}
+}
+
+// Every panic site is exported at 0 from the start, so the first panic is
+// an increase an alert sees.
+func TestPanicSitesExportedAtZero(t *testing.T) {
+	rd, mp := newReading(t)
+	newRigWithMeter(t, app.Config{}, mp.Meter("mediasvc/app"))
+	var rm metricdata.ResourceMetrics
+	if err := rd.rd.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	sites := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "media_panics" {
+				for _, p := range d.DataPoints {
+					w, _ := p.Attributes.Value("where")
+					sites[w.AsString()] = p.Value
+				}
+			}
+		}
+	}
+	want := map[string]int64{"session_work": 0, "session_notify": 0, "forwarded_call": 0, "hub_pump": 0, "hub_control": 0, "session_close": 0}
+	if !maps.Equal(sites, want) {
+		t.Fatalf("media_panics at start = %v, want %v", sites, want)
 	}
 }

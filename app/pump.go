@@ -74,6 +74,7 @@ func (h *Hub) run(st *stream, src Source, capt ports.Capture) {
 		switch {
 		case panicked:
 			h.m.capturePanics.Add(ctx, 1, st.attrs)
+			h.m.panicked(panicHubPump)
 			log.Error("capture pump panicked; reopening", "err", err, "retry_in", backoff)
 			h.notify(st.device, "device_unavailable")
 			unavailable = true
@@ -167,6 +168,7 @@ func (h *Hub) pump(ctx context.Context, st *stream, capt ports.Capture, tl *time
 func (h *Hub) control(ctx context.Context, st *stream, capt ports.Capture, bitrate *int) {
 	defer func() {
 		if r := recover(); r != nil {
+			h.m.panicked(panicHubControl)
 			h.log.Error("capture control panicked", "device_id", st.device, "panic", r)
 		}
 	}()

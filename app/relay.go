@@ -37,6 +37,7 @@ func (s *Service) ServeBus(ctx context.Context) error {
 func (s *Service) serveCall(ctx context.Context, r domain.BusRequest) (rep domain.BusReply, err error) {
 	defer func() {
 		if p := recover(); p != nil {
+			s.m.panicked(panicForwardedCall)
 			s.log.Error("forwarded request panicked", "method", r.Method, "session_id", r.Session, "panic", p)
 			rep, err = domain.BusReply{}, fmt.Errorf("internal error: %w", domain.ErrUnavailable)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -216,7 +217,7 @@ func (s *Service) Session(ctx context.Context, id domain.SessionID) (domain.Sess
 // closed and its socket told bye with reason, wherever it is held.
 // domain.ErrSessionNotFound if it does not exist.
 func (s *Service) CloseSession(ctx context.Context, id domain.SessionID, reason string) error {
-	sess, err := s.deps.Store.Delete(ctx, id)
+	sess, err := s.storeDelete(ctx, id)
 	local := s.closeLocal(id, reason)
 	s.holders.drop(id)
 	if err == nil && !local && s.deps.Bus != nil && sess.Instance != "" && sess.Instance != s.cfg.Instance {
@@ -234,7 +235,21 @@ func (s *Service) CloseSession(ctx context.Context, id domain.SessionID, reason 
 // closeHere ends a session held by this instance, in the store too.
 func (s *Service) closeHere(ctx context.Context, id domain.SessionID, reason string) {
 	s.closeLocal(id, reason)
-	_, _ = s.deps.Store.Delete(ctx, id)
+	_, _ = s.storeDelete(ctx, id)
+}
+
+// storeDelete is Store.Delete with a panic turned into an error (and
+// counted), so a store failing half-way never stops a close: the caller
+// still closes the peer and releases what the session held.
+func (s *Service) storeDelete(ctx context.Context, id domain.SessionID) (sess domain.Session, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.m.panicked(panicSessionClose)
+			s.log.Error("session store delete panicked", "session_id", id, "panic", r, "stack", string(debug.Stack()))
+			sess, err = domain.Session{}, fmt.Errorf("delete session %s: the store panicked: %v", id, r)
+		}
+	}()
+	return s.deps.Store.Delete(ctx, id)
 }
 
 // CreateSession creates a session for a viewer of device and returns it with

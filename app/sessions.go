@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime/debug"
 
 	"golang.org/x/time/rate"
 
@@ -113,20 +114,37 @@ func (s *Service) closeLocal(id domain.SessionID, reason string) bool {
 	rl := l.relay
 	l.notify, l.relay = nil, nil
 	l.mu.Unlock()
+	// Each step runs whatever the one before did: a peer whose Close
+	// panics still has its stream share released and the session counted
+	// out.
 	if rl != nil {
-		rl.stop() // after the bye: the relay flushes it first
+		s.closeStep(l, "relay", rl.stop) // after the bye: the relay flushes it first
 	}
 	if peer != nil {
-		if err := peer.Close(); err != nil {
-			l.log.Warn("close peer", "err", err)
-		}
+		s.closeStep(l, "peer", func() {
+			if err := peer.Close(); err != nil {
+				l.log.Warn("close peer", "err", err)
+			}
+		})
 	}
 	if release != nil {
-		release()
+		s.closeStep(l, "release", release)
 	}
-	s.sessionEnded(l, reason)
+	s.closeStep(l, "metrics", func() { s.sessionEnded(l, reason) })
 	l.log.Info("session closed", "reason", reason)
 	return true
+}
+
+// closeStep runs one step of closeLocal; a panic is logged, counted and
+// stops that step only.
+func (s *Service) closeStep(l *live, step string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.m.panicked(panicSessionClose)
+			l.log.Error("session close step panicked", "step", step, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	f()
 }
 
 // reap closes the sessions the store's expiry index says are over.

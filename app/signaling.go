@@ -78,6 +78,7 @@ func (s *Service) emit(l *live, ev domain.SessionEvent) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
+			s.m.panicked(panicSessionNotify)
 			l.log.Error("session notify panicked", "panic", r)
 			go func() { _ = s.CloseSession(context.Background(), l.id, "internal_error") }()
 		}
