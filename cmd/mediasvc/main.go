@@ -241,7 +241,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	be.onUp = svc.Resync
 	if qr, ok := be.store.(quotaReporter); ok {
 		q := domain.Quota{Total: cfg.Limits.SessionsTotal, PerDevice: cfg.Limits.SessionsPerDevice, PerOwner: cfg.Limits.SessionsPerOwner}
-		if err := registerQuotaMetrics(meter("mediasvc/quota"), qr, q, log.With("component", "quota")); err != nil {
+		if err := registerQuotaMetrics(meter("mediasvc/quota"), qr, q, svc.Devices, log.With("component", "quota")); err != nil {
 			return err
 		}
 	}

@@ -24,7 +24,7 @@ type quotaReporter interface {
 // leak shows as a counter that never returns to 0:
 //
 //	media_session_quota_used{scope="total"}                 sessions counted
-//	media_session_quota_used{scope="device",device_id=...}  per device, every device seen since start (0 once empty)
+//	media_session_quota_used{scope="device",device_id=...}  per device: every device listed or seen since start, 0 when empty
 //	media_session_quota_owners                              owners holding a session
 //	media_session_quota_owner_max                           most sessions one owner holds
 //	media_session_quota_limit{scope="total|device|owner"}   the configured limits, 0 = unlimited
@@ -32,12 +32,14 @@ type quotaReporter interface {
 // Owners are never a label: they are API keys or client addresses, an
 // unbounded set. With Redis the counters are those every instance shares.
 // A scrape whose read fails reports the limits only, and logs why.
-func registerQuotaMetrics(m metric.Meter, store quotaReporter, q domain.Quota, log *slog.Logger) error {
+// devices, if not nil, lists the devices to export even before their first
+// session.
+func registerQuotaMetrics(m metric.Meter, store quotaReporter, q domain.Quota, devices func(context.Context) ([]domain.Device, error), log *slog.Logger) error {
 	if m == nil {
 		return nil
 	}
 	used, err := m.Int64ObservableGauge("media_session_quota_used",
-		metric.WithDescription("Sessions the quota counts, in total (scope=total) and per device (scope=device); devices seen since start stay at 0."))
+		metric.WithDescription("Sessions the quota counts, in total (scope=total) and per device (scope=device); every known device is exported, at 0 when it has none."))
 	if err != nil {
 		return fmt.Errorf("quota metrics: %w", err)
 	}
@@ -71,9 +73,16 @@ func registerQuotaMetrics(m metric.Meter, store quotaReporter, q domain.Quota, l
 			return nil
 		}
 		o.ObserveInt64(used, int64(u.Total), metric.WithAttributes(total))
+		var listed []domain.Device
+		if devices != nil {
+			listed, _ = devices(ctx) // a listing that fails leaves the devices seen so far
+		}
 		mu.Lock()
 		for d := range u.ByDevice {
 			seen[d] = true
+		}
+		for _, d := range listed {
+			seen[d.ID] = true
 		}
 		devs := slices.Sorted(func(yield func(domain.DeviceID) bool) {
 			for d := range seen {

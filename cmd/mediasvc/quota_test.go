@@ -51,7 +51,8 @@ func TestQuotaMetrics(t *testing.T) {
 	defer func() { _ = mp.Shutdown(ctx) }()
 	st := memstore.New(memstore.Options{})
 	q := domain.Quota{Total: 100, PerDevice: 10, PerOwner: 5}
-	if err := registerQuotaMetrics(mp.Meter("test"), st, q, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	listed := func(context.Context) ([]domain.Device, error) { return []domain.Device{{ID: "d3"}}, nil }
+	if err := registerQuotaMetrics(mp.Meter("test"), st, q, listed, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
@@ -64,6 +65,7 @@ func TestQuotaMetrics(t *testing.T) {
 		"media_session_quota_used{scope=total}":               3,
 		"media_session_quota_used{device_id=d1,scope=device}": 2,
 		"media_session_quota_used{device_id=d2,scope=device}": 1,
+		"media_session_quota_used{device_id=d3,scope=device}": 0,
 		"media_session_quota_owners{}":                        2,
 		"media_session_quota_owner_max{}":                     2,
 		"media_session_quota_limit{scope=total}":              100,
@@ -110,7 +112,7 @@ func TestQuotaMetricsReadFails(t *testing.T) {
 	rd := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
 	defer func() { _ = mp.Shutdown(context.Background()) }()
-	if err := registerQuotaMetrics(mp.Meter("test"), failingUsage{}, domain.Quota{Total: 7}, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	if err := registerQuotaMetrics(mp.Meter("test"), failingUsage{}, domain.Quota{Total: 7}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
 	got := gauges(t, rd)
