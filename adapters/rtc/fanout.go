@@ -127,8 +127,18 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 	return nil
 }
 
+// wakeAll wakes every viewer to send what the ring has for it. With batched
+// sockets it first takes a hold for each sending viewer, all before the
+// first wake, so that the frame's packets for every viewer queue up and
+// leave together when the last viewer is done (see batch.go).
 func (f *Fanout) wakeAll() {
-	for _, p := range *f.viewers.Load() {
+	viewers := *f.viewers.Load()
+	if g := f.t.batch; g != nil {
+		for _, p := range viewers {
+			p.takeHold(g)
+		}
+	}
+	for _, p := range viewers {
 		select {
 		case p.wake <- struct{}{}:
 		default:

@@ -43,12 +43,19 @@ type Config struct {
 	// NAT1To1IPs are public IPs advertised as host candidates in place of
 	// the local addresses (the server sits behind a 1:1 NAT).
 	NAT1To1IPs []string
-	// UDPPort, when not 0, makes every peer share one UDP port per local
-	// address (ICE UDP mux). 0 uses ephemeral ports per peer.
+	// UDPPort is the one UDP port every peer shares per local address (ICE
+	// UDP mux); 0 lets the system pick one. Not with EphemeralPorts.
 	UDPPort int
-	// UDPPortMin and UDPPortMax bound the ephemeral ports when UDPPort is
-	// 0. Both 0 means any port.
+	// EphemeralPorts gives each peer its own UDP socket on an ephemeral
+	// port instead of the shared ones; writes are then not batched.
+	EphemeralPorts bool
+	// UDPPortMin and UDPPortMax bound the ephemeral ports (EphemeralPorts
+	// only). Both 0 means any port.
 	UDPPortMin, UDPPortMax uint16
+	// SendBatch is how many packets a shared socket queues and sends in
+	// one system call (sendmmsg); 0 means DefaultSendBatch, 1 sends each
+	// packet on its own.
+	SendBatch int
 	// Interfaces, when not empty, restricts candidates to these network
 	// interface names. Loopback candidates are always gathered so that
 	// everything works on 127.0.0.1.
@@ -80,6 +87,8 @@ type Transport struct {
 	api     *webrtc.API
 	mux     ice.UDPMux
 	servers []webrtc.ICEServer
+
+	batch *batchGroup // nil unless writes are batched
 
 	keyframeSkips atomic.Uint64
 	sent          sentTotals
@@ -121,6 +130,18 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	if cfg.UDPPortMin > cfg.UDPPortMax {
 		return nil, fmt.Errorf("rtc config: udp port range %d-%d is empty", cfg.UDPPortMin, cfg.UDPPortMax)
 	}
+	if !cfg.EphemeralPorts && (cfg.UDPPortMax != 0) {
+		return nil, fmt.Errorf("rtc config: a udp port range needs ephemeral ports")
+	}
+	if cfg.EphemeralPorts && cfg.UDPPort != 0 {
+		return nil, fmt.Errorf("rtc config: udp port %d and ephemeral ports exclude each other", cfg.UDPPort)
+	}
+	if cfg.SendBatch == 0 {
+		cfg.SendBatch = DefaultSendBatch
+	}
+	if cfg.SendBatch < 1 || cfg.SendBatch > maxSendBatch {
+		return nil, fmt.Errorf("rtc config: send batch %d outside [1, %d]", cfg.SendBatch, maxSendBatch)
+	}
 	cfg.ICEServers = slices.Clone(cfg.ICEServers)
 
 	t := &Transport{cfg: cfg, log: logger}
@@ -155,10 +176,17 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	if len(cfg.NAT1To1IPs) > 0 {
 		se.SetNAT1To1IPs(slices.Clone(cfg.NAT1To1IPs), webrtc.ICECandidateTypeHost)
 	}
-	if cfg.UDPPort != 0 {
+	if !cfg.EphemeralPorts {
 		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithLoopback()}
 		if ifFilter != nil {
 			opts = append(opts, ice.UDPMuxFromPortWithInterfaceFilter(ifFilter))
+		}
+		if cfg.SendBatch > 1 {
+			opt, err := t.batchedSockets(cfg.SendBatch)
+			if err != nil {
+				return nil, fmt.Errorf("rtc: %w", err)
+			}
+			opts = append(opts, opt)
 		}
 		mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, opts...)
 		if err != nil {

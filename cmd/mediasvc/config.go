@@ -135,12 +135,14 @@ type ICEServerConfig struct {
 
 // WebRTCConfig is NAT traversal.
 type WebRTCConfig struct {
-	ICEServers    []ICEServerConfig `koanf:"ice_servers"`
-	NAT1To1IPs    []string          `koanf:"nat_1to1_ips"`
-	UDPPort       int               `koanf:"udp_port"`
-	UDPPortMin    int               `koanf:"udp_port_min"`
-	UDPPortMax    int               `koanf:"udp_port_max"`
-	GatherTimeout time.Duration     `koanf:"gather_timeout"`
+	ICEServers     []ICEServerConfig `koanf:"ice_servers"`
+	NAT1To1IPs     []string          `koanf:"nat_1to1_ips"`
+	UDPPort        int               `koanf:"udp_port"`
+	EphemeralPorts bool              `koanf:"ephemeral_ports"`
+	UDPPortMin     int               `koanf:"udp_port_min"`
+	UDPPortMax     int               `koanf:"udp_port_max"`
+	SendBatch      int               `koanf:"send_batch"`
+	GatherTimeout  time.Duration     `koanf:"gather_timeout"`
 }
 
 // DemoConfig is the built-in demo device.
@@ -243,6 +245,8 @@ func defaults() map[string]any {
 		"webrtc.udp_port":               0,
 		"webrtc.udp_port_min":           0,
 		"webrtc.udp_port_max":           0,
+		"webrtc.ephemeral_ports":        false,
+		"webrtc.send_batch":             64,
 		"webrtc.gather_timeout":         "5s",
 		"demo.enabled":                  true,
 		"adb.addr":                      "127.0.0.1:5037",
@@ -516,6 +520,15 @@ func (c Config) validate() []error {
 	portKey("webrtc.udp_port_max", c.WebRTC.UDPPortMax)
 	if (c.WebRTC.UDPPortMin == 0) != (c.WebRTC.UDPPortMax == 0) || c.WebRTC.UDPPortMin > c.WebRTC.UDPPortMax {
 		bad("webrtc.udp_port_min", "udp_port_min and udp_port_max go together, min ≤ max")
+	}
+	if c.WebRTC.EphemeralPorts && c.WebRTC.UDPPort != 0 {
+		bad("webrtc.udp_port", "a shared port and webrtc.ephemeral_ports exclude each other")
+	}
+	if !c.WebRTC.EphemeralPorts && c.WebRTC.UDPPortMax != 0 {
+		bad("webrtc.udp_port_min", "a port range needs webrtc.ephemeral_ports: true")
+	}
+	if c.WebRTC.SendBatch < 1 || c.WebRTC.SendBatch > 1024 {
+		bad("webrtc.send_batch", "must be 1..1024, got %d", c.WebRTC.SendBatch)
 	}
 	positive("webrtc.gather_timeout", int64(c.WebRTC.GatherTimeout))
 	if c.Metrics.Addr != "" {

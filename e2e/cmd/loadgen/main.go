@@ -94,6 +94,9 @@ type Report struct {
 	ServerRSSPerViewerKiB   float64  `json:"server_rss_per_viewer_kib,omitempty"`
 	ServerMillicores        float64  `json:"server_millicores,omitempty"`
 	ServerMillicoresPerView float64  `json:"server_millicores_per_viewer,omitempty"`
+	ServerUsPerPacket       float64  `json:"server_us_per_packet,omitempty"`
+	WindowPackets           uint64   `json:"window_packets"`
+	WindowLost              uint64   `json:"window_lost"`
 	ClientMillicores        float64  `json:"client_millicores"`
 	SteadyWindow            string   `json:"steady_window"`
 	Errors                  []string `json:"errors,omitempty"`
@@ -209,6 +212,7 @@ func run() error {
 
 	// Steady window.
 	sleepUntil(ctx, start.Add(o.ramp+o.settle))
+	pktA, lostA := countPackets(viewers)
 	selfA, _ := readProc(os.Getpid())
 	var srvA, srvB procStats
 	if o.pid > 0 {
@@ -224,6 +228,14 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("server pid %d: %w", o.pid, err)
 		}
+	}
+	pktB, lostB := countPackets(viewers)
+	rep.WindowPackets, rep.WindowLost = pktB-pktA, lostB-lostA
+	if o.pid > 0 && rep.WindowPackets > 0 {
+		// Server CPU per packet the viewers received in the window: the
+		// figure that stays comparable when an overloaded machine sends
+		// less than the full rate.
+		rep.ServerUsPerPacket = float64(srvB.CPUTicks-srvA.CPUTicks) / clockTicks * 1e6 / float64(rep.WindowPackets)
 	}
 	window := selfB.At.Sub(selfA.At)
 	rep.SteadyWindow = window.Round(time.Millisecond).String()
@@ -317,6 +329,19 @@ func run() error {
 		return errors.New("no viewer connected")
 	}
 	return nil
+}
+
+// countPackets sums the packets the viewers received and lost so far.
+func countPackets(viewers []*client.Viewer) (received, lost uint64) {
+	for _, v := range viewers {
+		if v == nil {
+			continue
+		}
+		st := v.Stats()
+		received += st.VideoPackets + st.AudioPackets
+		lost += st.LostPackets
+	}
+	return received, lost
 }
 
 // checkLoopback refuses any target that is not a loopback address.
@@ -457,6 +482,7 @@ func printTable(r Report) {
 	row("lost packets", fmt.Sprintf("%d of %d", r.LostPackets, r.ReceivedPackets+r.LostPackets))
 	if r.ServerRSSKiB > 0 {
 		row("server CPU total / per viewer", fmt.Sprintf("%.0f / %.2f millicores", r.ServerMillicores, r.ServerMillicoresPerView))
+		row("server CPU per packet received (window)", fmt.Sprintf("%.2f µs over %d packets, %d lost", r.ServerUsPerPacket, r.WindowPackets, r.WindowLost))
 		row("server RSS idle → loaded / per viewer", fmt.Sprintf("%d → %d KiB / %.0f KiB", r.ServerIdleRSSKiB, r.ServerRSSKiB, r.ServerRSSPerViewerKiB))
 	}
 	row("client (loadgen) CPU", fmt.Sprintf("%.0f millicores", r.ClientMillicores))
