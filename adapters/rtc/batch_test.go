@@ -67,6 +67,10 @@ func TestBatchConnHoldsThenSendsInOneCall(t *testing.T) {
 			t.Fatalf("datagram %d: %d bytes of %d, out of order or cut", i, len(d), d[0])
 		}
 	}
+	// The flusher counts after its call returns: wait for the count.
+	for deadline := time.Now().Add(5 * time.Second); g.packets.Load() < 20 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if c, p := g.calls.Load(), g.packets.Load(); c != 1 || p != 20 {
 		t.Errorf("%d datagrams in %d calls, want 20 in 1", p, c)
 	}
