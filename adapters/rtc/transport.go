@@ -26,7 +26,6 @@ import (
 // Defaults applied by New to zero Config fields.
 const (
 	DefaultGatherTimeout    = 5 * time.Second
-	DefaultRingSize         = 4096
 	DefaultMTU              = 1200
 	DefaultKeyframeInterval = 500 * time.Millisecond
 )
@@ -63,10 +62,14 @@ type Config struct {
 	// GatherTimeout bounds how long a non-trickle Answer waits for
 	// candidate gathering; the answer then carries what was gathered.
 	GatherTimeout time.Duration
-	// RingSize is the number of packets each stream's ring holds (rounded up
-	// to a power of two). Size it for several seconds of video: 4096
-	// packets of ~1.2 kB is ~15 s at 2.5 Mbps.
-	RingSize int
+	// RingHistory is how long each stream's ring keeps packets for NACKs
+	// (0 means DefaultRingHistory); it always keeps the current group of
+	// pictures too, for late joiners, so its memory follows the bitrate and
+	// GOP length.
+	RingHistory time.Duration
+	// RingMaxBytes caps each ring's memory (0 means DefaultRingMaxBytes);
+	// past it even the current GOP's oldest packets go.
+	RingMaxBytes int
 	// MTU is the largest RTP payload the video packetizer produces, at
 	// most 1400.
 	MTU int
@@ -109,11 +112,14 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	if cfg.GatherTimeout <= 0 {
 		cfg.GatherTimeout = DefaultGatherTimeout
 	}
-	if cfg.RingSize <= 0 {
-		cfg.RingSize = DefaultRingSize
+	if cfg.RingHistory == 0 {
+		cfg.RingHistory = DefaultRingHistory
 	}
-	if cfg.RingSize > 1<<20 {
-		return nil, fmt.Errorf("rtc config: ring size %d exceeds %d", cfg.RingSize, 1<<20)
+	if cfg.RingMaxBytes == 0 {
+		cfg.RingMaxBytes = DefaultRingMaxBytes
+	}
+	if cfg.RingHistory < 0 || cfg.RingMaxBytes < 0 {
+		return nil, fmt.Errorf("rtc config: negative ring history %s or byte cap %d", cfg.RingHistory, cfg.RingMaxBytes)
 	}
 	if cfg.MTU <= 0 {
 		cfg.MTU = DefaultMTU

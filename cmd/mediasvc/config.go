@@ -119,7 +119,8 @@ type SessionConfig struct {
 // StreamConfig tunes captures and the fanout.
 type StreamConfig struct {
 	Grace           time.Duration `koanf:"grace"`
-	RingPackets     int           `koanf:"ring_packets"`
+	RingHistory     time.Duration `koanf:"ring_history"`
+	RingMaxBytes    int           `koanf:"ring_max_bytes"`
 	BitrateBps      int           `koanf:"bitrate_bps"`
 	MinBitrateBps   int           `koanf:"min_bitrate_bps"`
 	MaxBitrateBps   int           `koanf:"max_bitrate_bps"`
@@ -235,7 +236,8 @@ func defaults() map[string]any {
 		"limits.max_candidate_bytes":    1024,
 		"session.ttl":                   "60s",
 		"stream.grace":                  "5s",
-		"stream.ring_packets":           4096,
+		"stream.ring_history":           "2s",
+		"stream.ring_max_bytes":         33554432,
 		"stream.bitrate_bps":            2000000,
 		"stream.min_bitrate_bps":        300000,
 		"stream.max_bitrate_bps":        4000000,
@@ -363,6 +365,10 @@ func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 		if slices.Contains(known, key) || strings.HasPrefix(key, "auth.api_keys.") || strings.HasPrefix(key, "webrtc.ice_servers") {
 			continue
 		}
+		if key == "stream.ring_packets" {
+			problems = append(problems, fmt.Errorf("%s: replaced by stream.ring_history and stream.ring_max_bytes (rings are sized by time and bytes)", key))
+			continue
+		}
 		problems = append(problems, fmt.Errorf("%s: unknown key", key))
 	}
 	var cfg Config
@@ -477,8 +483,11 @@ func (c Config) validate() []error {
 		bad("session.ttl", "must be at least 1s, got %s", c.Session.TTL)
 	}
 	nonNeg("stream.grace", int64(c.Stream.Grace))
-	if c.Stream.RingPackets < 256 || c.Stream.RingPackets&(c.Stream.RingPackets-1) != 0 {
-		bad("stream.ring_packets", "must be a power of two ≥ 256, got %d", c.Stream.RingPackets)
+	if c.Stream.RingHistory < 100*time.Millisecond || c.Stream.RingHistory > time.Minute {
+		bad("stream.ring_history", "must be 100ms..1m, got %s", c.Stream.RingHistory)
+	}
+	if c.Stream.RingMaxBytes < 1<<20 || c.Stream.RingMaxBytes > 1<<30 {
+		bad("stream.ring_max_bytes", "must be 1 MiB..1 GiB, got %d", c.Stream.RingMaxBytes)
 	}
 	positive("stream.min_bitrate_bps", int64(c.Stream.MinBitrateBps))
 	if c.Stream.MaxBitrateBps < c.Stream.MinBitrateBps {

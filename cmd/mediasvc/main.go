@@ -201,7 +201,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		EphemeralPorts: cfg.WebRTC.EphemeralPorts,
 		SendBatch:      cfg.WebRTC.SendBatch,
 		GatherTimeout:  cfg.WebRTC.GatherTimeout,
-		RingSize:       cfg.Stream.RingPackets,
+		RingHistory:    cfg.Stream.RingHistory,
+		RingMaxBytes:   cfg.Stream.RingMaxBytes,
 		Meter:          meter("mediasvc/rtc"),
 	}, log.With("component", "rtc"))
 	if err != nil {
