@@ -55,11 +55,21 @@ type batchGroup struct {
 	mu    sync.Mutex
 	conns []*batchConn
 
-	// Counters for metrics and tests: system calls made and datagrams sent.
+	sent *udpTotals
+}
+
+// udpTotals count the batched sockets' system calls and datagrams, for
+// metrics and tests.
+type udpTotals struct {
 	calls, packets atomic.Uint64
 }
 
-func newBatchGroup(size int) *batchGroup { return &batchGroup{size: size, delay: maxBatchDelay} }
+func newBatchGroup(size int, sent *udpTotals) *batchGroup {
+	if sent == nil {
+		sent = &udpTotals{}
+	}
+	return &batchGroup{size: size, delay: maxBatchDelay, sent: sent}
+}
 
 // hold defers flushes until the matching release.
 func (g *batchGroup) hold() { g.holds.Add(1) }
@@ -97,7 +107,7 @@ func (g *batchGroup) remove(c *batchConn) {
 // batchedSockets makes the UDP mux's sockets batch their writes, n packets
 // per system call at most.
 func (t *Transport) batchedSockets(n int) (ice.UDPMuxFromPortOption, error) {
-	g := newBatchGroup(n)
+	g := newBatchGroup(n, &t.udp)
 	bn, err := newBatchNet(g)
 	if err != nil {
 		return nil, err
@@ -336,8 +346,8 @@ func (c *batchConn) flush() {
 	c.mu.Unlock()
 
 	calls := c.send(q)
-	c.g.calls.Add(uint64(calls))
-	c.g.packets.Add(uint64(q.n))
+	c.g.sent.calls.Add(uint64(calls))
+	c.g.sent.packets.Add(uint64(q.n))
 	q.n = 0
 
 	c.mu.Lock()

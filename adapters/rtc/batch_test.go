@@ -14,7 +14,7 @@ import (
 // batchPair is a batched sender and a plain receiver on loopback.
 func batchPair(t *testing.T, size int, network, ip string) (*batchGroup, *batchConn, *net.UDPConn) {
 	t.Helper()
-	g := newBatchGroup(size)
+	g := newBatchGroup(size, nil)
 	g.delay = time.Hour // only holds, full queues and Close flush
 	s, err := net.ListenUDP(network, &net.UDPAddr{IP: net.ParseIP(ip)})
 	if err != nil {
@@ -57,7 +57,7 @@ func TestBatchConnHoldsThenSendsInOneCall(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if c := g.calls.Load(); c != 0 {
+	if c := g.sent.calls.Load(); c != 0 {
 		t.Fatalf("%d system calls while held", c)
 	}
 	g.release()
@@ -68,10 +68,10 @@ func TestBatchConnHoldsThenSendsInOneCall(t *testing.T) {
 		}
 	}
 	// The flusher counts after its call returns: wait for the count.
-	for deadline := time.Now().Add(5 * time.Second); g.packets.Load() < 20 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); g.sent.packets.Load() < 20 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
-	if c, p := g.calls.Load(), g.packets.Load(); c != 1 || p != 20 {
+	if c, p := g.sent.calls.Load(), g.sent.packets.Load(); c != 1 || p != 20 {
 		t.Errorf("%d datagrams in %d calls, want 20 in 1", p, c)
 	}
 }
@@ -162,11 +162,11 @@ func TestBatchedEgressFewerCallsThanPackets(t *testing.T) {
 	for _, c := range clients {
 		countAUs(t, c, 3)
 	}
-	calls0, pkts0 := tp.batch.calls.Load(), tp.batch.packets.Load()
+	calls0, pkts0 := tp.udp.calls.Load(), tp.udp.packets.Load()
 	for _, c := range clients {
 		countAUs(t, c, 20)
 	}
-	calls, pkts := tp.batch.calls.Load()-calls0, tp.batch.packets.Load()-pkts0
+	calls, pkts := tp.udp.calls.Load()-calls0, tp.udp.packets.Load()-pkts0
 	t.Logf("%d datagrams in %d sendmmsg calls", pkts, calls)
 	if pkts == 0 || calls*2 > pkts {
 		t.Errorf("%d datagrams in %d calls: want at least 2 per call with %d viewers", pkts, calls, viewers)

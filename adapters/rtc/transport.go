@@ -92,6 +92,7 @@ type Transport struct {
 	servers []webrtc.ICEServer
 
 	batch *batchGroup // nil unless writes are batched
+	udp   udpTotals   // the batched sockets' system calls and datagrams
 
 	keyframeSkips atomic.Uint64
 	sent          sentTotals
@@ -151,7 +152,7 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	cfg.ICEServers = slices.Clone(cfg.ICEServers)
 
 	t := &Transport{cfg: cfg, log: logger}
-	in, err := newInstruments(cfg.Meter, &t.sent, &t.keyframeSkips)
+	in, err := newInstruments(cfg.Meter, &t.sent, &t.keyframeSkips, &t.udp)
 	if err != nil {
 		return nil, fmt.Errorf("rtc: metrics: %w", err)
 	}

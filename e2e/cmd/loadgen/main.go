@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -95,6 +96,9 @@ type Report struct {
 	ServerMillicores        float64  `json:"server_millicores,omitempty"`
 	ServerMillicoresPerView float64  `json:"server_millicores_per_viewer,omitempty"`
 	ServerUsPerPacket       float64  `json:"server_us_per_packet,omitempty"`
+	ServerUsPerSentPacket   float64  `json:"server_us_per_sent_packet,omitempty"`
+	SentPackets             float64  `json:"window_sent_packets,omitempty"`
+	DatagramsPerSendCall    float64  `json:"datagrams_per_send_call,omitempty"`
 	WindowPackets           uint64   `json:"window_packets"`
 	WindowLost              uint64   `json:"window_lost"`
 	ClientMillicores        float64  `json:"client_millicores"`
@@ -213,6 +217,7 @@ func run() error {
 	// Steady window.
 	sleepUntil(ctx, start.Add(o.ramp+o.settle))
 	pktA, lostA := countPackets(viewers)
+	metA := scrape(hc, o.url, o.apiKey)
 	selfA, _ := readProc(os.Getpid())
 	var srvA, srvB procStats
 	if o.pid > 0 {
@@ -230,6 +235,14 @@ func run() error {
 		}
 	}
 	pktB, lostB := countPackets(viewers)
+	metB := scrape(hc, o.url, o.apiKey)
+	if sent := metB["media_packets_sent_total"] - metA["media_packets_sent_total"]; sent > 0 && o.pid > 0 {
+		rep.SentPackets = sent
+		rep.ServerUsPerSentPacket = float64(srvB.CPUTicks-srvA.CPUTicks) / clockTicks * 1e6 / sent
+	}
+	if calls := metB["media_udp_send_calls_total"] - metA["media_udp_send_calls_total"]; calls > 0 {
+		rep.DatagramsPerSendCall = (metB["media_udp_datagrams_sent_total"] - metA["media_udp_datagrams_sent_total"]) / calls
+	}
 	rep.WindowPackets, rep.WindowLost = pktB-pktA, lostB-lostA
 	if o.pid > 0 && rep.WindowPackets > 0 {
 		// Server CPU per packet the viewers received in the window: the
@@ -329,6 +342,47 @@ func run() error {
 		return errors.New("no viewer connected")
 	}
 	return nil
+}
+
+// scrape reads the server's /metrics and sums each counter's series by
+// name; nil when metrics are off or unreachable.
+func scrape(hc *http.Client, base, apiKey string) map[string]float64 {
+	req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil
+	}
+	if apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		name, rest, _ := strings.Cut(l, " ")
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			// labels may hold spaces: take the value after the closing brace
+			j := strings.LastIndexByte(l, '}')
+			name, rest = l[:i], strings.TrimSpace(l[j+1:])
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+			out[name] += v
+		}
+	}
+	return out
 }
 
 // countPackets sums the packets the viewers received and lost so far.
@@ -482,6 +536,7 @@ func printTable(r Report) {
 	row("lost packets", fmt.Sprintf("%d of %d", r.LostPackets, r.ReceivedPackets+r.LostPackets))
 	if r.ServerRSSKiB > 0 {
 		row("server CPU total / per viewer", fmt.Sprintf("%.0f / %.2f millicores", r.ServerMillicores, r.ServerMillicoresPerView))
+		row("server CPU per packet sent (window)", fmt.Sprintf("%.2f µs over %.0f packets; %.1f datagrams per send call", r.ServerUsPerSentPacket, r.SentPackets, r.DatagramsPerSendCall))
 		row("server CPU per packet received (window)", fmt.Sprintf("%.2f µs over %d packets, %d lost", r.ServerUsPerPacket, r.WindowPackets, r.WindowLost))
 		row("server RSS idle → loaded / per viewer", fmt.Sprintf("%d → %d KiB / %.0f KiB", r.ServerIdleRSSKiB, r.ServerRSSKiB, r.ServerRSSPerViewerKiB))
 	}
