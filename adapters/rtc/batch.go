@@ -49,6 +49,7 @@ const (
 // that defer their flushes.
 type batchGroup struct {
 	size  int
+	gso   bool          // try UDP GSO on the sockets
 	delay time.Duration // the backstop: maxBatchDelay (tests lengthen it)
 	holds atomic.Int64
 
@@ -64,11 +65,11 @@ type udpTotals struct {
 	calls, packets atomic.Uint64
 }
 
-func newBatchGroup(size int, sent *udpTotals) *batchGroup {
+func newBatchGroup(size int, gso bool, sent *udpTotals) *batchGroup {
 	if sent == nil {
 		sent = &udpTotals{}
 	}
-	return &batchGroup{size: size, delay: maxBatchDelay, sent: sent}
+	return &batchGroup{size: size, gso: gso, delay: maxBatchDelay, sent: sent}
 }
 
 // hold defers flushes until the matching release.
@@ -106,8 +107,8 @@ func (g *batchGroup) remove(c *batchConn) {
 
 // batchedSockets makes the UDP mux's sockets batch their writes, n packets
 // per system call at most.
-func (t *Transport) batchedSockets(n int) (ice.UDPMuxFromPortOption, error) {
-	g := newBatchGroup(n, &t.udp)
+func (t *Transport) batchedSockets(n int, gso bool) (ice.UDPMuxFromPortOption, error) {
+	g := newBatchGroup(n, gso, &t.udp)
 	bn, err := newBatchNet(g)
 	if err != nil {
 		return nil, err
@@ -142,14 +143,15 @@ func (n *batchNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPC
 
 // batch is a queue of datagrams laid out for one sendmmsg call.
 type batch struct {
-	n     int
-	bufs  [][]byte
-	addrs []netip.AddrPort
-	sys   sysBatch // the kernel's view of the same entries (per OS)
+	n      int
+	bufs   [][]byte
+	addrs  []netip.AddrPort
+	starts []int    // scratch: first datagram of each message sent
+	sys    sysBatch // the kernel's view of the same entries (per OS)
 }
 
 func newBatch(size int) *batch {
-	b := &batch{bufs: make([][]byte, size), addrs: make([]netip.AddrPort, size)}
+	b := &batch{bufs: make([][]byte, size), addrs: make([]netip.AddrPort, size), starts: make([]int, 0, size)}
 	backing := make([]byte, size*batchSlotCap)
 	for i := range b.bufs {
 		b.bufs[i] = backing[i*batchSlotCap : i*batchSlotCap : (i+1)*batchSlotCap]
@@ -168,7 +170,8 @@ type batchConn struct {
 	*net.UDPConn
 	g   *batchGroup
 	raw syscall.RawConn
-	v6  bool // an AF_INET6 socket: IPv4 destinations are written v4-mapped
+	v6  bool        // an AF_INET6 socket: IPv4 destinations are written v4-mapped
+	gso atomic.Bool // send runs of equal-size datagrams as one (UDP GSO)
 
 	mu      sync.Mutex
 	cond    sync.Cond // signalled when the flusher takes the queue
@@ -208,6 +211,7 @@ func newBatchConn(c *net.UDPConn, g *batchGroup) (*batchConn, error) {
 		done:    make(chan struct{}),
 		gone:    make(chan struct{}),
 	}
+	bc.gso.Store(g.gso && socketGSO(raw))
 	bc.cond.L = &bc.mu
 	bc.backOff = time.AfterFunc(time.Hour, bc.onBackstop)
 	bc.backOff.Stop()

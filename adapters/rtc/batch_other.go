@@ -11,6 +11,8 @@ func (s *sysBatch) init(int) {}
 
 func socketIsV6(syscall.RawConn) (bool, error) { return false, nil }
 
+func socketGSO(syscall.RawConn) bool { return false }
+
 // send writes q one datagram at a time and returns how many calls it made.
 func (c *batchConn) send(q *batch) int {
 	for i := range q.n {

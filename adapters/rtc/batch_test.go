@@ -12,9 +12,9 @@ import (
 )
 
 // batchPair is a batched sender and a plain receiver on loopback.
-func batchPair(t *testing.T, size int, network, ip string) (*batchGroup, *batchConn, *net.UDPConn) {
+func batchPair(t *testing.T, size int, gso bool, network, ip string) (*batchGroup, *batchConn, *net.UDPConn) {
 	t.Helper()
-	g := newBatchGroup(size, nil)
+	g := newBatchGroup(size, gso, nil)
 	g.delay = time.Hour // only holds, full queues and Close flush
 	s, err := net.ListenUDP(network, &net.UDPAddr{IP: net.ParseIP(ip)})
 	if err != nil {
@@ -49,7 +49,7 @@ func readN(t *testing.T, r *net.UDPConn, n int) [][]byte {
 }
 
 func TestBatchConnHoldsThenSendsInOneCall(t *testing.T) {
-	g, bc, r := batchPair(t, 64, "udp4", "127.0.0.1")
+	g, bc, r := batchPair(t, 64, false, "udp4", "127.0.0.1")
 	to := r.LocalAddr().(*net.UDPAddr).AddrPort()
 	g.hold()
 	for i := range 20 {
@@ -77,7 +77,7 @@ func TestBatchConnHoldsThenSendsInOneCall(t *testing.T) {
 }
 
 func TestBatchConnFullQueueFlushesWhileHeld(t *testing.T) {
-	g, bc, r := batchPair(t, 4, "udp4", "127.0.0.1")
+	g, bc, r := batchPair(t, 4, false, "udp4", "127.0.0.1")
 	to := r.LocalAddr().(*net.UDPAddr).AddrPort()
 	g.hold()
 	for i := range 10 {
@@ -96,7 +96,7 @@ func TestBatchConnFullQueueFlushesWhileHeld(t *testing.T) {
 }
 
 func TestBatchConnUnheldWriteGoesAtOnce(t *testing.T) {
-	_, bc, r := batchPair(t, 64, "udp4", "127.0.0.1")
+	_, bc, r := batchPair(t, 64, false, "udp4", "127.0.0.1")
 	if _, err := bc.WriteToUDP([]byte("stun"), r.LocalAddr().(*net.UDPAddr)); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestBatchConnUnheldWriteGoesAtOnce(t *testing.T) {
 }
 
 func TestBatchConnIPv6AndLargeDatagram(t *testing.T) {
-	_, bc, r := batchPair(t, 8, "udp6", "::1")
+	_, bc, r := batchPair(t, 8, false, "udp6", "::1")
 	big := bytes.Repeat([]byte{7}, 4000) // larger than a queue entry
 	if _, err := bc.WriteToUDPAddrPort(big, r.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestBatchConnIPv6AndLargeDatagram(t *testing.T) {
 }
 
 func TestBatchConnCloseSendsQueuedThenRefuses(t *testing.T) {
-	g, bc, r := batchPair(t, 64, "udp4", "127.0.0.1")
+	g, bc, r := batchPair(t, 64, false, "udp4", "127.0.0.1")
 	to := r.LocalAddr().(*net.UDPAddr).AddrPort()
 	g.hold()
 	defer g.release()
@@ -198,5 +198,44 @@ func TestUDPConfigErrors(t *testing.T) {
 			_ = tp.Close()
 			t.Errorf("%+v accepted", cfg)
 		}
+	}
+}
+
+// With GSO, runs of equal-size datagrams to one peer go as one message the
+// kernel splits; the receiver still sees every datagram, whole and in
+// order, and other peers' datagrams in between are unaffected.
+func TestBatchConnGSOKeepsDatagrams(t *testing.T) {
+	g, bc, r := batchPair(t, 64, true, "udp4", "127.0.0.1")
+	if !bc.gso.Load() {
+		t.Skip("no UDP GSO in this kernel")
+	}
+	r2, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	to, other := r.LocalAddr().(*net.UDPAddr).AddrPort(), r2.LocalAddr().(*net.UDPAddr).AddrPort()
+	sizes := []int{1228, 1228, 1228, 1228, 700, 1228, 1228, 1300, 90} // runs: 5, 2, 1, 1
+	g.hold()
+	for i, n := range sizes {
+		if _, err := bc.WriteToAddrPort(bytes.Repeat([]byte{byte(i)}, n), to); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 {
+			_, _ = bc.WriteToAddrPort([]byte("other"), other)
+		}
+	}
+	g.release()
+	got := readN(t, r, len(sizes))
+	for i, d := range got {
+		if len(d) != sizes[i] || d[0] != byte(i) || d[len(d)-1] != byte(i) {
+			t.Fatalf("datagram %d: %d bytes of %d, want %d of %d", i, len(d), d[0], sizes[i], i)
+		}
+	}
+	if o := readN(t, r2, 1); string(o[0]) != "other" {
+		t.Fatalf("other peer got %q", o[0])
+	}
+	if !bc.gso.Load() {
+		t.Error("the kernel refused GSO")
 	}
 }

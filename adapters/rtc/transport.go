@@ -55,6 +55,10 @@ type Config struct {
 	// one system call (sendmmsg); 0 means DefaultSendBatch, 1 sends each
 	// packet on its own.
 	SendBatch int
+	// NoGSO keeps the shared sockets from sending a run of datagrams to one
+	// peer as one UDP GSO message (the kernel splits it), which they do
+	// where the kernel offers it.
+	NoGSO bool
 	// Interfaces, when not empty, restricts candidates to these network
 	// interface names. Loopback candidates are always gathered so that
 	// everything works on 127.0.0.1.
@@ -189,7 +193,7 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 			opts = append(opts, ice.UDPMuxFromPortWithInterfaceFilter(ifFilter))
 		}
 		if cfg.SendBatch > 1 {
-			opt, err := t.batchedSockets(cfg.SendBatch)
+			opt, err := t.batchedSockets(cfg.SendBatch, !cfg.NoGSO)
 			if err != nil {
 				return nil, fmt.Errorf("rtc: %w", err)
 			}

@@ -144,6 +144,7 @@ type WebRTCConfig struct {
 	UDPPortMin     int               `koanf:"udp_port_min"`
 	UDPPortMax     int               `koanf:"udp_port_max"`
 	SendBatch      int               `koanf:"send_batch"`
+	UDPGSO         bool              `koanf:"udp_gso"`
 	GatherTimeout  time.Duration     `koanf:"gather_timeout"`
 }
 
@@ -251,6 +252,7 @@ func defaults() map[string]any {
 		"webrtc.udp_port_max":           0,
 		"webrtc.ephemeral_ports":        false,
 		"webrtc.send_batch":             64,
+		"webrtc.udp_gso":                true,
 		"webrtc.gather_timeout":         "5s",
 		"demo.enabled":                  true,
 		"adb.addr":                      "127.0.0.1:5037",

@@ -200,6 +200,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		UDPPortMax:     uint16(cfg.WebRTC.UDPPortMax),
 		EphemeralPorts: cfg.WebRTC.EphemeralPorts,
 		SendBatch:      cfg.WebRTC.SendBatch,
+		NoGSO:          !cfg.WebRTC.UDPGSO,
 		GatherTimeout:  cfg.WebRTC.GatherTimeout,
 		RingHistory:    cfg.Stream.RingHistory,
 		RingMaxBytes:   cfg.Stream.RingMaxBytes,
