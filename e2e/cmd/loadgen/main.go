@@ -58,6 +58,8 @@ type options struct {
 	jsonOut  bool
 	sample   int
 	apiKey   string
+	control  int
+	ctlEvery time.Duration
 }
 
 // Report is what loadgen prints with -json.
@@ -102,6 +104,12 @@ type Report struct {
 	WindowPackets           uint64   `json:"window_packets"`
 	WindowLost              uint64   `json:"window_lost"`
 	ClientMillicores        float64  `json:"client_millicores"`
+	ControlSockets          int      `json:"control_sockets,omitempty"`
+	ControlRTTSamples       int      `json:"control_rtt_samples,omitempty"`
+	ControlRTTP50Ms         float64  `json:"control_rtt_p50_ms,omitempty"`
+	ControlRTTP99Ms         float64  `json:"control_rtt_p99_ms,omitempty"`
+	ControlRTTMaxMs         float64  `json:"control_rtt_max_ms,omitempty"`
+	ControlFailures         int      `json:"control_failures,omitempty"`
 	SteadyWindow            string   `json:"steady_window"`
 	Errors                  []string `json:"errors,omitempty"`
 }
@@ -119,6 +127,8 @@ func run() error {
 	flag.BoolVar(&o.jsonOut, "json", false, "print the report as JSON too")
 	flag.IntVar(&o.sample, "sample", 10, "every n-th viewer depacketizes fully and reads frame ages")
 	flag.StringVar(&o.apiKey, "api-key", "", "API key (bearer), if the service requires one")
+	flag.IntVar(&o.control, "control", 0, "also open this many control-only WebSockets (viewer sessions, no media) that time an input's answer")
+	flag.DurationVar(&o.ctlEvery, "control-interval", 200*time.Millisecond, "how often each control socket sends an input")
 	flag.Parse()
 
 	if o.viewers < 1 || o.viewers > 5000 {
@@ -174,6 +184,15 @@ func run() error {
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 
 	start := time.Now()
+	var ctl controlProbe
+	var ctlDone sync.WaitGroup
+	if o.control > 0 {
+		ctlDone.Add(1)
+		go func() {
+			defer ctlDone.Done()
+			ctl.run(ctx, hc, o, o.control, o.ctlEvery, start.Add(o.duration))
+		}()
+	}
 	viewers := make([]*client.Viewer, o.viewers)
 	dialErrs := make([]error, o.viewers)
 	var wg sync.WaitGroup
@@ -259,6 +278,18 @@ func run() error {
 		if rep.Connected > 0 {
 			rep.ServerRSSPerViewerKiB = float64(int64(srvB.RSSKiB)-int64(idle.RSSKiB)) / float64(rep.Connected)
 			rep.ServerMillicoresPerView = rep.ServerMillicores / float64(rep.Connected)
+		}
+	}
+
+	if o.control > 0 {
+		ctlDone.Wait()
+		rtts := ctl.window(selfA.At, selfB.At)
+		rep.ControlSockets = o.control
+		rep.ControlRTTSamples = len(rtts)
+		rep.ControlRTTP50Ms, rep.ControlRTTP99Ms, rep.ControlRTTMaxMs = ms(pct(rtts, 50)), ms(pct(rtts, 99)), ms(pct(rtts, 100))
+		rep.ControlFailures = ctl.fails
+		for _, e := range ctl.errs {
+			rep.Errors = append(rep.Errors, "control: "+e)
 		}
 	}
 
@@ -539,6 +570,9 @@ func printTable(r Report) {
 		row("server CPU per packet sent (window)", fmt.Sprintf("%.2f µs over %.0f packets; %.1f datagrams per send call", r.ServerUsPerSentPacket, r.SentPackets, r.DatagramsPerSendCall))
 		row("server CPU per packet received (window)", fmt.Sprintf("%.2f µs over %d packets, %d lost", r.ServerUsPerPacket, r.WindowPackets, r.WindowLost))
 		row("server RSS idle → loaded / per viewer", fmt.Sprintf("%d → %d KiB / %.0f KiB", r.ServerIdleRSSKiB, r.ServerRSSKiB, r.ServerRSSPerViewerKiB))
+	}
+	if r.ControlSockets > 0 {
+		row("control round trip (input → answer) p50 / p99 / max", fmt.Sprintf("%.2f / %.2f / %.2f ms over %d sockets, %d samples, %d failed", r.ControlRTTP50Ms, r.ControlRTTP99Ms, r.ControlRTTMaxMs, r.ControlSockets, r.ControlRTTSamples, r.ControlFailures))
 	}
 	row("client (loadgen) CPU", fmt.Sprintf("%.0f millicores", r.ClientMillicores))
 	for _, e := range r.Errors {
