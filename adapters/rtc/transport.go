@@ -59,6 +59,10 @@ type Config struct {
 	// peer as one UDP GSO message (the kernel splits it), which they do
 	// where the kernel offers it.
 	NoGSO bool
+	// NoIPv6 gathers IPv4 candidates only: each peer then holds half the
+	// host candidates (a socket reader, a buffer and a mux entry each) on
+	// a dual-stack host.
+	NoIPv6 bool
 	// Interfaces, when not empty, restricts candidates to these network
 	// interface names. Loopback candidates are always gathered so that
 	// everything works on 127.0.0.1.
@@ -177,7 +181,11 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if cfg.NoIPv6 {
+		networks = networks[:1]
+	}
+	se.SetNetworkTypes(networks)
 	var ifFilter func(string) bool
 	if len(cfg.Interfaces) > 0 {
 		allow := slices.Clone(cfg.Interfaces)
@@ -189,6 +197,9 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	}
 	if !cfg.EphemeralPorts {
 		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithLoopback()}
+		if cfg.NoIPv6 {
+			opts = append(opts, ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4))
+		}
 		if ifFilter != nil {
 			opts = append(opts, ice.UDPMuxFromPortWithInterfaceFilter(ifFilter))
 		}

@@ -151,6 +151,7 @@ type WebRTCConfig struct {
 	UDPPortMax     int               `koanf:"udp_port_max"`
 	SendBatch      int               `koanf:"send_batch"`
 	UDPGSO         bool              `koanf:"udp_gso"`
+	IPv6           bool              `koanf:"ipv6"`
 	GatherTimeout  time.Duration     `koanf:"gather_timeout"`
 }
 
@@ -259,6 +260,7 @@ func defaults() map[string]any {
 		"webrtc.ephemeral_ports":        false,
 		"webrtc.send_batch":             64,
 		"webrtc.udp_gso":                true,
+		"webrtc.ipv6":                   true,
 		"webrtc.gather_timeout":         "5s",
 		"demo.enabled":                  true,
 		"adb.addr":                      "127.0.0.1:5037",

@@ -201,6 +201,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		EphemeralPorts: cfg.WebRTC.EphemeralPorts,
 		SendBatch:      cfg.WebRTC.SendBatch,
 		NoGSO:          !cfg.WebRTC.UDPGSO,
+		NoIPv6:         !cfg.WebRTC.IPv6,
 		GatherTimeout:  cfg.WebRTC.GatherTimeout,
 		RingHistory:    cfg.Stream.RingHistory,
 		RingMaxBytes:   cfg.Stream.RingMaxBytes,
