@@ -35,17 +35,17 @@ const (
 // memory store panicked on Delete and leaked the session, its quota and,
 // over WHEP, its peer).
 func TestSessionChurn(t *testing.T) {
-	testChurn(t, churnConfig(defaultConfig()))
+	testChurn(t, churnConfig(t, defaultConfig()))
 }
 
 // TestSessionChurnRedis is TestSessionChurn with store.backend redis on a
 // redis-server of its own.
 func TestSessionChurnRedis(t *testing.T) {
 	env := singleRedis(t)
-	testChurn(t, churnConfig(redisConfig(env, "churn")))
+	testChurn(t, churnConfig(t, redisConfig(env, "churn")))
 }
 
-func churnConfig(cfg Config) Config {
+func churnConfig(t *testing.T, cfg Config) Config {
 	for _, k := range []string{"sessions_total", "sessions_per_device", "sessions_per_owner"} {
 		cfg.set("limits", k, 10_000)
 	}
@@ -56,21 +56,39 @@ func churnConfig(cfg Config) Config {
 	// would cost more than the cycles they describe.
 	cfg.set("log", "level", "warn")
 	cfg.set("stream", "grace", "200ms")
+	// pprof, to collect the garbage before each measurement.
+	cfg.set("debug", "pprof_addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	return cfg
 }
 
 // footprint is what a leak would grow.
 type footprint struct {
-	goroutines, fds int
-	rssKiB          uint64
+	goroutines, fds   int
+	rssKiB, heapBytes uint64
 }
 
 func (f footprint) String() string {
-	return fmt.Sprintf("%d goroutines, %d fds, RSS %.1f MiB", f.goroutines, f.fds, float64(f.rssKiB)/1024)
+	return fmt.Sprintf("%d goroutines, %d fds, RSS %.1f MiB, live heap %.1f MiB", f.goroutines, f.fds, float64(f.rssKiB)/1024, float64(f.heapBytes)/(1<<20))
 }
 
-func measureFootprint(t *testing.T, in *Instance) footprint {
+// measureFootprint collects the garbage (pprof's heap profile with gc=1),
+// then reads the live heap from that profile, the goroutines from
+// /metrics and the descriptors and RSS from /proc.
+func measureFootprint(t *testing.T, in *Instance, pprofAddr string) footprint {
 	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+	resp, err := hc.Get("http://" + pprofAddr + "/debug/pprof/heap?gc=1&debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var heap uint64
+	for _, l := range strings.Split(string(prof), "\n") {
+		if v, ok := strings.CutPrefix(l, "# HeapAlloc = "); ok {
+			heap, _ = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
 	series := scrapeAll(t, in.Base)
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", in.PID()))
 	if err != nil {
@@ -80,7 +98,7 @@ func measureFootprint(t *testing.T, in *Instance) footprint {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return footprint{goroutines: int(series["media_goroutine_count"]), fds: len(ents), rssKiB: ps.RSSKiB}
+	return footprint{goroutines: int(series["media_goroutine_count"]), fds: len(ents), rssKiB: ps.RSSKiB, heapBytes: heap}
 }
 
 // near reports whether got is within the churn tolerance of base.
@@ -188,6 +206,7 @@ func call(hc *http.Client, method, url, ctype string, body []byte) (int, []byte,
 }
 
 func testChurn(t *testing.T, cfg Config) {
+	pprofAddr := cfg["debug"]["pprof_addr"].(string)
 	in := startInstance(t, cfg)
 	tr := &http.Transport{MaxIdleConnsPerHost: 2 * churnRESTConns}
 	defer tr.CloseIdleConnections()
@@ -246,7 +265,7 @@ func testChurn(t *testing.T, cfg Config) {
 		var f footprint
 		for range 10 {
 			time.Sleep(500 * time.Millisecond)
-			f = measureFootprint(t, in)
+			f = measureFootprint(t, in, pprofAddr)
 			if s := scrapeAll(t, in.Base); sumSeries(s, "media_active_sessions") == 0 && sumSeries(s, "media_captures_active") == 0 {
 				break
 			}
@@ -287,7 +306,7 @@ func testChurn(t *testing.T, cfg Config) {
 	var series map[string]float64
 	for {
 		time.Sleep(500 * time.Millisecond)
-		after = measureFootprint(t, in)
+		after = measureFootprint(t, in, pprofAddr)
 		series = scrapeAll(t, in.Base)
 		ok := sumSeries(series, "media_active_sessions") == 0 && series[`media_session_quota_used{scope="total"}`] == 0 &&
 			near(float64(after.goroutines), float64(base.goroutines), churnSlackCount) &&
