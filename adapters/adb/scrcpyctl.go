@@ -41,8 +41,8 @@ type ScrcpyOptions struct {
 	NoClipboardSync bool
 }
 
-// validate reports the first bad field.
-func (o ScrcpyOptions) validate() error {
+// Validate reports the first bad field.
+func (o ScrcpyOptions) Validate() error {
 	if o.MaxFPS < 0 || o.MaxFPS > 240 {
 		return fmt.Errorf("scrcpy max_fps %d: want 0..240", o.MaxFPS)
 	}

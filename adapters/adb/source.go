@@ -169,7 +169,7 @@ func New(opts Options, log *slog.Logger) (*Source, error) {
 		if _, err := os.Stat(opts.ScrcpyServer); err != nil {
 			return nil, fmt.Errorf("new adb source: scrcpy backend needs the scrcpy-server jar: %w", err)
 		}
-		if err := opts.Scrcpy.validate(); err != nil {
+		if err := opts.Scrcpy.Validate(); err != nil {
 			return nil, fmt.Errorf("new adb source: %w", err)
 		}
 	default:
