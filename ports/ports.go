@@ -189,27 +189,31 @@ type InstanceRegistry interface {
 	Instances(ctx context.Context) ([]domain.Instance, error)
 }
 
-// Bus carries signaling between instances that share a store: requests to
-// the instance holding a session's peer, with their replies, and the
-// session's events to whichever instance holds its WebSocket. Payloads
-// are opaque to the bus. Implementation: redisstore.Bus (Redis pub/sub);
-// without one, a session is served only by the instance that created it.
+// Bus carries signaling between instances that share a store: calls to
+// the instance holding a session's peer (or a device's lease), with their
+// replies, and a session's events to whichever instance holds its
+// WebSocket. It speaks domain types; the wire format is the
+// implementation's. Implementation: redisstore.Bus (Redis pub/sub); without
+// one, a session is served only by the instance that created it.
 type Bus interface {
 	// Call sends req to instance and returns its reply, waiting at most
-	// until ctx ends. It returns an error wrapping domain.ErrUnavailable
-	// when no such instance listens or the bus fails, and one wrapping
-	// ctx.Err() when ctx ends first.
-	Call(ctx context.Context, instance string, req []byte) ([]byte, error)
+	// until ctx ends. The error the remote handler returned comes back
+	// with its domain identity (errors.Is a domain sentinel, or a
+	// *domain.RateLimitError); a bus failure or an instance that does not
+	// listen returns an error wrapping domain.ErrUnavailable, and one
+	// wrapping ctx.Err() when ctx ends first.
+	Call(ctx context.Context, instance string, req domain.BusRequest) (domain.BusReply, error)
 	// Serve hands each request addressed to this instance to handle, in
 	// its own goroutine (a bounded number at once), and sends back what
-	// handle returns, until ctx is done.
-	Serve(ctx context.Context, handle func(ctx context.Context, req []byte) []byte) error
-	// Publish sends payload to the current subscribers of topic.
-	Publish(ctx context.Context, topic string, payload []byte) error
-	// Subscribe delivers topic's messages to fn, in order, from one
+	// handle returns, until ctx is done. Replies to this instance's own
+	// calls never wait behind the requests it serves.
+	Serve(ctx context.Context, handle func(ctx context.Context, req domain.BusRequest) (domain.BusReply, error)) error
+	// Publish sends ev to the current subscribers of topic.
+	Publish(ctx context.Context, topic string, ev domain.SessionEvent) error
+	// Subscribe delivers topic's events to fn, in order, from one
 	// goroutine, until the returned cancel is called; cancel waits for
 	// that goroutine to end.
-	Subscribe(ctx context.Context, topic string, fn func(payload []byte)) (cancel func(), err error)
+	Subscribe(ctx context.Context, topic string, fn func(domain.SessionEvent)) (cancel func(), err error)
 }
 
 // DeviceLeases decides which instance captures a device: at most one
@@ -225,4 +229,50 @@ type DeviceLeases interface {
 	Release(ctx context.Context, l domain.Lease) error
 	// Holder returns the instance holding the device's lease, "" if none.
 	Holder(ctx context.Context, device domain.DeviceID) (string, error)
+}
+
+// FarmStore keeps each device's control state and reservations, shared by
+// every instance in multi-instance mode. Implementations: memstore.Farm,
+// redisstore.Farm. Updates are read-modify-write: the store loads the
+// current value, calls fn on a copy, and stores the result only if no
+// other writer changed the value meanwhile; otherwise it calls fn again on
+// the newer value. fn must therefore be pure (no I/O, no side effects
+// other than on its argument) and may run more than once.
+type FarmStore interface {
+	// Control returns the device's control state; a device no one
+	// controls has an empty one (never an error for that).
+	Control(ctx context.Context, device domain.DeviceID) (domain.Control, error)
+	// UpdateControl applies fn to the device's control state and stores
+	// the result; an empty state is deleted. If fn returns an error,
+	// nothing is stored and that error is returned. Errors wrapping
+	// domain.ErrUnavailable mean the store failed or kept conflicting.
+	UpdateControl(ctx context.Context, device domain.DeviceID, fn func(*domain.Control) error) (domain.Control, error)
+	// Reservations returns the device's reservations, ended ones
+	// included until the store forgets them (at their Until at the
+	// latest); an unreserved device has an empty list.
+	Reservations(ctx context.Context, device domain.DeviceID) (domain.Reservations, error)
+	// UpdateReservations applies fn to the device's reservations like
+	// UpdateControl; the stored list lives until its last Until.
+	UpdateReservations(ctx context.Context, device domain.DeviceID, fn func(*domain.Reservations) error) (domain.Reservations, error)
+	// ReservedDevices lists the devices that may have reservations: every
+	// device with one that has not ended, possibly some whose last one
+	// just did.
+	ReservedDevices(ctx context.Context) ([]domain.DeviceID, error)
+}
+
+// AuditLog records who did what to which device, bounded in size: the
+// oldest events are forgotten first. Implementations: memstore.Audit (a
+// ring), redisstore.Audit (a stream trimmed with MAXLEN ~).
+type AuditLog interface {
+	// Record appends e, assigning its ID. Errors wrap domain.ErrUnavailable.
+	Record(ctx context.Context, e domain.AuditEvent) error
+	// Query returns the newest f.Count() events f matches, oldest first.
+	Query(ctx context.Context, f domain.AuditFilter) ([]domain.AuditEvent, error)
+}
+
+// Notifier tells outside systems about farm events (webhooks). Notify
+// never blocks: a notifier that cannot keep up drops and counts.
+// Implementation: webhook.Notifier; without one nothing is told.
+type Notifier interface {
+	Notify(n domain.Notice)
 }

@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -19,14 +18,26 @@ import (
 var _ ports.Bus = (*Bus)(nil)
 
 // Bus is a ports.Bus over Redis pub/sub. Each instance subscribes to its
-// request channel P+"bus:req:"+id and its reply channel P+"bus:rep:"+id; a
-// call publishes {id, reply_to, body} to the target's request channel and
-// waits for the reply with that id on its own. Pub/sub delivers at most
-// once and only to live subscribers: a call to an instance that does not
-// listen fails at once (PUBLISH reaches no one), and a lost reply ends the
-// call at its context's deadline. Events go to P+"bus:ev:"+topic.
+// request channel P+"{bus:"+id+"}req" and its reply channel
+// P+"{bus:"+id+"}rep"; a call publishes {id, reply_to, body} to the
+// target's request channel and waits for the reply with that id on its
+// own. Pub/sub delivers at most once and only to live subscribers: a call
+// to an instance that does not listen fails at once (PUBLISH reaches no
+// one), and a lost reply ends the call at its context's deadline. Events
+// go to P+"{bus:ev:"+topic+"}".
+//
+// On a Redis Cluster the bus uses sharded pub/sub (SPUBLISH/SSUBSCRIBE,
+// Redis 7): a channel lives on the primary of its slot, where both the
+// publisher and the subscriber connect, so PUBLISH's count of receivers
+// is right (classic PUBLISH on a cluster counts only the subscribers of
+// the node it reached, which would make a listening instance look gone)
+// and a message crosses one node instead of being broadcast over the
+// cluster bus to every node. The two channels of an instance share a hash
+// tag, so one subscription (one connection) carries both. Elsewhere
+// (single Redis, Sentinel) it uses classic pub/sub, which Redis 6 has too.
 type Bus struct {
 	rdb     redis.UniversalClient
+	sharded bool // SPUBLISH/SSUBSCRIBE: rdb is a cluster client
 	prefix  string
 	self    string
 	log     *slog.Logger
@@ -38,24 +49,33 @@ type Bus struct {
 	ready   chan struct{} // closed once Serve listens for replies
 }
 
-// envelope is one request or reply on the wire.
-type envelope struct {
-	ID      string `json:"id"`
-	ReplyTo string `json:"reply_to,omitempty"`
-	Body    []byte `json:"body"`
-}
-
 // NewBus returns the bus of instance self. Calls wait for Serve to start.
 func NewBus(rdb redis.UniversalClient, prefix, self string, log *slog.Logger) *Bus {
 	if prefix == "" {
 		prefix = "mediasvc:"
 	}
-	return &Bus{rdb: rdb, prefix: prefix + "bus:", self: self, log: log, maxBusy: 256,
+	_, sharded := rdb.(*redis.ClusterClient)
+	return &Bus{rdb: rdb, sharded: sharded, prefix: prefix, self: self, log: log, maxBusy: 256,
 		pending: make(map[string]chan []byte), ready: make(chan struct{})}
 }
 
-func (b *Bus) reqChan(instance string) string { return b.prefix + "req:" + instance }
-func (b *Bus) repChan(instance string) string { return b.prefix + "rep:" + instance }
+func (b *Bus) reqChan(instance string) string { return b.prefix + "{bus:" + instance + "}req" }
+func (b *Bus) repChan(instance string) string { return b.prefix + "{bus:" + instance + "}rep" }
+func (b *Bus) evChan(topic string) string     { return b.prefix + "{bus:ev:" + topic + "}" }
+
+func (b *Bus) publish(ctx context.Context, channel string, msg any) *redis.IntCmd {
+	if b.sharded {
+		return b.rdb.SPublish(ctx, channel, msg)
+	}
+	return b.rdb.Publish(ctx, channel, msg)
+}
+
+func (b *Bus) subscribe(ctx context.Context, channels ...string) *redis.PubSub {
+	if b.sharded {
+		return b.rdb.SSubscribe(ctx, channels...)
+	}
+	return b.rdb.Subscribe(ctx, channels...)
+}
 
 // Listening reports whether Serve has subscribed, so requests addressed to
 // this instance reach it.
@@ -69,11 +89,11 @@ func (b *Bus) Listening() bool {
 }
 
 // Call sends req to instance and waits for the reply until ctx ends.
-func (b *Bus) Call(ctx context.Context, instance string, req []byte) ([]byte, error) {
+func (b *Bus) Call(ctx context.Context, instance string, req domain.BusRequest) (domain.BusReply, error) {
 	select {
 	case <-b.ready:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("bus call to %s: not serving yet: %w", instance, ctx.Err())
+		return domain.BusReply{}, fmt.Errorf("bus call to %s: not serving yet: %w", instance, ctx.Err())
 	}
 	id := b.self + ":" + strconv.FormatUint(b.seq.Add(1), 36)
 	ch := make(chan []byte, 1)
@@ -85,25 +105,25 @@ func (b *Bus) Call(ctx context.Context, instance string, req []byte) ([]byte, er
 		delete(b.pending, id)
 		b.mu.Unlock()
 	}()
-	msg, _ := json.Marshal(envelope{ID: id, ReplyTo: b.repChan(b.self), Body: req})
-	n, err := b.rdb.Publish(ctx, b.reqChan(instance), msg).Result()
+	msg := encodeEnvelope(envelope{ID: id, ReplyTo: b.repChan(b.self), Body: encodeRequest(req)})
+	n, err := b.publish(ctx, b.reqChan(instance), msg).Result()
 	if err != nil {
-		return nil, unavailable("bus call to "+instance, err)
+		return domain.BusReply{}, unavailable("bus call to "+instance, err)
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("bus call: instance %s is not listening: %w", instance, domain.ErrUnavailable)
+		return domain.BusReply{}, fmt.Errorf("bus call: instance %s is not listening: %w", instance, domain.ErrUnavailable)
 	}
 	select {
 	case rep := <-ch:
-		return rep, nil
+		return decodeReply(instance, rep)
 	case <-ctx.Done():
-		return nil, fmt.Errorf("bus call to %s: no reply: %w", instance, ctx.Err())
+		return domain.BusReply{}, fmt.Errorf("bus call to %s: no reply: %w", instance, ctx.Err())
 	}
 }
 
 // Serve listens for requests and replies until ctx is done.
-func (b *Bus) Serve(ctx context.Context, handle func(context.Context, []byte) []byte) error {
-	ps := b.rdb.Subscribe(ctx, b.reqChan(b.self), b.repChan(b.self))
+func (b *Bus) Serve(ctx context.Context, handle func(context.Context, domain.BusRequest) (domain.BusReply, error)) error {
+	ps := b.subscribe(ctx, b.reqChan(b.self), b.repChan(b.self))
 	defer ps.Close()
 	// Wait for the subscription; retry while Redis is down.
 	for {
@@ -128,8 +148,8 @@ func (b *Bus) Serve(ctx context.Context, handle func(context.Context, []byte) []
 			return nil
 		case m = <-ch:
 		}
-		var env envelope
-		if err := json.Unmarshal([]byte(m.Payload), &env); err != nil {
+		env, err := decodeEnvelope([]byte(m.Payload))
+		if err != nil {
 			b.log.Warn("bus: malformed message", "channel", m.Channel, "err", err)
 			continue
 		}
@@ -149,9 +169,13 @@ func (b *Bus) Serve(ctx context.Context, handle func(context.Context, []byte) []
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			rep := handle(ctx, env.Body)
-			out, _ := json.Marshal(envelope{ID: env.ID, Body: rep})
-			if err := b.rdb.Publish(context.WithoutCancel(ctx), env.ReplyTo, out).Err(); err != nil {
+			var out []byte
+			if req, err := decodeRequest(env.Body); err != nil {
+				out = encodeEnvelope(envelope{ID: env.ID, Body: encodeReply(domain.BusReply{}, err)})
+			} else {
+				out = encodeEnvelope(envelope{ID: env.ID, Body: encodeReply(handle(ctx, req))})
+			}
+			if err := b.publish(context.WithoutCancel(ctx), env.ReplyTo, out).Err(); err != nil {
 				b.log.Warn("bus: reply lost", "to", env.ReplyTo, "err", err)
 			}
 		})
@@ -159,16 +183,16 @@ func (b *Bus) Serve(ctx context.Context, handle func(context.Context, []byte) []
 }
 
 // Publish sends payload to topic's subscribers.
-func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
-	if err := b.rdb.Publish(ctx, b.prefix+"ev:"+topic, payload).Err(); err != nil {
+func (b *Bus) Publish(ctx context.Context, topic string, ev domain.SessionEvent) error {
+	if err := b.publish(ctx, b.evChan(topic), encodeEvent(ev)).Err(); err != nil {
 		return unavailable("bus publish", err)
 	}
 	return nil
 }
 
 // Subscribe delivers topic's messages to fn until cancel.
-func (b *Bus) Subscribe(ctx context.Context, topic string, fn func([]byte)) (func(), error) {
-	ps := b.rdb.Subscribe(context.WithoutCancel(ctx), b.prefix+"ev:"+topic)
+func (b *Bus) Subscribe(ctx context.Context, topic string, fn func(domain.SessionEvent)) (func(), error) {
+	ps := b.subscribe(context.WithoutCancel(ctx), b.evChan(topic))
 	if _, err := ps.Receive(ctx); err != nil {
 		_ = ps.Close()
 		return nil, unavailable("bus subscribe", err)
@@ -177,7 +201,12 @@ func (b *Bus) Subscribe(ctx context.Context, topic string, fn func([]byte)) (fun
 	go func() {
 		defer close(done)
 		for m := range ps.Channel() {
-			fn([]byte(m.Payload))
+			ev, err := decodeEvent([]byte(m.Payload))
+			if err != nil {
+				b.log.Warn("bus: malformed event", "topic", topic, "err", err)
+				continue
+			}
+			fn(ev)
 		}
 	}()
 	var once sync.Once
