@@ -247,8 +247,16 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	}, log)
 	be.onUp = svc.Resync
 
+	var tokens httpapi.TokenVerifier
+	if v, err := cfg.tokenVerifier(); err != nil {
+		return fmt.Errorf("auth.jwt: %w", err)
+	} else if v != nil {
+		tokens = v
+	}
 	api := httpapi.New(httpapi.Config{
 		APIKeys:        cfg.Auth.APIKeys,
+		Keys:           cfg.apiKeys(),
+		Tokens:         tokens,
 		AllowedHosts:   cfg.allowedHosts(cfg.HTTP.Addr),
 		AllowedOrigins: cfg.HTTP.AllowedOrigins,
 		MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
@@ -295,7 +303,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("mediasvc listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/",
-		"instance", instance, "store", cfg.Store.Backend, "auth", len(cfg.Auth.APIKeys) > 0, "demo", cfg.Demo.Enabled, "adb", cfg.ADB.Addr)
+		"instance", instance, "store", cfg.Store.Backend, "auth", cfg.hasAuth(), "demo", cfg.Demo.Enabled, "adb", cfg.ADB.Addr)
 
 	if cfg.Debug.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.Debug.PprofAddr, log)
