@@ -5,6 +5,7 @@ package ports
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"mediasvc/domain"
@@ -53,7 +54,10 @@ type ScreenSource interface {
 
 // Capture is a running capture of one device.
 type Capture interface {
-	// Info describes the stream. It does not change over a capture's life.
+	// Info describes the stream. Its codecs do not change over a
+	// capture's life; its size may, at a keyframe (a rotated device whose
+	// encoder restarts), and callers read it again there. Safe to call
+	// concurrently with ReadFrame.
 	Info() domain.StreamInfo
 	// ReadFrame blocks until the next frame, in presentation order, and
 	// paces real time (the demo source sleeps; a device is paced by nature).
@@ -272,4 +276,19 @@ type AuditLog interface {
 // Implementation: webhook.Notifier; without one nothing is told.
 type Notifier interface {
 	Notify(n domain.Notice)
+}
+
+// DeviceFiles moves files to and from a device. Implementation: adb; a
+// source without it (the demo) takes no files.
+type DeviceFiles interface {
+	// PushFile streams size bytes of r to the device's Download folder
+	// under a name made safe from name, and returns the path written.
+	// domain.ErrInvalidRequest when the name is unusable or the body is
+	// not size bytes; ErrDeviceNotFound / ErrDeviceUnavailable otherwise.
+	PushFile(ctx context.Context, id domain.DeviceID, name string, r io.Reader, size int64) (string, error)
+	// InstallAPK streams size bytes of r to the package manager. A refused
+	// package is domain.ErrInvalidRequest carrying its verdict.
+	InstallAPK(ctx context.Context, id domain.DeviceID, r io.Reader, size int64) error
+	// Screenshot returns a PNG of the device's screen.
+	Screenshot(ctx context.Context, id domain.DeviceID) ([]byte, error)
 }

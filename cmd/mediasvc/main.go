@@ -166,6 +166,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			ScrcpyServer:    cfg.ADB.Scrcpy.Server,
 			ScrcpyVersion:   cfg.ADB.Scrcpy.Version,
 			ScrcpyAudio:     cfg.ADB.Scrcpy.Audio,
+			Scrcpy:          cfg.ADB.Scrcpy.options(),
+			OrientationPoll: orientationPoll(cfg.ADB.OrientationPoll),
 			MaxWidth:        cfg.ADB.MaxWidth,
 			MaxHeight:       cfg.ADB.MaxHeight,
 			TimeLimit:       cfg.ADB.Screenrecord.TimeLimit,
@@ -185,7 +187,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			return fmt.Errorf("adb source: %w", err)
 		}
 		// With Redis, an instance may own the devices its own adb server sees.
-		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Claim: true})
+		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Files: adbSrc, Claim: true})
 	}
 
 	servers := make([]domain.ICEServer, 0, len(cfg.WebRTC.ICEServers))
@@ -401,4 +403,12 @@ func servePprof(addr string, log *slog.Logger) (func(), error) {
 	}()
 	log.Info("pprof listening", "addr", ln.Addr().String())
 	return func() { _ = srv.Close(); <-done }, nil
+}
+
+// orientationPoll maps the config's 0 ("never") to the adapter's negative.
+func orientationPoll(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
