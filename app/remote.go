@@ -63,6 +63,7 @@ var wireErrors = map[string]error{
 	"device_not_found": domain.ErrDeviceNotFound, "device_unavailable": domain.ErrDeviceUnavailable,
 	"too_many_candidates": domain.ErrTooManyCandidates, "invalid_candidate": domain.ErrInvalidCandidate,
 	"invalid_offer": domain.ErrInvalidOffer, "invalid_input": domain.ErrInvalidInput,
+	"no_common_codec": domain.ErrNoCommonCodec,
 	"invalid_request": domain.ErrInvalidRequest, "forbidden": domain.ErrForbidden,
 	"conflict": domain.ErrConflict, "draining": domain.ErrDraining, "unavailable": domain.ErrUnavailable,
 	"unauthorized": domain.ErrUnauthorized, "invalid_transition": domain.ErrInvalidTransition,

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 	"go.opentelemetry.io/otel/metric"
 
@@ -77,7 +76,7 @@ type Config struct {
 type Transport struct {
 	cfg     Config
 	log     *slog.Logger
-	api     *webrtc.API
+	se      webrtc.SettingEngine
 	mux     ice.UDPMux
 	servers []webrtc.ICEServer
 
@@ -137,11 +136,6 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 		})
 	}
 
-	m := &webrtc.MediaEngine{}
-	if err := registerCodecs(m); err != nil {
-		return nil, fmt.Errorf("rtc: register codecs: %w", err)
-	}
-
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -172,26 +166,18 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 		}
 	}
 
-	// An empty interceptor registry on purpose: pion's default NACK
-	// responder keeps a copy of the last packets per viewer; we answer
-	// NACKs from the shared ring and send our own sender reports instead.
-	t.api = webrtc.NewAPI(
-		webrtc.WithMediaEngine(m),
-		webrtc.WithSettingEngine(se),
-		webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
-	)
+	t.se = se
 	return t, nil
 }
 
 func isLoopbackName(name string) bool { return name == "lo" || name == "lo0" }
 
-// H.264 and Opus as the transport offers them.
+// Codec parameters the transport answers with. Each peer's MediaEngine
+// holds only the video codec its offer chose (see Peer.setup) and Opus.
 const (
-	h264FmtpCB       = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
-	h264FmtpBaseline = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"
-	opusFmtp         = "minptime=10;useinbandfec=1"
-	videoClock       = 90000
-	audioClock       = 48000
+	opusFmtp   = "minptime=10;useinbandfec=1"
+	videoClock = 90000
+	audioClock = 48000
 )
 
 // videoFeedback is what viewers may send about video: NACK, PLI and FIR,
@@ -200,29 +186,23 @@ var videoFeedback = []webrtc.RTCPFeedback{
 	{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}, {Type: "goog-remb"},
 }
 
-func registerCodecs(m *webrtc.MediaEngine) error {
-	codecs := []struct {
-		c webrtc.RTPCodecParameters
-		k webrtc.RTPCodecType
-	}{
-		{webrtc.RTPCodecParameters{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeH264, ClockRate: videoClock, SDPFmtpLine: h264FmtpCB, RTCPFeedback: videoFeedback,
-		}}, webrtc.RTPCodecTypeVideo},
-		// Constrained baseline is decodable as baseline: accept offers
-		// that only name 42001f.
-		{webrtc.RTPCodecParameters{PayloadType: 104, RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeH264, ClockRate: videoClock, SDPFmtpLine: h264FmtpBaseline, RTCPFeedback: videoFeedback,
-		}}, webrtc.RTPCodecTypeVideo},
-		{webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeOpus, ClockRate: audioClock, Channels: 2, SDPFmtpLine: opusFmtp,
-		}}, webrtc.RTPCodecTypeAudio},
+// Negotiate returns the rendition of a device stream that a viewer's
+// offer can take: the original when the offer decodes info's codec and
+// profile (info.ProfileLevelID, the SPS's), else the first of renditions
+// the offer takes. It returns domain.ErrInvalidOffer (wrapped) for an offer
+// that is malformed or has no video, and a *domain.NoCommonCodecError
+// (errors.Is domain.ErrNoCommonCodec) naming the offered codecs and what
+// the device sends when nothing fits.
+func (t *Transport) Negotiate(offer string, info domain.StreamInfo, renditions []domain.Rendition) (domain.Rendition, error) {
+	codecs, err := parseOffer(offer)
+	if err != nil {
+		return "", fmt.Errorf("negotiate: %w", err)
 	}
-	for _, c := range codecs {
-		if err := m.RegisterCodec(c.c, c.k); err != nil {
-			return err
-		}
+	c, err := chooseVideo(codecs, streamCodec{codec: info.Video, plid: info.ProfileLevelID}, renditions)
+	if err != nil {
+		return "", fmt.Errorf("negotiate: %w", err)
 	}
-	return nil
+	return c.rendition, nil
 }
 
 // ICEServers returns a copy of the configured STUN/TURN servers.
