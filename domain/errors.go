@@ -27,6 +27,8 @@ var (
 	ErrConflict          = errors.New("conflict")
 	ErrDraining          = errors.New("service is draining")
 	ErrUnavailable       = errors.New("service unavailable")
+	// ErrReservationNotFound: no reservation with that id on that device.
+	ErrReservationNotFound = errors.New("reservation not found")
 )
 
 // RateLimitError is returned when a rate limit refuses a request. It matches

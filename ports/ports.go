@@ -223,3 +223,49 @@ type DeviceLeases interface {
 	// Holder returns the instance holding the device's lease, "" if none.
 	Holder(ctx context.Context, device domain.DeviceID) (string, error)
 }
+
+// FarmStore keeps each device's control state and reservations, shared by
+// every instance in multi-instance mode. Implementations: memstore.Farm,
+// redisstore.Farm. Updates are read-modify-write: the store loads the
+// current value, calls fn on a copy, and stores the result only if no
+// other writer changed the value meanwhile; otherwise it calls fn again on
+// the newer value. fn must therefore be pure (no I/O, no side effects
+// other than on its argument) and may run more than once.
+type FarmStore interface {
+	// Control returns the device's control state; a device no one
+	// controls has an empty one (never an error for that).
+	Control(ctx context.Context, device domain.DeviceID) (domain.Control, error)
+	// UpdateControl applies fn to the device's control state and stores
+	// the result; an empty state is deleted. If fn returns an error,
+	// nothing is stored and that error is returned. Errors wrapping
+	// domain.ErrUnavailable mean the store failed or kept conflicting.
+	UpdateControl(ctx context.Context, device domain.DeviceID, fn func(*domain.Control) error) (domain.Control, error)
+	// Reservations returns the device's reservations, ended ones
+	// included until the store forgets them (at their Until at the
+	// latest); an unreserved device has an empty list.
+	Reservations(ctx context.Context, device domain.DeviceID) (domain.Reservations, error)
+	// UpdateReservations applies fn to the device's reservations like
+	// UpdateControl; the stored list lives until its last Until.
+	UpdateReservations(ctx context.Context, device domain.DeviceID, fn func(*domain.Reservations) error) (domain.Reservations, error)
+	// ReservedDevices lists the devices that may have reservations: every
+	// device with one that has not ended, possibly some whose last one
+	// just did.
+	ReservedDevices(ctx context.Context) ([]domain.DeviceID, error)
+}
+
+// AuditLog records who did what to which device, bounded in size: the
+// oldest events are forgotten first. Implementations: memstore.Audit (a
+// ring), redisstore.Audit (a stream trimmed with MAXLEN ~).
+type AuditLog interface {
+	// Record appends e, assigning its ID. Errors wrap domain.ErrUnavailable.
+	Record(ctx context.Context, e domain.AuditEvent) error
+	// Query returns the newest f.Count() events f matches, oldest first.
+	Query(ctx context.Context, f domain.AuditFilter) ([]domain.AuditEvent, error)
+}
+
+// Notifier tells outside systems about farm events (webhooks). Notify
+// never blocks: a notifier that cannot keep up drops and counts.
+// Implementation: webhook.Notifier; without one nothing is told.
+type Notifier interface {
+	Notify(n domain.Notice)
+}

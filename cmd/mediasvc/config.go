@@ -61,6 +61,8 @@ type StoreConfig struct {
 
 // RedisConfig is the shared Redis (store.backend: redis).
 type RedisConfig struct {
+	// Mode is the topology: single, cluster or sentinel.
+	Mode           string        `koanf:"mode"`
 	URL            string        `koanf:"url"`
 	KeyPrefix      string        `koanf:"key_prefix"`
 	Timeout        time.Duration `koanf:"timeout"`
@@ -68,12 +70,17 @@ type RedisConfig struct {
 	KeyGrace       time.Duration `koanf:"key_grace"`
 	HealthInterval time.Duration `koanf:"health_interval"`
 	MaxBackoff     time.Duration `koanf:"max_backoff"`
+	// WaitReplicas > 0 makes session writes wait (WAIT) until that many
+	// replicas have them, at most WaitTimeout.
+	WaitReplicas int           `koanf:"wait_replicas"`
+	WaitTimeout  time.Duration `koanf:"wait_timeout"`
 }
 
 // HTTPConfig is the listener.
 type HTTPConfig struct {
 	Addr              string        `koanf:"addr"`
 	PublicURL         string        `koanf:"public_url"`
+	AllowedHosts      []string      `koanf:"allowed_hosts"`
 	AllowedOrigins    []string      `koanf:"allowed_origins"`
 	TrustProxy        bool          `koanf:"trust_proxy"`
 	MaxBodyBytes      int64         `koanf:"max_body_bytes"`
@@ -208,6 +215,7 @@ func defaults() map[string]any {
 	return map[string]any{
 		"http.addr":                     "127.0.0.1:8080",
 		"http.public_url":               "",
+		"http.allowed_hosts":            []string{},
 		"http.allowed_origins":          []string{},
 		"http.trust_proxy":              false,
 		"http.max_body_bytes":           65536,
@@ -277,7 +285,10 @@ func defaults() map[string]any {
 		"instance.lease_ttl":            "10s",
 		"demo.owner":                    "",
 		"store.backend":                 "memory",
+		"redis.mode":                    "single",
 		"redis.url":                     "",
+		"redis.wait_replicas":           0,
+		"redis.wait_timeout":            "500ms",
 		"redis.key_prefix":              "mediasvc:",
 		"redis.timeout":                 "1s",
 		"redis.touch_throttle":          "5s",
@@ -342,7 +353,7 @@ func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 				problems = append(problems, fmt.Errorf("%s: unknown environment variable", name))
 				return "", nil
 			}
-			if _, isList := k.Get(key).([]string); isList || key == "http.allowed_origins" || key == "webrtc.nat_1to1_ips" || key == "adb.serials" {
+			if _, isList := k.Get(key).([]string); isList || key == "http.allowed_origins" || key == "http.allowed_hosts" || key == "webrtc.nat_1to1_ips" || key == "adb.serials" {
 				return key, splitList(v)
 			}
 			return key, v
@@ -418,8 +429,21 @@ func (c Config) validate() []error {
 			bad("http.public_url", "%q is not an http(s) URL", c.HTTP.PublicURL)
 		}
 	}
+	for _, h := range c.HTTP.AllowedHosts {
+		switch {
+		case h == "*":
+			if len(c.Auth.APIKeys) == 0 {
+				bad("http.allowed_hosts", `"*" answers to any Host name, which lets any web page reach the service by DNS rebinding; it needs auth.api_keys`)
+			}
+		case !validHostPattern(h):
+			bad("http.allowed_hosts", "%q is not a host name, IP address or *.domain pattern (no scheme, no port)", h)
+		}
+	}
 	for _, o := range c.HTTP.AllowedOrigins {
 		if o == "*" {
+			if len(c.Auth.APIKeys) == 0 {
+				bad("http.allowed_origins", `"*" lets any web page use the API from a browser; it needs auth.api_keys`)
+			}
 			continue
 		}
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
@@ -538,14 +562,30 @@ func (c Config) validate() []error {
 	switch c.Store.Backend {
 	case "memory":
 	case "redis":
-		if u, err := url.Parse(c.Redis.URL); c.Redis.URL == "" || err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-			bad("redis.url", "store.backend redis needs a redis://, rediss:// or unix:// URL (MEDIASVC_REDIS_URL)")
+		if c.Redis.URL == "" {
+			bad("redis.url", "store.backend redis needs a URL (MEDIASVC_REDIS_URL)")
+		} else if _, err := newRedisClient(c.Redis, false); err != nil {
+			bad("redis.url", "%v", err)
 		}
 	default:
 		bad("store.backend", "must be memory or redis, got %q", c.Store.Backend)
 	}
+	switch c.Redis.Mode {
+	case "single", "sentinel":
+	case "cluster":
+		if c.Redis.WaitReplicas > 0 {
+			bad("redis.wait_replicas", "is for mode single or sentinel: a cluster client cannot send WAIT to the node that took the write")
+		}
+	default:
+		bad("redis.mode", "must be single, cluster or sentinel, got %q", c.Redis.Mode)
+	}
 	if c.Redis.KeyPrefix == "" {
 		bad("redis.key_prefix", "must not be empty")
+	}
+	nonNeg("redis.wait_replicas", int64(c.Redis.WaitReplicas))
+	positive("redis.wait_timeout", int64(c.Redis.WaitTimeout))
+	if c.Redis.WaitReplicas > 0 && c.Redis.WaitTimeout >= c.Redis.Timeout {
+		bad("redis.wait_timeout", "must be shorter than redis.timeout (%s), or the client gives up on WAIT first", c.Redis.Timeout)
 	}
 	positive("redis.timeout", int64(c.Redis.Timeout))
 	nonNeg("redis.touch_throttle", int64(c.Redis.TouchThrottle))
@@ -621,6 +661,60 @@ func (c Config) validate() []error {
 	return errs
 }
 
+// validHostPattern reports whether h is a host name, an IP address (IPv6
+// with or without brackets) or "*." followed by a host name.
+func validHostPattern(h string) bool {
+	if ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")); ip != nil {
+		return true
+	}
+	h = strings.TrimPrefix(h, "*.")
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// allowedHosts is the effective http.allowed_hosts: the loopback names, the
+// host of http.addr (unless it is a wildcard address), the host of
+// http.public_url when set, and the configured names.
+func (c Config) allowedHosts(listenAddr string) []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	add := func(h string) {
+		if h == "" {
+			return
+		}
+		if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
+			return
+		}
+		if !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	if h, _, err := net.SplitHostPort(listenAddr); err == nil {
+		add(h)
+	}
+	if c.HTTP.PublicURL != "" {
+		if u, err := url.Parse(c.HTTP.PublicURL); err == nil {
+			add(u.Hostname())
+		}
+	}
+	for _, h := range c.HTTP.AllowedHosts {
+		add(h)
+	}
+	return hosts
+}
+
 func isLoopback(host string) bool {
 	if host == "localhost" {
 		return true
@@ -639,6 +733,10 @@ func printConfig(k *koanf.Koanf, w io.Writer) error {
 		}
 		if s, ok := v.(string); ok && key == "redis.url" && s != "" {
 			if u, err := url.Parse(s); err == nil {
+				if q := u.Query(); q.Has("password") {
+					q.Set("password", "xxxxx")
+					u.RawQuery = q.Encode()
+				}
 				v = u.Redacted()
 			} else {
 				v = "********"
