@@ -30,7 +30,7 @@ func testVP8(key bool, n int, fill byte) []byte {
 }
 
 func TestVP8PacketizeRoundTrip(t *testing.T) {
-	r := newRing(64)
+	r := newRing(ringLimits{maxBytes: 1 << 20})
 	p := vp8Packetizer{mtu: 1200}
 	frames := [][]byte{testVP8(true, 5000, 1), testVP8(false, 700, 7), testVP8(false, 1196, 9)}
 	var start uint64
@@ -41,6 +41,7 @@ func TestVP8PacketizeRoundTrip(t *testing.T) {
 			t.Fatalf("frame %d: keyframe = %v", fi, key)
 		}
 		n := p.push(r, fr, uint32(fi*3000), key)
+		r.commit()
 		var got []byte
 		var pid uint16
 		for i := start; i < start+uint64(n); i++ {
@@ -80,11 +81,12 @@ func TestVP8PacketizeRoundTrip(t *testing.T) {
 }
 
 func TestVP8PictureIDWraps(t *testing.T) {
-	r := newRing(8)
+	r := newRing(ringLimits{maxBytes: 1 << 20})
 	p := vp8Packetizer{mtu: 1200, pictureID: 0x7fff}
 	buf := make([]byte, slotCap)
 	for want := range []uint16{0x7fff, 0} {
 		p.push(r, testVP8(false, 10, 1), 0, false)
+		r.commit()
 		m, _ := r.readAt(r.head-1, buf)
 		var d codecs.VP8Packet
 		if _, err := d.Unmarshal(buf[:m.n]); err != nil {
@@ -97,13 +99,15 @@ func TestVP8PictureIDWraps(t *testing.T) {
 }
 
 func TestVP8PacketizeNoAlloc(t *testing.T) {
-	r := newRing(256)
+	r := testRing(256)
 	p := vp8Packetizer{mtu: 1200}
 	key, delta := testVP8(true, 30000, 1), testVP8(false, 8000, 2)
 	allocs := testing.AllocsPerRun(100, func() {
 		r.mu.Lock()
 		p.push(r, key, 1, true)
+		r.commit()
 		p.push(r, delta, 2, false)
+		r.commit()
 		r.mu.Unlock()
 	})
 	if allocs != 0 {
