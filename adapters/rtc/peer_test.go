@@ -50,6 +50,11 @@ var (
 
 func newTestClientWith(t *testing.T, video []webrtc.RTPCodecParameters) *testClient {
 	t.Helper()
+	return newTestClientOn(t, video, []webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+}
+
+func newTestClientOn(t *testing.T, video []webrtc.RTPCodecParameters, networks []webrtc.NetworkType) *testClient {
+	t.Helper()
 	m := &webrtc.MediaEngine{}
 	for _, c := range video {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
@@ -63,7 +68,7 @@ func newTestClientWith(t *testing.T, video []webrtc.RTPCodecParameters) *testCli
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetNetworkTypes(networks)
 	se.DisableSRTPReplayProtection(true) // to see NACKed retransmissions of received packets
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +46,13 @@ type Config struct {
 	// UDPPort is the one UDP port every peer shares per local address (ICE
 	// UDP mux); 0 lets the system pick one. Not with EphemeralPorts.
 	UDPPort int
+	// TCPPort, when not 0, makes every peer also offer ICE-TCP passive
+	// candidates on this one TCP port (pion's ICE TCP mux), for viewers
+	// behind networks that block UDP.
+	TCPPort int
+	// NoUDP gathers no UDP candidates at all: viewers reach the server
+	// over ICE-TCP (TCPPort) or through a TURN relay only.
+	NoUDP bool
 	// EphemeralPorts gives each peer its own UDP socket on an ephemeral
 	// port instead of the shared ones; writes are then not batched.
 	EphemeralPorts bool
@@ -96,6 +105,7 @@ type Transport struct {
 	log     *slog.Logger
 	se      webrtc.SettingEngine
 	mux     ice.UDPMux
+	tcpMux  ice.TCPMux
 	servers []webrtc.ICEServer
 
 	batch *batchGroup // nil unless writes are batched
@@ -147,6 +157,12 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	if !cfg.EphemeralPorts && (cfg.UDPPortMax != 0) {
 		return nil, fmt.Errorf("rtc config: a udp port range needs ephemeral ports")
 	}
+	if cfg.TCPPort < 0 || cfg.TCPPort > 65535 {
+		return nil, fmt.Errorf("rtc config: tcp port %d out of range", cfg.TCPPort)
+	}
+	if cfg.NoUDP && cfg.TCPPort == 0 && len(cfg.ICEServers) == 0 {
+		return nil, fmt.Errorf("rtc config: without UDP a viewer needs a tcp port or a TURN server")
+	}
 	if cfg.EphemeralPorts && cfg.UDPPort != 0 {
 		return nil, fmt.Errorf("rtc config: udp port %d and ephemeral ports exclude each other", cfg.UDPPort)
 	}
@@ -175,9 +191,18 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
-	if cfg.NoIPv6 {
-		networks = networks[:1]
+	var networks []webrtc.NetworkType
+	if !cfg.NoUDP {
+		networks = append(networks, webrtc.NetworkTypeUDP4)
+		if !cfg.NoIPv6 {
+			networks = append(networks, webrtc.NetworkTypeUDP6)
+		}
+	}
+	if cfg.TCPPort != 0 {
+		networks = append(networks, webrtc.NetworkTypeTCP4)
+		if !cfg.NoIPv6 {
+			networks = append(networks, webrtc.NetworkTypeTCP6)
+		}
 	}
 	se.SetNetworkTypes(networks)
 	var ifFilter func(string) bool
@@ -189,7 +214,21 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	if len(cfg.NAT1To1IPs) > 0 {
 		se.SetNAT1To1IPs(slices.Clone(cfg.NAT1To1IPs), webrtc.ICECandidateTypeHost)
 	}
-	if !cfg.EphemeralPorts {
+	if cfg.TCPPort != 0 {
+		network := "tcp"
+		if cfg.NoIPv6 {
+			network = "tcp4"
+		}
+		ln, err := net.Listen(network, ":"+strconv.Itoa(cfg.TCPPort))
+		if err != nil {
+			return nil, fmt.Errorf("rtc: listen on tcp port %d: %w", cfg.TCPPort, err)
+		}
+		t.tcpMux = webrtc.NewICETCPMux(nil, ln, 8)
+		se.SetICETCPMux(t.tcpMux)
+	}
+	if cfg.NoUDP {
+		// No UDP socket at all.
+	} else if !cfg.EphemeralPorts {
 		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithLoopback()}
 		if cfg.NoIPv6 {
 			opts = append(opts, ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4))
@@ -206,6 +245,9 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 		}
 		mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, opts...)
 		if err != nil {
+			if t.tcpMux != nil {
+				_ = t.tcpMux.Close()
+			}
 			return nil, fmt.Errorf("rtc: listen on udp port %d: %w", cfg.UDPPort, err)
 		}
 		t.mux = mux
@@ -276,6 +318,9 @@ func (t *Transport) Close() error {
 		t.closed.Store(true)
 		if t.mux != nil {
 			err = t.mux.Close()
+		}
+		if t.tcpMux != nil {
+			err = errors.Join(err, t.tcpMux.Close())
 		}
 	})
 	return err
