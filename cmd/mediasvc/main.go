@@ -187,7 +187,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			return fmt.Errorf("adb source: %w", err)
 		}
 		// With Redis, an instance may own the devices its own adb server sees.
-		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Claim: true})
+		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Files: adbSrc, Claim: true})
 	}
 
 	servers := make([]domain.ICEServer, 0, len(cfg.WebRTC.ICEServers))
