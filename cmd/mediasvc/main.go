@@ -210,23 +210,17 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 	defer transport.Close()
 
 	svc := app.New(app.Config{
-		Instance:   instance,
-		SessionTTL: cfg.Session.TTL,
-		Quota: domain.Quota{
-			Total: cfg.Limits.SessionsTotal, PerDevice: cfg.Limits.SessionsPerDevice, PerOwner: cfg.Limits.SessionsPerOwner,
-		},
-		ICE:             domain.ICELimits{MaxCandidates: cfg.Limits.MaxCandidates, MaxCandidateLen: cfg.Limits.MaxCandidateBytes},
+		Instance:        instance,
+		SessionTTL:      cfg.Session.TTL,
+		Quota:           tunables(cfg).Quota,
+		ICE:             tunables(cfg).ICE,
 		InputRate:       cfg.Limits.InputRate,
 		InputBurst:      cfg.Limits.InputBurst,
 		QualityInterval: cfg.Metrics.QualityInterval,
 		Hub: app.HubConfig{
 			Grace:   cfg.Stream.Grace,
 			Capture: domain.CaptureOptions{BitrateBps: cfg.Stream.BitrateBps},
-			Bitrate: domain.BitratePolicy{
-				MinBps: cfg.Stream.MinBitrateBps, MaxBps: cfg.Stream.MaxBitrateBps, Interval: cfg.Stream.BitrateInterval,
-				DecreaseLoss: domain.DefaultBitratePolicy.DecreaseLoss, IncreaseLoss: domain.DefaultBitratePolicy.IncreaseLoss,
-				IncreaseRTT: domain.DefaultBitratePolicy.IncreaseRTT,
-			},
+			Bitrate: tunables(cfg).Bitrate,
 		},
 	}, app.Deps{
 		Store:       be.store,
@@ -353,6 +347,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 					log.Error("reload creation rate limits", "err", err)
 				}
 			}
+			if tunables(cfg) != tunables(old) {
+				svc.Reconfigure(tunables(cfg))
+			}
 			if !reflect.DeepEqual(cfg.WebRTC.ICEServers, old.WebRTC.ICEServers) {
 				transport.SetICEServers(iceServers(cfg))
 			}
@@ -433,6 +430,24 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		return errors.Join(errs...)
 	})
 	return g.Wait()
+}
+
+// tunables are the settings of cfg the app may change while it runs.
+func tunables(cfg Config) app.Tunables {
+	return app.Tunables{
+		Quota: domain.Quota{
+			Total: cfg.Limits.SessionsTotal, PerDevice: cfg.Limits.SessionsPerDevice, PerOwner: cfg.Limits.SessionsPerOwner,
+		},
+		ICE:        domain.ICELimits{MaxCandidates: cfg.Limits.MaxCandidates, MaxCandidateLen: cfg.Limits.MaxCandidateBytes},
+		InputRate:  cfg.Limits.InputRate,
+		InputBurst: cfg.Limits.InputBurst,
+		Bitrate: domain.BitratePolicy{
+			MinBps: cfg.Stream.MinBitrateBps, MaxBps: cfg.Stream.MaxBitrateBps, Interval: cfg.Stream.BitrateInterval,
+			DecreaseLoss: domain.DefaultBitratePolicy.DecreaseLoss, IncreaseLoss: domain.DefaultBitratePolicy.IncreaseLoss,
+			IncreaseRTT: domain.DefaultBitratePolicy.IncreaseRTT,
+		},
+		QualityInterval: cfg.Metrics.QualityInterval,
+	}
 }
 
 // iceServers are cfg's STUN/TURN servers.

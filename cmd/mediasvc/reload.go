@@ -29,7 +29,9 @@ var liveKeys = []string{
 	"log.level", "log.format",
 	"auth", // API keys (and their grants), allow_open
 	"http.allowed_hosts", "http.allowed_origins",
-	"limits.create_rate", "limits.create_burst", "limits.global_create_rate", "limits.global_create_burst",
+	"limits",                                           // quotas, creation rates, input budget and ICE limits (new sessions)
+	"stream.min_bitrate_bps", "stream.max_bitrate_bps", // the bitrate policy of running captures
+	"metrics.quality_interval",
 	"webrtc.ice_servers", // for new sessions
 }
 
