@@ -126,7 +126,8 @@ type SessionConfig struct {
 // StreamConfig tunes captures and the fanout.
 type StreamConfig struct {
 	Grace           time.Duration `koanf:"grace"`
-	RingPackets     int           `koanf:"ring_packets"`
+	RingHistory     time.Duration `koanf:"ring_history"`
+	RingMaxBytes    int           `koanf:"ring_max_bytes"`
 	BitrateBps      int           `koanf:"bitrate_bps"`
 	MinBitrateBps   int           `koanf:"min_bitrate_bps"`
 	MaxBitrateBps   int           `koanf:"max_bitrate_bps"`
@@ -142,12 +143,16 @@ type ICEServerConfig struct {
 
 // WebRTCConfig is NAT traversal.
 type WebRTCConfig struct {
-	ICEServers    []ICEServerConfig `koanf:"ice_servers"`
-	NAT1To1IPs    []string          `koanf:"nat_1to1_ips"`
-	UDPPort       int               `koanf:"udp_port"`
-	UDPPortMin    int               `koanf:"udp_port_min"`
-	UDPPortMax    int               `koanf:"udp_port_max"`
-	GatherTimeout time.Duration     `koanf:"gather_timeout"`
+	ICEServers     []ICEServerConfig `koanf:"ice_servers"`
+	NAT1To1IPs     []string          `koanf:"nat_1to1_ips"`
+	UDPPort        int               `koanf:"udp_port"`
+	EphemeralPorts bool              `koanf:"ephemeral_ports"`
+	UDPPortMin     int               `koanf:"udp_port_min"`
+	UDPPortMax     int               `koanf:"udp_port_max"`
+	SendBatch      int               `koanf:"send_batch"`
+	UDPGSO         bool              `koanf:"udp_gso"`
+	IPv6           bool              `koanf:"ipv6"`
+	GatherTimeout  time.Duration     `koanf:"gather_timeout"`
 }
 
 // DemoConfig is the built-in demo device.
@@ -241,7 +246,8 @@ func defaults() map[string]any {
 		"limits.max_candidate_bytes":    1024,
 		"session.ttl":                   "60s",
 		"stream.grace":                  "5s",
-		"stream.ring_packets":           4096,
+		"stream.ring_history":           "2s",
+		"stream.ring_max_bytes":         33554432,
 		"stream.bitrate_bps":            2000000,
 		"stream.min_bitrate_bps":        300000,
 		"stream.max_bitrate_bps":        4000000,
@@ -251,6 +257,10 @@ func defaults() map[string]any {
 		"webrtc.udp_port":               0,
 		"webrtc.udp_port_min":           0,
 		"webrtc.udp_port_max":           0,
+		"webrtc.ephemeral_ports":        false,
+		"webrtc.send_batch":             64,
+		"webrtc.udp_gso":                true,
+		"webrtc.ipv6":                   true,
 		"webrtc.gather_timeout":         "5s",
 		"demo.enabled":                  true,
 		"adb.addr":                      "127.0.0.1:5037",
@@ -368,6 +378,10 @@ func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 
 	for _, key := range k.Keys() {
 		if slices.Contains(known, key) || strings.HasPrefix(key, "auth.api_keys.") || strings.HasPrefix(key, "webrtc.ice_servers") {
+			continue
+		}
+		if key == "stream.ring_packets" {
+			problems = append(problems, fmt.Errorf("%s: replaced by stream.ring_history and stream.ring_max_bytes (rings are sized by time and bytes)", key))
 			continue
 		}
 		problems = append(problems, fmt.Errorf("%s: unknown key", key))
@@ -497,8 +511,11 @@ func (c Config) validate() []error {
 		bad("session.ttl", "must be at least 1s, got %s", c.Session.TTL)
 	}
 	nonNeg("stream.grace", int64(c.Stream.Grace))
-	if c.Stream.RingPackets < 256 || c.Stream.RingPackets&(c.Stream.RingPackets-1) != 0 {
-		bad("stream.ring_packets", "must be a power of two ≥ 256, got %d", c.Stream.RingPackets)
+	if c.Stream.RingHistory < 100*time.Millisecond || c.Stream.RingHistory > time.Minute {
+		bad("stream.ring_history", "must be 100ms..1m, got %s", c.Stream.RingHistory)
+	}
+	if c.Stream.RingMaxBytes < 1<<20 || c.Stream.RingMaxBytes > 1<<30 {
+		bad("stream.ring_max_bytes", "must be 1 MiB..1 GiB, got %d", c.Stream.RingMaxBytes)
 	}
 	positive("stream.min_bitrate_bps", int64(c.Stream.MinBitrateBps))
 	if c.Stream.MaxBitrateBps < c.Stream.MinBitrateBps {
@@ -540,6 +557,15 @@ func (c Config) validate() []error {
 	portKey("webrtc.udp_port_max", c.WebRTC.UDPPortMax)
 	if (c.WebRTC.UDPPortMin == 0) != (c.WebRTC.UDPPortMax == 0) || c.WebRTC.UDPPortMin > c.WebRTC.UDPPortMax {
 		bad("webrtc.udp_port_min", "udp_port_min and udp_port_max go together, min ≤ max")
+	}
+	if c.WebRTC.EphemeralPorts && c.WebRTC.UDPPort != 0 {
+		bad("webrtc.udp_port", "a shared port and webrtc.ephemeral_ports exclude each other")
+	}
+	if !c.WebRTC.EphemeralPorts && c.WebRTC.UDPPortMax != 0 {
+		bad("webrtc.udp_port_min", "a port range needs webrtc.ephemeral_ports: true")
+	}
+	if c.WebRTC.SendBatch < 1 || c.WebRTC.SendBatch > 1024 {
+		bad("webrtc.send_batch", "must be 1..1024, got %d", c.WebRTC.SendBatch)
 	}
 	positive("webrtc.gather_timeout", int64(c.WebRTC.GatherTimeout))
 	if c.Metrics.Addr != "" {

@@ -82,7 +82,8 @@ http:
 log:
   level: loud
 stream:
-  ring_packets: 1000
+  ring_packets: 4096
+  ring_max_bytes: 1000
 webrtc:
   ice_servers:
     - urls: ["turn:turn.example.net"]
@@ -95,7 +96,7 @@ bogus:
 		t.Fatal("no error")
 	}
 	for _, want := range []string{
-		"http.addr", "http.max_body_bytes", "log.level", "stream.ring_packets",
+		"http.addr", "http.max_body_bytes", "log.level", "stream.ring_packets: replaced by", "stream.ring_max_bytes",
 		"webrtc.ice_servers[0]", "webrtc.nat_1to1_ips", "bogus.key: unknown key", "MEDIASVC_NOPE",
 	} {
 		if !strings.Contains(err.Error(), want) {

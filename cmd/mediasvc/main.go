@@ -195,14 +195,19 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 	}
 
 	transport, err := rtc.New(rtc.Config{
-		ICEServers:    iceServers(cfg),
-		NAT1To1IPs:    cfg.WebRTC.NAT1To1IPs,
-		UDPPort:       cfg.WebRTC.UDPPort,
-		UDPPortMin:    uint16(cfg.WebRTC.UDPPortMin),
-		UDPPortMax:    uint16(cfg.WebRTC.UDPPortMax),
-		GatherTimeout: cfg.WebRTC.GatherTimeout,
-		RingSize:      cfg.Stream.RingPackets,
-		Meter:         meter("mediasvc/rtc"),
+		ICEServers:     iceServers(cfg),
+		NAT1To1IPs:     cfg.WebRTC.NAT1To1IPs,
+		UDPPort:        cfg.WebRTC.UDPPort,
+		UDPPortMin:     uint16(cfg.WebRTC.UDPPortMin),
+		UDPPortMax:     uint16(cfg.WebRTC.UDPPortMax),
+		EphemeralPorts: cfg.WebRTC.EphemeralPorts,
+		SendBatch:      cfg.WebRTC.SendBatch,
+		NoGSO:          !cfg.WebRTC.UDPGSO,
+		NoIPv6:         !cfg.WebRTC.IPv6,
+		GatherTimeout:  cfg.WebRTC.GatherTimeout,
+		RingHistory:    cfg.Stream.RingHistory,
+		RingMaxBytes:   cfg.Stream.RingMaxBytes,
+		Meter:          meter("mediasvc/rtc"),
 	}, log.With("component", "rtc"))
 	if err != nil {
 		return fmt.Errorf("webrtc transport: %w", err)
