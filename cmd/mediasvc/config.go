@@ -92,6 +92,8 @@ type HTTPConfig struct {
 // AuthConfig holds the API keys.
 type AuthConfig struct {
 	APIKeys   map[string]string `koanf:"api_keys"`
+	Keys      []KeyConfig       `koanf:"keys"`
+	JWT       JWTConfig         `koanf:"jwt"`
 	AllowOpen bool              `koanf:"allow_open"`
 }
 
@@ -229,6 +231,12 @@ func defaults() map[string]any {
 		"http.read_header_timeout":      "5s",
 		"auth.api_keys":                 map[string]any{},
 		"auth.allow_open":               false,
+		"auth.keys":                     []any{},
+		"auth.jwt.audience":             "mediasvc",
+		"auth.jwt.issuer":               "",
+		"auth.jwt.max_ttl":              "24h",
+		"auth.jwt.leeway":               "30s",
+		"auth.jwt.keys":                 []any{},
 		"ws.max_message_bytes":          65536,
 		"ws.send_queue":                 64,
 		"ws.ping_interval":              "15s",
@@ -310,7 +318,7 @@ func defaults() map[string]any {
 
 // secretKeys are masked by `config print`.
 func isSecret(key string) bool {
-	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential")
+	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential") || strings.HasSuffix(key, ".secret")
 }
 
 // envPrefix starts every environment variable the service reads.
@@ -377,7 +385,7 @@ func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 	k.Delete("config")
 
 	for _, key := range k.Keys() {
-		if slices.Contains(known, key) || strings.HasPrefix(key, "auth.api_keys.") || strings.HasPrefix(key, "webrtc.ice_servers") {
+		if slices.Contains(known, key) || strings.HasPrefix(key, "auth.api_keys.") || strings.HasPrefix(key, "webrtc.ice_servers") || strings.HasPrefix(key, "auth.keys") || strings.HasPrefix(key, "auth.jwt.keys") {
 			continue
 		}
 		if key == "stream.ring_packets" {
@@ -434,8 +442,8 @@ func (c Config) validate() []error {
 		if _, err := net.LookupPort("tcp", port); err != nil {
 			bad("http.addr", "bad port %q", port)
 		}
-		if len(c.Auth.APIKeys) == 0 && !c.Auth.AllowOpen && !isLoopback(host) {
-			bad("http.addr", "%q is beyond loopback but no auth.api_keys are set; set keys, or auth.allow_open: true to run open on purpose", c.HTTP.Addr)
+		if !c.hasAuth() && !c.Auth.AllowOpen && !isLoopback(host) {
+			bad("http.addr", "%q is beyond loopback but no auth.api_keys, auth.keys or auth.jwt.keys are set; set keys, or auth.allow_open: true to run open on purpose", c.HTTP.Addr)
 		}
 	}
 	if c.HTTP.PublicURL != "" {
@@ -446,7 +454,7 @@ func (c Config) validate() []error {
 	for _, h := range c.HTTP.AllowedHosts {
 		switch {
 		case h == "*":
-			if len(c.Auth.APIKeys) == 0 {
+			if !c.hasAuth() {
 				bad("http.allowed_hosts", `"*" answers to any Host name, which lets any web page reach the service by DNS rebinding; it needs auth.api_keys`)
 			}
 		case !validHostPattern(h):
@@ -455,7 +463,7 @@ func (c Config) validate() []error {
 	}
 	for _, o := range c.HTTP.AllowedOrigins {
 		if o == "*" {
-			if len(c.Auth.APIKeys) == 0 {
+			if !c.hasAuth() {
 				bad("http.allowed_origins", `"*" lets any web page use the API from a browser; it needs auth.api_keys`)
 			}
 			continue
@@ -486,6 +494,7 @@ func (c Config) validate() []error {
 			bad("auth.api_keys."+name, "key must be at least 16 characters")
 		}
 	}
+	c.validateAuth(bad)
 	positive("ws.max_message_bytes", c.WS.MaxMessageBytes)
 	positive("ws.send_queue", int64(c.WS.SendQueue))
 	positive("ws.ping_interval", int64(c.WS.PingInterval))
@@ -768,7 +777,7 @@ func printConfig(k *koanf.Koanf, w io.Writer) error {
 				v = "********"
 			}
 		}
-		if list, ok := v.([]any); ok && key == "webrtc.ice_servers" {
+		if list, ok := v.([]any); ok && (key == "webrtc.ice_servers" || key == "auth.keys" || key == "auth.jwt.keys") {
 			servers := make([]any, len(list))
 			for i, e := range list {
 				m, ok := e.(map[string]any)
@@ -778,7 +787,7 @@ func printConfig(k *koanf.Koanf, w io.Writer) error {
 				}
 				c := make(map[string]any, len(m))
 				for mk, mv := range m {
-					if mk == "credential" {
+					if mk == "credential" || mk == "secret" || (mk == "key" && key == "auth.keys") {
 						mv = "********"
 					}
 					c[mk] = mv

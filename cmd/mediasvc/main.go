@@ -246,9 +246,17 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 	// them, and Shutdown reaches every one.
 	var apiMu sync.Mutex
 	var apis []*httpapi.Server
-	buildAPI := func(cfg Config) *httpapi.Server {
+	buildAPI := func(cfg Config) (*httpapi.Server, error) {
+		var tokens httpapi.TokenVerifier
+		if v, err := cfg.tokenVerifier(); err != nil {
+			return nil, fmt.Errorf("auth.jwt: %w", err)
+		} else if v != nil {
+			tokens = v
+		}
 		api := httpapi.New(httpapi.Config{
 			APIKeys:        cfg.Auth.APIKeys,
+			Keys:           cfg.apiKeys(),
+			Tokens:         tokens,
 			AllowedHosts:   cfg.allowedHosts(cfg.HTTP.Addr),
 			AllowedOrigins: cfg.HTTP.AllowedOrigins,
 			MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
@@ -269,9 +277,13 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		apiMu.Lock()
 		apis = append(apis, api)
 		apiMu.Unlock()
-		return api
+		return api, nil
 	}
-	apiHandler := newHandlerSwitch(buildAPI(cfg).Handler())
+	firstAPI, err := buildAPI(cfg)
+	if err != nil {
+		return err
+	}
+	apiHandler := newHandlerSwitch(firstAPI.Handler())
 	shutdownAPIs := func(ctx context.Context, reason string) {
 		apiMu.Lock()
 		all := slices.Clone(apis)
@@ -317,7 +329,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("mediasvc listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/",
-		"instance", instance, "store", cfg.Store.Backend, "auth", len(cfg.Auth.APIKeys) > 0, "demo", cfg.Demo.Enabled, "adb", cfg.ADB.Addr)
+		"instance", instance, "store", cfg.Store.Backend, "auth", cfg.hasAuth(), "demo", cfg.Demo.Enabled, "adb", cfg.ADB.Addr)
 
 	if cfg.Debug.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.Debug.PprofAddr, log)
@@ -342,7 +354,11 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 			}
 			if !reflect.DeepEqual(cfg.Auth, old.Auth) || !slices.Equal(cfg.HTTP.AllowedHosts, old.HTTP.AllowedHosts) ||
 				!slices.Equal(cfg.HTTP.AllowedOrigins, old.HTTP.AllowedOrigins) {
-				apiHandler.set(buildAPI(cfg).Handler())
+				if api, err := buildAPI(cfg); err != nil {
+					log.Error("reload the HTTP API", "err", err)
+				} else {
+					apiHandler.set(api.Handler())
+				}
 				if metricsGuard != nil {
 					metricsGuard.set(httpapi.NewHostPolicy(metricsHosts(cfg)).Guard(metricsMux))
 				}
