@@ -286,7 +286,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			// The metrics listener answers to the same names as the API
 			// (and its own address): a rebound page reads nothing here either.
 			hosts := append(cfg.allowedHosts(cfg.HTTP.Addr), cfg.allowedHosts(cfg.Metrics.Addr)...)
-			metricsSrv = &http.Server{Handler: httpapi.NewHostPolicy(hosts).Guard(mux), ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout}
+			metricsSrv = &http.Server{Handler: httpapi.NewHostPolicy(hosts).Guard(mux), ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+				ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
+				MaxHeaderBytes: cfg.HTTP.MaxHeaderBytes}
 			log.Info("metrics listening", "addr", metricsLn.Addr().String(), "url", "http://"+metricsLn.Addr().String()+"/metrics")
 		}
 	}
@@ -297,7 +299,15 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	}
 	srv := &http.Server{
 		Handler:           api.Handler(),
+		// Slow or idle clients are cut: headers within read_header_timeout,
+		// the whole request within read_timeout, the reply within
+		// write_timeout. A WebSocket is exempt once upgraded (net/http
+		// clears the deadlines of a hijacked connection).
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("mediasvc listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/",
