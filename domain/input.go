@@ -1,9 +1,6 @@
 package domain
 
-import (
-	"fmt"
-	"time"
-)
+import "fmt"
 
 // InputType is a kind of input event.
 type InputType string
@@ -23,6 +20,15 @@ const (
 // MaxInputText is the longest text input accepted, in bytes.
 const MaxInputText = 300
 
+// Input integer bounds, checked before any arithmetic on them.
+const (
+	// MaxInputDurationMs is the longest swipe or press, in milliseconds.
+	MaxInputDurationMs = 10_000
+	// MaxInputCoordinate bounds every coordinate, whatever the video
+	// size (no screen is larger).
+	MaxInputCoordinate = 1 << 15
+)
+
 // InputEvent is a touch, key or text from a controller. X/Y are in video
 // space (pixels of the stream the viewer sees), X2/Y2 the end of a swipe.
 type InputEvent struct {
@@ -39,7 +45,17 @@ type InputEvent struct {
 // Validate checks e against a video of w×h pixels and returns
 // ErrInvalidInput (wrapped) when it is malformed.
 func (e InputEvent) Validate(w, h int) error {
-	in := func(x, y int) bool { return x >= 0 && y >= 0 && (w <= 0 || x < w) && (h <= 0 || y < h) }
+	// Every integer is compared as it came, before any arithmetic, so no
+	// value can overflow into range (duration_ms 18446744073709 once did).
+	if e.DurationMs < 0 || e.DurationMs > MaxInputDurationMs {
+		return fmt.Errorf("duration_ms must be 0..%d, got %d: %w", MaxInputDurationMs, e.DurationMs, ErrInvalidInput)
+	}
+	for _, v := range [...]int{e.X, e.Y, e.X2, e.Y2} {
+		if v < 0 || v >= MaxInputCoordinate {
+			return fmt.Errorf("coordinate %d outside 0..%d: %w", v, MaxInputCoordinate-1, ErrInvalidInput)
+		}
+	}
+	in := func(x, y int) bool { return (w <= 0 || x < w) && (h <= 0 || y < h) }
 	switch e.Type {
 	case InputTap, InputLongPress:
 		if !in(e.X, e.Y) {
@@ -60,9 +76,6 @@ func (e InputEvent) Validate(w, h int) error {
 	case InputBack, InputHome, InputRecents:
 	default:
 		return fmt.Errorf("unknown input action %q: %w", e.Type, ErrInvalidInput)
-	}
-	if e.DurationMs < 0 || time.Duration(e.DurationMs)*time.Millisecond > 10*time.Second {
-		return fmt.Errorf("duration_ms must be 0..10000: %w", ErrInvalidInput)
 	}
 	return nil
 }
