@@ -166,6 +166,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			ScrcpyServer:    cfg.ADB.Scrcpy.Server,
 			ScrcpyVersion:   cfg.ADB.Scrcpy.Version,
 			ScrcpyAudio:     cfg.ADB.Scrcpy.Audio,
+			Scrcpy:          cfg.ADB.Scrcpy.options(),
+			OrientationPoll: orientationPoll(cfg.ADB.OrientationPoll),
 			MaxWidth:        cfg.ADB.MaxWidth,
 			MaxHeight:       cfg.ADB.MaxHeight,
 			TimeLimit:       cfg.ADB.Screenrecord.TimeLimit,
@@ -298,7 +300,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
 	}
 	srv := &http.Server{
-		Handler:           api.Handler(),
+		Handler: api.Handler(),
 		// Slow or idle clients are cut: headers within read_header_timeout,
 		// the whole request within read_timeout, the reply within
 		// write_timeout. A WebSocket is exempt once upgraded (net/http
@@ -405,4 +407,12 @@ func servePprof(addr string, log *slog.Logger) (func(), error) {
 	}()
 	log.Info("pprof listening", "addr", ln.Addr().String())
 	return func() { _ = srv.Close(); <-done }, nil
+}
+
+// orientationPoll maps the config's 0 ("never") to the adapter's negative.
+func orientationPoll(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
