@@ -33,7 +33,7 @@ func TestServeWiresAndDrains(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, io.Discard) }()
+	go func() { done <- serve(ctx, cfg, io.Discard, nil) }()
 
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
@@ -122,7 +122,7 @@ func TestSlowClientsAreCut(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, io.Discard) }()
+	go func() { done <- serve(ctx, cfg, io.Discard, nil) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
