@@ -200,6 +200,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		ICEServers:     iceServers(cfg),
 		NAT1To1IPs:     cfg.WebRTC.NAT1To1IPs,
 		UDPPort:        cfg.WebRTC.UDPPort,
+		TCPPort:        cfg.WebRTC.TCPPort,
+		NoUDP:          !cfg.WebRTC.UDP,
 		UDPPortMin:     uint16(cfg.WebRTC.UDPPortMin),
 		UDPPortMax:     uint16(cfg.WebRTC.UDPPortMax),
 		EphemeralPorts: cfg.WebRTC.EphemeralPorts,
