@@ -28,14 +28,8 @@ type FarmConfig struct {
 	PollInterval time.Duration
 }
 
-// Actor is who asks: the subject (API key name, JWT subject, or
-// "ip:<addr>" without keys), the session it acts through (empty for REST
-// calls made outside a session), and whether it is an admin.
-type Actor struct {
-	Subject string
-	Session domain.SessionID
-	Admin   bool
-}
+// Actor is who asks; see domain.Actor.
+type Actor = domain.Actor
 
 // Farm holds the device-farm use cases: control handoff, reservations,
 // the audit trail and farm notices. The state lives in a ports.FarmStore
@@ -658,4 +652,120 @@ func (f *Farm) expire(ctx context.Context, d domain.DeviceID) (domain.Control, e
 	}
 	f.changed(c, before, "grace")
 	return c, nil
+}
+
+// Guard runs do, an input-like action on device d, when who may send
+// input there (MayInput), and records it in the audit trail with its
+// outcome either way. It returns MayInput's refusal or do's error.
+func (f *Farm) Guard(ctx context.Context, who Actor, d domain.DeviceID, action domain.AuditAction, detail string, do func() error) error {
+	err := f.MayInput(ctx, who, d)
+	if err == nil {
+		err = do()
+	}
+	f.record(ctx, who, d, action, err, detail)
+	return err
+}
+
+// GroupInput sends g to every device in devices (at most maxGroup, each
+// once), mapped to each device's picture (size returns it), through the
+// session by which who controls it (send delivers it). A device where who
+// holds no control is refused with domain.ErrForbidden (or a
+// *domain.ReservedError) and the others still get the input; each
+// attempt is audited. The errors returned are one per device, in order,
+// nil where the input was delivered. It returns domain.ErrInvalidRequest
+// for an empty, oversized or repeating list.
+func (f *Farm) GroupInput(ctx context.Context, who Actor, devices []domain.DeviceID, g domain.GroupInput,
+	size func(context.Context, domain.DeviceID) (w, h int, err error),
+	send func(context.Context, domain.SessionID, domain.InputEvent) error,
+) ([]error, error) {
+	if len(devices) == 0 || len(devices) > maxGroup {
+		return nil, fmt.Errorf("group input: 1..%d devices, got %d: %w", maxGroup, len(devices), domain.ErrInvalidRequest)
+	}
+	seen := make(map[domain.DeviceID]bool, len(devices))
+	for _, d := range devices {
+		if d == "" || seen[d] {
+			return nil, fmt.Errorf("group input: device %q empty or listed twice: %w", d, domain.ErrInvalidRequest)
+		}
+		seen[d] = true
+	}
+	out := make([]error, len(devices))
+	var wg sync.WaitGroup
+	for i, d := range devices {
+		wg.Go(func() { out[i] = f.groupOne(ctx, who, d, g, size, send) })
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// maxGroup bounds the devices of one group input.
+const maxGroup = 100
+
+func (f *Farm) groupOne(ctx context.Context, who Actor, d domain.DeviceID, g domain.GroupInput,
+	size func(context.Context, domain.DeviceID) (int, int, error),
+	send func(context.Context, domain.SessionID, domain.InputEvent) error,
+) error {
+	ev := domain.InputEvent{Type: g.Type, Text: g.Text, Key: g.Key}
+	action, detail := f.InputDetail(ev)
+	detail += " (group)"
+	return f.Guard(ctx, Actor{Subject: who.Subject, Admin: who.Admin}, d, action, detail, func() error {
+		c, err := f.Control(ctx, d)
+		if err != nil {
+			return err
+		}
+		var session domain.SessionID
+		for _, h := range c.Controllers {
+			if h.Subject == who.Subject {
+				session = h.Session
+				break
+			}
+		}
+		w, h, err := size(ctx, d)
+		if err != nil {
+			return err
+		}
+		ev, err := g.ToDevice(w, h)
+		if err != nil {
+			return err
+		}
+		return send(ctx, session, ev)
+	})
+}
+
+// WatchDevices lists the devices every interval until ctx is done and
+// tells the notifier which came online and which went away (or offline).
+// The first listing only sets the baseline.
+func (f *Farm) WatchDevices(ctx context.Context, interval time.Duration, list func(context.Context) ([]domain.Device, error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var known map[domain.DeviceID]bool
+	for {
+		ds, err := list(ctx)
+		if err == nil {
+			now := make(map[domain.DeviceID]bool, len(ds))
+			for _, d := range ds {
+				now[d.ID] = d.State == domain.DeviceOnline
+			}
+			if known != nil {
+				for id, on := range now {
+					if on && !known[id] {
+						f.DeviceOnline(id)
+					}
+					if !on && known[id] {
+						f.DeviceOffline(id)
+					}
+				}
+				for id, on := range known {
+					if _, ok := now[id]; !ok && on {
+						f.DeviceOffline(id)
+					}
+				}
+			}
+			known = now
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +39,10 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 	if devs == nil {
 		devs = []domain.Device{}
 	}
+	if s.cfg.Farm != nil {
+		who := s.actor(r)
+		devs = slices.DeleteFunc(devs, func(d domain.Device) bool { return !s.cfg.Farm.Visible(ctx, who, d.ID) })
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"devices": devs})
 }
 
@@ -68,7 +73,33 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, d)
+	if s.cfg.Farm == nil {
+		writeJSON(w, http.StatusOK, d)
+		return
+	}
+	if err := s.visible(ctx, r, d.ID); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	c, err := s.cfg.Farm.Control(ctx, d.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.cfg.Farm.Reservations(ctx, d.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, deviceJSON{Device: d, Control: toControlJSON(c), Reservations: res})
+}
+
+// deviceJSON is a device with, when the farm is on, who controls it and
+// its reservations.
+type deviceJSON struct {
+	domain.Device
+	Control      *controlJSON         `json:"control"`
+	Reservations []domain.Reservation `json:"reservations"`
 }
 
 // createSessionRequest is the body of POST /api/v1/sessions.
@@ -135,6 +166,12 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.serviceContext(r)
 	defer cancel()
+	if s.cfg.Farm != nil {
+		if err := s.cfg.Farm.Admit(ctx, s.actor(r), domain.DeviceID(req.DeviceID), role); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	sess, token, err := s.svc.CreateSession(ctx, domain.DeviceID(req.DeviceID), role, owner(r))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -217,6 +254,9 @@ func (s *Server) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 	if err := s.svc.CloseSession(ctx, sess.ID, "deleted"); err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if s.cfg.Farm != nil {
+		s.cfg.Farm.Closed(ctx, domain.Actor{Subject: sess.Owner, Session: sess.ID}, sess.DeviceID)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

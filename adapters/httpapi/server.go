@@ -115,6 +115,12 @@ type Config struct {
 	// route pattern, WebSocket connections, messages and send-queue
 	// drops); nil records nothing.
 	Meter metric.Meter
+	// Farm enables control handoff, reservations, the audit trail and
+	// group input (see farm.go); nil leaves them out.
+	Farm Farm
+	// Admins lists the API key names that are admins (take control, book
+	// for others, read the audit trail). Without API keys every caller is.
+	Admins []string
 }
 
 // WebSocketConfig configures session WebSockets.
@@ -276,6 +282,9 @@ func (s *Server) routes() chi.Router {
 			r.Get("/sessions/{id}", s.handleGetSession)
 			r.Delete("/sessions/{id}", s.handleDeleteSession)
 			r.Get("/sessions/{id}/stats", s.handleSessionStats)
+			if s.cfg.Farm != nil {
+				s.farmRoutes(r)
+			}
 		})
 	})
 

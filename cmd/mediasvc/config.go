@@ -38,6 +38,12 @@ type Config struct {
 	Debug    DebugConfig    `koanf:"debug"`
 	Store    StoreConfig    `koanf:"store"`
 	Redis    RedisConfig    `koanf:"redis"`
+
+	Control      ControlConfig      `koanf:"control"`
+	Reservations ReservationsConfig `koanf:"reservations"`
+	Audit        AuditConfig        `koanf:"audit"`
+	Webhooks     WebhooksConfig     `koanf:"webhooks"`
+	Farm         FarmConfig         `koanf:"farm"`
 }
 
 // MetricsConfig is the Prometheus endpoint.
@@ -289,7 +295,7 @@ func defaults() map[string]any {
 
 // secretKeys are masked by `config print`.
 func isSecret(key string) bool {
-	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential")
+	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential") || key == "webhooks.secret"
 }
 
 // envPrefix starts every environment variable the service reads.
@@ -313,7 +319,7 @@ func flagSet(name string) *pflag.FlagSet {
 // the config, the koanf tree (for printing) and every problem found, joined.
 func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 	k := koanf.New(".")
-	_ = k.Load(confmap.Provider(defaults(), "."), nil)
+	_ = k.Load(confmap.Provider(withFarmDefaults(defaults()), "."), nil)
 	known := k.Keys()
 
 	fs := flagSet("mediasvc")
@@ -366,6 +372,7 @@ func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 		problems = append(problems, fmt.Errorf("decode: %w", err))
 	}
 	problems = append(problems, cfg.validate()...)
+	problems = append(problems, cfg.validateFarm()...)
 	return cfg, k, errors.Join(problems...)
 }
 

@@ -34,8 +34,10 @@ import (
 	"mediasvc/adapters/httpapi"
 	"mediasvc/adapters/rtc"
 	"mediasvc/adapters/telemetry"
+	"mediasvc/adapters/webhook"
 	"mediasvc/app"
 	"mediasvc/domain"
+	"mediasvc/ports"
 )
 
 func main() {
@@ -240,6 +242,28 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	}, log)
 	be.onUp = svc.Resync
 
+	// The device farm: control handoff, reservations, audit, webhooks.
+	var notifier ports.Notifier
+	var hooks *webhook.Notifier
+	if len(cfg.Webhooks.URLs) > 0 {
+		hooks, err = webhook.New(webhook.Options{
+			URLs: cfg.Webhooks.URLs, Secret: cfg.Webhooks.Secret, Queue: cfg.Webhooks.Queue,
+			Attempts: cfg.Webhooks.Attempts, Logger: log.With("component", "webhook"),
+		})
+		if err != nil {
+			return err
+		}
+		notifier = hooks
+	}
+	farm := app.NewFarm(app.FarmConfig{
+		Instance: instance,
+		Control:  domain.ControlPolicy{MaxControllers: cfg.Control.MaxControllers, Grace: cfg.Control.Grace},
+		Reservations: domain.ReservationPolicy{
+			Hide: cfg.Reservations.Hide, MaxDuration: cfg.Reservations.MaxDuration, MaxAhead: cfg.Reservations.MaxAhead,
+		},
+		RecordText: cfg.Audit.RecordText,
+	}, be.farm, be.audit, notifier, nil, log.With("component", "farm"))
+
 	api := httpapi.New(httpapi.Config{
 		APIKeys:        cfg.Auth.APIKeys,
 		AllowedOrigins: cfg.HTTP.AllowedOrigins,
@@ -252,7 +276,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			SendQueue:       cfg.WS.SendQueue,
 			PingInterval:    cfg.WS.PingInterval,
 		},
-		Meter: meter("mediasvc/httpapi"),
+		Meter:  meter("mediasvc/httpapi"),
+		Farm:   farm,
+		Admins: cfg.Farm.Admins,
 	}, svc, log.With("component", "http"))
 
 	var metricsLn net.Listener
@@ -307,6 +333,11 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		})
 	}
 	g.Go(func() error { return svc.ServeBus(runCtx) })
+	g.Go(func() error { return farm.Run(runCtx) })
+	g.Go(func() error { farm.WatchDevices(runCtx, 2*time.Second, svc.Devices); return nil })
+	if hooks != nil {
+		g.Go(func() error { hooks.Run(runCtx); return nil })
+	}
 	g.Go(func() error { return svc.RunOwnership(runCtx, cfg.Instance.LeaseTTL) })
 	for _, loop := range be.run {
 		g.Go(func() error { return loop(runCtx) })

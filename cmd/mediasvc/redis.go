@@ -27,6 +27,9 @@ type backend struct {
 	instances   ports.InstanceRegistry
 	bus         ports.Bus
 	leases      ports.DeviceLeases
+	// farm and audit keep control, reservations and the audit trail.
+	farm  ports.FarmStore
+	audit ports.AuditLog
 	// run holds the background loops (Redis monitor, heartbeat) to run
 	// until the service stops; onUp is set once the app exists.
 	run   []func(ctx context.Context) error
@@ -62,7 +65,11 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 		if err != nil {
 			return nil, err
 		}
-		return &backend{store: memstore.New(memstore.Options{}), ownerLimit: ownerLimit, globalLimit: globalLimit, close: func() {}}, nil
+		return &backend{
+			store: memstore.New(memstore.Options{}), ownerLimit: ownerLimit, globalLimit: globalLimit,
+			farm: memstore.NewFarm(nil), audit: memstore.NewAudit(cfg.Audit.MaxEvents),
+			close: func() {},
+		}, nil
 	}
 	ms, err := redisstore.LoadMigrations(migrations.FS)
 	if err != nil {
@@ -101,6 +108,8 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 		ownerLimit: ownerLimit, globalLimit: globalLimit, instances: reg,
 		bus:    bus,
 		leases: redisstore.NewLeases(rdb, prefix, cfg.Instance.LeaseTTL),
+		farm:   redisstore.NewFarm(rdb, redisstore.FarmOptions{Prefix: prefix}),
+		audit:  redisstore.NewAudit(rdb, redisstore.AuditOptions{Prefix: prefix, MaxLen: int64(cfg.Audit.MaxEvents)}),
 		close:  func() { _ = rdb.Close() },
 	}
 	mon := redisstore.NewMonitor(rdb, cfg.Redis.HealthInterval, cfg.Redis.MaxBackoff, func(ctx context.Context) error {
