@@ -168,13 +168,13 @@ func statLine(text, label string) string {
 
 // startChromium starts Debian's headless Chromium with a fresh profile and
 // the flags WebRTC on loopback needs, and returns its browser context; it is
-// stopped when the test ends.
-func startChromium(t *testing.T) context.Context {
+// stopped when the test ends. extra adds flags.
+func startChromium(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("%s is missing (%v): `go tool task deps` installs it (Debian package chromium)", chromiumPath, err)
 	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(),
+	opts := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
@@ -188,7 +188,8 @@ func startChromium(t *testing.T) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.Flag("disable-dev-shm-usage", true),
-	)
+	}, extra...)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	t.Cleanup(func() { bcancel(); acancel() })
 	// The first Do starts the browser; it must not carry a timeout.

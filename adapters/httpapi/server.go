@@ -80,11 +80,15 @@ type Config struct {
 	// "Authorization: Bearer <key>" and the session owner is the key's name;
 	// when empty, no key is required and the owner is "ip:<client ip>".
 	APIKeys map[string]string
-	// AllowedOrigins lists the origins, besides the request's own host,
-	// allowed to open session WebSockets and to call WHEP from a browser
-	// (CORS). Entries are host patterns ("app.example.com",
+	// AllowedHosts are the Host names the server answers to (see
+	// NewHostPolicy); any other Host gets 421 misdirected_host on every
+	// route. Empty means DefaultAllowedHosts (the loopback names).
+	AllowedHosts []string
+	// AllowedOrigins lists the origins, besides those whose host is one of
+	// AllowedHosts, allowed to use the API from a browser (WebSockets, WHEP
+	// CORS, REST). Entries are host patterns ("app.example.com",
 	// "*.example.com") or scheme://host patterns; "*" allows any origin.
-	// Empty means same-origin only.
+	// The request's own Host is never trusted as an origin.
 	AllowedOrigins []string
 	// MaxBodyBytes bounds JSON and SDP request bodies (default 64 KiB).
 	MaxBodyBytes int64
@@ -180,6 +184,7 @@ type Server struct {
 	log    *slog.Logger
 	router chi.Router
 	keys   []apiKey
+	hosts  HostPolicy
 	m      instruments
 
 	mu       sync.Mutex
@@ -199,6 +204,7 @@ func New(cfg Config, svc Service, logger *slog.Logger) *Server {
 		svc:     svc,
 		log:     logger,
 		keys:    newAPIKeys(cfg.APIKeys),
+		hosts:   NewHostPolicy(cfg.AllowedHosts),
 		m:       newInstruments(cfg.Meter),
 		sockets: make(map[*socket]struct{}),
 	}
@@ -257,7 +263,7 @@ func (s *Server) Shutdown(ctx context.Context, reason string) {
 // routes builds the router.
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(s.requestID, s.observe, s.recoverer)
+	r.Use(s.requestID, s.observe, s.recoverer, s.checkHost)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, codeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -274,7 +280,7 @@ func (s *Server) routes() chi.Router {
 		// an API key: browsers cannot set headers on a WebSocket.
 		r.Get("/sessions/{id}/ws", s.handleWebSocket)
 		r.Group(func(r chi.Router) {
-			r.Use(s.authenticate)
+			r.Use(s.checkOrigin, s.authenticate)
 			r.Get("/devices", s.handleDevices)
 			r.Get("/devices/{id}", s.handleDevice)
 			r.Get("/instances", s.handleInstances)

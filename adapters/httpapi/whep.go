@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
 
 	"mediasvc/domain"
@@ -27,32 +26,6 @@ const (
 	mimeSDPFrag = "application/trickle-ice-sdpfrag"
 	whepPrefix  = "/whep/sessions/"
 )
-
-// matchOrigin reports whether origin is host itself or matches one of
-// patterns: "*" matches everything; a pattern with "://" is matched against
-// scheme://host, any other against the host, with path.Match syntax.
-func matchOrigin(origin, host string, patterns []string) bool {
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, host) {
-		return true
-	}
-	for _, p := range patterns {
-		if p == "*" {
-			return true
-		}
-		target := u.Host
-		if strings.Contains(p, "://") {
-			target = u.Scheme + "://" + u.Host
-		}
-		if ok, err := path.Match(strings.ToLower(p), strings.ToLower(target)); err == nil && ok {
-			return true
-		}
-	}
-	return false
-}
 
 // cors answers cross-origin requests to WHEP from allowed origins and
 // refuses the others with 403.

@@ -127,26 +127,38 @@ func TestWHEPOptionsAndCORS(t *testing.T) {
 	}
 }
 
-func TestMatchOrigin(t *testing.T) {
+func TestOriginAllowed(t *testing.T) {
+	loop := NewHostPolicy(nil)
 	tests := []struct {
-		origin   string
-		patterns []string
-		want     bool
+		origin, reqHost string
+		hosts           HostPolicy
+		patterns        []string
+		want            bool
 	}{
-		{"http://svc:8080", nil, true}, // same host
-		{"http://other:8080", nil, false},
-		{"https://app.example.com", []string{"app.example.com"}, true},
-		{"https://a.example.com", []string{"*.example.com"}, true},
-		{"https://example.com", []string{"*.example.com"}, false},
-		{"http://app.example.com", []string{"https://app.example.com"}, false},
-		{"https://app.example.com", []string{"https://app.example.com"}, true},
-		{"https://anything.org", []string{"*"}, true},
-		{"null", []string{"app.example.com"}, false},
-		{"::bad", nil, false},
+		{"http://127.0.0.1:8080", "127.0.0.1:8080", loop, nil, true},
+		{"http://localhost:8080", "localhost:8080", loop, nil, true},
+		{"http://[::1]:8080", "[::1]:8080", loop, nil, true},
+		{"http://localhost:3000", "127.0.0.1:8080", loop, nil, true}, // another local page: an allowed host
+		// A rebound page is same-origin with its request; that never counts.
+		{"http://evil.test:8080", "evil.test:8080", loop, nil, false},
+		{"http://svc:8080", "svc:8080", NewHostPolicy([]string{"svc"}), nil, true},
+		{"http://other:8080", "svc:8080", NewHostPolicy([]string{"svc"}), nil, false},
+		{"https://app.example.com", "svc", loop, []string{"app.example.com"}, true},
+		{"https://a.example.com", "svc", loop, []string{"*.example.com"}, true},
+		{"https://example.com", "svc", loop, []string{"*.example.com"}, false},
+		{"http://app.example.com", "svc", loop, []string{"https://app.example.com"}, false},
+		{"https://app.example.com", "svc", loop, []string{"https://app.example.com"}, true},
+		{"https://anything.org", "svc", loop, []string{"*"}, true},
+		{"null", "svc", loop, []string{"app.example.com"}, false},
+		{"::bad", "svc", loop, nil, false},
+		{"file://localhost", "localhost", loop, nil, false},
+		// Under the "*" host opt-out the old same-host rule applies.
+		{"http://media.lan:8080", "media.lan:8080", NewHostPolicy([]string{"*"}), nil, true},
+		{"http://evil.test", "media.lan:8080", NewHostPolicy([]string{"*"}), nil, false},
 	}
 	for _, tt := range tests {
-		if got := matchOrigin(tt.origin, "svc:8080", tt.patterns); got != tt.want {
-			t.Errorf("matchOrigin(%q, %v) = %v, want %v", tt.origin, tt.patterns, got, tt.want)
+		if got := originAllowed(tt.origin, tt.reqHost, tt.hosts, tt.patterns); got != tt.want {
+			t.Errorf("originAllowed(%q, host %q, %v) = %v, want %v", tt.origin, tt.reqHost, tt.patterns, got, tt.want)
 		}
 	}
 }

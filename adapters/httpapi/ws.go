@@ -163,17 +163,6 @@ func (c *socket) abort() {
 	}
 }
 
-// originAllowed reports whether r's Origin may use the API from a browser:
-// no Origin (not a browser), the request's own host, or a match in
-// Config.AllowedOrigins.
-func (s *Server) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	return matchOrigin(origin, r.Host, s.cfg.AllowedOrigins)
-}
-
 func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r, "id")
 	if err != nil {

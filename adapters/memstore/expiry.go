@@ -49,8 +49,15 @@ type item struct {
 // lazily: re-indexing an entry (Touch, Update) pushes a new item and bumps
 // the slot's generation, which makes the old item stale; removing an entry
 // bumps it too. Stale items are dropped when they reach the top, or all at
-// once when they outnumber the live ones (compact), so the heap holds at
-// most 2n+64 items for n entries.
+// once when they outnumber the live ones (maybeCompact, which the store
+// calls once an operation is complete), so the heap holds at most 2n+64
+// items for n entries between operations.
+//
+// push, reindex and release only index slices at positions the invariants
+// guarantee and append, so they cannot panic; the store calls them after
+// every check that can fail, which makes each of its operations
+// all-or-nothing. maybeCompact changes the layout, never what the heap
+// holds.
 //
 // Lazy cleaning beats re-indexing in place (heap.Fix with an index in the
 // entry) because a touched session moves to the back of the order: in
@@ -100,7 +107,6 @@ func (h *expiryHeap) add(slot int32, k expiry) {
 	h.gen[slot]++
 	h.items = append(h.items, item{key: k, slot: slot, gen: h.gen[slot]})
 	h.up(len(h.items) - 1)
-	h.maybeCompact()
 }
 
 // release frees e's slot and makes its item stale; the caller has taken
@@ -111,7 +117,6 @@ func (h *expiryHeap) release(e *entry) {
 	h.free = append(h.free, e.slot)
 	h.live--
 	e.slot = -1
-	h.maybeCompact()
 }
 
 // min drops stale items off the top and returns the earliest entry and its
@@ -140,9 +145,11 @@ func (h *expiryHeap) popTop() {
 // maybeCompact drops every stale item once they outnumber the live ones,
 // and renumbers the slots densely once most are free, giving back the
 // memory of a mass expiry. It costs O(n) and runs after at least n+64
-// pushes or removals, so O(1) amortized.
+// pushes or removals, so O(1) amortized. It leaves the heap holding the
+// same entries at the same keys, so the store calls it last, once an
+// operation's changes are all made.
 func (h *expiryHeap) maybeCompact() {
-	if len(h.items) <= 2*h.live+64 && (len(h.ents) <= 1024 || h.live >= len(h.ents)/4) {
+	if len(h.items) <= 2*h.live+64 && !h.sparse() {
 		return
 	}
 	live := h.items[:0]
@@ -153,19 +160,42 @@ func (h *expiryHeap) maybeCompact() {
 	}
 	clear(h.items[len(live):])
 	h.items = live
-	if len(h.ents) > 1024 && h.live < len(h.ents)/4 {
-		n := len(h.items)
-		items, ents, gen := make([]item, n, 2*n), make([]*entry, n, 2*n), make([]uint32, n, 2*n)
-		for i, it := range h.items {
-			e := h.ents[it.slot]
-			e.slot = int32(i)
-			items[i] = item{key: it.key, slot: int32(i), gen: 1}
-			ents[i] = e
-			gen[i] = 1
-		}
-		*h = expiryHeap{items: items, gen: gen, ents: ents, live: n}
+	if h.sparse() {
+		h.renumber()
 	}
-	for i := (len(h.items) - 2) / arity; i >= 0; i-- {
+	h.heapify()
+}
+
+// sparse reports whether most of many slots are free.
+func (h *expiryHeap) sparse() bool { return len(h.ents) > 1024 && h.live < len(h.ents)/4 }
+
+// renumber gives the live items, which are exactly one per entry after a
+// compaction, the slots 0..n-1 in fresh arrays sized for them. The new
+// arrays are complete before any entry learns its new slot.
+func (h *expiryHeap) renumber() {
+	n := len(h.items)
+	items, ents, gen := make([]item, n, 2*n), make([]*entry, n, 2*n), make([]uint32, n, 2*n)
+	for i, it := range h.items {
+		items[i] = item{key: it.key, slot: int32(i), gen: 1}
+		ents[i] = h.ents[it.slot]
+		gen[i] = 1
+	}
+	for i, e := range ents {
+		e.slot = int32(i)
+	}
+	*h = expiryHeap{items: items, gen: gen, ents: ents, live: n}
+}
+
+// heapify restores the heap order of all items, bottom-up from the last
+// parent. A heap of fewer than two items is in order: (n-2)/arity is 0 for
+// n = 0 as for n = 1 and 2, because Go truncates towards zero, so the loop
+// must not start on an empty heap (issue 8: down(0) on no items).
+func (h *expiryHeap) heapify() {
+	n := len(h.items)
+	if n < 2 {
+		return
+	}
+	for i := (n - 2) / arity; i >= 0; i-- {
 		h.down(i)
 	}
 }

@@ -57,6 +57,13 @@ type Options struct {
 // can never both take the last slot, and a removal frees its slot before
 // its shard lock is released.
 //
+// Every operation is all-or-nothing: it makes each check that can fail
+// (the context, the session's presence, Update's fn and its immutable
+// fields, the quota) before its first change, and its changes to map,
+// heap and quota counters cannot fail, so an error or a panic in fn leaves
+// the store as it was and never a session without its quota or index.
+// Heap compaction, which only changes the layout, runs last.
+//
 // Expiry instants are compared as wall-clock time (the monotonic reading,
 // if any, is ignored), as Redis would.
 //
@@ -127,6 +134,7 @@ func (st *Store) Create(ctx context.Context, s domain.Session, q domain.Quota) e
 	if _, ok := sh.m[s.ID]; ok {
 		return fmt.Errorf("create session %s: %w", s.ID, domain.ErrSessionExists)
 	}
+	// take is the last check that can fail; nothing after it can.
 	if err := st.quota.take(&s, q); err != nil {
 		return fmt.Errorf("create session %s: %w", s.ID, err)
 	}
@@ -134,6 +142,7 @@ func (st *Store) Create(ctx context.Context, s domain.Session, q domain.Quota) e
 	e.s = s
 	sh.m[s.ID] = e
 	sh.exp.push(e)
+	sh.exp.maybeCompact()
 	return nil
 }
 
@@ -182,7 +191,8 @@ func (st *Store) Update(ctx context.Context, id domain.SessionID, fn func(*domai
 		return domain.Session{}, fmt.Errorf("update session %s: %w", id, errImmutable)
 	}
 	e.s = s
-	sh.reindex(e)
+	sh.exp.reindex(e)
+	sh.exp.maybeCompact()
 	return s, nil
 }
 
@@ -201,10 +211,13 @@ func (st *Store) Touch(ctx context.Context, id domain.SessionID, now time.Time) 
 	if !ok {
 		return fmt.Errorf("touch session %s: %w", id, domain.ErrSessionNotFound)
 	}
-	if err := e.s.Touch(now); err != nil {
+	s := e.s
+	if err := s.Touch(now); err != nil {
 		return err // already names the operation and the session
 	}
-	sh.reindex(e)
+	e.s = s
+	sh.exp.reindex(e)
+	sh.exp.maybeCompact()
 	return nil
 }
 
@@ -222,10 +235,9 @@ func (st *Store) Delete(ctx context.Context, id domain.SessionID) (domain.Sessio
 	if !ok {
 		return domain.Session{}, fmt.Errorf("delete session %s: %w", id, domain.ErrSessionNotFound)
 	}
-	sh.remove(e)
-	st.quota.release(&e.s)
 	s := e.s
-	st.freeEntry(e)
+	st.remove(sh, e)
+	sh.exp.maybeCompact()
 	return s, nil
 }
 
@@ -278,11 +290,10 @@ func (st *Store) PopExpired(ctx context.Context, now time.Time, n int) ([]domain
 				break
 			}
 			sh.exp.popTop()
-			sh.remove(e)
-			st.quota.release(&e.s)
 			out = append(out, e.s)
-			st.freeEntry(e)
+			st.remove(sh, e)
 		}
+		sh.exp.maybeCompact()
 		if k, _, ok := sh.exp.min(); ok && !limit.before(k) {
 			heads[0].key = k
 			heap.Fix(&heads, 0)
@@ -318,15 +329,15 @@ func (st *Store) freeEntry(e *entry) {
 	st.entries.Put(e)
 }
 
-// reindex restores the heap order after e's ExpiresAt may have changed.
-// The caller holds sh.mu for writing.
-func (sh *shard) reindex(e *entry) { sh.exp.reindex(e) }
-
-// remove deletes e from the shard's map and heap (its item goes stale).
-// The caller holds sh.mu for writing.
-func (sh *shard) remove(e *entry) {
+// remove deletes e from sh's map and heap (its item goes stale, and is the
+// caller's to take off the top or leave), frees its quota and recycles e.
+// None of these steps can fail, so a removal is never half-done. The
+// caller holds sh.mu for writing and compacts sh's heap afterwards.
+func (st *Store) remove(sh *shard, e *entry) {
 	sh.exp.release(e)
 	delete(sh.m, e.s.ID)
+	st.quota.release(&e.s)
+	st.freeEntry(e)
 }
 
 // quotaCounts counts the stored sessions in total, per device and per owner.

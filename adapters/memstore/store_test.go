@@ -367,3 +367,65 @@ func popIDs(ss []domain.Session) []domain.SessionID {
 	}
 	return ids
 }
+
+// TestDeleteEmptiesCompactedHeap is issue 8: the deletion that leaves a
+// shard's heap with no live item compacts it to nothing, and heapifying an
+// empty heap indexed item 0. Every session is deleted, the store ends empty
+// with no quota held, and it still takes new sessions.
+func TestDeleteEmptiesCompactedHeap(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, n := range []int{1, 2, 64, 65, 66, 200, 3000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			st := New(Options{Shards: 1})
+			q := domain.Quota{Total: n, PerDevice: n, PerOwner: n}
+			for round := range 3 {
+				for i := range n {
+					s := domain.NewSession(domain.SessionID(fmt.Sprint("s", i)), "d", domain.RoleViewer, "o", time.Minute, now)
+					if err := st.Create(ctx, s, q); err != nil {
+						t.Fatalf("round %d: %v", round, err)
+					}
+				}
+				for i := range n {
+					if _, err := st.Delete(ctx, domain.SessionID(fmt.Sprint("s", i))); err != nil {
+						t.Fatalf("round %d: %v", round, err)
+					}
+				}
+				checkInvariants(t, st)
+				if c, _ := st.Count(ctx); c != 0 {
+					t.Fatalf("round %d: Count = %d after deleting all", round, c)
+				}
+			}
+		})
+	}
+}
+
+// TestUpdatePanicLeavesStoreUnchanged: a panic in Update's fn unwinds
+// before the store changes anything, and releases the shard lock.
+func TestUpdatePanicLeavesStoreUnchanged(t *testing.T) {
+	ctx := context.Background()
+	st := New(Options{Shards: 1})
+	s := domain.NewSession("a", "d", domain.RoleViewer, "o", time.Minute, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err := st.Create(ctx, s, domain.Quota{}); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("Update did not pass fn's panic on")
+			}
+		}()
+		_, _ = st.Update(ctx, "a", func(p *domain.Session) error {
+			p.ExpiresAt = p.ExpiresAt.Add(time.Hour)
+			p.Reason = "half-way"
+			panic("fn fails")
+		})
+	}()
+	if got, err := st.Get(ctx, "a"); err != nil || got != s {
+		t.Fatalf("after a panicking Update: %+v, %v; want %+v", got, err, s)
+	}
+	if _, err := st.Delete(ctx, "a"); err != nil { // the lock was released
+		t.Fatal(err)
+	}
+	checkInvariants(t, st)
+}

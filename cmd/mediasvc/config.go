@@ -80,6 +80,7 @@ type RedisConfig struct {
 type HTTPConfig struct {
 	Addr              string        `koanf:"addr"`
 	PublicURL         string        `koanf:"public_url"`
+	AllowedHosts      []string      `koanf:"allowed_hosts"`
 	AllowedOrigins    []string      `koanf:"allowed_origins"`
 	TrustProxy        bool          `koanf:"trust_proxy"`
 	MaxBodyBytes      int64         `koanf:"max_body_bytes"`
@@ -214,6 +215,7 @@ func defaults() map[string]any {
 	return map[string]any{
 		"http.addr":                     "127.0.0.1:8080",
 		"http.public_url":               "",
+		"http.allowed_hosts":            []string{},
 		"http.allowed_origins":          []string{},
 		"http.trust_proxy":              false,
 		"http.max_body_bytes":           65536,
@@ -348,7 +350,7 @@ func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 				problems = append(problems, fmt.Errorf("%s: unknown environment variable", name))
 				return "", nil
 			}
-			if _, isList := k.Get(key).([]string); isList || key == "http.allowed_origins" || key == "webrtc.nat_1to1_ips" || key == "adb.serials" {
+			if _, isList := k.Get(key).([]string); isList || key == "http.allowed_origins" || key == "http.allowed_hosts" || key == "webrtc.nat_1to1_ips" || key == "adb.serials" {
 				return key, splitList(v)
 			}
 			return key, v
@@ -425,8 +427,21 @@ func (c Config) validate() []error {
 			bad("http.public_url", "%q is not an http(s) URL", c.HTTP.PublicURL)
 		}
 	}
+	for _, h := range c.HTTP.AllowedHosts {
+		switch {
+		case h == "*":
+			if len(c.Auth.APIKeys) == 0 {
+				bad("http.allowed_hosts", `"*" answers to any Host name, which lets any web page reach the service by DNS rebinding; it needs auth.api_keys`)
+			}
+		case !validHostPattern(h):
+			bad("http.allowed_hosts", "%q is not a host name, IP address or *.domain pattern (no scheme, no port)", h)
+		}
+	}
 	for _, o := range c.HTTP.AllowedOrigins {
 		if o == "*" {
+			if len(c.Auth.APIKeys) == 0 {
+				bad("http.allowed_origins", `"*" lets any web page use the API from a browser; it needs auth.api_keys`)
+			}
 			continue
 		}
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
@@ -626,6 +641,60 @@ func (c Config) validate() []error {
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
 	return errs
+}
+
+// validHostPattern reports whether h is a host name, an IP address (IPv6
+// with or without brackets) or "*." followed by a host name.
+func validHostPattern(h string) bool {
+	if ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")); ip != nil {
+		return true
+	}
+	h = strings.TrimPrefix(h, "*.")
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// allowedHosts is the effective http.allowed_hosts: the loopback names, the
+// host of http.addr (unless it is a wildcard address), the host of
+// http.public_url when set, and the configured names.
+func (c Config) allowedHosts(listenAddr string) []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	add := func(h string) {
+		if h == "" {
+			return
+		}
+		if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
+			return
+		}
+		if !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	if h, _, err := net.SplitHostPort(listenAddr); err == nil {
+		add(h)
+	}
+	if c.HTTP.PublicURL != "" {
+		if u, err := url.Parse(c.HTTP.PublicURL); err == nil {
+			add(u.Hostname())
+		}
+	}
+	for _, h := range c.HTTP.AllowedHosts {
+		add(h)
+	}
+	return hosts
 }
 
 func isLoopback(host string) bool {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -254,6 +255,54 @@ adb:
 	for _, want := range []string{"adb.addr", "adb.scrcpy.server", "adb.pool_size", "adb.screenrecord.time_limit", "adb.screenrecord.restart_lead", "adb.breaker.failures"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestAllowedHostsConfig(t *testing.T) {
+	cfg, _, err := loadConfig(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.allowedHosts(cfg.HTTP.Addr); !slices.Equal(got, []string{"localhost", "127.0.0.1", "::1"}) {
+		t.Errorf("default allowed hosts %q", got)
+	}
+	keys := writeFile(t, "auth:\n  api_keys:\n    ops: 0123456789abcdef\n")
+	cfg, _, err = loadConfig([]string{"--http.addr", "0.0.0.0:8080", "-config", keys}, []string{
+		"MEDIASVC_HTTP_PUBLIC_URL=https://media.example.com",
+		"MEDIASVC_HTTP_ALLOWED_HOSTS=lab.example, *.farm.example",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.allowedHosts(cfg.HTTP.Addr); !slices.Equal(got, []string{"localhost", "127.0.0.1", "::1", "media.example.com", "lab.example", "*.farm.example"}) {
+		t.Errorf("allowed hosts %q", got)
+	}
+	if got := cfg.allowedHosts("10.1.2.3:8080"); !slices.Contains(got, "10.1.2.3") {
+		t.Errorf("listen host missing: %q", got)
+	}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"MEDIASVC_HTTP_ALLOWED_HOSTS=*"}, `http.allowed_hosts: "*" answers to any Host name`},
+		{[]string{"MEDIASVC_HTTP_ALLOWED_ORIGINS=*"}, `http.allowed_origins: "*" lets any web page`},
+		{[]string{"MEDIASVC_HTTP_ALLOWED_HOSTS=http://x.example"}, `"http://x.example" is not a host name`},
+		{[]string{"MEDIASVC_HTTP_ALLOWED_HOSTS=x.example:8080"}, `"x.example:8080" is not a host name`},
+		{[]string{"MEDIASVC_HTTP_ALLOWED_HOSTS=a..b"}, `"a..b" is not a host name`},
+	} {
+		_, _, err := loadConfig(nil, tc.env)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err %v, want %q", tc.env, err, tc.want)
+		}
+	}
+	// With keys the opt-outs are accepted.
+	if _, _, err := loadConfig([]string{"-config", keys}, []string{"MEDIASVC_HTTP_ALLOWED_HOSTS=*", "MEDIASVC_HTTP_ALLOWED_ORIGINS=*"}); err != nil {
+		t.Errorf("opt-out with keys: %v", err)
+	}
+	for _, ok := range []string{"[::1]", "fd00::1", "10.0.0.5", "media.example.com", "*.example.com", "host_1"} {
+		if !validHostPattern(ok) {
+			t.Errorf("validHostPattern(%q) = false", ok)
 		}
 	}
 }

@@ -266,6 +266,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 
 	api := httpapi.New(httpapi.Config{
 		APIKeys:        cfg.Auth.APIKeys,
+		AllowedHosts:   cfg.allowedHosts(cfg.HTTP.Addr),
 		AllowedOrigins: cfg.HTTP.AllowedOrigins,
 		MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
 		PublicURL:      cfg.HTTP.PublicURL,
@@ -295,7 +296,10 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			defer metricsLn.Close()
 			mux := http.NewServeMux()
 			mux.Handle("GET /metrics", tel.Handler())
-			metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout}
+			// The metrics listener answers to the same names as the API
+			// (and its own address): a rebound page reads nothing here either.
+			hosts := append(cfg.allowedHosts(cfg.HTTP.Addr), cfg.allowedHosts(cfg.Metrics.Addr)...)
+			metricsSrv = &http.Server{Handler: httpapi.NewHostPolicy(hosts).Guard(mux), ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout}
 			log.Info("metrics listening", "addr", metricsLn.Addr().String(), "url", "http://"+metricsLn.Addr().String()+"/metrics")
 		}
 	}

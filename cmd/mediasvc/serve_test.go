@@ -26,8 +26,8 @@ func freeAddr(t *testing.T) string {
 // SIGTERM does) drains it and leaves no goroutine behind.
 func TestServeWiresAndDrains(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	addr := freeAddr(t)
-	cfg, _, err := loadConfig([]string{"--http.addr", addr, "--log.level", "warn"}, []string{"MEDIASVC_HTTP_SHUTDOWN_DELAY=50ms", "MEDIASVC_HTTP_DRAIN_TIMEOUT=5s"})
+	addr, maddr := freeAddr(t), freeAddr(t)
+	cfg, _, err := loadConfig([]string{"--http.addr", addr, "--log.level", "warn"}, []string{"MEDIASVC_HTTP_SHUTDOWN_DELAY=50ms", "MEDIASVC_HTTP_DRAIN_TIMEOUT=5s", "MEDIASVC_METRICS_ADDR=" + maddr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +63,37 @@ func TestServeWiresAndDrains(t *testing.T) {
 	}
 	if code, body := get("/"); code != http.StatusOK || !strings.Contains(body, "<html") {
 		t.Fatalf("viewer page: %d", code)
+	}
+	// DNS rebinding: a name the service does not answer to gets 421 on the
+	// API and on the separate metrics listener; the loopback names work.
+	withHost := func(target, host string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+target, nil)
+		req.Host = host
+		res, err := hc.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	_, mport, _ := net.SplitHostPort(maddr)
+	for _, tc := range []struct {
+		target, host string
+		want         int
+	}{
+		{addr + "/api/v1/devices", "evil.example:" + port, http.StatusMisdirectedRequest},
+		{addr + "/", "evil.example:" + port, http.StatusMisdirectedRequest},
+		{maddr + "/metrics", "evil.example:" + mport, http.StatusMisdirectedRequest},
+		{addr + "/api/v1/devices", "localhost:" + port, http.StatusOK},
+		{maddr + "/metrics", "localhost:" + mport, http.StatusOK},
+		{maddr + "/metrics", maddr, http.StatusOK},
+	} {
+		code, body := withHost(tc.target, tc.host)
+		if code != tc.want || (tc.want == http.StatusMisdirectedRequest && !strings.Contains(body, "misdirected_host")) {
+			t.Errorf("GET http://%s with Host %s = %d %.200s, want %d", tc.target, tc.host, code, body, tc.want)
+		}
 	}
 	cancel()
 	select {
