@@ -49,7 +49,7 @@ type Farm struct {
 	mu       sync.Mutex // guards the maps below; never held across I/O or a callback
 	watchers map[domain.DeviceID]*deviceWatch
 	nextID   int
-	grace    map[domain.DeviceID]bool // devices with a disconnected controller
+	grace    map[domain.DeviceID]bool   // devices with a disconnected controller
 	active   map[domain.DeviceID]string // the reservation last seen active, per watched device
 }
 
@@ -667,8 +667,8 @@ func (f *Farm) Guard(ctx context.Context, who Actor, d domain.DeviceID, action d
 }
 
 // GroupInput sends g to every device in devices (at most maxGroup, each
-// once), mapped to each device's picture (size returns it), through the
-// session by which who controls it (send delivers it). A device where who
+// once), mapped to each device's screen (size returns it; send delivers
+// the event in those pixels). A device where who
 // holds no control is refused with domain.ErrForbidden (or a
 // *domain.ReservedError) and the others still get the input; each
 // attempt is audited. The errors returned are one per device, in order,
@@ -676,7 +676,7 @@ func (f *Farm) Guard(ctx context.Context, who Actor, d domain.DeviceID, action d
 // for an empty, oversized or repeating list.
 func (f *Farm) GroupInput(ctx context.Context, who Actor, devices []domain.DeviceID, g domain.GroupInput,
 	size func(context.Context, domain.DeviceID) (w, h int, err error),
-	send func(context.Context, domain.SessionID, domain.InputEvent) error,
+	send func(context.Context, domain.DeviceID, domain.InputEvent) error,
 ) ([]error, error) {
 	if len(devices) == 0 || len(devices) > maxGroup {
 		return nil, fmt.Errorf("group input: 1..%d devices, got %d: %w", maxGroup, len(devices), domain.ErrInvalidRequest)
@@ -702,23 +702,12 @@ const maxGroup = 100
 
 func (f *Farm) groupOne(ctx context.Context, who Actor, d domain.DeviceID, g domain.GroupInput,
 	size func(context.Context, domain.DeviceID) (int, int, error),
-	send func(context.Context, domain.SessionID, domain.InputEvent) error,
+	send func(context.Context, domain.DeviceID, domain.InputEvent) error,
 ) error {
 	ev := domain.InputEvent{Type: g.Type, Text: g.Text, Key: g.Key}
 	action, detail := f.InputDetail(ev)
 	detail += " (group)"
 	return f.Guard(ctx, Actor{Subject: who.Subject, Admin: who.Admin}, d, action, detail, func() error {
-		c, err := f.Control(ctx, d)
-		if err != nil {
-			return err
-		}
-		var session domain.SessionID
-		for _, h := range c.Controllers {
-			if h.Subject == who.Subject {
-				session = h.Session
-				break
-			}
-		}
 		w, h, err := size(ctx, d)
 		if err != nil {
 			return err
@@ -727,7 +716,7 @@ func (f *Farm) groupOne(ctx context.Context, who Actor, d domain.DeviceID, g dom
 		if err != nil {
 			return err
 		}
-		return send(ctx, session, ev)
+		return send(ctx, d, ev)
 	})
 }
 

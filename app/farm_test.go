@@ -29,7 +29,11 @@ type notices struct {
 	list []domain.Notice
 }
 
-func (n *notices) Notify(ev domain.Notice) { n.mu.Lock(); defer n.mu.Unlock(); n.list = append(n.list, ev) }
+func (n *notices) Notify(ev domain.Notice) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.list = append(n.list, ev)
+}
 func (n *notices) types() []domain.NoticeType {
 	n.mu.Lock()
 	defer n.mu.Unlock()

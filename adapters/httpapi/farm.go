@@ -49,11 +49,11 @@ type Farm interface {
 	AllReservations(ctx context.Context) ([]domain.Reservation, error)
 	// Audit returns the audit events a filter selects, oldest first.
 	Audit(ctx context.Context, f domain.AuditFilter) ([]domain.AuditEvent, error)
-	// GroupInput sends g to several devices through who's controller
-	// sessions; one error per device.
+	// GroupInput sends g to the devices who controls, mapped to each
+	// screen (size) and delivered by send; one error per device.
 	GroupInput(ctx context.Context, who domain.Actor, devices []domain.DeviceID, g domain.GroupInput,
 		size func(context.Context, domain.DeviceID) (int, int, error),
-		send func(context.Context, domain.SessionID, domain.InputEvent) error) ([]error, error)
+		send func(context.Context, domain.DeviceID, domain.InputEvent) error) ([]error, error)
 }
 
 // farmRoutes mounts the farm's REST routes on r (already authenticated).
@@ -386,7 +386,7 @@ func (s *Server) handleGroupInput(w http.ResponseWriter, r *http.Request) {
 		dev, err := s.svc.Device(ctx, d)
 		return dev.Width, dev.Height, err
 	}
-	errs, err := s.cfg.Farm.GroupInput(ctx, s.actor(r), req.Devices, req.Input, size, s.svc.Input)
+	errs, err := s.cfg.Farm.GroupInput(ctx, s.actor(r), req.Devices, req.Input, size, s.svc.DeviceInput)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -42,6 +42,9 @@ type Service interface {
 	// Input delivers a controller's input: domain.ErrForbidden for viewers,
 	// ErrRateLimited, ErrInvalidInput.
 	Input(ctx context.Context, id domain.SessionID, ev domain.InputEvent) error
+	// DeviceInput delivers an event in the device's screen pixels to the
+	// device outside any session (group input; the farm checked control).
+	DeviceInput(ctx context.Context, id domain.DeviceID, ev domain.InputEvent) error
 	// RequestKeyframe asks the session's source for a keyframe.
 	RequestKeyframe(ctx context.Context, id domain.SessionID) error
 	// WHEP creates a viewer session for device and answers offer with all candidates gathered.
