@@ -102,9 +102,9 @@ func (f *Farm) RequestControl(ctx context.Context, who Actor, d domain.DeviceID)
 		return domain.Control{}, "", err
 	}
 	var outcome domain.ControlOutcome
-	var before int64
+	var before domain.Control
 	c, err := f.store.UpdateControl(ctx, d, func(c *domain.Control) error {
-		before = c.Version
+		before = c.Clone()
 		var err error
 		outcome, err = c.Request(domain.ControlHolder{Session: who.Session, Subject: who.Subject}, f.cfg.Control, now)
 		return err
@@ -117,7 +117,7 @@ func (f *Farm) RequestControl(ctx context.Context, who Actor, d domain.DeviceID)
 	delete(f.grace, d)
 	f.mu.Unlock()
 	f.recordOutcome(ctx, who, d, domain.AuditControlRequest, string(outcome), "")
-	f.changed(c, before, "requested")
+	f.changed(ctx, c, before, who.Session, "requested")
 	return c, outcome, nil
 }
 
@@ -139,9 +139,9 @@ func (f *Farm) TakeControl(ctx context.Context, who Actor, d domain.DeviceID) (d
 	}
 	now := f.clock.Now()
 	var displaced []domain.ControlHolder
-	var before int64
+	var before domain.Control
 	c, err := f.store.UpdateControl(ctx, d, func(c *domain.Control) error {
-		before = c.Version
+		before = c.Clone()
 		var err error
 		displaced, err = c.Take(domain.ControlHolder{Session: who.Session, Subject: who.Subject}, f.cfg.Control, now)
 		return err
@@ -154,7 +154,7 @@ func (f *Farm) TakeControl(ctx context.Context, who Actor, d domain.DeviceID) (d
 	for _, h := range displaced {
 		f.record(ctx, Actor{Subject: h.Subject, Session: h.Session}, d, domain.AuditControlLost, nil, "taken by "+who.Subject)
 	}
-	f.changed(c, before, "taken")
+	f.changed(ctx, c, before, who.Session, "taken")
 	return c, nil
 }
 
@@ -163,9 +163,9 @@ func (f *Farm) TakeControl(ctx context.Context, who Actor, d domain.DeviceID) (d
 // the queue.
 func (f *Farm) Disconnected(ctx context.Context, who Actor, d domain.DeviceID) {
 	now := f.clock.Now()
-	var before int64
+	var before domain.Control
 	c, err := f.store.UpdateControl(ctx, d, func(c *domain.Control) error {
-		before = c.Version
+		before = c.Clone()
 		c.Disconnect(who.Session, f.cfg.Control, now)
 		return nil
 	})
@@ -178,10 +178,10 @@ func (f *Farm) Disconnected(ctx context.Context, who Actor, d domain.DeviceID) {
 		f.grace[d] = true
 		f.mu.Unlock()
 	}
-	if c.Version != before && !c.Controls(who.Session) {
+	if c.Version != before.Version && !c.Controls(who.Session) {
 		f.record(ctx, who, d, domain.AuditControlRelease, nil, "disconnected")
 	}
-	f.changed(c, before, "disconnected")
+	f.changed(ctx, c, before, "", "disconnected")
 }
 
 // Closed tells the farm that session s ended: whatever it held or waited
@@ -194,10 +194,10 @@ func (f *Farm) Closed(ctx context.Context, who Actor, d domain.DeviceID) {
 
 func (f *Farm) release(ctx context.Context, who Actor, d domain.DeviceID, why string) (domain.Control, error) {
 	now := f.clock.Now()
-	var before int64
+	var before domain.Control
 	held := false
 	c, err := f.store.UpdateControl(ctx, d, func(c *domain.Control) error {
-		before = c.Version
+		before = c.Clone()
 		held = c.Release(who.Session, f.cfg.Control, now)
 		return nil
 	})
@@ -207,7 +207,7 @@ func (f *Farm) release(ctx context.Context, who Actor, d domain.DeviceID, why st
 	if held {
 		f.record(ctx, who, d, domain.AuditControlRelease, nil, why)
 	}
-	f.changed(c, before, why)
+	f.changed(ctx, c, before, "", why)
 	return c, nil
 }
 
@@ -308,10 +308,10 @@ func (f *Farm) started(ctx context.Context, r domain.Reservation) {
 	f.active[r.Device] = r.ID
 	f.mu.Unlock()
 	now := f.clock.Now()
-	var before int64
+	var before domain.Control
 	var gone []domain.ControlHolder
 	c, err := f.store.UpdateControl(ctx, r.Device, func(c *domain.Control) error {
-		before = c.Version
+		before = c.Clone()
 		gone = c.Retain(func(s string) bool { return s == r.Subject }, f.cfg.Control, now)
 		return nil
 	})
@@ -321,7 +321,7 @@ func (f *Farm) started(ctx context.Context, r domain.Reservation) {
 		for _, h := range gone {
 			f.record(ctx, Actor{Subject: h.Subject, Session: h.Session}, r.Device, domain.AuditControlLost, nil, "reserved for "+r.Subject)
 		}
-		f.changed(c, before, "reserved")
+		f.changed(ctx, c, before, "", "reserved")
 	}
 	f.notify(domain.Notice{ID: r.ID + ":started", Type: domain.NoticeReservationStart, Device: r.Device, Reservation: &r})
 }
@@ -529,10 +529,17 @@ func (f *Farm) Watch(d domain.DeviceID, fn func(domain.Control)) (cancel func())
 }
 
 // changed delivers c to the device's watchers and the notifier when its
-// version moved past before.
-func (f *Farm) changed(c domain.Control, before int64, why string) {
-	if c.Version == before {
+// version moved past before's, and audits the sessions that came into
+// control with it (promoted from the queue), except self, whose own
+// request or take is audited by its caller.
+func (f *Farm) changed(ctx context.Context, c, before domain.Control, self domain.SessionID, why string) {
+	if c.Version == before.Version {
 		return
+	}
+	for _, h := range c.Controllers {
+		if h.Session != self && !before.Controls(h.Session) {
+			f.record(ctx, Actor{Subject: h.Subject, Session: h.Session}, c.Device, domain.AuditControlGranted, nil, "from the queue: "+why)
+		}
 	}
 	f.deliver(c)
 	cc := c.Clone()
@@ -637,10 +644,10 @@ func (f *Farm) pollReservations(ctx context.Context, d domain.DeviceID, now time
 // expire ends the passed graces of device d and stores the result.
 func (f *Farm) expire(ctx context.Context, d domain.DeviceID) (domain.Control, error) {
 	now := f.clock.Now()
-	var before int64
+	var before domain.Control
 	var gone []domain.ControlHolder
 	c, err := f.store.UpdateControl(ctx, d, func(c *domain.Control) error {
-		before = c.Version
+		before = c.Clone()
 		gone = c.Expire(f.cfg.Control, now)
 		return nil
 	})
@@ -650,7 +657,7 @@ func (f *Farm) expire(ctx context.Context, d domain.DeviceID) (domain.Control, e
 	for _, h := range gone {
 		f.record(ctx, Actor{Subject: h.Subject, Session: h.Session}, d, domain.AuditControlRelease, nil, "grace passed")
 	}
-	f.changed(c, before, "grace")
+	f.changed(ctx, c, before, "", "grace")
 	return c, nil
 }
 

@@ -131,7 +131,7 @@ func TestFarmHandoffAndAudit(t *testing.T) {
 	}
 	want := []string{
 		"control_request:sa:granted", "control_request:sb:queued", "control_take:sb:forbidden",
-		"control_release:sa:ok", "control_take:sr:ok", "control_lost:sb:ok",
+		"control_release:sa:ok", "control_granted:sb:ok", "control_take:sr:ok", "control_lost:sb:ok",
 	}
 	if got := r.actions(t); !equal(got, want) {
 		t.Fatalf("audit = %v\nwant %v", got, want)
