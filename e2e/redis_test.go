@@ -22,12 +22,54 @@ import (
 	"mediasvc/e2e/client"
 )
 
-// redisConfig is defaultConfig on the shared Redis srv, checking it often
-// so outage tests run quickly.
-func redisConfig(srv *redistest.Server, id string) Config {
+// redisEnv is the Redis a test runs the service on: a single server, a
+// Redis Cluster or a Sentinel setup, all started by the test.
+type redisEnv struct {
+	mode, url string
+	srv       *redistest.Server   // mode single
+	sentinel  *redistest.Sentinel // mode sentinel
+	rdb       redis.UniversalClient
+}
+
+func singleRedis(t *testing.T) *redisEnv {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return &redisEnv{mode: "single", url: srv.URL(0), srv: srv, rdb: rdb}
+}
+
+// clusterRedis starts a 3-primary Redis Cluster.
+func clusterRedis(t *testing.T) *redisEnv {
+	t.Helper()
+	c := redistest.StartCluster(t, 3)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return &redisEnv{mode: "cluster", url: c.URL(), rdb: rdb}
+}
+
+// flush empties every primary.
+func (e *redisEnv) flush(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	if cc, ok := e.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return c.FlushAll(ctx).Err() })
+	} else {
+		err = e.rdb.FlushAll(ctx).Err()
+	}
+	if err != nil {
+		t.Fatalf("flush redis: %v", err)
+	}
+}
+
+// redisConfig is defaultConfig on the shared Redis of env, checking it
+// often so outage tests run quickly.
+func redisConfig(env *redisEnv, id string) Config {
 	cfg := defaultConfig()
 	cfg.set("store", "backend", "redis")
-	cfg.set("redis", "url", srv.URL(0))
+	cfg.set("redis", "mode", env.mode)
+	cfg.set("redis", "url", env.url)
 	cfg.set("redis", "health_interval", "200ms")
 	cfg.set("redis", "max_backoff", "1s")
 	cfg.set("instance", "id", id)
@@ -66,8 +108,9 @@ func createStatus(t *testing.T, base string) (int, string, []byte) {
 // back empty, the instance re-registers and puts its session back, and
 // creation works again.
 func TestRedisOutageMidStream(t *testing.T) {
-	srv := redistest.Start(t)
-	cfgA, cfgB := redisConfig(srv, "a"), redisConfig(srv, "b")
+	env := singleRedis(t)
+	srv := env.srv
+	cfgA, cfgB := redisConfig(env, "a"), redisConfig(env, "b")
 	for _, c := range []Config{cfgA, cfgB} {
 		c.set("demo", "owner", "a")
 		c.set("instance", "lease_ttl", "3s")
@@ -127,9 +170,7 @@ func TestRedisOutageMidStream(t *testing.T) {
 	}
 	// a took the demo device's lease again, and forwarding works again:
 	// a session asked of b is created on a and plays through b.
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer rdb.Close()
-	if h := leaseHolder(t, rdb, "demo"); h != "a" {
+	if h := leaseHolder(t, env.rdb, "demo"); h != "a" {
 		t.Fatalf("demo lease after the restart held by %q, want a", h)
 	}
 	waitStatus(t, other.Base+"/readyz", http.StatusOK, 10*time.Second)
@@ -148,9 +189,10 @@ func TestRedisOutageMidStream(t *testing.T) {
 
 // TestInstancesShareSessions: two instances on one Redis see each other,
 // each other's sessions, and one quota.
-func TestInstancesShareSessions(t *testing.T) {
-	srv := redistest.Start(t)
-	cfgA, cfgB := redisConfig(srv, "a"), redisConfig(srv, "b")
+func TestInstancesShareSessions(t *testing.T) { testInstancesShareSessions(t, singleRedis(t)) }
+
+func testInstancesShareSessions(t *testing.T, env *redisEnv) {
+	cfgA, cfgB := redisConfig(env, "a"), redisConfig(env, "b")
 	for _, c := range []Config{cfgA, cfgB} {
 		c.set("limits", "sessions_per_device", 2)
 	}
@@ -199,11 +241,12 @@ func TestInstancesShareSessions(t *testing.T) {
 
 // TestDistributedRateLimit: a burst of creations split across three
 // instances is limited as one.
-func TestDistributedRateLimit(t *testing.T) {
-	srv := redistest.Start(t)
+func TestDistributedRateLimit(t *testing.T) { testDistributedRateLimit(t, singleRedis(t)) }
+
+func testDistributedRateLimit(t *testing.T, env *redisEnv) {
 	var ins []*Instance
 	for _, id := range []string{"a", "b", "c"} {
-		cfg := redisConfig(srv, id)
+		cfg := redisConfig(env, id)
 		cfg.set("limits", "create_rate", 0.01)
 		cfg.set("limits", "create_burst", 6)
 		ins = append(ins, startInstance(t, cfg))
@@ -231,9 +274,8 @@ func TestDistributedRateLimit(t *testing.T) {
 // TestMigrateCommand: `mediasvc migrate` on an empty and on a v1 keyspace,
 // and the service refusing a newer schema.
 func TestMigrateCommand(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer rdb.Close()
+	env := singleRedis(t)
+	srv, rdb := env.srv, env.rdb
 	ctx := context.Background()
 	migrate := func(args ...string) (string, error) {
 		cmd := exec.Command(binPath, append([]string{"migrate"}, args...)...)
@@ -254,25 +296,26 @@ func TestMigrateCommand(t *testing.T) {
 	rdb.HSet(ctx, "mediasvc:index", "s1", "demo\x00o")
 
 	// The service refuses to start on it and says what to do.
-	cfg := redisConfig(srv, "a")
+	cfg := redisConfig(env, "a")
 	out2, code := runBinary(t, cfg)
 	if code == 0 || !strings.Contains(out2, "migrate up") {
 		t.Fatalf("start on schema 1 = exit %d\n%s", code, out2)
 	}
-	if out, err = migrate("up"); err != nil || !strings.Contains(out, "applied 0002_session_instance_field") {
+	if out, err = migrate("up"); err != nil || !strings.Contains(out, "applied 0002_session_instance_field") ||
+		!strings.Contains(out, "applied 0005_hash_tags_devices") {
 		t.Fatalf("migrate up = %v\n%s", err, out)
 	}
-	if v, _ := rdb.HGet(ctx, "mediasvc:session:s1", "instance").Result(); v != "old-node" {
-		t.Fatalf("instance field after migrating = %q", v)
+	if n, _ := rdb.Exists(ctx, "mediasvc:session:s1", "mediasvc:expiry", "mediasvc:index").Result(); n != 0 {
+		t.Fatalf("%d keys of the v1 layout left after migrating", n)
 	}
-	in := startInstance(t, redisConfig(srv, "a"))
-	if code, body := httpStatus(ctx, in.Base+"/api/v1/sessions/s1"); code != 200 {
+	in := startInstance(t, redisConfig(env, "a"))
+	if code, body := httpStatus(ctx, in.Base+"/api/v1/sessions/s1"); code != 200 || !strings.Contains(body, `"s1"`) {
 		t.Fatalf("migrated session = %d %s", code, body)
 	}
 	_ = in.Stop()
 
 	rdb.Set(ctx, "mediasvc:schema", 99, 0)
-	out2, code = runBinary(t, redisConfig(srv, "a"))
+	out2, code = runBinary(t, redisConfig(env, "a"))
 	if code == 0 || !strings.Contains(out2, "newer") {
 		t.Fatalf("start on a newer schema = exit %d\n%s", code, out2)
 	}
@@ -304,9 +347,10 @@ func runBinary(t *testing.T, cfg Config) (string, int) {
 // TestKilledInstanceExpires: an instance SIGKILLed leaves the instance
 // list within its heartbeat TTL, and its sessions expire and are reaped by
 // the survivors.
-func TestKilledInstanceExpires(t *testing.T) {
-	srv := redistest.Start(t)
-	cfgA, cfgB := redisConfig(srv, "a"), redisConfig(srv, "b")
+func TestKilledInstanceExpires(t *testing.T) { testKilledInstanceExpires(t, singleRedis(t)) }
+
+func testKilledInstanceExpires(t *testing.T, env *redisEnv) {
+	cfgA, cfgB := redisConfig(env, "a"), redisConfig(env, "b")
 	for _, c := range []Config{cfgA, cfgB} {
 		c.set("session", "ttl", "2s")
 		c.set("redis", "touch_throttle", "0s")
@@ -346,9 +390,12 @@ func TestKilledInstanceExpires(t *testing.T) {
 // flows from b. WHEP on a for b's device works too. It also times session
 // setup same-instance against forwarded.
 func TestSignalingForwardedAcrossInstances(t *testing.T) {
-	srv := redistest.Start(t)
+	testSignalingForwardedAcrossInstances(t, singleRedis(t))
+}
+
+func testSignalingForwardedAcrossInstances(t *testing.T, env *redisEnv) {
 	cfg := func(id string) Config {
-		c := redisConfig(srv, id)
+		c := redisConfig(env, id)
 		c.set("demo", "owner", "b")
 		return c
 	}
@@ -360,8 +407,7 @@ func TestSignalingForwardedAcrossInstances(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer rdb.Close()
+	rdb := env.rdb
 	if h := leaseHolder(t, rdb, "demo"); h != "b" {
 		t.Fatalf("demo lease held by %q, want b", h)
 	}
@@ -407,6 +453,9 @@ func TestSignalingForwardedAcrossInstances(t *testing.T) {
 		t.Fatalf("no bye relayed to the socket on c: %v", err)
 	}
 
+	if env.mode != "single" {
+		return // the timing below is taken once, on a single Redis
+	}
 	// Setup time: same instance (everything on b) against forwarded
 	// (POST on a, WebSocket on c, peer on b).
 	measure := func(base string) (offerAnswer, connected []time.Duration) {
@@ -439,18 +488,18 @@ func TestSignalingForwardedAcrossInstances(t *testing.T) {
 // TestOwnerKilledLeaseMoves: with no configured owner the demo device's
 // lease goes to one instance; SIGKILL it, and the other takes the lease
 // within its TTL, its viewers are gone, and a new session plays.
-func TestOwnerKilledLeaseMoves(t *testing.T) {
-	srv := redistest.Start(t)
+func TestOwnerKilledLeaseMoves(t *testing.T) { testOwnerKilledLeaseMoves(t, singleRedis(t)) }
+
+func testOwnerKilledLeaseMoves(t *testing.T, env *redisEnv) {
 	ins := map[string]*Instance{}
 	for _, id := range []string{"a", "b"} {
-		c := redisConfig(srv, id)
+		c := redisConfig(env, id)
 		c.set("instance", "lease_ttl", "2s")
 		ins[id] = startInstance(t, c)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer rdb.Close()
+	rdb := env.rdb
 	holder := leaseHolder(t, rdb, "demo")
 	owner, other := ins[holder], ins["a"]
 	if holder == "a" {
@@ -471,7 +520,7 @@ func TestOwnerKilledLeaseMoves(t *testing.T) {
 	_ = owner.Signal(syscall.SIGKILL)
 	<-owner.Done()
 	for {
-		h, _ := rdb.HGet(ctx, "mediasvc:lease:demo", "holder").Result()
+		h, _ := rdb.HGet(ctx, leaseKey("demo"), "holder").Result()
 		if h != "" && h != holder {
 			t.Logf("lease moved from %s to %s %s after SIGKILL", holder, h, time.Since(killed).Round(100*time.Millisecond))
 			break
@@ -500,15 +549,41 @@ func TestOwnerKilledLeaseMoves(t *testing.T) {
 
 // leaseHolder waits up to 5 s for device's lease to be held and returns
 // the holder.
-func leaseHolder(t *testing.T, rdb *redis.Client, device string) string {
+func leaseHolder(t *testing.T, rdb redis.UniversalClient, device string) string {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		h, _ := rdb.HGet(context.Background(), "mediasvc:lease:"+device, "holder").Result()
+		h, _ := rdb.HGet(context.Background(), leaseKey(device), "holder").Result()
 		if h != "" || time.Now().After(deadline) {
 			return h
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// leaseKey is the key of a device's lease under the default prefix.
+func leaseKey(device string) string { return "mediasvc:{dev:" + device + "}lease" }
+
+// TestMultiInstanceCluster runs the multi-instance tests on a 3-primary
+// Redis Cluster the test starts: shared sessions and quota, distributed
+// rate limits, a killed instance expiring, signaling forwarded over the
+// bus (sharded pub/sub) and a device lease moving.
+func TestMultiInstanceCluster(t *testing.T) {
+	env := clusterRedis(t)
+	for _, c := range []struct {
+		name string
+		run  func(*testing.T, *redisEnv)
+	}{
+		{"InstancesShareSessions", testInstancesShareSessions},
+		{"DistributedRateLimit", testDistributedRateLimit},
+		{"KilledInstanceExpires", testKilledInstanceExpires},
+		{"SignalingForwardedAcrossInstances", testSignalingForwardedAcrossInstances},
+		{"OwnerKilledLeaseMoves", testOwnerKilledLeaseMoves},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env.flush(t)
+			c.run(t, env)
+		})
 	}
 }
 
@@ -524,4 +599,93 @@ func goroutines(t *testing.T, base string) int {
 		t.Fatalf("media_goroutine_count %q: %v", v, err)
 	}
 	return int(n)
+}
+
+// TestSentinelFailoverMidStream: two instances on a Sentinel setup (a
+// primary, two replicas, three Sentinels) with redis.wait_replicas 1.
+// The primary is SIGKILLed under a playing viewer: both instances stay
+// up, the stream keeps playing, new sessions are created again once the
+// Sentinels promoted a replica, and every session acknowledged before the
+// kill is still there.
+func TestSentinelFailoverMidStream(t *testing.T) {
+	const downAfter = time.Second
+	s := redistest.StartSentinel(t, 3, 2, downAfter)
+	env := &redisEnv{mode: "sentinel", url: s.URL(), sentinel: s}
+	cfg := func(id string) Config {
+		c := redisConfig(env, id)
+		c.set("demo", "owner", "a")
+		c.set("redis", "wait_replicas", 1)
+		return c
+	}
+	a, b := startInstance(t, cfg("a")), startInstance(t, cfg("b"))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	v, err := client.Dial(ctx, client.Config{BaseURL: a.Base, Mode: client.ModeWS})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = v.Close() })
+	if err := v.WaitFrames(ctx, 30, false); err != nil {
+		t.Fatal(err)
+	}
+	acked := []string{v.Session().SessionID}
+	for i := range 10 {
+		code, sid, body := createStatus(t, []*Instance{a, b}[i%2].Base)
+		if code != http.StatusCreated {
+			t.Fatalf("create before the failover = %d %s", code, body)
+		}
+		acked = append(acked, sid)
+	}
+
+	killed := time.Now()
+	framesAtKill := v.Stats().Frames
+	s.Primary.Kill()
+	// Creations fail (503) until a replica is promoted, then work again.
+	var recovered time.Duration
+	for {
+		code, sid, body := createStatus(t, b.Base)
+		if code == http.StatusCreated {
+			recovered = time.Since(killed)
+			acked = append(acked, sid)
+			break
+		}
+		if code != http.StatusServiceUnavailable {
+			t.Fatalf("create during the failover = %d %s, want 503 or 201", code, body)
+		}
+		if time.Since(killed) > 30*time.Second {
+			t.Fatalf("no session created within 30s of killing the primary: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("primary killed: new sessions again after %s (Sentinel down-after %s); now on %s",
+		recovered.Round(100*time.Millisecond), downAfter, s.PrimaryAddr())
+	for _, in := range []*Instance{a, b} {
+		select {
+		case <-in.Done():
+			t.Fatalf("instance exited during the failover:\n%s", in.Log())
+		default:
+		}
+		waitStatus(t, in.Base+"/readyz", http.StatusOK, 10*time.Second)
+	}
+	// The stream played on through the failover: at 30 fps, at least half
+	// the frames of the time since the kill arrived.
+	if got, want := v.Stats().Frames-framesAtKill, int(time.Since(killed).Seconds()*15); got < want {
+		t.Fatalf("stream stalled during the failover: %d frames in %s", got, time.Since(killed).Round(100*time.Millisecond))
+	}
+	// Nothing acknowledged was lost, seen from either instance.
+	for i, sid := range acked {
+		base := []*Instance{a, b}[i%2].Base
+		if code, body := httpStatus(ctx, base+"/api/v1/sessions/"+sid); code != http.StatusOK {
+			t.Fatalf("session %s acknowledged before the failover: GET = %d %s", sid, code, body)
+		}
+	}
+	// And a new viewer plays, through b (forwarded to a, the owner).
+	v2, err := client.Dial(ctx, client.Config{BaseURL: b.Base, Mode: client.ModeWS})
+	if err != nil {
+		t.Fatalf("dial after the failover: %v", err)
+	}
+	t.Cleanup(func() { _ = v2.Close() })
+	if err := v2.WaitFrames(ctx, 15, false); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing: Debian's chromium (the
 # browser e2e test), ffmpeg (ffprobe decodes what e2e clients received),
-# adb, redis-server and prometheus (with promtool, for the alert rules). Idempotent; needs root or sudo
+# adb, redis-server, redis-sentinel and redis-tools (redis-cli creates the
+# test Redis Cluster) and prometheus (with promtool, for the alert rules).
+# Idempotent; needs root or sudo
 # only when something is missing.
 set -euo pipefail
 
@@ -9,6 +11,8 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v adb >/dev/null 2>&1 || need+=(adb)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 # Debian's prometheus package ships promtool too.
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus)

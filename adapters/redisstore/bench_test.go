@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"mediasvc/domain"
 	"mediasvc/ports"
 	"mediasvc/ports/storetest"
 )
@@ -44,7 +45,7 @@ func BenchmarkGetPipelined(b *testing.B) {
 	for i := range b.N {
 		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for j := range 100 {
-				p.HGetAll(ctx, fmt.Sprintf("bench:session:p-%05d", (i*100+j)%n))
+				p.HGetAll(ctx, st.keys.session(domain.SessionID(fmt.Sprintf("p-%05d", (i*100+j)%n))))
 			}
 			return nil
 		})

@@ -19,14 +19,26 @@ import (
 var _ ports.Bus = (*Bus)(nil)
 
 // Bus is a ports.Bus over Redis pub/sub. Each instance subscribes to its
-// request channel P+"bus:req:"+id and its reply channel P+"bus:rep:"+id; a
-// call publishes {id, reply_to, body} to the target's request channel and
-// waits for the reply with that id on its own. Pub/sub delivers at most
-// once and only to live subscribers: a call to an instance that does not
-// listen fails at once (PUBLISH reaches no one), and a lost reply ends the
-// call at its context's deadline. Events go to P+"bus:ev:"+topic.
+// request channel P+"{bus:"+id+"}req" and its reply channel
+// P+"{bus:"+id+"}rep"; a call publishes {id, reply_to, body} to the
+// target's request channel and waits for the reply with that id on its
+// own. Pub/sub delivers at most once and only to live subscribers: a call
+// to an instance that does not listen fails at once (PUBLISH reaches no
+// one), and a lost reply ends the call at its context's deadline. Events
+// go to P+"{bus:ev:"+topic+"}".
+//
+// On a Redis Cluster the bus uses sharded pub/sub (SPUBLISH/SSUBSCRIBE,
+// Redis 7): a channel lives on the primary of its slot, where both the
+// publisher and the subscriber connect, so PUBLISH's count of receivers
+// is right (classic PUBLISH on a cluster counts only the subscribers of
+// the node it reached, which would make a listening instance look gone)
+// and a message crosses one node instead of being broadcast over the
+// cluster bus to every node. The two channels of an instance share a hash
+// tag, so one subscription (one connection) carries both. Elsewhere
+// (single Redis, Sentinel) it uses classic pub/sub, which Redis 6 has too.
 type Bus struct {
 	rdb     redis.UniversalClient
+	sharded bool // SPUBLISH/SSUBSCRIBE: rdb is a cluster client
 	prefix  string
 	self    string
 	log     *slog.Logger
@@ -50,12 +62,28 @@ func NewBus(rdb redis.UniversalClient, prefix, self string, log *slog.Logger) *B
 	if prefix == "" {
 		prefix = "mediasvc:"
 	}
-	return &Bus{rdb: rdb, prefix: prefix + "bus:", self: self, log: log, maxBusy: 256,
+	_, sharded := rdb.(*redis.ClusterClient)
+	return &Bus{rdb: rdb, sharded: sharded, prefix: prefix, self: self, log: log, maxBusy: 256,
 		pending: make(map[string]chan []byte), ready: make(chan struct{})}
 }
 
-func (b *Bus) reqChan(instance string) string { return b.prefix + "req:" + instance }
-func (b *Bus) repChan(instance string) string { return b.prefix + "rep:" + instance }
+func (b *Bus) reqChan(instance string) string { return b.prefix + "{bus:" + instance + "}req" }
+func (b *Bus) repChan(instance string) string { return b.prefix + "{bus:" + instance + "}rep" }
+func (b *Bus) evChan(topic string) string     { return b.prefix + "{bus:ev:" + topic + "}" }
+
+func (b *Bus) publish(ctx context.Context, channel string, msg any) *redis.IntCmd {
+	if b.sharded {
+		return b.rdb.SPublish(ctx, channel, msg)
+	}
+	return b.rdb.Publish(ctx, channel, msg)
+}
+
+func (b *Bus) subscribe(ctx context.Context, channels ...string) *redis.PubSub {
+	if b.sharded {
+		return b.rdb.SSubscribe(ctx, channels...)
+	}
+	return b.rdb.Subscribe(ctx, channels...)
+}
 
 // Listening reports whether Serve has subscribed, so requests addressed to
 // this instance reach it.
@@ -86,7 +114,7 @@ func (b *Bus) Call(ctx context.Context, instance string, req []byte) ([]byte, er
 		b.mu.Unlock()
 	}()
 	msg, _ := json.Marshal(envelope{ID: id, ReplyTo: b.repChan(b.self), Body: req})
-	n, err := b.rdb.Publish(ctx, b.reqChan(instance), msg).Result()
+	n, err := b.publish(ctx, b.reqChan(instance), msg).Result()
 	if err != nil {
 		return nil, unavailable("bus call to "+instance, err)
 	}
@@ -103,7 +131,7 @@ func (b *Bus) Call(ctx context.Context, instance string, req []byte) ([]byte, er
 
 // Serve listens for requests and replies until ctx is done.
 func (b *Bus) Serve(ctx context.Context, handle func(context.Context, []byte) []byte) error {
-	ps := b.rdb.Subscribe(ctx, b.reqChan(b.self), b.repChan(b.self))
+	ps := b.subscribe(ctx, b.reqChan(b.self), b.repChan(b.self))
 	defer ps.Close()
 	// Wait for the subscription; retry while Redis is down.
 	for {
@@ -151,7 +179,7 @@ func (b *Bus) Serve(ctx context.Context, handle func(context.Context, []byte) []
 			defer func() { <-sem }()
 			rep := handle(ctx, env.Body)
 			out, _ := json.Marshal(envelope{ID: env.ID, Body: rep})
-			if err := b.rdb.Publish(context.WithoutCancel(ctx), env.ReplyTo, out).Err(); err != nil {
+			if err := b.publish(context.WithoutCancel(ctx), env.ReplyTo, out).Err(); err != nil {
 				b.log.Warn("bus: reply lost", "to", env.ReplyTo, "err", err)
 			}
 		})
@@ -160,7 +188,7 @@ func (b *Bus) Serve(ctx context.Context, handle func(context.Context, []byte) []
 
 // Publish sends payload to topic's subscribers.
 func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
-	if err := b.rdb.Publish(ctx, b.prefix+"ev:"+topic, payload).Err(); err != nil {
+	if err := b.publish(ctx, b.evChan(topic), payload).Err(); err != nil {
 		return unavailable("bus publish", err)
 	}
 	return nil
@@ -168,7 +196,7 @@ func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
 
 // Subscribe delivers topic's messages to fn until cancel.
 func (b *Bus) Subscribe(ctx context.Context, topic string, fn func([]byte)) (func(), error) {
-	ps := b.rdb.Subscribe(context.WithoutCancel(ctx), b.prefix+"ev:"+topic)
+	ps := b.subscribe(context.WithoutCancel(ctx), b.evChan(topic))
 	if _, err := ps.Receive(ctx); err != nil {
 		_ = ps.Close()
 		return nil, unavailable("bus subscribe", err)

@@ -37,9 +37,12 @@ type FarmOptions struct {
 // in MULTI/EXEC, and start again if another writer got there first.
 //
 // Layout: P+"control:"+device the control JSON, expiring ControlTTL after
-// its last write; P+"reservations:"+device the reservations JSON, expiring
-// at its last reservation's end (PEXPIREAT); P+"reserved" a sorted set of
-// devices scored by that end in Unix ms, trimmed on read.
+// its last write; P+"{farm}reservations:"+device the reservations JSON,
+// expiring at its last reservation's end (PEXPIREAT); P+"{farm}reserved" a
+// sorted set of devices scored by that end in Unix ms, trimmed on read.
+// A device's reservations and the index change in one MULTI, so they share
+// the hash tag {farm}: one slot of a Redis Cluster (reservations are
+// operator actions, far from needing more than one node).
 type Farm struct {
 	rdb        redis.UniversalClient
 	prefix     string
@@ -63,9 +66,9 @@ const maxAttempts = 100
 
 func (f *Farm) controlKey(d domain.DeviceID) string { return f.prefix + "control:" + string(d) }
 func (f *Farm) reservedKey(d domain.DeviceID) string {
-	return f.prefix + "reservations:" + string(d)
+	return f.prefix + "{farm}reservations:" + string(d)
 }
-func (f *Farm) reservedIndex() string { return f.prefix + "reserved" }
+func (f *Farm) reservedIndex() string { return f.prefix + "{farm}reserved" }
 
 // load reads key's JSON into v; a missing key leaves v as it is.
 func load(ctx context.Context, c redis.Cmdable, key string, v any) error {

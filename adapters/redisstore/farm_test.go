@@ -59,7 +59,7 @@ func TestFarmKeysExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ttl := rdb.PTTL(ctx, "t:reservations:d").Val(); ttl <= 9*time.Minute || ttl > 10*time.Minute {
+	if ttl := rdb.PTTL(ctx, f.reservedKey("d")).Val(); ttl <= 9*time.Minute || ttl > 10*time.Minute {
 		t.Fatalf("reservations TTL = %v, want about 10m", ttl)
 	}
 	f.UpdateControl(ctx, "d", func(c *domain.Control) error { c.Release("a", domain.ControlPolicy{}, now); return nil })
@@ -67,7 +67,7 @@ func TestFarmKeysExpire(t *testing.T) {
 		t.Fatal("an empty control state left its key")
 	}
 	// An index entry whose reservations ended is trimmed on read.
-	rdb.ZAdd(ctx, "t:reserved", redisZ("old", now.Add(-time.Minute)))
+	rdb.ZAdd(ctx, f.reservedIndex(), redisZ("old", now.Add(-time.Minute)))
 	ds, err := f.ReservedDevices(ctx)
 	if err != nil || len(ds) != 1 || ds[0] != "d" {
 		t.Fatalf("ReservedDevices = %v, %v; want [d]", ds, err)

@@ -22,10 +22,12 @@ var _ ports.DeviceLeases = (*Leases)(nil)
 // their token is the device's current one — so an instance that paused
 // past its TTL and lost the lease cannot keep writing.
 //
-// Layout: P+"lease:"+device is a hash {holder, token} with the TTL;
-// P+"fence:"+device the device's token counter (no TTL: tokens never go
-// back, even after the lease expired); P+"device:"+device the record
-// FencedWrite guards, carrying the highest token that wrote it.
+// Layout (the three keys share the tag {dev:<device>}, so each script is
+// one slot of a cluster): P+"{dev:"+device+"}lease" is a hash {holder,
+// token} with the TTL; P+"{dev:"+device+"}fence" the device's token
+// counter (no TTL: tokens never go back, even after the lease expired);
+// P+"{dev:"+device+"}device" the record FencedWrite guards, carrying the
+// highest token that wrote it.
 //
 // A token is at least the Redis server's clock in milliseconds, so tokens
 // keep growing even across a Redis that lost its data and restarted its
@@ -43,9 +45,7 @@ func NewLeases(rdb redis.UniversalClient, prefix string, ttl time.Duration) *Lea
 	return &Leases{rdb: rdb, keys: newKeys(prefix), ttl: ttl}
 }
 
-func (l *Leases) leaseKeys(d domain.DeviceID) []string {
-	return []string{l.keys.prefix + "lease:" + string(d), l.keys.prefix + "fence:" + string(d), l.keys.prefix + "device:" + string(d)}
-}
+func (l *Leases) leaseKeys(d domain.DeviceID) []string { return l.keys.device(d) }
 
 // acquireScript grants the lease if free, or renews it for its holder.
 // ARGV: holder, ttl ms. Returns {1, token} granted, {0, token, holder}
@@ -146,7 +146,7 @@ func (l *Leases) FencedWrite(ctx context.Context, ls domain.Lease, fields map[st
 
 // Holder returns who holds the device's lease now, or "" when no one does.
 func (l *Leases) Holder(ctx context.Context, d domain.DeviceID) (string, error) {
-	h, err := l.rdb.HGet(ctx, l.keys.prefix+"lease:"+string(d), "holder").Result()
+	h, err := l.rdb.HGet(ctx, l.keys.device(d)[0], "holder").Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}

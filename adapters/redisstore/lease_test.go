@@ -58,7 +58,7 @@ func TestLeaseExclusiveAndFenced(t *testing.T) {
 	if err := l.FencedWrite(ctx, b, map[string]string{"state": "capturing-b"}); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := rdb.HGet(ctx, "l:device:dev1", "state").Result(); v != "capturing-b" {
+	if v, _ := rdb.HGet(ctx, newKeys("l:").device("dev1")[2], "state").Result(); v != "capturing-b" {
 		t.Fatalf("device record state = %q", v)
 	}
 	if err := l.Release(ctx, b); err != nil {

@@ -165,22 +165,13 @@ func Migrate(ctx context.Context, rdb redis.UniversalClient, prefix string, ms [
 			if err := script.Run(ctx, rdb, nil, k.prefix).Err(); err != nil && !errors.Is(err, redis.Nil) {
 				return done, fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
 			}
-		} else {
-			var cursor uint64
-			for {
-				batch, next, err := rdb.Scan(ctx, cursor, k.prefix+m.Match, 500).Result()
-				if err != nil {
-					return done, unavailable(fmt.Sprintf("migration %04d_%s: scan", m.Version, m.Name), err)
-				}
-				if len(batch) > 0 {
-					if err := script.Run(ctx, rdb, batch, k.prefix).Err(); err != nil && !errors.Is(err, redis.Nil) {
-						return done, fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
-					}
-				}
-				if cursor = next; cursor == 0 {
-					break
-				}
+		} else if err := migrateKeys(ctx, rdb, k.prefix+m.Match, func(batch []string) error {
+			if err := script.Run(ctx, rdb, batch, k.prefix).Err(); err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
 			}
+			return nil
+		}); err != nil {
+			return done, err
 		}
 		if err := rdb.Set(ctx, k.schema, m.Version, 0).Err(); err != nil {
 			return done, unavailable("write schema version", err)
@@ -188,4 +179,41 @@ func Migrate(ctx context.Context, rdb redis.UniversalClient, prefix string, ms [
 		done = append(done, m)
 	}
 	return done, nil
+}
+
+// migrateKeys SCANs for keys matching pattern and hands them to fn in
+// batches of at most 500. On a Redis Cluster it scans every primary and
+// splits each batch by hash slot, since a script may only touch one slot.
+func migrateKeys(ctx context.Context, rdb redis.UniversalClient, pattern string, fn func([]string) error) error {
+	scan := func(ctx context.Context, c redis.Cmdable, bySlot bool) error {
+		var cursor uint64
+		for {
+			batch, next, err := c.Scan(ctx, cursor, pattern, 500).Result()
+			if err != nil {
+				return unavailable("migration scan", err)
+			}
+			if bySlot {
+				groups := map[int][]string{}
+				for _, key := range batch {
+					groups[Slot(key)] = append(groups[Slot(key)], key)
+				}
+				for _, g := range groups {
+					if err := fn(g); err != nil {
+						return err
+					}
+				}
+			} else if len(batch) > 0 {
+				if err := fn(batch); err != nil {
+					return err
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c, true) })
+	}
+	return scan(ctx, rdb, false)
 }

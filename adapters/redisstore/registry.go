@@ -45,12 +45,12 @@ func NewRegistry(rdb redis.UniversalClient, prefix string, self domain.Instance,
 // re-creates the record after Redis restarted empty.
 func (r *Registry) Heartbeat(ctx context.Context) error {
 	now := time.Now()
-	key := r.keys.prefix + "instance:" + r.self.ID
+	key := r.keys.instance(r.self.ID)
 	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, "id", r.self.ID, "url", r.self.URL,
 			"started", r.self.StartedAt.UnixMilli(), "heartbeat", now.UnixMilli())
 		p.PExpire(ctx, key, r.ttl)
-		p.ZAdd(ctx, r.keys.prefix+"instances", redis.Z{Score: float64(now.UnixMilli()), Member: r.self.ID})
+		p.ZAdd(ctx, r.keys.instances(), redis.Z{Score: float64(now.UnixMilli()), Member: r.self.ID})
 		return nil
 	})
 	if err != nil {
@@ -62,8 +62,8 @@ func (r *Registry) Heartbeat(ctx context.Context) error {
 // Deregister removes this instance's record (on a graceful stop).
 func (r *Registry) Deregister(ctx context.Context) error {
 	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, r.keys.prefix+"instance:"+r.self.ID)
-		p.ZRem(ctx, r.keys.prefix+"instances", r.self.ID)
+		p.Del(ctx, r.keys.instance(r.self.ID))
+		p.ZRem(ctx, r.keys.instances(), r.self.ID)
 		return nil
 	})
 	if err != nil {
@@ -103,7 +103,7 @@ func (r *Registry) Run(ctx context.Context) error {
 // Instances lists the instances whose heartbeat is younger than the TTL,
 // oldest first, dropping the expired ones from the index.
 func (r *Registry) Instances(ctx context.Context) ([]domain.Instance, error) {
-	idx := r.keys.prefix + "instances"
+	idx := r.keys.instances()
 	cutoff := time.Now().Add(-r.ttl).UnixMilli()
 	if err := r.rdb.ZRemRangeByScore(ctx, idx, "-inf", "("+strconv.FormatInt(cutoff, 10)).Err(); err != nil {
 		return nil, unavailable("list instances", err)
@@ -115,7 +115,7 @@ func (r *Registry) Instances(ctx context.Context) ([]domain.Instance, error) {
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, r.keys.prefix+"instance:"+id)
+			cmds[i] = p.HGetAll(ctx, r.keys.instance(id))
 		}
 		return nil
 	})
@@ -208,11 +208,20 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 }
 
+// ping pings Redis: every primary of a cluster (any one down leaves its
+// slots unserved), the one server otherwise.
+func ping(ctx context.Context, rdb redis.UniversalClient) error {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return c.Ping(ctx).Err() })
+	}
+	return rdb.Ping(ctx).Err()
+}
+
 // check pings Redis and, when it was not up, runs onUp.
 func (m *Monitor) check(ctx context.Context, up bool) error {
 	pctx, cancel := context.WithTimeout(ctx, max(m.interval, time.Second))
 	defer cancel()
-	if err := m.rdb.Ping(pctx).Err(); err != nil {
+	if err := ping(pctx, m.rdb); err != nil {
 		return unavailable("ping redis", err)
 	}
 	if !up && m.onUp != nil {

@@ -11,11 +11,14 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,24 +41,31 @@ type Options struct {
 	Prefix string
 	// KeyGrace is how long a session's hash outlives its expiry in Redis
 	// (PEXPIREAT), so an instance that reaps late still reads it, and a
-	// keyspace whose instances all died empties itself. Default 1 minute.
+	// keyspace whose instances all died empties itself. It is also how
+	// long past its expiry a shard entry the quota does not count (left by
+	// a crash mid-create) waits before the expiry pass removes it. Default
+	// 1 minute.
 	KeyGrace time.Duration
 	// TouchThrottle skips a Touch that would move the stored expiry by
 	// less than this, so per-packet activity never becomes Redis traffic.
 	// Zero writes every Touch.
 	TouchThrottle time.Duration
+	// Wait, when Replicas > 0, makes Create, Update and Delete wait until
+	// that many replicas confirmed the write (Redis WAIT) before they
+	// succeed, so a failover cannot lose what was acknowledged.
+	Wait Wait
 }
 
 // Store is a ports.SessionStore in Redis, shared by every instance that
-// uses the same Redis and prefix.
+// uses the same Redis and prefix: a single server, a Sentinel-managed
+// primary, or a Redis Cluster (the layout is in keys.go: every script
+// touches one slot).
 //
-// Layout (P is the prefix): P+"session:"+id is a hash of the session's
-// fields with a key expiry; P+"expiry" is a sorted set of ids by expiry
-// (Unix µs), the index PopExpired pops from in O(log n + k); P+"index" maps
-// each id to its device and owner and is the authority on which sessions
-// exist; P+"count:device" and P+"count:owner" count sessions for the
-// quota. Create, Delete, PopExpired and Touch are single Lua scripts;
-// Update is an optimistic WATCH/MULTI transaction, retried on conflict.
+// Create, Delete and PopExpired are two Lua scripts each, one on the
+// session's shard and one on the quota (scripts.go says in which order
+// and why a crash between them loses nothing); Touch is one script;
+// Update is an optimistic WATCH/MULTI transaction on the session's hash,
+// retried on conflict.
 //
 // Times are stored to the microsecond, as Redis scores hold them exactly.
 //
@@ -64,34 +74,11 @@ type Store struct {
 	rdb   redis.UniversalClient
 	keys  keys
 	grace time.Duration
+	wait  Wait
 
 	throttle time.Duration
 	mu       sync.Mutex
 	touched  map[domain.SessionID]time.Time // expiry last written by Touch
-}
-
-// keys names the store's keys.
-type keys struct {
-	prefix, session, expiry, index, byDevice, byOwner, schema string
-}
-
-func newKeys(prefix string) keys {
-	if prefix == "" {
-		prefix = "mediasvc:"
-	}
-	return keys{
-		prefix:   prefix,
-		session:  prefix + "session:",
-		expiry:   prefix + "expiry",
-		index:    prefix + "index",
-		byDevice: prefix + "count:device",
-		byOwner:  prefix + "count:owner",
-		schema:   prefix + "schema",
-	}
-}
-
-func (k keys) of(id domain.SessionID) []string {
-	return []string{k.session + string(id), k.expiry, k.index, k.byDevice, k.byOwner}
 }
 
 // New returns a Store on rdb. It does not contact Redis.
@@ -100,7 +87,7 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 		opts.KeyGrace = time.Minute
 	}
 	return &Store{
-		rdb: rdb, keys: newKeys(opts.Prefix), grace: opts.KeyGrace,
+		rdb: rdb, keys: newKeys(opts.Prefix), grace: opts.KeyGrace, wait: opts.Wait,
 		throttle: opts.TouchThrottle, touched: make(map[domain.SessionID]time.Time),
 	}
 }
@@ -114,18 +101,32 @@ func unavailable(op string, err error) error {
 }
 
 // Create stores s if no session with its id exists and q allows one more
-// session in total, for s.DeviceID and for s.Owner (zero is unlimited), in
-// one Lua script. Otherwise it stores nothing and returns an error wrapping
+// session in total, for s.DeviceID and for s.Owner (zero is unlimited).
+// Otherwise it stores nothing and returns an error wrapping
 // domain.ErrSessionExists or domain.ErrLimitExceeded naming the limit, or
 // domain.ErrUnavailable when Redis fails.
 func (st *Store) Create(ctx context.Context, s domain.Session, q domain.Quota) error {
-	args := make([]any, 0, 8+2*len(fieldNames))
-	args = append(args, string(s.ID), string(s.DeviceID), s.Owner, q.Total, q.PerDevice, q.PerOwner,
-		s.ExpiresAt.UnixMicro(), st.keyExpiry(s.ExpiresAt))
+	hash, exp := st.keys.session(s.ID), st.keys.expiry(shardOf(s.ID))
+	args := make([]any, 0, 3+2*len(fieldNames))
+	args = append(args, string(s.ID), s.ExpiresAt.UnixMicro(), st.keyExpiry(s.ExpiresAt))
 	args = appendFields(args, &s)
-	r, err := createScript.Run(ctx, st.rdb, st.keys.of(s.ID), args...).Int()
+	r, err := shardCreateScript.Run(ctx, st.rdb, []string{hash, exp}, args...).Int()
 	if err != nil {
 		return unavailable("create session "+string(s.ID), err)
+	}
+	if r == 1 {
+		return fmt.Errorf("create session %s: %w", s.ID, domain.ErrSessionExists)
+	}
+	r, err = runScript(ctx, st.rdb, st.wait, quotaTakeScript, st.keys.quota(),
+		string(s.ID), string(s.DeviceID), s.Owner, q.Total, q.PerDevice, q.PerOwner).Int()
+	if err != nil {
+		if !errors.Is(err, errNotReplicated) {
+			st.undoCreate(ctx, s.ID)
+		}
+		return unavailable("create session "+string(s.ID), err)
+	}
+	if r != 0 {
+		st.undoCreate(ctx, s.ID)
 	}
 	switch r {
 	case 0:
@@ -141,6 +142,14 @@ func (st *Store) Create(ctx context.Context, s domain.Session, q domain.Quota) e
 	}
 }
 
+// undoCreate removes the hash a refused Create wrote. Should that fail
+// too, the shard entry is one the quota does not count, removed by a later
+// expiry pass.
+func (st *Store) undoCreate(ctx context.Context, id domain.SessionID) {
+	_ = shardRemoveScript.Run(context.WithoutCancel(ctx), st.rdb,
+		[]string{st.keys.expiry(shardOf(id)), st.keys.session(id)}, string(id)).Err()
+}
+
 // keyExpiry is when a session's hash leaves Redis: KeyGrace after expiry,
 // in Unix ms.
 func (st *Store) keyExpiry(exp time.Time) int64 { return exp.Add(st.grace).UnixMilli() }
@@ -148,7 +157,7 @@ func (st *Store) keyExpiry(exp time.Time) int64 { return exp.Add(st.grace).UnixM
 // Get returns the session, or an error wrapping domain.ErrSessionNotFound
 // or domain.ErrUnavailable.
 func (st *Store) Get(ctx context.Context, id domain.SessionID) (domain.Session, error) {
-	m, err := st.rdb.HGetAll(ctx, st.keys.session+string(id)).Result()
+	m, err := st.rdb.HGetAll(ctx, st.keys.session(id)).Result()
 	if err != nil {
 		return domain.Session{}, unavailable("get session "+string(id), err)
 	}
@@ -169,7 +178,7 @@ func (st *Store) Get(ctx context.Context, id domain.SessionID) (domain.Session, 
 // change ID, DeviceID or Owner. Errors wrap domain.ErrSessionNotFound or
 // domain.ErrUnavailable.
 func (st *Store) Update(ctx context.Context, id domain.SessionID, fn func(*domain.Session) error) (domain.Session, error) {
-	key := st.keys.session + string(id)
+	key, exp := st.keys.session(id), st.keys.expiry(shardOf(id))
 	var out domain.Session
 	var fnErr error
 	txf := func(tx *redis.Tx) error {
@@ -199,9 +208,12 @@ func (st *Store) Update(ctx context.Context, id domain.SessionID, fn func(*domai
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSet(ctx, key, appendFields(nil, &s)...)
 			p.PExpireAt(ctx, key, time.UnixMilli(st.keyExpiry(s.ExpiresAt)))
-			p.ZAdd(ctx, st.keys.expiry, redis.Z{Score: float64(s.ExpiresAt.UnixMicro()), Member: string(id)})
+			p.ZAdd(ctx, exp, redis.Z{Score: float64(s.ExpiresAt.UnixMicro()), Member: string(id)})
 			return nil
 		})
+		if err == nil {
+			err = st.wait.on(ctx, tx)
+		}
 		out = s
 		return err
 	}
@@ -236,7 +248,7 @@ func (st *Store) Touch(ctx context.Context, id domain.SessionID, now time.Time) 
 			return nil
 		}
 	}
-	ks := st.keys.of(id)
+	ks := []string{st.keys.session(id), st.keys.expiry(shardOf(id))}
 	r, err := touchScript.Run(ctx, st.rdb, ks, string(id), now.UnixMicro(), st.grace.Milliseconds()).Int()
 	if err != nil {
 		return unavailable("touch session "+string(id), err)
@@ -268,74 +280,189 @@ func (st *Store) forget(id domain.SessionID) {
 }
 
 // Delete removes the session, frees its quota and returns what it was.
-// Errors wrap domain.ErrSessionNotFound or domain.ErrUnavailable.
+// Errors wrap domain.ErrSessionNotFound or domain.ErrUnavailable. When the
+// quota was freed but removing the hash failed, the error wraps
+// domain.ErrUnavailable and the expiry pass removes the rest.
 func (st *Store) Delete(ctx context.Context, id domain.SessionID) (domain.Session, error) {
-	v, err := deleteScript.Run(ctx, st.rdb, st.keys.of(id), string(id)).Slice()
-	if errors.Is(err, redis.Nil) {
-		return domain.Session{}, fmt.Errorf("delete session %s: %w", id, domain.ErrSessionNotFound)
-	}
+	v, err := quotaReleaseScript.Run(ctx, st.rdb, st.keys.quota(), string(id)).Slice()
 	if err != nil {
 		return domain.Session{}, unavailable("delete session "+string(id), err)
 	}
+	if len(v) < 2 {
+		return domain.Session{}, fmt.Errorf("delete session %s: %w", id, domain.ErrSessionNotFound)
+	}
+	meta, _ := v[1].(string)
 	st.forget(id)
-	s, err := released(v)
+	fields, err := st.removeFromShard(ctx, shardOf(id), []string{string(id)})
+	if err != nil {
+		return domain.Session{}, unavailable("delete session "+string(id), err)
+	}
+	s, err := released(string(id), meta, fields[0])
 	if err != nil {
 		return domain.Session{}, fmt.Errorf("delete session %s: %w", id, err)
 	}
 	return s, nil
 }
 
-// PopExpired removes and returns up to max sessions whose expiry is not
-// after now, earliest first, and frees their quota: one Lua script,
-// O(log n + k) through the expiry sorted set. Two instances popping at once
-// never return the same session. A session whose hash Redis already
-// expired comes back with its id, device and owner only, in StateExpired.
-func (st *Store) PopExpired(ctx context.Context, now time.Time, max int) ([]domain.Session, error) {
-	if max <= 0 {
-		return nil, nil
+// removeFromShard runs shardRemoveScript on ids of shard n (waiting for
+// replicas when so configured) and returns their hashes' field/value
+// lists, one per id.
+func (st *Store) removeFromShard(ctx context.Context, n int, ids []string) ([][]any, error) {
+	ks := make([]string, 0, 1+len(ids))
+	ks = append(ks, st.keys.expiry(n))
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		ks = append(ks, st.keys.session(domain.SessionID(id)))
+		args[i] = id
 	}
-	v, err := popScript.Run(ctx, st.rdb, st.keys.of(""), now.UnixMicro(), max, st.keys.session).Slice()
+	v, err := runScript(ctx, st.rdb, st.wait, shardRemoveScript, ks, args...).Slice()
 	if err != nil {
-		return nil, unavailable("pop expired sessions", err)
+		return nil, err
 	}
-	out := make([]domain.Session, 0, len(v))
-	for _, e := range v {
-		list, _ := e.([]any)
-		s, err := released(list)
-		if err != nil {
-			return out, fmt.Errorf("pop expired sessions: %w", err)
+	out := make([][]any, len(ids))
+	for i := range out {
+		if i < len(v) {
+			out[i], _ = v[i].([]any)
 		}
-		st.forget(s.ID)
-		out = append(out, s)
 	}
 	return out, nil
 }
 
-// Count returns how many sessions are stored (the expiry index's size).
+// due is an expiry entry read from a shard.
+type due struct {
+	id    string
+	score float64
+}
+
+// PopExpired removes and returns up to max sessions whose expiry is not
+// after now, earliest first, and frees their quota. It reads the earliest
+// max entries of every shard (one pipelined ZRANGEBYSCORE each, O(log n +
+// k): never a scan), merges them, releases the earliest max from the
+// quota in one script and removes them from their shards. Two instances
+// popping at once never return the same session: the quota release
+// decides. A session whose hash Redis already expired comes back with its
+// id, device and owner only, in StateExpired. A shard entry the quota does
+// not count and that expired more than KeyGrace before now (left by a
+// crash mid-create) is removed and not returned.
+func (st *Store) PopExpired(ctx context.Context, now time.Time, max int) ([]domain.Session, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	all, err := st.peekExpired(ctx, now, max)
+	if err != nil || len(all) == 0 {
+		return nil, err
+	}
+	stale := float64(now.Add(-st.grace).UnixMicro())
+	all = all[:min(max, len(all))]
+	args := make([]any, len(all))
+	for i, d := range all {
+		args[i] = d.id
+	}
+	v, err := quotaReleaseScript.Run(ctx, st.rdb, st.keys.quota(), args...).Slice()
+	if err != nil {
+		return nil, unavailable("pop expired sessions", err)
+	}
+	won := make(map[string]string, len(v)/2)
+	for i := 0; i+1 < len(v); i += 2 {
+		id, _ := v[i].(string)
+		meta, _ := v[i+1].(string)
+		won[id] = meta
+	}
+	var byShard [Shards][]string // what to remove from each shard
+	for _, d := range all {
+		if _, ok := won[d.id]; ok || d.score < stale {
+			n := shardOf(domain.SessionID(d.id))
+			byShard[n] = append(byShard[n], d.id)
+		}
+	}
+	fields := make(map[string][]any, len(won))
+	var shardErr error
+	for n, ids := range byShard {
+		if len(ids) == 0 {
+			continue
+		}
+		got, err := st.removeFromShard(ctx, n, ids)
+		if err != nil {
+			shardErr = cmp.Or(shardErr, err)
+			continue
+		}
+		for i, id := range ids {
+			fields[id] = got[i]
+		}
+	}
+	out := make([]domain.Session, 0, len(won))
+	for _, d := range all {
+		meta, ok := won[d.id]
+		if !ok {
+			continue
+		}
+		st.forget(domain.SessionID(d.id))
+		s, err := released(d.id, meta, fields[d.id])
+		if err != nil {
+			return out, fmt.Errorf("pop expired sessions: %w", err)
+		}
+		out = append(out, s)
+	}
+	if shardErr != nil {
+		// The quota is freed and the sessions are returned; the hashes left
+		// behind expire on their own and a later pass removes their entries.
+		return out, unavailable("pop expired sessions", shardErr)
+	}
+	return out, nil
+}
+
+// peekExpired reads the earliest max entries at or before now of every
+// shard, in one pipeline, and returns them sorted by expiry (then id).
+func (st *Store) peekExpired(ctx context.Context, now time.Time, max int) ([]due, error) {
+	var cmds [Shards]*redis.ZSliceCmd
+	_, err := st.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for n := range Shards {
+			cmds[n] = p.ZRangeByScoreWithScores(ctx, st.keys.expiry(n), &redis.ZRangeBy{
+				Min: "-inf", Max: strconv.FormatInt(now.UnixMicro(), 10), Count: int64(max),
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, unavailable("pop expired sessions", err)
+	}
+	var all []due
+	for _, c := range cmds {
+		for _, z := range c.Val() {
+			id, _ := z.Member.(string)
+			all = append(all, due{id, z.Score})
+		}
+	}
+	slices.SortFunc(all, func(a, b due) int {
+		if c := cmp.Compare(a.score, b.score); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	return all, nil
+}
+
+// Count returns how many sessions are stored (the quota index's size).
 func (st *Store) Count(ctx context.Context) (int, error) {
-	n, err := st.rdb.ZCard(ctx, st.keys.expiry).Result()
+	n, err := st.rdb.HLen(ctx, st.keys.index).Result()
 	if err != nil {
 		return 0, unavailable("count sessions", err)
 	}
 	return int(n), nil
 }
 
-// released decodes {id, device NUL owner, field, value, ...} from the
-// release script.
-func released(v []any) (domain.Session, error) {
-	if len(v) < 2 {
-		return domain.Session{}, errors.New("malformed script reply")
-	}
-	id, _ := v[0].(string)
-	meta, _ := v[1].(string)
-	if len(v) == 2 { // the hash had expired in Redis already
+// released builds a removed session from its quota entry (device NUL
+// owner) and its hash's field/value list; an empty list means Redis had
+// expired the hash already.
+func released(id, meta string, fields []any) (domain.Session, error) {
+	if len(fields) == 0 {
 		dev, owner, _ := cut(meta, 0)
 		return domain.Session{ID: domain.SessionID(id), DeviceID: domain.DeviceID(dev), Owner: owner, State: domain.StateExpired}, nil
 	}
-	m := make(map[string]string, (len(v)-2)/2)
-	for i := 2; i+1 < len(v); i += 2 {
-		k, _ := v[i].(string)
-		val, _ := v[i+1].(string)
+	m := make(map[string]string, len(fields)/2)
+	for i := 0; i+1 < len(fields); i += 2 {
+		k, _ := fields[i].(string)
+		val, _ := fields[i+1].(string)
 		m[k] = val
 	}
 	return decode(m)
@@ -350,7 +477,7 @@ func cut(s string, sep byte) (string, string, bool) {
 	return s, "", false
 }
 
-// fieldNames are the hash fields of a session (schema version 2).
+// fieldNames are the hash fields of a session (schema version 2 and on).
 var fieldNames = []string{"id", "device", "role", "owner", "token", "kind", "state", "reason", "created", "updated", "expires", "ttl", "instance"}
 
 // appendFields appends the session's field/value pairs to args. Instants

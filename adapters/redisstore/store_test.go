@@ -111,14 +111,14 @@ func TestKeyExpires(t *testing.T) {
 	if err := st.Create(ctx, s, domain.Quota{PerDevice: 1}); err != nil {
 		t.Fatal(err)
 	}
-	ttl, err := rdb.PTTL(ctx, "k:session:a").Result()
+	ttl, err := rdb.PTTL(ctx, st.keys.session("a")).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ttl < 59*time.Second || ttl > 62*time.Second {
 		t.Fatalf("session key TTL = %s, want about 61s", ttl)
 	}
-	rdb.Del(ctx, "k:session:a") // as if Redis expired it
+	rdb.Del(ctx, st.keys.session("a")) // as if Redis expired it
 	popped, err := st.PopExpired(ctx, now.Add(2*time.Minute), 10)
 	if err != nil || len(popped) != 1 {
 		t.Fatalf("PopExpired = %v, %v; want one", popped, err)
@@ -161,4 +161,36 @@ var noQuota = domain.Quota{}
 
 func benchSession(id string) domain.Session {
 	return domain.NewSession(domain.SessionID(id), "dev", domain.RoleViewer, "alice", time.Hour, time.Now())
+}
+
+// TestCrashMidCreate leaves what an instance dying between the two steps
+// of a Create leaves (the hash and its expiry entry, no quota): the
+// session is not counted, an expiry pass within KeyGrace of its expiry
+// leaves it (a Create may still be finishing), and one after removes it
+// without returning it.
+func TestCrashMidCreate(t *testing.T) {
+	rdb, _ := newClient(t)
+	ctx := context.Background()
+	st := New(rdb, Options{Prefix: "c:", KeyGrace: time.Minute})
+	now := time.Now().Truncate(time.Microsecond)
+	s := domain.NewSession("half", "dev", domain.RoleViewer, "alice", time.Minute, now)
+	args := appendFields([]any{string(s.ID), s.ExpiresAt.UnixMicro(), st.keyExpiry(s.ExpiresAt)}, &s)
+	if err := shardCreateScript.Run(ctx, rdb, []string{st.keys.session(s.ID), st.keys.expiry(shardOf(s.ID))}, args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := st.Count(ctx); n != 0 {
+		t.Fatalf("Count = %d, want 0: a half-created session is not counted", n)
+	}
+	if popped, err := st.PopExpired(ctx, s.ExpiresAt.Add(30*time.Second), 10); err != nil || len(popped) != 0 {
+		t.Fatalf("PopExpired within the grace = %v, %v; want none", popped, err)
+	}
+	if n, _ := rdb.ZCard(ctx, st.keys.expiry(shardOf(s.ID))).Result(); n != 1 {
+		t.Fatalf("expiry entry removed within the grace")
+	}
+	if popped, err := st.PopExpired(ctx, s.ExpiresAt.Add(2*time.Minute), 10); err != nil || len(popped) != 0 {
+		t.Fatalf("PopExpired after the grace = %v, %v; want none returned", popped, err)
+	}
+	if n, _ := rdb.Exists(ctx, st.keys.session(s.ID), st.keys.expiry(shardOf(s.ID))).Result(); n != 0 {
+		t.Fatalf("%d keys of the half-created session left after the grace", n)
+	}
 }

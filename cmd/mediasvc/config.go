@@ -67,6 +67,8 @@ type StoreConfig struct {
 
 // RedisConfig is the shared Redis (store.backend: redis).
 type RedisConfig struct {
+	// Mode is the topology: single, cluster or sentinel.
+	Mode           string        `koanf:"mode"`
 	URL            string        `koanf:"url"`
 	KeyPrefix      string        `koanf:"key_prefix"`
 	Timeout        time.Duration `koanf:"timeout"`
@@ -74,6 +76,10 @@ type RedisConfig struct {
 	KeyGrace       time.Duration `koanf:"key_grace"`
 	HealthInterval time.Duration `koanf:"health_interval"`
 	MaxBackoff     time.Duration `koanf:"max_backoff"`
+	// WaitReplicas > 0 makes session writes wait (WAIT) until that many
+	// replicas have them, at most WaitTimeout.
+	WaitReplicas int           `koanf:"wait_replicas"`
+	WaitTimeout  time.Duration `koanf:"wait_timeout"`
 }
 
 // HTTPConfig is the listener.
@@ -285,7 +291,10 @@ func defaults() map[string]any {
 		"instance.lease_ttl":            "10s",
 		"demo.owner":                    "",
 		"store.backend":                 "memory",
+		"redis.mode":                    "single",
 		"redis.url":                     "",
+		"redis.wait_replicas":           0,
+		"redis.wait_timeout":            "500ms",
 		"redis.key_prefix":              "mediasvc:",
 		"redis.timeout":                 "1s",
 		"redis.touch_throttle":          "5s",
@@ -560,14 +569,30 @@ func (c Config) validate() []error {
 	switch c.Store.Backend {
 	case "memory":
 	case "redis":
-		if u, err := url.Parse(c.Redis.URL); c.Redis.URL == "" || err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-			bad("redis.url", "store.backend redis needs a redis://, rediss:// or unix:// URL (MEDIASVC_REDIS_URL)")
+		if c.Redis.URL == "" {
+			bad("redis.url", "store.backend redis needs a URL (MEDIASVC_REDIS_URL)")
+		} else if _, err := newRedisClient(c.Redis, false); err != nil {
+			bad("redis.url", "%v", err)
 		}
 	default:
 		bad("store.backend", "must be memory or redis, got %q", c.Store.Backend)
 	}
+	switch c.Redis.Mode {
+	case "single", "sentinel":
+	case "cluster":
+		if c.Redis.WaitReplicas > 0 {
+			bad("redis.wait_replicas", "is for mode single or sentinel: a cluster client cannot send WAIT to the node that took the write")
+		}
+	default:
+		bad("redis.mode", "must be single, cluster or sentinel, got %q", c.Redis.Mode)
+	}
 	if c.Redis.KeyPrefix == "" {
 		bad("redis.key_prefix", "must not be empty")
+	}
+	nonNeg("redis.wait_replicas", int64(c.Redis.WaitReplicas))
+	positive("redis.wait_timeout", int64(c.Redis.WaitTimeout))
+	if c.Redis.WaitReplicas > 0 && c.Redis.WaitTimeout >= c.Redis.Timeout {
+		bad("redis.wait_timeout", "must be shorter than redis.timeout (%s), or the client gives up on WAIT first", c.Redis.Timeout)
 	}
 	positive("redis.timeout", int64(c.Redis.Timeout))
 	nonNeg("redis.touch_throttle", int64(c.Redis.TouchThrottle))
@@ -715,6 +740,10 @@ func printConfig(k *koanf.Koanf, w io.Writer) error {
 		}
 		if s, ok := v.(string); ok && key == "redis.url" && s != "" {
 			if u, err := url.Parse(s); err == nil {
+				if q := u.Query(); q.Has("password") {
+					q.Set("password", "xxxxx")
+					u.RawQuery = q.Encode()
+				}
 				v = u.Redacted()
 			} else {
 				v = "********"

@@ -205,9 +205,34 @@ func TestRedisConfig(t *testing.T) {
 		{[]string{"MEDIASVC_STORE_BACKEND=etcd"}, "store.backend"},
 		{[]string{"MEDIASVC_REDIS_TOUCH_THROTTLE=30s"}, "redis.touch_throttle"},
 		{[]string{"MEDIASVC_INSTANCE_ADVERTISE_URL=ftp://x"}, "instance.advertise_url"},
+		{[]string{"MEDIASVC_REDIS_MODE=ring"}, "redis.mode"},
+		{[]string{"MEDIASVC_STORE_BACKEND=redis", "MEDIASVC_REDIS_MODE=sentinel", "MEDIASVC_REDIS_URL=redis://127.0.0.1:26379/0"}, "master_name"},
+		{[]string{"MEDIASVC_STORE_BACKEND=redis", "MEDIASVC_REDIS_MODE=cluster", "MEDIASVC_REDIS_URL=redis://127.0.0.1:7000?addr=bad"}, "redis.url"},
+		{[]string{"MEDIASVC_REDIS_MODE=cluster", "MEDIASVC_REDIS_WAIT_REPLICAS=1"}, "redis.wait_replicas"},
+		{[]string{"MEDIASVC_REDIS_WAIT_REPLICAS=1", "MEDIASVC_REDIS_WAIT_TIMEOUT=2s"}, "redis.wait_timeout"},
 	} {
 		if _, _, err := loadConfig(nil, c.env); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want one naming %s", c.env, err, c.want)
+		}
+	}
+}
+
+// TestRedisTopologyURLs checks that each mode reads its URL form, and
+// that config print masks the data nodes' password a Sentinel URL carries
+// as a parameter.
+func TestRedisTopologyURLs(t *testing.T) {
+	for _, env := range [][]string{
+		{"MEDIASVC_REDIS_MODE=cluster", "MEDIASVC_REDIS_URL=redis://:pw@10.0.0.1:7000?addr=10.0.0.2:7000&addr=10.0.0.3:7000"},
+		{"MEDIASVC_REDIS_MODE=sentinel", "MEDIASVC_REDIS_URL=redis://10.0.0.1:26379/1?master_name=mymaster&addr=10.0.0.2:26379&password=hunter2secret",
+			"MEDIASVC_REDIS_WAIT_REPLICAS=1"},
+	} {
+		env = append(env, "MEDIASVC_STORE_BACKEND=redis")
+		if _, _, err := loadConfig(nil, env); err != nil {
+			t.Errorf("%v: %v", env, err)
+		}
+		var out, errb bytes.Buffer
+		if code := run([]string{"config", "print"}, env, &out, &errb); code != 0 || strings.Contains(out.String(), "hunter2secret") {
+			t.Errorf("config print %v: exit %d, password shown:\n%s", env, code, out.String())
 		}
 	}
 }

@@ -37,18 +37,54 @@ type backend struct {
 	close func()
 }
 
-// newRedisClient opens a client for cfg.URL with the configured timeouts.
-// It does not contact Redis.
-func newRedisClient(cfg RedisConfig) (*redis.Client, error) {
-	opts, err := redis.ParseURL(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("redis.url: %w", err)
+// newRedisClient opens a client for cfg.URL, read as cfg.Mode says
+// (single: redis.ParseURL; cluster: redis.ParseClusterURL; sentinel:
+// redis.ParseFailoverURL), with the configured timeouts. open false only
+// parses the URL (nil client). It does not contact Redis.
+func newRedisClient(cfg RedisConfig, open bool) (redis.UniversalClient, error) {
+	t := cfg.Timeout
+	switch cfg.Mode {
+	case "cluster":
+		opts, err := redis.ParseClusterURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("cluster URL (redis://host:port?addr=host2:port2&…): %w", err)
+		}
+		if !open {
+			return nil, nil
+		}
+		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = t, t, t, 2*t
+		opts.MaxRetries = 1
+		opts.ContextTimeoutEnabled = true
+		return redis.NewClusterClient(opts), nil
+	case "sentinel":
+		opts, err := redis.ParseFailoverURL(cfg.URL)
+		if err == nil && opts.MasterName == "" {
+			err = errors.New("the master_name parameter is missing")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sentinel URL (redis://sentinel:26379/db?master_name=…&addr=sentinel2:26379): %w", err)
+		}
+		if !open {
+			return nil, nil
+		}
+		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = t, t, t, 2*t
+		opts.MaxRetries = 1
+		opts.ContextTimeoutEnabled = true
+		return redis.NewFailoverClient(opts), nil
+	default:
+		opts, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis://, rediss:// or unix:// URL: %w", err)
+		}
+		if !open {
+			return nil, nil
+		}
+		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = t, t, t
+		opts.PoolTimeout = 2 * t
+		opts.MaxRetries = 1
+		opts.ContextTimeoutEnabled = true
+		return redis.NewClient(opts), nil
 	}
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = cfg.Timeout, cfg.Timeout, cfg.Timeout
-	opts.PoolTimeout = 2 * cfg.Timeout
-	opts.MaxRetries = 1
-	opts.ContextTimeoutEnabled = true
-	return redis.NewClient(opts), nil
 }
 
 // newBackend builds the store, limiters and, for Redis, the monitor and
@@ -76,7 +112,7 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 		return nil, err
 	}
 	redis.SetLogger(redisLog{log.With("component", "go-redis")})
-	rdb, err := newRedisClient(cfg.Redis)
+	rdb, err := newRedisClient(cfg.Redis, true)
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +140,7 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 	b := &backend{
 		store: redisstore.New(rdb, redisstore.Options{
 			Prefix: prefix, KeyGrace: cfg.Redis.KeyGrace, TouchThrottle: cfg.Redis.TouchThrottle,
+			Wait: redisstore.Wait{Replicas: cfg.Redis.WaitReplicas, Timeout: cfg.Redis.WaitTimeout},
 		}),
 		ownerLimit: ownerLimit, globalLimit: globalLimit, instances: reg,
 		bus:    bus,
@@ -161,7 +198,7 @@ func migrate(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "mediasvc migrate:", err)
 		return 1
 	}
-	rdb, err := newRedisClient(cfg.Redis)
+	rdb, err := newRedisClient(cfg.Redis, true)
 	if err != nil {
 		fmt.Fprintln(stderr, "mediasvc migrate:", err)
 		return 2

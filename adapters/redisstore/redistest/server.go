@@ -20,11 +20,14 @@ import (
 // Binary is the redis-server the helpers start.
 var Binary = "/usr/bin/redis-server"
 
-// Server is a running redis-server.
+// Server is a running redis-server (or redis-sentinel).
 type Server struct {
 	t    testing.TB
 	Port int
 	Addr string // 127.0.0.1:port
+	bin  string
+	args []string // beyond port, bind, dir and logging
+	dir  string
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -37,7 +40,19 @@ func (s *Server) URL(db int) string { return fmt.Sprintf("redis://%s/%d", s.Addr
 // within 10 s.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, Port: freePort(t)}
+	return StartWith(t)
+}
+
+// StartWith is Start with more redis-server arguments
+// ("--replicaof", "127.0.0.1", "6380", …).
+func StartWith(t testing.TB, args ...string) *Server {
+	t.Helper()
+	return startBin(t, Binary, freePort(t), args)
+}
+
+func startBin(t testing.TB, bin string, port int, args []string) *Server {
+	t.Helper()
+	s := &Server{t: t, Port: port, bin: bin, args: args, dir: t.TempDir()}
 	s.Addr = "127.0.0.1:" + strconv.Itoa(s.Port)
 	s.start()
 	t.Cleanup(s.Kill)
@@ -46,17 +61,23 @@ func Start(t testing.TB) *Server {
 
 func (s *Server) start() {
 	s.t.Helper()
-	if _, err := os.Stat(Binary); err != nil {
-		s.t.Fatalf("redis-server not installed (%v): run scripts/install-deps.sh", err)
+	if _, err := os.Stat(s.bin); err != nil {
+		s.t.Fatalf("%s not installed (%v): run scripts/install-deps.sh", s.bin, err)
 	}
-	dir := s.t.TempDir()
-	logPath := filepath.Join(dir, "redis.log")
-	s.cmd = exec.Command(Binary,
+	logPath := filepath.Join(s.dir, "redis.log")
+	var args []string
+	if s.bin == SentinelBinary {
+		args = append(args, filepath.Join(s.dir, "sentinel.conf"))
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir,
-		"--loglevel", "warning", "--logfile", logPath, "--protected-mode", "yes")
+		"--dir", s.dir, "--loglevel", "warning", "--logfile", logPath, "--protected-mode", "yes")
+	if s.bin != SentinelBinary {
+		args = append(args, "--save", "", "--appendonly", "no")
+	}
+	s.cmd = exec.Command(s.bin, append(args, s.args...)...)
 	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
+		s.t.Fatalf("start %s: %v", s.bin, err)
 	}
 	s.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) {
@@ -104,6 +125,12 @@ func (s *Server) Restart() {
 	s.start()
 }
 
+// Log returns what the server logged so far (warnings and up).
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+	return string(b)
+}
+
 // ping sends PING over a raw connection and waits for +PONG.
 func ping(addr string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -127,6 +154,9 @@ func ping(addr string) error {
 	}
 	return nil
 }
+
+// FreePort returns a loopback TCP port free at the time of the call.
+func FreePort(t testing.TB) int { return freePort(t) }
 
 func freePort(t testing.TB) int {
 	t.Helper()
