@@ -433,7 +433,7 @@ func TestFarmReservations(t *testing.T) {
 
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
 	defer rdb.Close()
-	if ttl := rdb.PTTL(ctx, "mediasvc:reservations:"+serial).Val(); ttl < 70*time.Minute || ttl > 81*time.Minute {
+	if ttl := rdb.PTTL(ctx, "mediasvc:{farm}reservations:"+serial).Val(); ttl < 70*time.Minute || ttl > 81*time.Minute {
 		t.Errorf("reservations key TTL = %v, want until bob's booking ends (~80m)", ttl)
 	}
 
