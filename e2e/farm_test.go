@@ -13,9 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/redis/go-redis/v9"
 
-	"mediasvc/adapters/redisstore/redistest"
 	"mediasvc/e2e/adbdevice"
 	"mediasvc/e2e/client"
 )
@@ -32,7 +30,7 @@ var farmKeys = map[string]string{
 
 // farmConfig is an instance on Redis srv and adb server as, with the
 // three farm keys (root the admin) and a short control grace.
-func farmConfig(rs *redistest.Server, as *adbdevice.Server, id string) Config {
+func farmConfig(rs *redisEnv, as *adbdevice.Server, id string) Config {
 	cfg := redisConfig(rs, id)
 	cfg.set("adb", "addr", as.Addr())
 	cfg.set("adb", "retry_min", "100ms")
@@ -218,7 +216,7 @@ func clickVideoCentre(ctx context.Context, t *testing.T) {
 // takes control from bob on a. Every step is in the audit trail, which
 // only root may read, and in the Redis stream.
 func TestFarmControlHandoff(t *testing.T) {
-	rs := redistest.Start(t)
+	rs := singleRedis(t)
 	as := adbdevice.StartTestServer(t)
 	d := adbdevice.PlugTestDevice(t, as, adbdevice.Options{Model: "Pixel_7"})
 	a := startInstance(t, farmConfig(rs, as, "a"))
@@ -333,8 +331,7 @@ func TestFarmControlHandoff(t *testing.T) {
 	if code, _ := api(t, "GET", a.Base+"/api/v1/audit?since=yesterday", "root", nil); code != http.StatusBadRequest {
 		t.Errorf("audit ?since=yesterday = %d, want 400", code)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
-	defer rdb.Close()
+	rdb := rs.rdb
 	if n := rdb.XLen(ctx, "mediasvc:audit").Val(); n < int64(len(trail.Events)) {
 		t.Errorf("Redis stream mediasvc:audit holds %d entries, fewer than the %d events", n, len(trail.Events))
 	}
@@ -349,7 +346,7 @@ func TestFarmControlHandoff(t *testing.T) {
 // cancel alice's booking, nor overlap it; alice extends it on b; after
 // she cancels, bob controls. The booking lives in Redis until its end.
 func TestFarmReservations(t *testing.T) {
-	rs := redistest.Start(t)
+	rs := singleRedis(t)
 	as := adbdevice.StartTestServer(t)
 	d := adbdevice.PlugTestDevice(t, as, adbdevice.Options{Model: "Pixel_7"})
 	a := startInstance(t, farmConfig(rs, as, "a"))
@@ -431,8 +428,7 @@ func TestFarmReservations(t *testing.T) {
 		}
 	}
 
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
-	defer rdb.Close()
+	rdb := rs.rdb
 	if ttl := rdb.PTTL(ctx, "mediasvc:{farm}reservations:"+serial).Val(); ttl < 70*time.Minute || ttl > 81*time.Minute {
 		t.Errorf("reservations key TTL = %v, want until bob's booking ends (~80m)", ttl)
 	}
@@ -454,7 +450,7 @@ func TestFarmReservations(t *testing.T) {
 // sizes and bob a third; one POST /api/v1/input taps the same spot of
 // each picture on alice's two, and is refused on bob's.
 func TestFarmGroupInput(t *testing.T) {
-	rs := redistest.Start(t)
+	rs := singleRedis(t)
 	as := adbdevice.StartTestServer(t)
 	d1 := adbdevice.PlugTestDevice(t, as, adbdevice.Options{Model: "Pixel_7", Width: 1280, Height: 720})
 	d2 := adbdevice.PlugTestDevice(t, as, adbdevice.Options{Model: "Pixel_8", Width: 1080, Height: 1920})
