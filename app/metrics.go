@@ -49,6 +49,7 @@ type metrics struct {
 	captures        metric.Int64UpDownCounter
 	captureRestarts metric.Int64Counter
 	captureFailures metric.Int64Counter
+	capturePanics   metric.Int64Counter
 	sourceKeyframes metric.Int64Counter
 	bitrateTarget   metric.Int64Gauge
 	bitrateChanges  metric.Int64Counter
@@ -102,6 +103,7 @@ func newMetrics(m metric.Meter) *metrics {
 	mt.captures = i64ud("media_captures_active", "Running captures (one per watched device), by device.")
 	mt.captureRestarts = i64c("media_capture_restarts", "", "Captures reopened after they ended or failed, by device.")
 	mt.captureFailures = i64c("media_capture_failures", "", "Capture open attempts that failed, by device.")
+	mt.capturePanics = i64c("media_capture_panics", "", "Capture pumps that panicked (the capture is closed and reopened), by device.")
 	mt.sourceKeyframes = i64c("media_source_keyframe_requests", "", "Keyframe requests forwarded to a capture (after coalescing), by device.")
 	g, err := m.Int64Gauge("media_capture_bitrate_target_bps", metric.WithUnit("{bps}"), metric.WithDescription("The bitrate policy's current target for a device's capture."))
 	if err != nil || g == nil {

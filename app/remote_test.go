@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -12,77 +11,16 @@ import (
 	"mediasvc/app"
 	"mediasvc/domain"
 	"mediasvc/ports"
+	"mediasvc/ports/portstest"
 )
 
-// memBus is an in-process ports.Bus joining several services.
-type memBus struct {
-	mu       sync.Mutex
-	handlers map[string]func(context.Context, []byte) []byte
-	subs     map[string]map[int]func([]byte)
-	next     int
-}
+// newMemBus is the in-memory bus network the instances of a test share.
+func newMemBus() *memBus { return &memBus{portstest.NewBusNet()} }
 
-func newMemBus() *memBus {
-	return &memBus{handlers: map[string]func(context.Context, []byte) []byte{}, subs: map[string]map[int]func([]byte){}}
-}
+type memBus struct{ *portstest.BusNet }
 
 // on returns the bus as instance self sees it.
-func (m *memBus) on(self string) ports.Bus { return &memBusView{m: m, self: self} }
-
-type memBusView struct {
-	m    *memBus
-	self string
-}
-
-func (v *memBusView) Call(ctx context.Context, instance string, req []byte) ([]byte, error) {
-	v.m.mu.Lock()
-	h := v.m.handlers[instance]
-	v.m.mu.Unlock()
-	if h == nil {
-		return nil, fmt.Errorf("no instance %s: %w", instance, domain.ErrUnavailable)
-	}
-	return h(ctx, req), nil
-}
-
-func (v *memBusView) Serve(ctx context.Context, handle func(context.Context, []byte) []byte) error {
-	v.m.mu.Lock()
-	v.m.handlers[v.self] = handle
-	v.m.mu.Unlock()
-	<-ctx.Done()
-	v.m.mu.Lock()
-	delete(v.m.handlers, v.self)
-	v.m.mu.Unlock()
-	return nil
-}
-
-func (v *memBusView) Publish(_ context.Context, topic string, payload []byte) error {
-	v.m.mu.Lock()
-	var fns []func([]byte)
-	for _, fn := range v.m.subs[topic] {
-		fns = append(fns, fn)
-	}
-	v.m.mu.Unlock()
-	for _, fn := range fns {
-		fn(payload)
-	}
-	return nil
-}
-
-func (v *memBusView) Subscribe(_ context.Context, topic string, fn func([]byte)) (func(), error) {
-	v.m.mu.Lock()
-	defer v.m.mu.Unlock()
-	if v.m.subs[topic] == nil {
-		v.m.subs[topic] = map[int]func([]byte){}
-	}
-	v.m.next++
-	id := v.m.next
-	v.m.subs[topic][id] = fn
-	return func() {
-		v.m.mu.Lock()
-		delete(v.m.subs[topic], id)
-		v.m.mu.Unlock()
-	}, nil
-}
+func (m *memBus) on(self string) ports.Bus { return m.On(self) }
 
 // TestForwardedSignaling: a session created on a is driven entirely
 // through b: socket, offer, candidates both ways, keyframe, stats, input
@@ -94,9 +32,7 @@ func TestForwardedSignaling(t *testing.T) {
 	b := newRigOn(t, app.Config{Instance: "b"}, store, bus.on("b"))
 	ctx := context.Background()
 	eventually(t, "both serving", func() bool {
-		bus.mu.Lock()
-		defer bus.mu.Unlock()
-		return len(bus.handlers) == 2
+		return bus.Serving("a") && bus.Serving("b")
 	})
 
 	sess, token, err := a.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
@@ -198,9 +134,7 @@ func TestCreateForwardedToOwner(t *testing.T) {
 	b := newRigOn(t, app.Config{Instance: "b", Quota: domain.Quota{PerDevice: 2}}, store, bus.on("b"), withLeases)
 	ctx := context.Background()
 	eventually(t, "both serving", func() bool {
-		bus.mu.Lock()
-		defer bus.mu.Unlock()
-		return len(bus.handlers) == 2
+		return bus.Serving("a") && bus.Serving("b")
 	})
 	sess, token, err := b.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
 	if err != nil {

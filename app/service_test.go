@@ -40,6 +40,10 @@ type rig struct {
 	nextInfo atomic.Pointer[domain.StreamInfo] // what the next capture yields; nil = demoInfo
 	store    *memstore.Store
 	unwell   atomic.Pointer[error] // what Deps.Healthy reports; nil = healthy
+	// wrap, when set, wraps the next capture opened (and is cleared).
+	wrap atomic.Pointer[func(*portstest.Capture) ports.Capture]
+	// openGate, when set, holds every open until it is closed.
+	openGate atomic.Pointer[chan struct{}]
 }
 
 func newRig(t *testing.T, cfg app.Config) *rig {
@@ -68,7 +72,14 @@ func newRigOn(t *testing.T, cfg app.Config, store *memstore.Store, bus ports.Bus
 		DevicesFunc: func(context.Context) ([]domain.Device, error) {
 			return []domain.Device{{ID: "dev", Width: 1280, Height: 720}}, nil
 		},
-		OpenFunc: func(context.Context, domain.DeviceID, domain.CaptureOptions) (ports.Capture, error) {
+		OpenFunc: func(ctx context.Context, _ domain.DeviceID, _ domain.CaptureOptions) (ports.Capture, error) {
+			if g := r.openGate.Load(); g != nil {
+				select {
+				case <-*g:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
 			if p := r.openErr.Load(); p != nil {
 				return nil, *p
 			}
@@ -79,6 +90,9 @@ func newRigOn(t *testing.T, cfg app.Config, store *memstore.Store, bus ports.Bus
 			}
 			c := portstest.NewCapture(info)
 			r.captures <- c
+			if w := r.wrap.Swap(nil); w != nil {
+				return (*w)(c), nil
+			}
 			return c, nil
 		},
 		InputFunc: func(_ context.Context, _ domain.DeviceID, ev domain.InputEvent) error {
@@ -218,13 +232,14 @@ func TestSessionLifecycle(t *testing.T) {
 	r.mu.Lock()
 	opts := r.opts[0]
 	r.mu.Unlock()
+	// Pion's callback only posts to the session's owner: the store and
+	// the socket hear of it soon after.
 	opts.OnState(ports.PeerConnected)
-	if got, _ := r.svc.Session(ctx, sess.ID); got.State != domain.StateConnected {
-		t.Fatalf("state after connected = %s", got.State)
-	}
-	if !ev.has(domain.EventState, "connected") {
-		t.Fatal("no connected event")
-	}
+	eventually(t, "connected in the store", func() bool {
+		got, _ := r.svc.Session(ctx, sess.ID)
+		return got.State == domain.StateConnected
+	})
+	eventually(t, "connected event", func() bool { return ev.has(domain.EventState, "connected") })
 	// Input in video space (640x360) maps to device space (1280x720).
 	if err := r.svc.Input(ctx, sess.ID, domain.InputEvent{Type: domain.InputTap, X: 320, Y: 180}); err != nil {
 		t.Fatal(err)
@@ -523,6 +538,10 @@ func (r *rig) connect(t *testing.T) (domain.Session, *events) {
 	opts := r.opts[len(r.opts)-1]
 	r.mu.Unlock()
 	opts.OnState(ports.PeerConnected)
+	eventually(t, "connected in the store", func() bool {
+		got, _ := r.svc.Session(ctx, sess.ID)
+		return got.State == domain.StateConnected
+	})
 	return sess, ev
 }
 

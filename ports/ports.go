@@ -186,27 +186,31 @@ type InstanceRegistry interface {
 	Instances(ctx context.Context) ([]domain.Instance, error)
 }
 
-// Bus carries signaling between instances that share a store: requests to
-// the instance holding a session's peer, with their replies, and the
-// session's events to whichever instance holds its WebSocket. Payloads
-// are opaque to the bus. Implementation: redisstore.Bus (Redis pub/sub);
-// without one, a session is served only by the instance that created it.
+// Bus carries signaling between instances that share a store: calls to
+// the instance holding a session's peer (or a device's lease), with their
+// replies, and a session's events to whichever instance holds its
+// WebSocket. It speaks domain types; the wire format is the
+// implementation's. Implementation: redisstore.Bus (Redis pub/sub); without
+// one, a session is served only by the instance that created it.
 type Bus interface {
 	// Call sends req to instance and returns its reply, waiting at most
-	// until ctx ends. It returns an error wrapping domain.ErrUnavailable
-	// when no such instance listens or the bus fails, and one wrapping
-	// ctx.Err() when ctx ends first.
-	Call(ctx context.Context, instance string, req []byte) ([]byte, error)
+	// until ctx ends. The error the remote handler returned comes back
+	// with its domain identity (errors.Is a domain sentinel, or a
+	// *domain.RateLimitError); a bus failure or an instance that does not
+	// listen returns an error wrapping domain.ErrUnavailable, and one
+	// wrapping ctx.Err() when ctx ends first.
+	Call(ctx context.Context, instance string, req domain.BusRequest) (domain.BusReply, error)
 	// Serve hands each request addressed to this instance to handle, in
 	// its own goroutine (a bounded number at once), and sends back what
-	// handle returns, until ctx is done.
-	Serve(ctx context.Context, handle func(ctx context.Context, req []byte) []byte) error
-	// Publish sends payload to the current subscribers of topic.
-	Publish(ctx context.Context, topic string, payload []byte) error
-	// Subscribe delivers topic's messages to fn, in order, from one
+	// handle returns, until ctx is done. Replies to this instance's own
+	// calls never wait behind the requests it serves.
+	Serve(ctx context.Context, handle func(ctx context.Context, req domain.BusRequest) (domain.BusReply, error)) error
+	// Publish sends ev to the current subscribers of topic.
+	Publish(ctx context.Context, topic string, ev domain.SessionEvent) error
+	// Subscribe delivers topic's events to fn, in order, from one
 	// goroutine, until the returned cancel is called; cancel waits for
 	// that goroutine to end.
-	Subscribe(ctx context.Context, topic string, fn func(payload []byte)) (cancel func(), err error)
+	Subscribe(ctx context.Context, topic string, fn func(domain.SessionEvent)) (cancel func(), err error)
 }
 
 // DeviceLeases decides which instance captures a device: at most one

@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -50,13 +49,6 @@ type Bus struct {
 	ready   chan struct{} // closed once Serve listens for replies
 }
 
-// envelope is one request or reply on the wire.
-type envelope struct {
-	ID      string `json:"id"`
-	ReplyTo string `json:"reply_to,omitempty"`
-	Body    []byte `json:"body"`
-}
-
 // NewBus returns the bus of instance self. Calls wait for Serve to start.
 func NewBus(rdb redis.UniversalClient, prefix, self string, log *slog.Logger) *Bus {
 	if prefix == "" {
@@ -97,11 +89,11 @@ func (b *Bus) Listening() bool {
 }
 
 // Call sends req to instance and waits for the reply until ctx ends.
-func (b *Bus) Call(ctx context.Context, instance string, req []byte) ([]byte, error) {
+func (b *Bus) Call(ctx context.Context, instance string, req domain.BusRequest) (domain.BusReply, error) {
 	select {
 	case <-b.ready:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("bus call to %s: not serving yet: %w", instance, ctx.Err())
+		return domain.BusReply{}, fmt.Errorf("bus call to %s: not serving yet: %w", instance, ctx.Err())
 	}
 	id := b.self + ":" + strconv.FormatUint(b.seq.Add(1), 36)
 	ch := make(chan []byte, 1)
@@ -113,24 +105,24 @@ func (b *Bus) Call(ctx context.Context, instance string, req []byte) ([]byte, er
 		delete(b.pending, id)
 		b.mu.Unlock()
 	}()
-	msg, _ := json.Marshal(envelope{ID: id, ReplyTo: b.repChan(b.self), Body: req})
+	msg := encodeEnvelope(envelope{ID: id, ReplyTo: b.repChan(b.self), Body: encodeRequest(req)})
 	n, err := b.publish(ctx, b.reqChan(instance), msg).Result()
 	if err != nil {
-		return nil, unavailable("bus call to "+instance, err)
+		return domain.BusReply{}, unavailable("bus call to "+instance, err)
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("bus call: instance %s is not listening: %w", instance, domain.ErrUnavailable)
+		return domain.BusReply{}, fmt.Errorf("bus call: instance %s is not listening: %w", instance, domain.ErrUnavailable)
 	}
 	select {
 	case rep := <-ch:
-		return rep, nil
+		return decodeReply(instance, rep)
 	case <-ctx.Done():
-		return nil, fmt.Errorf("bus call to %s: no reply: %w", instance, ctx.Err())
+		return domain.BusReply{}, fmt.Errorf("bus call to %s: no reply: %w", instance, ctx.Err())
 	}
 }
 
 // Serve listens for requests and replies until ctx is done.
-func (b *Bus) Serve(ctx context.Context, handle func(context.Context, []byte) []byte) error {
+func (b *Bus) Serve(ctx context.Context, handle func(context.Context, domain.BusRequest) (domain.BusReply, error)) error {
 	ps := b.subscribe(ctx, b.reqChan(b.self), b.repChan(b.self))
 	defer ps.Close()
 	// Wait for the subscription; retry while Redis is down.
@@ -156,8 +148,8 @@ func (b *Bus) Serve(ctx context.Context, handle func(context.Context, []byte) []
 			return nil
 		case m = <-ch:
 		}
-		var env envelope
-		if err := json.Unmarshal([]byte(m.Payload), &env); err != nil {
+		env, err := decodeEnvelope([]byte(m.Payload))
+		if err != nil {
 			b.log.Warn("bus: malformed message", "channel", m.Channel, "err", err)
 			continue
 		}
@@ -177,8 +169,12 @@ func (b *Bus) Serve(ctx context.Context, handle func(context.Context, []byte) []
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			rep := handle(ctx, env.Body)
-			out, _ := json.Marshal(envelope{ID: env.ID, Body: rep})
+			var out []byte
+			if req, err := decodeRequest(env.Body); err != nil {
+				out = encodeEnvelope(envelope{ID: env.ID, Body: encodeReply(domain.BusReply{}, err)})
+			} else {
+				out = encodeEnvelope(envelope{ID: env.ID, Body: encodeReply(handle(ctx, req))})
+			}
 			if err := b.publish(context.WithoutCancel(ctx), env.ReplyTo, out).Err(); err != nil {
 				b.log.Warn("bus: reply lost", "to", env.ReplyTo, "err", err)
 			}
@@ -187,15 +183,15 @@ func (b *Bus) Serve(ctx context.Context, handle func(context.Context, []byte) []
 }
 
 // Publish sends payload to topic's subscribers.
-func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
-	if err := b.publish(ctx, b.evChan(topic), payload).Err(); err != nil {
+func (b *Bus) Publish(ctx context.Context, topic string, ev domain.SessionEvent) error {
+	if err := b.publish(ctx, b.evChan(topic), encodeEvent(ev)).Err(); err != nil {
 		return unavailable("bus publish", err)
 	}
 	return nil
 }
 
 // Subscribe delivers topic's messages to fn until cancel.
-func (b *Bus) Subscribe(ctx context.Context, topic string, fn func([]byte)) (func(), error) {
+func (b *Bus) Subscribe(ctx context.Context, topic string, fn func(domain.SessionEvent)) (func(), error) {
 	ps := b.subscribe(context.WithoutCancel(ctx), b.evChan(topic))
 	if _, err := ps.Receive(ctx); err != nil {
 		_ = ps.Close()
@@ -205,7 +201,12 @@ func (b *Bus) Subscribe(ctx context.Context, topic string, fn func([]byte)) (fun
 	go func() {
 		defer close(done)
 		for m := range ps.Channel() {
-			fn([]byte(m.Payload))
+			ev, err := decodeEvent([]byte(m.Payload))
+			if err != nil {
+				b.log.Warn("bus: malformed event", "topic", topic, "err", err)
+				continue
+			}
+			fn(ev)
 		}
 	}()
 	var once sync.Once

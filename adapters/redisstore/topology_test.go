@@ -107,8 +107,8 @@ func TestBusCluster(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, bus := range []*Bus{a, b} {
 		wg.Go(func() {
-			_ = bus.Serve(ctx, func(_ context.Context, req []byte) []byte {
-				return append([]byte(bus.self+":"), req...)
+			_ = bus.Serve(ctx, func(_ context.Context, req domain.BusRequest) (domain.BusReply, error) {
+				return domain.BusReply{SDP: bus.self + ":" + req.SDP}, nil
 			})
 		})
 	}
@@ -118,23 +118,23 @@ func TestBusCluster(t *testing.T) {
 	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 	defer ccancel()
 	for range 10 {
-		if rep, err := a.Call(cctx, "b", []byte("ping")); err != nil || string(rep) != "b:ping" {
-			t.Fatalf("a.Call(b) = %q, %v", rep, err)
+		if rep, err := a.Call(cctx, "b", domain.BusRequest{Method: domain.BusPing, SDP: "ping"}); err != nil || rep.SDP != "b:ping" {
+			t.Fatalf("a.Call(b) = %+v, %v", rep, err)
 		}
-		if rep, err := b.Call(cctx, "a", []byte("ping")); err != nil || string(rep) != "a:ping" {
-			t.Fatalf("b.Call(a) = %q, %v", rep, err)
+		if rep, err := b.Call(cctx, "a", domain.BusRequest{Method: domain.BusPing, SDP: "ping"}); err != nil || rep.SDP != "a:ping" {
+			t.Fatalf("b.Call(a) = %+v, %v", rep, err)
 		}
 	}
-	if _, err := a.Call(cctx, "nobody", []byte("x")); !errors.Is(err, domain.ErrUnavailable) {
+	if _, err := a.Call(cctx, "nobody", domain.BusRequest{Method: domain.BusPing}); !errors.Is(err, domain.ErrUnavailable) {
 		t.Fatalf("Call to an instance not listening = %v, want ErrUnavailable", err)
 	}
 	got := make(chan string, 1)
-	stop, err := b.Subscribe(cctx, "session:x:1", func(p []byte) { got <- string(p) })
+	stop, err := b.Subscribe(cctx, "session:x:1", func(ev domain.SessionEvent) { got <- ev.Reason })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stop()
-	if err := a.Publish(cctx, "session:x:1", []byte("hello")); err != nil {
+	if err := a.Publish(cctx, "session:x:1", domain.SessionEvent{Type: domain.EventState, Reason: "hello"}); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -1,0 +1,175 @@
+package redisstore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"mediasvc/domain"
+)
+
+// The bus's wire format, in one place: the envelope every request and reply
+// travels in, the JSON of forwarded calls and session events, and how
+// domain errors keep their identity across instances. Whatever signs or
+// versions bus messages belongs here.
+
+// envelope is one request or reply on the wire.
+type envelope struct {
+	ID      string          `json:"id"`
+	ReplyTo string          `json:"reply_to,omitempty"`
+	Body    json.RawMessage `json:"body"`
+}
+
+// wireRequest is a domain.BusRequest on the wire.
+type wireRequest struct {
+	Method    domain.BusMethod   `json:"method"`
+	Session   domain.SessionID   `json:"session,omitempty"`
+	SDP       string             `json:"sdp,omitempty"`
+	Candidate *domain.Candidate  `json:"candidate,omitempty"`
+	Input     *domain.InputEvent `json:"input,omitempty"`
+	Topic     string             `json:"topic,omitempty"`
+	Reason    string             `json:"reason,omitempty"`
+	Device    domain.DeviceID    `json:"device,omitempty"`
+	Role      domain.Role        `json:"role,omitempty"`
+	User      string             `json:"user,omitempty"`
+	Kind      string             `json:"kind,omitempty"`
+}
+
+// wireReply is a domain.BusReply and its error on the wire.
+type wireReply struct {
+	SDP     string               `json:"sdp,omitempty"`
+	Stats   *domain.QualityStats `json:"stats,omitempty"`
+	Session *domain.Session      `json:"session,omitempty"`
+	Token   string               `json:"token,omitempty"`
+	Err     *wireError           `json:"err,omitempty"`
+}
+
+// wireEvent is a domain.SessionEvent on the wire.
+type wireEvent struct {
+	Type      domain.EventType  `json:"type"`
+	Candidate *domain.Candidate `json:"candidate,omitempty"`
+	State     string            `json:"state,omitempty"`
+	Reason    string            `json:"reason,omitempty"`
+}
+
+// wireError carries a domain error across instances.
+type wireError struct {
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+	Limit      string `json:"limit,omitempty"`
+	RetryAfter int64  `json:"retry_after_ms,omitempty"`
+}
+
+// wireErrors are the domain errors that keep their identity across
+// instances; any other arrives as domain.ErrUnavailable.
+var wireErrors = map[string]error{
+	"session_not_found": domain.ErrSessionNotFound, "limit_exceeded": domain.ErrLimitExceeded,
+	"session_exists": domain.ErrSessionExists, "session_closed": domain.ErrSessionClosed,
+	"device_not_found": domain.ErrDeviceNotFound, "device_unavailable": domain.ErrDeviceUnavailable,
+	"too_many_candidates": domain.ErrTooManyCandidates, "invalid_candidate": domain.ErrInvalidCandidate,
+	"invalid_offer": domain.ErrInvalidOffer, "invalid_input": domain.ErrInvalidInput,
+	"invalid_request": domain.ErrInvalidRequest, "forbidden": domain.ErrForbidden,
+	"conflict": domain.ErrConflict, "draining": domain.ErrDraining, "unavailable": domain.ErrUnavailable,
+	"unauthorized": domain.ErrUnauthorized, "invalid_transition": domain.ErrInvalidTransition,
+}
+
+// wireCodes is wireErrors in a fixed order, so an error matching several
+// sentinels always gets the same code.
+var wireCodes = []string{
+	"session_not_found", "limit_exceeded", "session_exists", "session_closed",
+	"device_not_found", "device_unavailable", "too_many_candidates", "invalid_candidate",
+	"invalid_offer", "invalid_input", "invalid_request", "forbidden", "conflict", "draining",
+	"unauthorized", "invalid_transition", "unavailable",
+}
+
+func toWire(err error) *wireError {
+	if err == nil {
+		return nil
+	}
+	var rl *domain.RateLimitError
+	if errors.As(err, &rl) {
+		return &wireError{Code: "rate_limited", Message: err.Error(), Limit: rl.Limit, RetryAfter: rl.RetryAfter.Milliseconds()}
+	}
+	for _, code := range wireCodes {
+		if errors.Is(err, wireErrors[code]) {
+			return &wireError{Code: code, Message: err.Error()}
+		}
+	}
+	return &wireError{Code: "unavailable", Message: err.Error()}
+}
+
+func (w *wireError) err(instance string) error {
+	if w.Code == "rate_limited" {
+		return &domain.RateLimitError{Limit: w.Limit, RetryAfter: time.Duration(w.RetryAfter) * time.Millisecond}
+	}
+	sentinel, ok := wireErrors[w.Code]
+	if !ok {
+		sentinel = domain.ErrUnavailable
+	}
+	return fmt.Errorf("instance %s: %s: %w", instance, w.Message, sentinel)
+}
+
+func encodeRequest(r domain.BusRequest) []byte {
+	b, _ := json.Marshal(wireRequest{
+		Method: r.Method, Session: r.Session, SDP: r.SDP, Candidate: r.Candidate, Input: r.Input,
+		Topic: r.Topic, Reason: r.Reason, Device: r.Device, Role: r.Role, User: r.Owner, Kind: r.Kind,
+	})
+	return b
+}
+
+func decodeRequest(b []byte) (domain.BusRequest, error) {
+	var w wireRequest
+	if err := json.Unmarshal(b, &w); err != nil {
+		return domain.BusRequest{}, fmt.Errorf("malformed bus request: %w", domain.ErrInvalidRequest)
+	}
+	return domain.BusRequest{
+		Method: w.Method, Session: w.Session, SDP: w.SDP, Candidate: w.Candidate, Input: w.Input,
+		Topic: w.Topic, Reason: w.Reason, Device: w.Device, Role: w.Role, Owner: w.User, Kind: w.Kind,
+	}, nil
+}
+
+func encodeReply(r domain.BusReply, err error) []byte {
+	b, _ := json.Marshal(wireReply{SDP: r.SDP, Stats: r.Stats, Session: r.Session, Token: r.Token, Err: toWire(err)})
+	return b
+}
+
+// decodeReply returns the reply and the remote's error, or a malformed
+// reply's error wrapping domain.ErrUnavailable.
+func decodeReply(instance string, b []byte) (domain.BusReply, error) {
+	var w wireReply
+	if err := json.Unmarshal(b, &w); err != nil {
+		return domain.BusReply{}, fmt.Errorf("malformed reply from %s: %w", instance, domain.ErrUnavailable)
+	}
+	rep := domain.BusReply{SDP: w.SDP, Stats: w.Stats, Session: w.Session, Token: w.Token}
+	if w.Err != nil {
+		return rep, w.Err.err(instance)
+	}
+	return rep, nil
+}
+
+func encodeEvent(ev domain.SessionEvent) []byte {
+	b, _ := json.Marshal(wireEvent{Type: ev.Type, Candidate: ev.Candidate, State: ev.State, Reason: ev.Reason})
+	return b
+}
+
+func decodeEvent(b []byte) (domain.SessionEvent, error) {
+	var w wireEvent
+	if err := json.Unmarshal(b, &w); err != nil || w.Type == "" {
+		return domain.SessionEvent{}, fmt.Errorf("malformed session event: %w", domain.ErrInvalidRequest)
+	}
+	return domain.SessionEvent{Type: w.Type, Candidate: w.Candidate, State: w.State, Reason: w.Reason}, nil
+}
+
+func encodeEnvelope(e envelope) []byte {
+	b, _ := json.Marshal(e)
+	return b
+}
+
+func decodeEnvelope(b []byte) (envelope, error) {
+	var e envelope
+	if err := json.Unmarshal(b, &e); err != nil {
+		return envelope{}, fmt.Errorf("malformed bus envelope: %w", domain.ErrInvalidRequest)
+	}
+	return e, nil
+}
