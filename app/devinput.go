@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"mediasvc/domain"
 )
@@ -28,4 +29,19 @@ func (s *Service) DeviceInput(ctx context.Context, id domain.DeviceID, ev domain
 		return fmt.Errorf("input to %s: %w", id, err)
 	}
 	return nil
+}
+
+// UseFarm makes the service tell f when a session ends (closed here, or
+// found expired in the store whoever held it), so its control passes on.
+// Call it before Run.
+func (s *Service) UseFarm(f *Farm) { s.farm = f }
+
+// farmClosed releases whatever control sess held or waited for.
+func (s *Service) farmClosed(sess domain.Session) {
+	if s.farm == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.farm.Closed(ctx, Actor{Subject: sess.Owner, Session: sess.ID}, sess.DeviceID)
 }

@@ -89,6 +89,8 @@ type Service struct {
 	live map[domain.SessionID]*live
 
 	holders holders // where sessions held elsewhere live (routing.go)
+
+	farm *Farm // told when sessions end; nil without the device farm (UseFarm)
 }
 
 type systemClock struct{}

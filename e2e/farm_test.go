@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -514,5 +515,69 @@ func TestFarmGroupInput(t *testing.T) {
 	code, body = api(t, "POST", in.Base+"/api/v1/input", "alice", map[string]any{"devices": []string{d1.Serial()}, "input": map[string]any{"action": "tap", "x": 1.5, "y": 0.5}})
 	if code != http.StatusOK || !strings.Contains(string(body), "invalid_input") {
 		t.Errorf("group tap at x=1.5 = %d %s, want a per-device invalid_input", code, body)
+	}
+}
+
+// TestFarmExpiredControllerReleased: a controller session that took
+// control over REST lives on instance a, which is killed; once the
+// session expires in Redis, instance b reaps it and releases its control
+// (bob queued behind it over REST moves up).
+func TestFarmExpiredControllerReleased(t *testing.T) {
+	rs := singleRedis(t)
+	as := adbdevice.StartTestServer(t)
+	d := adbdevice.PlugTestDevice(t, as, adbdevice.Options{Model: "Pixel_7"})
+	cfg := func(id string) Config {
+		c := farmConfig(rs, as, id)
+		c.set("session", "ttl", "3s")
+		c.set("redis", "touch_throttle", "500ms")
+		return c
+	}
+	a := startInstance(t, cfg("a"))
+	b := startInstance(t, cfg("b"))
+	serial := d.Serial()
+	waitOnline(t, a, serial)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	code, body := api(t, "POST", a.Base+"/api/v1/sessions", "alice", map[string]string{"device_id": serial, "role": "controller"})
+	if code != http.StatusCreated {
+		t.Fatalf("alice's session: %d %s", code, body)
+	}
+	var sess struct {
+		ID string `json:"session_id"`
+	}
+	json.Unmarshal(body, &sess)
+	code, body = api(t, "POST", a.Base+"/api/v1/sessions/"+sess.ID+"/control", "alice", map[string]string{"action": "request"})
+	if code != http.StatusOK || !strings.Contains(string(body), `"you":"controller"`) {
+		t.Fatalf("alice requests control over REST: %d %s", code, body)
+	}
+	if code, body := api(t, "POST", a.Base+"/api/v1/sessions/"+sess.ID+"/control", "bob", map[string]string{"action": "release"}); code != http.StatusNotFound {
+		t.Errorf("bob acting on alice's session = %d %s, want 404", code, body)
+	}
+	if code, body := api(t, "POST", a.Base+"/api/v1/sessions/"+sess.ID+"/control", "alice", map[string]string{"action": "jump"}); code != http.StatusBadRequest {
+		t.Errorf("action jump = %d %s, want 400", code, body)
+	}
+	if c, _ := deviceControl(t, b, serial, "bob"); c != "alice" {
+		t.Fatalf("controllers on b = %q, want alice", c)
+	}
+
+	killed := time.Now()
+	if err := a.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-a.Done()
+	for {
+		if c, _ := deviceControl(t, b, serial, "bob"); c == "" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("alice's control outlived her expired session")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("control released %s after its holder's instance was killed (session.ttl 3s)", time.Since(killed).Round(100*time.Millisecond))
+	code, body = api(t, "GET", b.Base+"/api/v1/audit?subject=alice", "root", nil)
+	if code != http.StatusOK || !strings.Contains(string(body), `"action":"control_release"`) || !strings.Contains(string(body), `"instance":"b"`) {
+		t.Errorf("audit of the release = %d %s, want control_release recorded by b", code, body)
 	}
 }

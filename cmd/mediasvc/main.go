@@ -263,6 +263,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		},
 		RecordText: cfg.Audit.RecordText,
 	}, be.farm, be.audit, notifier, nil, log.With("component", "farm"))
+	svc.UseFarm(farm)
 
 	api := httpapi.New(httpapi.Config{
 		APIKeys:        cfg.Auth.APIKeys,
