@@ -69,17 +69,34 @@ func (s *Server) farmRoutes(r chi.Router) {
 	r.Post("/input", s.handleGroupInput)
 }
 
-// actor is who makes request r: its owner, outside any session.
-func (s *Server) actor(r *http.Request) domain.Actor {
-	o := owner(r)
-	return domain.Actor{Subject: o, Admin: s.isAdmin(o)}
+// actor is who makes request r about device d ("*": about every device),
+// outside any session. It is an admin of d when its principal has the
+// admin role on d (every caller does without authentication) or its
+// subject is in Config.Admins.
+func (s *Server) actor(r *http.Request, d domain.DeviceID) domain.Actor {
+	p := principal(r)
+	return domain.Actor{Subject: p.Subject, Admin: p.AdminOf(d) || slices.Contains(s.cfg.Admins, p.Subject)}
 }
 
-// isAdmin reports whether subject is an admin: everyone when the service
-// runs without API keys (the local user may do everything), else the key
-// names listed in Config.Admins.
-func (s *Server) isAdmin(subject string) bool {
-	return len(s.keys) == 0 || slices.Contains(s.cfg.Admins, subject)
+// isAdmin reports whether subject, acting through a session of device d
+// (whose socket carries no principal), is an admin there: without
+// authentication everyone is; else a subject in Config.Admins, or one
+// whose API key has the admin role on d. (A JWT subject is an admin over
+// the WebSocket only through Config.Admins; over REST its token's grants
+// count.)
+func (s *Server) isAdmin(subject string, d domain.DeviceID) bool {
+	if len(s.keys) == 0 && s.cfg.Tokens == nil {
+		return true
+	}
+	if slices.Contains(s.cfg.Admins, subject) {
+		return true
+	}
+	for _, k := range s.keys {
+		if k.principal.Subject == subject && k.principal.AdminOf(d) {
+			return true
+		}
+	}
+	return false
 }
 
 // controlJSON is a device's control state as the API shows it.
@@ -136,7 +153,7 @@ func (s *Server) handleGetControl(w http.ResponseWriter, r *http.Request) {
 
 // visible returns the refusal for a device hidden from r's caller.
 func (s *Server) visible(ctx context.Context, r *http.Request, d domain.DeviceID) error {
-	return s.cfg.Farm.Admit(ctx, s.actor(r), d, domain.RoleViewer)
+	return s.cfg.Farm.Admit(ctx, s.actor(r, d), d, domain.RoleViewer)
 }
 
 type controlRequest struct {
@@ -169,7 +186,7 @@ func (s *Server) handleSessionControl(w http.ResponseWriter, r *http.Request) {
 
 // controlAction applies a control action of session sess.
 func (s *Server) controlAction(ctx context.Context, sess domain.Session, action string) (domain.Control, error) {
-	who := domain.Actor{Subject: sess.Owner, Session: sess.ID, Admin: s.isAdmin(sess.Owner)}
+	who := domain.Actor{Subject: sess.Owner, Session: sess.ID, Admin: s.isAdmin(sess.Owner, sess.DeviceID)}
 	switch action {
 	case "request":
 		if sess.Role != domain.RoleController {
@@ -223,7 +240,7 @@ func (s *Server) handleReserve(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := s.cfg.Farm.Reserve(ctx, s.actor(r), domain.DeviceID(id), req.Subject, req.Start, req.Until)
+	res, err := s.cfg.Farm.Reserve(ctx, s.actor(r, domain.DeviceID(id)), domain.DeviceID(id), req.Subject, req.Start, req.Until)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -260,9 +277,8 @@ func (s *Server) handleAllReservations(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	who := s.actor(r)
 	list = slices.DeleteFunc(list, func(res domain.Reservation) bool {
-		return !s.cfg.Farm.Visible(ctx, who, res.Device)
+		return !principal(r).CanSee(res.Device) || !s.cfg.Farm.Visible(ctx, s.actor(r, res.Device), res.Device)
 	})
 	writeJSON(w, http.StatusOK, map[string]any{"reservations": list})
 }
@@ -284,7 +300,7 @@ func (s *Server) handleExtendReservation(w http.ResponseWriter, r *http.Request)
 	}
 	ctx, cancel := s.serviceContext(r)
 	defer cancel()
-	res, err := s.cfg.Farm.ExtendReservation(ctx, s.actor(r), id, rid, req.Until)
+	res, err := s.cfg.Farm.ExtendReservation(ctx, s.actor(r, id), id, rid, req.Until)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -300,7 +316,7 @@ func (s *Server) handleCancelReservation(w http.ResponseWriter, r *http.Request)
 	}
 	ctx, cancel := s.serviceContext(r)
 	defer cancel()
-	if _, err := s.cfg.Farm.CancelReservation(ctx, s.actor(r), id, rid); err != nil {
+	if _, err := s.cfg.Farm.CancelReservation(ctx, s.actor(r, id), id, rid); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -322,7 +338,7 @@ func reservationPath(r *http.Request) (domain.DeviceID, string, error) {
 // handleAudit is GET /api/v1/audit?device=&subject=&since=&limit=, for
 // admins only (403 otherwise).
 func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
-	who := s.actor(r)
+	who := s.actor(r, "*")
 	if !who.Admin {
 		s.writeError(w, r, errors.Join(domain.ErrForbidden, errors.New("the audit trail is for admins")))
 		return
@@ -386,7 +402,7 @@ func (s *Server) handleGroupInput(w http.ResponseWriter, r *http.Request) {
 		dev, err := s.svc.Device(ctx, d)
 		return dev.Width, dev.Height, err
 	}
-	errs, err := s.cfg.Farm.GroupInput(ctx, s.actor(r), req.Devices, req.Input, size, s.svc.DeviceInput)
+	errs, err := s.cfg.Farm.GroupInput(ctx, s.actor(r, "*"), req.Devices, req.Input, size, s.svc.DeviceInput)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

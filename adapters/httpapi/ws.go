@@ -283,7 +283,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 
 // actor is who acts through the socket's session.
 func (c *socket) actor() domain.Actor {
-	return domain.Actor{Subject: c.sess.Owner, Session: c.sess.ID, Admin: c.srv.isAdmin(c.sess.Owner)}
+	return domain.Actor{Subject: c.sess.Owner, Session: c.sess.ID, Admin: c.srv.isAdmin(c.sess.Owner, c.sess.DeviceID)}
 }
 
 // watchControl pushes the device's control state to the client on every

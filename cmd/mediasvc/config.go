@@ -98,6 +98,8 @@ type HTTPConfig struct {
 // AuthConfig holds the API keys.
 type AuthConfig struct {
 	APIKeys   map[string]string `koanf:"api_keys"`
+	Keys      []KeyConfig       `koanf:"keys"`
+	JWT       JWTConfig         `koanf:"jwt"`
 	AllowOpen bool              `koanf:"allow_open"`
 }
 
@@ -132,7 +134,8 @@ type SessionConfig struct {
 // StreamConfig tunes captures and the fanout.
 type StreamConfig struct {
 	Grace           time.Duration `koanf:"grace"`
-	RingPackets     int           `koanf:"ring_packets"`
+	RingHistory     time.Duration `koanf:"ring_history"`
+	RingMaxBytes    int           `koanf:"ring_max_bytes"`
 	BitrateBps      int           `koanf:"bitrate_bps"`
 	MinBitrateBps   int           `koanf:"min_bitrate_bps"`
 	MaxBitrateBps   int           `koanf:"max_bitrate_bps"`
@@ -148,12 +151,16 @@ type ICEServerConfig struct {
 
 // WebRTCConfig is NAT traversal.
 type WebRTCConfig struct {
-	ICEServers    []ICEServerConfig `koanf:"ice_servers"`
-	NAT1To1IPs    []string          `koanf:"nat_1to1_ips"`
-	UDPPort       int               `koanf:"udp_port"`
-	UDPPortMin    int               `koanf:"udp_port_min"`
-	UDPPortMax    int               `koanf:"udp_port_max"`
-	GatherTimeout time.Duration     `koanf:"gather_timeout"`
+	ICEServers     []ICEServerConfig `koanf:"ice_servers"`
+	NAT1To1IPs     []string          `koanf:"nat_1to1_ips"`
+	UDPPort        int               `koanf:"udp_port"`
+	EphemeralPorts bool              `koanf:"ephemeral_ports"`
+	UDPPortMin     int               `koanf:"udp_port_min"`
+	UDPPortMax     int               `koanf:"udp_port_max"`
+	SendBatch      int               `koanf:"send_batch"`
+	UDPGSO         bool              `koanf:"udp_gso"`
+	IPv6           bool              `koanf:"ipv6"`
+	GatherTimeout  time.Duration     `koanf:"gather_timeout"`
 }
 
 // DemoConfig is the built-in demo device.
@@ -230,6 +237,12 @@ func defaults() map[string]any {
 		"http.read_header_timeout":      "5s",
 		"auth.api_keys":                 map[string]any{},
 		"auth.allow_open":               false,
+		"auth.keys":                     []any{},
+		"auth.jwt.audience":             "mediasvc",
+		"auth.jwt.issuer":               "",
+		"auth.jwt.max_ttl":              "24h",
+		"auth.jwt.leeway":               "30s",
+		"auth.jwt.keys":                 []any{},
 		"ws.max_message_bytes":          65536,
 		"ws.send_queue":                 64,
 		"ws.ping_interval":              "15s",
@@ -247,7 +260,8 @@ func defaults() map[string]any {
 		"limits.max_candidate_bytes":    1024,
 		"session.ttl":                   "60s",
 		"stream.grace":                  "5s",
-		"stream.ring_packets":           4096,
+		"stream.ring_history":           "2s",
+		"stream.ring_max_bytes":         33554432,
 		"stream.bitrate_bps":            2000000,
 		"stream.min_bitrate_bps":        300000,
 		"stream.max_bitrate_bps":        4000000,
@@ -257,6 +271,10 @@ func defaults() map[string]any {
 		"webrtc.udp_port":               0,
 		"webrtc.udp_port_min":           0,
 		"webrtc.udp_port_max":           0,
+		"webrtc.ephemeral_ports":        false,
+		"webrtc.send_batch":             64,
+		"webrtc.udp_gso":                true,
+		"webrtc.ipv6":                   true,
 		"webrtc.gather_timeout":         "5s",
 		"demo.enabled":                  true,
 		"adb.addr":                      "127.0.0.1:5037",
@@ -306,7 +324,7 @@ func defaults() map[string]any {
 
 // secretKeys are masked by `config print`.
 func isSecret(key string) bool {
-	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential") || key == "webhooks.secret"
+	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential") || strings.HasSuffix(key, ".secret")
 }
 
 // envPrefix starts every environment variable the service reads.
@@ -373,7 +391,11 @@ func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 	k.Delete("config")
 
 	for _, key := range k.Keys() {
-		if slices.Contains(known, key) || strings.HasPrefix(key, "auth.api_keys.") || strings.HasPrefix(key, "webrtc.ice_servers") {
+		if slices.Contains(known, key) || strings.HasPrefix(key, "auth.api_keys.") || strings.HasPrefix(key, "webrtc.ice_servers") || strings.HasPrefix(key, "auth.keys") || strings.HasPrefix(key, "auth.jwt.keys") {
+			continue
+		}
+		if key == "stream.ring_packets" {
+			problems = append(problems, fmt.Errorf("%s: replaced by stream.ring_history and stream.ring_max_bytes (rings are sized by time and bytes)", key))
 			continue
 		}
 		problems = append(problems, fmt.Errorf("%s: unknown key", key))
@@ -427,8 +449,8 @@ func (c Config) validate() []error {
 		if _, err := net.LookupPort("tcp", port); err != nil {
 			bad("http.addr", "bad port %q", port)
 		}
-		if len(c.Auth.APIKeys) == 0 && !c.Auth.AllowOpen && !isLoopback(host) {
-			bad("http.addr", "%q is beyond loopback but no auth.api_keys are set; set keys, or auth.allow_open: true to run open on purpose", c.HTTP.Addr)
+		if !c.hasAuth() && !c.Auth.AllowOpen && !isLoopback(host) {
+			bad("http.addr", "%q is beyond loopback but no auth.api_keys, auth.keys or auth.jwt.keys are set; set keys, or auth.allow_open: true to run open on purpose", c.HTTP.Addr)
 		}
 	}
 	if c.HTTP.PublicURL != "" {
@@ -439,7 +461,7 @@ func (c Config) validate() []error {
 	for _, h := range c.HTTP.AllowedHosts {
 		switch {
 		case h == "*":
-			if len(c.Auth.APIKeys) == 0 {
+			if !c.hasAuth() {
 				bad("http.allowed_hosts", `"*" answers to any Host name, which lets any web page reach the service by DNS rebinding; it needs auth.api_keys`)
 			}
 		case !validHostPattern(h):
@@ -448,7 +470,7 @@ func (c Config) validate() []error {
 	}
 	for _, o := range c.HTTP.AllowedOrigins {
 		if o == "*" {
-			if len(c.Auth.APIKeys) == 0 {
+			if !c.hasAuth() {
 				bad("http.allowed_origins", `"*" lets any web page use the API from a browser; it needs auth.api_keys`)
 			}
 			continue
@@ -479,6 +501,7 @@ func (c Config) validate() []error {
 			bad("auth.api_keys."+name, "key must be at least 16 characters")
 		}
 	}
+	c.validateAuth(bad)
 	positive("ws.max_message_bytes", c.WS.MaxMessageBytes)
 	positive("ws.send_queue", int64(c.WS.SendQueue))
 	positive("ws.ping_interval", int64(c.WS.PingInterval))
@@ -504,8 +527,11 @@ func (c Config) validate() []error {
 		bad("session.ttl", "must be at least 1s, got %s", c.Session.TTL)
 	}
 	nonNeg("stream.grace", int64(c.Stream.Grace))
-	if c.Stream.RingPackets < 256 || c.Stream.RingPackets&(c.Stream.RingPackets-1) != 0 {
-		bad("stream.ring_packets", "must be a power of two ≥ 256, got %d", c.Stream.RingPackets)
+	if c.Stream.RingHistory < 100*time.Millisecond || c.Stream.RingHistory > time.Minute {
+		bad("stream.ring_history", "must be 100ms..1m, got %s", c.Stream.RingHistory)
+	}
+	if c.Stream.RingMaxBytes < 1<<20 || c.Stream.RingMaxBytes > 1<<30 {
+		bad("stream.ring_max_bytes", "must be 1 MiB..1 GiB, got %d", c.Stream.RingMaxBytes)
 	}
 	positive("stream.min_bitrate_bps", int64(c.Stream.MinBitrateBps))
 	if c.Stream.MaxBitrateBps < c.Stream.MinBitrateBps {
@@ -547,6 +573,15 @@ func (c Config) validate() []error {
 	portKey("webrtc.udp_port_max", c.WebRTC.UDPPortMax)
 	if (c.WebRTC.UDPPortMin == 0) != (c.WebRTC.UDPPortMax == 0) || c.WebRTC.UDPPortMin > c.WebRTC.UDPPortMax {
 		bad("webrtc.udp_port_min", "udp_port_min and udp_port_max go together, min ≤ max")
+	}
+	if c.WebRTC.EphemeralPorts && c.WebRTC.UDPPort != 0 {
+		bad("webrtc.udp_port", "a shared port and webrtc.ephemeral_ports exclude each other")
+	}
+	if !c.WebRTC.EphemeralPorts && c.WebRTC.UDPPortMax != 0 {
+		bad("webrtc.udp_port_min", "a port range needs webrtc.ephemeral_ports: true")
+	}
+	if c.WebRTC.SendBatch < 1 || c.WebRTC.SendBatch > 1024 {
+		bad("webrtc.send_batch", "must be 1..1024, got %d", c.WebRTC.SendBatch)
 	}
 	positive("webrtc.gather_timeout", int64(c.WebRTC.GatherTimeout))
 	if c.Metrics.Addr != "" {
@@ -749,7 +784,7 @@ func printConfig(k *koanf.Koanf, w io.Writer) error {
 				v = "********"
 			}
 		}
-		if list, ok := v.([]any); ok && key == "webrtc.ice_servers" {
+		if list, ok := v.([]any); ok && (key == "webrtc.ice_servers" || key == "auth.keys" || key == "auth.jwt.keys") {
 			servers := make([]any, len(list))
 			for i, e := range list {
 				m, ok := e.(map[string]any)
@@ -759,7 +794,7 @@ func printConfig(k *koanf.Koanf, w io.Writer) error {
 				}
 				c := make(map[string]any, len(m))
 				for mk, mv := range m {
-					if mk == "credential" {
+					if mk == "credential" || mk == "secret" || (mk == "key" && key == "auth.keys") {
 						mv = "********"
 					}
 					c[mk] = mv

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"slices"
 	"time"
 )
 
@@ -105,8 +106,10 @@ func (c Config) validateFarm() []error {
 		bad("webhooks.attempts", "must be 1..20, got %d", c.Webhooks.Attempts)
 	}
 	for _, a := range c.Farm.Admins {
-		if _, ok := c.Auth.APIKeys[a]; !ok {
-			bad("farm.admins", "%q is not the name of a key in auth.api_keys", a)
+		_, plain := c.Auth.APIKeys[a]
+		granted := slices.ContainsFunc(c.Auth.Keys, func(k KeyConfig) bool { return k.Name == a })
+		if !plain && !granted {
+			bad("farm.admins", "%q is not the name of a key in auth.api_keys or auth.keys", a)
 		}
 	}
 	return errs

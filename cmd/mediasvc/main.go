@@ -195,14 +195,19 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		servers = append(servers, domain.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
 	transport, err := rtc.New(rtc.Config{
-		ICEServers:    servers,
-		NAT1To1IPs:    cfg.WebRTC.NAT1To1IPs,
-		UDPPort:       cfg.WebRTC.UDPPort,
-		UDPPortMin:    uint16(cfg.WebRTC.UDPPortMin),
-		UDPPortMax:    uint16(cfg.WebRTC.UDPPortMax),
-		GatherTimeout: cfg.WebRTC.GatherTimeout,
-		RingSize:      cfg.Stream.RingPackets,
-		Meter:         meter("mediasvc/rtc"),
+		ICEServers:     servers,
+		NAT1To1IPs:     cfg.WebRTC.NAT1To1IPs,
+		UDPPort:        cfg.WebRTC.UDPPort,
+		UDPPortMin:     uint16(cfg.WebRTC.UDPPortMin),
+		UDPPortMax:     uint16(cfg.WebRTC.UDPPortMax),
+		EphemeralPorts: cfg.WebRTC.EphemeralPorts,
+		SendBatch:      cfg.WebRTC.SendBatch,
+		NoGSO:          !cfg.WebRTC.UDPGSO,
+		NoIPv6:         !cfg.WebRTC.IPv6,
+		GatherTimeout:  cfg.WebRTC.GatherTimeout,
+		RingHistory:    cfg.Stream.RingHistory,
+		RingMaxBytes:   cfg.Stream.RingMaxBytes,
+		Meter:          meter("mediasvc/rtc"),
 	}, log.With("component", "rtc"))
 	if err != nil {
 		return fmt.Errorf("webrtc transport: %w", err)
@@ -265,8 +270,16 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	}, be.farm, be.audit, notifier, nil, log.With("component", "farm"))
 	svc.UseFarm(farm)
 
+	var tokens httpapi.TokenVerifier
+	if v, err := cfg.tokenVerifier(); err != nil {
+		return fmt.Errorf("auth.jwt: %w", err)
+	} else if v != nil {
+		tokens = v
+	}
 	api := httpapi.New(httpapi.Config{
 		APIKeys:        cfg.Auth.APIKeys,
+		Keys:           cfg.apiKeys(),
+		Tokens:         tokens,
 		AllowedHosts:   cfg.allowedHosts(cfg.HTTP.Addr),
 		AllowedOrigins: cfg.HTTP.AllowedOrigins,
 		MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
@@ -315,7 +328,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("mediasvc listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/",
-		"instance", instance, "store", cfg.Store.Backend, "auth", len(cfg.Auth.APIKeys) > 0, "demo", cfg.Demo.Enabled, "adb", cfg.ADB.Addr)
+		"instance", instance, "store", cfg.Store.Backend, "auth", cfg.hasAuth(), "demo", cfg.Demo.Enabled, "adb", cfg.ADB.Addr)
 
 	if cfg.Debug.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.Debug.PprofAddr, log)
