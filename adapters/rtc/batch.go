@@ -17,9 +17,9 @@ import (
 
 // Batched egress. Every peer's packets (SRTP, SRTCP, DTLS, STUN) leave
 // through a few shared UDP sockets (the ICE UDP mux). A batchConn queues
-// what pion writes to such a socket and one flusher goroutine per socket
-// hands the queue to the kernel in one sendmmsg(2) call, so the per-packet
-// system call, the largest cost of the fan-out, is paid once per batch.
+// what pion writes to such a socket and hands the queue to the kernel in one
+// sendmmsg(2) call, so the per-packet system call, the largest cost of the
+// fan-out, is paid once per batch.
 //
 // When to flush: a Fanout that wakes its viewers for a new frame first takes
 // a hold on the batchGroup for each of them; a viewer releases its hold when
@@ -160,12 +160,17 @@ func newBatch(size int) *batch {
 	return b
 }
 
-// batchConn is a UDP socket whose writes are queued and sent in batches by
-// its flusher goroutine (see the comment at the top of this file). Reads go
-// straight to the socket. It implements transport.UDPConn for pion's mux and
+// batchConn is a UDP socket whose writes are queued and sent in batches
+// (see the comment at the top of this file). Reads go straight to the
+// socket. It implements transport.UDPConn for pion's mux and
 // ice.AddrPortReaderWriter so that writes carry no net.Addr allocation.
 //
-// Goroutines: one flusher, started by newBatchConn and ended by Close.
+// There is no sending goroutine: whoever triggers a flush (the viewer whose
+// release ends the holds, a writer outside any hold, a writer that fills
+// the queue, the backstop timer) takes the queue and makes the system call
+// itself, outside the lock; one sender at a time, so batches leave in
+// order. Sparing a goroutine wake-up per batch matters when batches are
+// small (a farm of devices with few viewers each).
 type batchConn struct {
 	*net.UDPConn
 	g   *batchGroup
@@ -174,16 +179,14 @@ type batchConn struct {
 	gso atomic.Bool // send runs of equal-size datagrams as one (UDP GSO)
 
 	mu      sync.Mutex
-	cond    sync.Cond // signalled when the flusher takes the queue
+	cond    sync.Cond // signalled when a sender takes the queue
 	cur     *batch    // being filled
-	spare   *batch    // the other one; nil while the flusher sends it
+	spare   *batch    // the other one; nil while it is being sent
+	sending bool      // a goroutine is sending spare's contents
+	again   bool      // a flush was asked for while sending
 	closed  bool
 	armed   bool // the backstop timer is set
 	backOff *time.Timer
-
-	kick chan struct{} // capacity 1: the queue wants a flush
-	done chan struct{} // closed by Close
-	gone chan struct{} // closed when the flusher has ended
 
 	closeOnce sync.Once
 	closeErr  error
@@ -207,16 +210,12 @@ func newBatchConn(c *net.UDPConn, g *batchGroup) (*batchConn, error) {
 		v6:      v6,
 		cur:     newBatch(g.size),
 		spare:   newBatch(g.size),
-		kick:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		gone:    make(chan struct{}),
 	}
 	bc.gso.Store(g.gso && socketGSO(raw))
 	bc.cond.L = &bc.mu
 	bc.backOff = time.AfterFunc(time.Hour, bc.onBackstop)
 	bc.backOff.Stop()
 	g.add(bc)
-	go bc.flusher()
 	return bc, nil
 }
 
@@ -228,7 +227,11 @@ var errBatchClosed = errors.New("batched udp socket closed")
 func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	c.mu.Lock()
 	for !c.closed && c.cur.n == len(c.cur.bufs) {
-		c.signal()
+		if !c.sending {
+			c.flushLocked()
+			continue
+		}
+		c.again = true
 		c.cond.Wait()
 	}
 	if c.closed {
@@ -245,7 +248,7 @@ func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) 
 	q.addrs[i] = addr
 	switch {
 	case q.n == len(q.bufs) || c.g.holds.Load() == 0:
-		c.signal()
+		c.flushLocked()
 	case !c.armed:
 		c.armed = true
 		c.backOff.Reset(c.g.delay)
@@ -292,19 +295,11 @@ func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	return c.UDPConn.ReadFromUDPAddrPort(b)
 }
 
-// signal asks the flusher for a flush; c.mu is held.
-func (c *batchConn) signal() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-}
-
 // kickIfQueued flushes a queue that has data (the last hold was released).
 func (c *batchConn) kickIfQueued() {
 	c.mu.Lock()
 	if c.cur.n > 0 {
-		c.signal()
+		c.flushLocked()
 	}
 	c.mu.Unlock()
 }
@@ -313,60 +308,58 @@ func (c *batchConn) onBackstop() {
 	c.mu.Lock()
 	c.armed = false
 	if c.cur.n > 0 {
-		c.signal()
+		c.flushLocked()
 	}
 	c.mu.Unlock()
 }
 
-// flusher sends the queue whenever it is kicked, until Close; what is
-// queued at Close is sent first.
-func (c *batchConn) flusher() {
-	defer close(c.gone)
-	for {
-		select {
-		case <-c.kick:
-		case <-c.done:
-			c.flush()
-			return
-		}
-		c.flush()
-	}
-}
-
-// flush swaps the queues and sends the full one outside the lock.
-func (c *batchConn) flush() {
-	c.mu.Lock()
-	q := c.cur
-	if q.n == 0 {
-		c.mu.Unlock()
+// flushLocked sends the queue, or, while another goroutine is sending,
+// asks it to send again when done. c.mu is held on entry and on return but
+// not during the system call.
+func (c *batchConn) flushLocked() {
+	if c.sending {
+		c.again = true
 		return
 	}
-	c.cur, c.spare = c.spare, nil
-	if c.armed {
-		c.armed = false
-		c.backOff.Stop()
+	for c.cur.n > 0 && !c.closed {
+		q := c.cur
+		c.cur, c.spare = c.spare, nil
+		c.sending, c.again = true, false
+		if c.armed {
+			c.armed = false
+			c.backOff.Stop()
+		}
+		c.cond.Broadcast()
+		c.mu.Unlock()
+
+		calls := c.send(q)
+		c.g.sent.calls.Add(uint64(calls))
+		c.g.sent.packets.Add(uint64(q.n))
+		q.n = 0
+
+		c.mu.Lock()
+		c.spare = q
+		c.sending = false
+		c.cond.Broadcast()
+		// Go on for what queued meanwhile only if a flush was asked for
+		// (a release, an unheld write, a full queue); otherwise it waits
+		// for its holds.
+		if !c.again && c.cur.n < len(c.cur.bufs) && (c.g.holds.Load() != 0 || c.cur.n == 0) {
+			return
+		}
 	}
-	c.cond.Broadcast()
-	c.mu.Unlock()
-
-	calls := c.send(q)
-	c.g.sent.calls.Add(uint64(calls))
-	c.g.sent.packets.Add(uint64(q.n))
-	q.n = 0
-
-	c.mu.Lock()
-	c.spare = q
-	c.mu.Unlock()
 }
 
-// Close sends what is queued, stops the flusher and closes the socket. Safe
-// to call more than once.
+// Close sends what is queued and closes the socket; later writes fail.
+// Safe to call more than once.
 func (c *batchConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.g.remove(c)
-		close(c.done)
-		<-c.gone
 		c.mu.Lock()
+		for c.sending {
+			c.cond.Wait()
+		}
+		c.flushLocked()
 		c.closed = true
 		c.backOff.Stop()
 		c.cond.Broadcast()

@@ -18,6 +18,8 @@ import (
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+
+	"mediasvc/adapters/adb"
 )
 
 // Config is the whole configuration. Every key is documented in
@@ -184,6 +186,9 @@ type ADBConfig struct {
 	Screenrecord    ScreenrecordConf `koanf:"screenrecord"`
 	Scrcpy          ScrcpyConf       `koanf:"scrcpy"`
 	Breaker         BreakerConfig    `koanf:"breaker"`
+	// OrientationPoll is how often a screenrecord capture asks the
+	// display's orientation; 0 never.
+	OrientationPoll time.Duration `koanf:"orientation_poll"`
 }
 
 // ScreenrecordConf tunes the screenrecord backend.
@@ -196,9 +201,21 @@ type ScreenrecordConf struct {
 // ScrcpyConf is the scrcpy backend: the operator's scrcpy-server jar and
 // its version.
 type ScrcpyConf struct {
-	Server  string `koanf:"server"`
-	Version string `koanf:"version"`
-	Audio   bool   `koanf:"audio"`
+	Server            string `koanf:"server"`
+	Version           string `koanf:"version"`
+	Audio             bool   `koanf:"audio"`
+	StayAwake         bool   `koanf:"stay_awake"`
+	PowerOffOnClose   bool   `koanf:"power_off_on_close"`
+	MaxFPS            int    `koanf:"max_fps"`
+	VideoCodecOptions string `koanf:"video_codec_options"`
+	DisplayID         int    `koanf:"display_id"`
+	ClipboardSync     bool   `koanf:"clipboard_sync"`
+}
+
+// options maps the scrcpy keys to the adapter's options.
+func (c ScrcpyConf) options() adb.ScrcpyOptions {
+	return adb.ScrcpyOptions{StayAwake: c.StayAwake, PowerOffOnClose: c.PowerOffOnClose, MaxFPS: c.MaxFPS,
+		VideoCodecOptions: c.VideoCodecOptions, DisplayID: c.DisplayID, NoClipboardSync: !c.ClipboardSync}
 }
 
 // BreakerConfig tunes each device's circuit breaker.
@@ -226,99 +243,106 @@ type InstanceConfig struct {
 // demo device.
 func defaults() map[string]any {
 	return map[string]any{
-		"http.addr":                     "127.0.0.1:8080",
-		"http.public_url":               "",
-		"http.allowed_hosts":            []string{},
-		"http.allowed_origins":          []string{},
-		"http.trust_proxy":              false,
-		"http.max_body_bytes":           65536,
-		"http.drain_timeout":            "10s",
-		"http.shutdown_delay":           "1s",
-		"http.read_header_timeout":      "5s",
-		"auth.api_keys":                 map[string]any{},
-		"auth.allow_open":               false,
-		"auth.keys":                     []any{},
-		"auth.jwt.audience":             "mediasvc",
-		"auth.jwt.issuer":               "",
-		"auth.jwt.max_ttl":              "24h",
-		"auth.jwt.leeway":               "30s",
-		"auth.jwt.keys":                 []any{},
-		"ws.max_message_bytes":          65536,
-		"ws.send_queue":                 64,
-		"ws.ping_interval":              "15s",
-		"ws.stats_interval":             "2s",
-		"limits.sessions_total":         2000,
-		"limits.sessions_per_device":    500,
-		"limits.sessions_per_owner":     100,
-		"limits.create_rate":            5,
-		"limits.create_burst":           20,
-		"limits.global_create_rate":     100,
-		"limits.global_create_burst":    200,
-		"limits.input_rate":             30,
-		"limits.input_burst":            60,
-		"limits.max_candidates":         50,
-		"limits.max_candidate_bytes":    1024,
-		"session.ttl":                   "60s",
-		"stream.grace":                  "5s",
-		"stream.ring_history":           "2s",
-		"stream.ring_max_bytes":         33554432,
-		"stream.bitrate_bps":            2000000,
-		"stream.min_bitrate_bps":        300000,
-		"stream.max_bitrate_bps":        4000000,
-		"stream.bitrate_interval":       "5s",
-		"webrtc.ice_servers":            []any{},
-		"webrtc.nat_1to1_ips":           []string{},
-		"webrtc.udp_port":               0,
-		"webrtc.udp_port_min":           0,
-		"webrtc.udp_port_max":           0,
-		"webrtc.ephemeral_ports":        false,
-		"webrtc.send_batch":             64,
-		"webrtc.udp_gso":                true,
-		"webrtc.ipv6":                   true,
-		"webrtc.gather_timeout":         "5s",
-		"demo.enabled":                  true,
-		"adb.addr":                      "127.0.0.1:5037",
-		"adb.serials":                   []string{},
-		"adb.backend":                   "screenrecord",
-		"adb.max_width":                 0,
-		"adb.max_height":                0,
-		"adb.keyframe_timeout":          "5s",
-		"adb.command_timeout":           "10s",
-		"adb.pool_size":                 4,
-		"adb.retry_min":                 "500ms",
-		"adb.retry_max":                 "10s",
-		"adb.screenrecord.time_limit":   "180s",
-		"adb.screenrecord.restart_lead": "2s",
-		"adb.screenrecord.idle_flush":   "50ms",
-		"adb.scrcpy.server":             "",
-		"adb.scrcpy.version":            "3.3.4",
-		"adb.scrcpy.audio":              true,
-		"adb.breaker.failures":          3,
-		"adb.breaker.open_for":          "30s",
-		"adb.breaker.interval":          "60s",
-		"log.level":                     "info",
-		"log.format":                    "text",
-		"instance.id":                   "",
-		"metrics.enabled":               true,
-		"metrics.addr":                  "",
-		"metrics.allow_open":            false,
-		"metrics.quality_interval":      "5s",
-		"debug.pprof_addr":              "",
-		"instance.advertise_url":        "",
-		"instance.heartbeat_ttl":        "15s",
-		"instance.lease_ttl":            "10s",
-		"demo.owner":                    "",
-		"store.backend":                 "memory",
-		"redis.mode":                    "single",
-		"redis.url":                     "",
-		"redis.wait_replicas":           0,
-		"redis.wait_timeout":            "500ms",
-		"redis.key_prefix":              "mediasvc:",
-		"redis.timeout":                 "1s",
-		"redis.touch_throttle":          "5s",
-		"redis.key_grace":               "1m",
-		"redis.health_interval":         "1s",
-		"redis.max_backoff":             "10s",
+		"http.addr":                      "127.0.0.1:8080",
+		"http.public_url":                "",
+		"http.allowed_hosts":             []string{},
+		"http.allowed_origins":           []string{},
+		"http.trust_proxy":               false,
+		"http.max_body_bytes":            65536,
+		"http.drain_timeout":             "10s",
+		"http.shutdown_delay":            "1s",
+		"http.read_header_timeout":       "5s",
+		"auth.api_keys":                  map[string]any{},
+		"auth.allow_open":                false,
+		"auth.keys":                      []any{},
+		"auth.jwt.audience":              "mediasvc",
+		"auth.jwt.issuer":                "",
+		"auth.jwt.max_ttl":               "24h",
+		"auth.jwt.leeway":                "30s",
+		"auth.jwt.keys":                  []any{},
+		"ws.max_message_bytes":           65536,
+		"ws.send_queue":                  64,
+		"ws.ping_interval":               "15s",
+		"ws.stats_interval":              "2s",
+		"limits.sessions_total":          2000,
+		"limits.sessions_per_device":     500,
+		"limits.sessions_per_owner":      100,
+		"limits.create_rate":             5,
+		"limits.create_burst":            20,
+		"limits.global_create_rate":      100,
+		"limits.global_create_burst":     200,
+		"limits.input_rate":              30,
+		"limits.input_burst":             60,
+		"limits.max_candidates":          50,
+		"limits.max_candidate_bytes":     1024,
+		"session.ttl":                    "60s",
+		"stream.grace":                   "5s",
+		"stream.ring_history":            "2s",
+		"stream.ring_max_bytes":          33554432,
+		"stream.bitrate_bps":             2000000,
+		"stream.min_bitrate_bps":         300000,
+		"stream.max_bitrate_bps":         4000000,
+		"stream.bitrate_interval":        "5s",
+		"webrtc.ice_servers":             []any{},
+		"webrtc.nat_1to1_ips":            []string{},
+		"webrtc.udp_port":                0,
+		"webrtc.udp_port_min":            0,
+		"webrtc.udp_port_max":            0,
+		"webrtc.ephemeral_ports":         false,
+		"webrtc.send_batch":              64,
+		"webrtc.udp_gso":                 true,
+		"webrtc.ipv6":                    true,
+		"webrtc.gather_timeout":          "5s",
+		"demo.enabled":                   true,
+		"adb.addr":                       "127.0.0.1:5037",
+		"adb.serials":                    []string{},
+		"adb.backend":                    "screenrecord",
+		"adb.max_width":                  0,
+		"adb.max_height":                 0,
+		"adb.keyframe_timeout":           "5s",
+		"adb.command_timeout":            "10s",
+		"adb.pool_size":                  4,
+		"adb.retry_min":                  "500ms",
+		"adb.retry_max":                  "10s",
+		"adb.screenrecord.time_limit":    "180s",
+		"adb.screenrecord.restart_lead":  "2s",
+		"adb.screenrecord.idle_flush":    "50ms",
+		"adb.scrcpy.server":              "",
+		"adb.scrcpy.version":             "3.3.4",
+		"adb.scrcpy.audio":               true,
+		"adb.scrcpy.stay_awake":          false,
+		"adb.scrcpy.power_off_on_close":  false,
+		"adb.scrcpy.max_fps":             0,
+		"adb.scrcpy.video_codec_options": "",
+		"adb.scrcpy.display_id":          0,
+		"adb.scrcpy.clipboard_sync":      true,
+		"adb.orientation_poll":           "2s",
+		"adb.breaker.failures":           3,
+		"adb.breaker.open_for":           "30s",
+		"adb.breaker.interval":           "60s",
+		"log.level":                      "info",
+		"log.format":                     "text",
+		"instance.id":                    "",
+		"metrics.enabled":                true,
+		"metrics.addr":                   "",
+		"metrics.allow_open":             false,
+		"metrics.quality_interval":       "5s",
+		"debug.pprof_addr":               "",
+		"instance.advertise_url":         "",
+		"instance.heartbeat_ttl":         "15s",
+		"instance.lease_ttl":             "10s",
+		"demo.owner":                     "",
+		"store.backend":                  "memory",
+		"redis.mode":                     "single",
+		"redis.url":                      "",
+		"redis.wait_replicas":            0,
+		"redis.wait_timeout":             "500ms",
+		"redis.key_prefix":               "mediasvc:",
+		"redis.timeout":                  "1s",
+		"redis.touch_throttle":           "5s",
+		"redis.key_grace":                "1m",
+		"redis.health_interval":          "1s",
+		"redis.max_backoff":              "10s",
 	}
 }
 
@@ -666,6 +690,9 @@ func (c Config) validate() []error {
 		if c.ADB.Scrcpy.Version == "" {
 			bad("adb.scrcpy.version", "must name the jar's version (3.3.4)")
 		}
+		if err := c.ADB.Scrcpy.options().Validate(); err != nil {
+			bad("adb.scrcpy", "%v", err)
+		}
 	default:
 		bad("adb.backend", "must be screenrecord or scrcpy, got %q", c.ADB.Backend)
 	}
@@ -687,6 +714,7 @@ func (c Config) validate() []error {
 	if f := c.ADB.Screenrecord.IdleFlush; f < time.Millisecond || f > time.Second {
 		bad("adb.screenrecord.idle_flush", "must be 1ms..1s, got %s", f)
 	}
+	nonNeg("adb.orientation_poll", int64(c.ADB.OrientationPoll))
 	positive("adb.breaker.failures", int64(c.ADB.Breaker.Failures))
 	positive("adb.breaker.open_for", int64(c.ADB.Breaker.OpenFor))
 	positive("adb.breaker.interval", int64(c.ADB.Breaker.Interval))

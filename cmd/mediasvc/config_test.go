@@ -273,6 +273,9 @@ adb:
   addr: nonsense
   backend: scrcpy
   pool_size: 0
+  orientation_poll: -1s
+  scrcpy:
+    video_codec_options: "i-frame-interval=two"
   screenrecord:
     time_limit: 300s
     restart_lead: 0s
@@ -283,7 +286,7 @@ adb:
 	if err == nil {
 		t.Fatal("bad adb config accepted")
 	}
-	for _, want := range []string{"adb.addr", "adb.scrcpy.server", "adb.pool_size", "adb.screenrecord.time_limit", "adb.screenrecord.restart_lead", "adb.breaker.failures"} {
+	for _, want := range []string{"adb.addr", "adb.scrcpy.server", "adb.pool_size", "adb.screenrecord.time_limit", "adb.screenrecord.restart_lead", "adb.breaker.failures", "adb.orientation_poll", "video_codec_options"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}

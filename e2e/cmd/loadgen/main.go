@@ -60,6 +60,11 @@ type options struct {
 	apiKey   string
 	control  int
 	ctlEvery time.Duration
+
+	devices    int
+	server     string
+	clip       string
+	serverYAML string
 }
 
 // Report is what loadgen prints with -json.
@@ -69,6 +74,7 @@ type Report struct {
 	Machine             string `json:"machine"`
 	Mode                string `json:"mode"`
 	Viewers             int    `json:"viewers"`
+	Devices             int    `json:"devices,omitempty"`
 	Duration            string `json:"duration"`
 	Ramp                string `json:"ramp"`
 	Connected           int    `json:"connected"`
@@ -98,6 +104,8 @@ type Report struct {
 	ServerMillicores        float64  `json:"server_millicores,omitempty"`
 	ServerMillicoresPerView float64  `json:"server_millicores_per_viewer,omitempty"`
 	ServerUsPerPacket       float64  `json:"server_us_per_packet,omitempty"`
+	ServerRSSPerDeviceKiB   float64  `json:"server_rss_per_device_kib,omitempty"`
+	ServerMillicoresPerDev  float64  `json:"server_millicores_per_device,omitempty"`
 	ServerUsPerSentPacket   float64  `json:"server_us_per_sent_packet,omitempty"`
 	SentPackets             float64  `json:"window_sent_packets,omitempty"`
 	DatagramsPerSendCall    float64  `json:"datagrams_per_send_call,omitempty"`
@@ -129,8 +137,15 @@ func run() error {
 	flag.StringVar(&o.apiKey, "api-key", "", "API key (bearer), if the service requires one")
 	flag.IntVar(&o.control, "control", 0, "also open this many control-only WebSockets (viewer sessions, no media) that time an input's answer")
 	flag.DurationVar(&o.ctlEvery, "control-interval", 200*time.Millisecond, "how often each control socket sends an input")
+	flag.IntVar(&o.devices, "devices", 0, "device-farm mode: start a private adb server with this many emulated devices and -server on it; -viewers is then per device")
+	flag.StringVar(&o.server, "server", "", "with -devices: the mediasvc binary to start (its pid is sampled)")
+	flag.StringVar(&o.clip, "clip", "", "with -devices: the Annex-B H.264 clip each device's screenrecord loops (default: the embedded 10 s GOP clip)")
+	flag.StringVar(&o.serverYAML, "server-yaml", "", "with -devices: YAML appended to the server's config")
 	flag.Parse()
 
+	if o.devices < 0 || o.devices > 500 || o.viewers*max(o.devices, 1) > 5000 {
+		return errors.New("-devices must be 0..500 and viewers in all at most 5000")
+	}
 	if o.viewers < 1 || o.viewers > 5000 {
 		return errors.New("-viewers must be 1..5000")
 	}
@@ -153,12 +168,22 @@ func run() error {
 	ctx, cancel := context.WithTimeout(ctx, o.duration+2*time.Minute)
 	defer cancel()
 
+	var fm *farm
+	if o.devices > 0 {
+		var err error
+		if fm, err = startFarm(ctx, &o); err != nil {
+			return fmt.Errorf("device farm: %w", err)
+		}
+		defer fm.close()
+	}
+
 	rep := Report{
 		Command:  strings.Join(os.Args, " "),
 		Date:     time.Now().UTC().Format(time.RFC3339),
 		Machine:  machine(),
 		Mode:     o.mode,
 		Viewers:  o.viewers,
+		Devices:  o.devices,
 		Duration: o.duration.String(),
 		Ramp:     o.ramp.String(),
 	}
@@ -207,6 +232,10 @@ func run() error {
 				dialErrs[i] = ctx.Err()
 				return
 			}
+			device := o.device
+			if fm != nil {
+				device = fm.device(i)
+			}
 			analyze := i%o.sample == 0
 			api := lightAPI
 			if analyze {
@@ -215,7 +244,7 @@ func run() error {
 			dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
 			defer dcancel()
 			viewers[i], dialErrs[i] = client.Dial(dctx, client.Config{
-				BaseURL: o.url, Device: o.device, Mode: client.Mode(o.mode), APIKey: o.apiKey,
+				BaseURL: o.url, Device: device, Mode: client.Mode(o.mode), APIKey: o.apiKey,
 				HTTP: hc, API: api, Analyze: analyze, MaxAges: 4000,
 			})
 		}()
@@ -278,6 +307,10 @@ func run() error {
 		if rep.Connected > 0 {
 			rep.ServerRSSPerViewerKiB = float64(int64(srvB.RSSKiB)-int64(idle.RSSKiB)) / float64(rep.Connected)
 			rep.ServerMillicoresPerView = rep.ServerMillicores / float64(rep.Connected)
+		}
+		if o.devices > 0 {
+			rep.ServerRSSPerDeviceKiB = float64(int64(srvB.RSSKiB)-int64(idle.RSSKiB)) / float64(o.devices)
+			rep.ServerMillicoresPerDev = rep.ServerMillicores / float64(o.devices)
 		}
 	}
 
@@ -569,6 +602,9 @@ func printTable(r Report) {
 		row("server CPU total / per viewer", fmt.Sprintf("%.0f / %.2f millicores", r.ServerMillicores, r.ServerMillicoresPerView))
 		row("server CPU per packet sent (window)", fmt.Sprintf("%.2f µs over %.0f packets; %.1f datagrams per send call", r.ServerUsPerSentPacket, r.SentPackets, r.DatagramsPerSendCall))
 		row("server CPU per packet received (window)", fmt.Sprintf("%.2f µs over %d packets, %d lost", r.ServerUsPerPacket, r.WindowPackets, r.WindowLost))
+		if r.Devices > 0 {
+			row("devices: server CPU / RSS per device (with its viewers)", fmt.Sprintf("%d devices: %.2f millicores / %.0f KiB", r.Devices, r.ServerMillicoresPerDev, r.ServerRSSPerDeviceKiB))
+		}
 		row("server RSS idle → loaded / per viewer", fmt.Sprintf("%d → %d KiB / %.0f KiB", r.ServerIdleRSSKiB, r.ServerRSSKiB, r.ServerRSSPerViewerKiB))
 	}
 	if r.ControlSockets > 0 {
