@@ -428,6 +428,8 @@ func (f *Farm) InputDetail(ev domain.InputEvent) (domain.AuditAction, string) {
 	switch ev.Type {
 	case domain.InputText:
 		return domain.AuditText, domain.TextDetail(ev.Text, f.cfg.RecordText)
+	case domain.InputClipboard:
+		return domain.AuditClipboard, domain.TextDetail(ev.Text, f.cfg.RecordText)
 	case domain.InputKey:
 		return domain.AuditInput, "key " + ev.Key
 	}

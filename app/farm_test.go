@@ -263,6 +263,9 @@ func TestFarmRecordsTextByLength(t *testing.T) {
 	if action != domain.AuditText || detail != "length 6" {
 		t.Fatalf("InputDetail = %s %q", action, detail)
 	}
+	if action, detail := r.farm.InputDetail(domain.InputEvent{Type: domain.InputClipboard, Text: "pass"}); action != domain.AuditClipboard || detail != "length 4" {
+		t.Fatalf("InputDetail(clipboard) = %s %q", action, detail)
+	}
 	r = newFarmRig(t, app.FarmConfig{RecordText: true})
 	if _, detail := r.farm.InputDetail(domain.InputEvent{Type: domain.InputText, Text: "secret"}); detail != `length 6 text "secret"` {
 		t.Fatalf("InputDetail with record_text = %q", detail)
