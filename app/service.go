@@ -90,6 +90,9 @@ type Service struct {
 
 	holders holders // where sessions held elsewhere live (routing.go)
 
+	tun          atomic.Pointer[Tunables] // what Reconfigure may change
+	qualityReset chan time.Duration       // a new QualityInterval for Run
+
 	farm *Farm // told when sessions end; nil without the device farm (UseFarm)
 }
 
@@ -124,6 +127,9 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Service {
 	s := &Service{cfg: cfg, deps: deps, log: log, started: deps.Clock.Now(), src: &sourceSet{list: deps.Sources}, live: make(map[domain.SessionID]*live), leases: make(map[domain.DeviceID]domain.Lease)}
 	s.m = newMetrics(deps.Meter)
 	s.hub = newHub(s.src, deps.Transport, deps.Clock, cfg.Hub, s.deviceCondition, log)
+	s.qualityReset = make(chan time.Duration, 1)
+	s.tun.Store(&Tunables{Quota: cfg.Quota, ICE: cfg.ICE, InputRate: cfg.InputRate, InputBurst: cfg.InputBurst,
+		Bitrate: cfg.Hub.Bitrate, QualityInterval: cfg.QualityInterval})
 	s.hub.m = s.m
 	s.m.observeDevices(deps.Meter, s.Devices)
 	return s
@@ -136,8 +142,9 @@ func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.CleanupInterval)
 	defer t.Stop()
 	var sampleC <-chan time.Time
+	var q *time.Ticker
 	if s.m.enabled {
-		q := time.NewTicker(s.cfg.QualityInterval)
+		q = time.NewTicker(s.tunables().QualityInterval)
 		defer q.Stop()
 		sampleC = q.C
 	}
@@ -145,6 +152,10 @@ func (s *Service) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case d := <-s.qualityReset:
+			if q != nil {
+				q.Reset(d)
+			}
 		case <-t.C:
 			if s.healthy() == nil {
 				s.reap(ctx)

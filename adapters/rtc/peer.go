@@ -114,7 +114,7 @@ func (t *Transport) newPeer(ctx context.Context, pf ports.Fanout, opts ports.Pee
 	if limits.MaxCandidateLen <= 0 {
 		limits.MaxCandidateLen = domain.DefaultICELimits.MaxCandidateLen
 	}
-	pc, err := t.api.NewPeerConnection(webrtc.Configuration{ICEServers: t.servers})
+	pc, err := t.api.NewPeerConnection(webrtc.Configuration{ICEServers: t.iceServers()})
 	if err != nil {
 		return nil, fmt.Errorf("new peer for session %s: %w", opts.Session, err)
 	}

@@ -97,7 +97,9 @@ type Transport struct {
 	log     *slog.Logger
 	api     *webrtc.API
 	mux     ice.UDPMux
-	servers []webrtc.ICEServer
+	iceMu   sync.RWMutex
+	ice     []domain.ICEServer // handed to clients
+	servers []webrtc.ICEServer // the same, for pion
 
 	batch *batchGroup // nil unless writes are batched
 	udp   udpTotals   // the batched sockets' system calls and datagrams
@@ -165,13 +167,7 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 		return nil, fmt.Errorf("rtc: metrics: %w", err)
 	}
 	t.m = in
-	for _, s := range cfg.ICEServers {
-		t.servers = append(t.servers, webrtc.ICEServer{
-			URLs:       slices.Clone(s.URLs),
-			Username:   s.Username,
-			Credential: s.Credential,
-		})
-	}
+	t.SetICEServers(cfg.ICEServers)
 
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
@@ -277,11 +273,35 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 
 // ICEServers returns a copy of the configured STUN/TURN servers.
 func (t *Transport) ICEServers() []domain.ICEServer {
-	out := make([]domain.ICEServer, len(t.cfg.ICEServers))
-	for i, s := range t.cfg.ICEServers {
+	t.iceMu.RLock()
+	defer t.iceMu.RUnlock()
+	out := make([]domain.ICEServer, len(t.ice))
+	for i, s := range t.ice {
 		out[i] = domain.ICEServer{URLs: slices.Clone(s.URLs), Username: s.Username, Credential: s.Credential}
 	}
 	return out
+}
+
+// SetICEServers replaces the STUN/TURN servers for the peers made from now
+// on and for ICEServers (a configuration reload); peers already made keep
+// theirs.
+func (t *Transport) SetICEServers(servers []domain.ICEServer) {
+	ice := make([]domain.ICEServer, len(servers))
+	web := make([]webrtc.ICEServer, len(servers))
+	for i, s := range servers {
+		ice[i] = domain.ICEServer{URLs: slices.Clone(s.URLs), Username: s.Username, Credential: s.Credential}
+		web[i] = webrtc.ICEServer{URLs: slices.Clone(s.URLs), Username: s.Username, Credential: s.Credential}
+	}
+	t.iceMu.Lock()
+	t.ice, t.servers = ice, web
+	t.iceMu.Unlock()
+}
+
+// iceServers returns the servers for a new peer.
+func (t *Transport) iceServers() []webrtc.ICEServer {
+	t.iceMu.RLock()
+	defer t.iceMu.RUnlock()
+	return t.servers
 }
 
 // KeyframeSkips returns how many times, over the Transport's life, a viewer
