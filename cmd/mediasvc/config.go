@@ -95,6 +95,10 @@ type HTTPConfig struct {
 	DrainTimeout      time.Duration `koanf:"drain_timeout"`
 	ShutdownDelay     time.Duration `koanf:"shutdown_delay"`
 	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
+	ReadTimeout       time.Duration `koanf:"read_timeout"`
+	WriteTimeout      time.Duration `koanf:"write_timeout"`
+	IdleTimeout       time.Duration `koanf:"idle_timeout"`
+	MaxHeaderBytes    int           `koanf:"max_header_bytes"`
 }
 
 // AuthConfig holds the API keys.
@@ -156,6 +160,8 @@ type WebRTCConfig struct {
 	ICEServers     []ICEServerConfig `koanf:"ice_servers"`
 	NAT1To1IPs     []string          `koanf:"nat_1to1_ips"`
 	UDPPort        int               `koanf:"udp_port"`
+	TCPPort        int               `koanf:"tcp_port"`
+	UDP            bool              `koanf:"udp"`
 	EphemeralPorts bool              `koanf:"ephemeral_ports"`
 	UDPPortMin     int               `koanf:"udp_port_min"`
 	UDPPortMax     int               `koanf:"udp_port_max"`
@@ -252,6 +258,10 @@ func defaults() map[string]any {
 		"http.drain_timeout":             "10s",
 		"http.shutdown_delay":            "1s",
 		"http.read_header_timeout":       "5s",
+		"http.read_timeout":              "30s",
+		"http.write_timeout":             "60s",
+		"http.idle_timeout":              "120s",
+		"http.max_header_bytes":          16384,
 		"auth.api_keys":                  map[string]any{},
 		"auth.allow_open":                false,
 		"auth.keys":                      []any{},
@@ -286,6 +296,8 @@ func defaults() map[string]any {
 		"webrtc.ice_servers":             []any{},
 		"webrtc.nat_1to1_ips":            []string{},
 		"webrtc.udp_port":                0,
+		"webrtc.tcp_port":                0,
+		"webrtc.udp":                     true,
 		"webrtc.udp_port_min":            0,
 		"webrtc.udp_port_max":            0,
 		"webrtc.ephemeral_ports":         false,
@@ -520,6 +532,14 @@ func (c Config) validate() []error {
 		bad("http.shutdown_delay", "must be shorter than http.drain_timeout")
 	}
 	positive("http.read_header_timeout", int64(c.HTTP.ReadHeaderTimeout))
+	if c.HTTP.ReadTimeout < c.HTTP.ReadHeaderTimeout {
+		bad("http.read_timeout", "must be at least http.read_header_timeout (%s), got %s", c.HTTP.ReadHeaderTimeout, c.HTTP.ReadTimeout)
+	}
+	positive("http.write_timeout", int64(c.HTTP.WriteTimeout))
+	positive("http.idle_timeout", int64(c.HTTP.IdleTimeout))
+	if c.HTTP.MaxHeaderBytes < 4096 || c.HTTP.MaxHeaderBytes > 1<<20 {
+		bad("http.max_header_bytes", "must be 4096..1048576, got %d", c.HTTP.MaxHeaderBytes)
+	}
 	for name, key := range c.Auth.APIKeys {
 		if len(key) < 16 {
 			bad("auth.api_keys."+name, "key must be at least 16 characters")
@@ -593,6 +613,10 @@ func (c Config) validate() []error {
 		}
 	}
 	portKey("webrtc.udp_port", c.WebRTC.UDPPort)
+	portKey("webrtc.tcp_port", c.WebRTC.TCPPort)
+	if !c.WebRTC.UDP && c.WebRTC.TCPPort == 0 && len(c.WebRTC.ICEServers) == 0 {
+		bad("webrtc.udp", "without UDP viewers need webrtc.tcp_port or a TURN server in webrtc.ice_servers")
+	}
 	portKey("webrtc.udp_port_min", c.WebRTC.UDPPortMin)
 	portKey("webrtc.udp_port_max", c.WebRTC.UDPPortMax)
 	if (c.WebRTC.UDPPortMin == 0) != (c.WebRTC.UDPPortMax == 0) || c.WebRTC.UDPPortMin > c.WebRTC.UDPPortMax {
