@@ -132,6 +132,10 @@ func (s *Service) closeLocal(id domain.SessionID, reason string) bool {
 		s.closeStep(l, "release", release)
 	}
 	s.closeStep(l, "metrics", func() { s.sessionEnded(l, reason) })
+	l.mu.Lock()
+	owner := l.sess.Owner
+	l.mu.Unlock()
+	s.closeStep(l, "farm", func() { s.farmClosed(domain.Session{ID: l.id, DeviceID: l.device, Owner: owner}) })
 	l.log.Info("session closed", "reason", reason)
 	return true
 }
@@ -158,7 +162,9 @@ func (s *Service) reap(ctx context.Context) {
 		}
 		for _, sess := range expired {
 			s.log.Info("session expired", "session_id", sess.ID, "device_id", sess.DeviceID)
-			s.closeLocal(sess.ID, "expired")
+			if !s.closeLocal(sess.ID, "expired") {
+				s.farmClosed(sess) // held by an instance that is gone, or by none
+			}
 		}
 		if len(expired) < 256 {
 			return
