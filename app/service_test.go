@@ -503,8 +503,6 @@ func TestDrainSaysByeAndRefusesNewSessions(t *testing.T) {
 func TestWHEPFailureLeavesNothing(t *testing.T) {
 	r := newRig(t, app.Config{})
 	ctx := context.Background()
-	r.mu.Lock()
-	r.mu.Unlock()
 	_, _, err := r.svc.WHEP(ctx, "nope", "o", "offer")
 	if !errors.Is(err, domain.ErrDeviceNotFound) {
 		t.Fatalf("whep unknown device: %v", err)
