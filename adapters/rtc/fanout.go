@@ -94,7 +94,7 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 	r := f.ring
 	switch fr.Kind {
 	case domain.KindVideo:
-		key := fr.Keyframe || hasIDR(fr.Data)
+		key := fr.Keyframe || domain.IsKeyframe(fr.Data)
 		ts := rtpTime(fr.PTS, videoClock)
 		r.mu.Lock()
 		if r.closed {
@@ -132,20 +132,6 @@ func (f *Fanout) wakeAll() {
 		select {
 		case p.wake <- struct{}{}:
 		default:
-		}
-	}
-}
-
-// hasIDR reports whether the access unit holds an IDR slice.
-func hasIDR(au []byte) bool {
-	for rest := au; ; {
-		var nal []byte
-		nal, rest = domain.NextNAL(rest)
-		if nal == nil {
-			return false
-		}
-		if nal[0]&0x1f == nalIDR {
-			return true
 		}
 	}
 }
