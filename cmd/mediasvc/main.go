@@ -193,14 +193,17 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		servers = append(servers, domain.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
 	transport, err := rtc.New(rtc.Config{
-		ICEServers:    servers,
-		NAT1To1IPs:    cfg.WebRTC.NAT1To1IPs,
-		UDPPort:       cfg.WebRTC.UDPPort,
-		UDPPortMin:    uint16(cfg.WebRTC.UDPPortMin),
-		UDPPortMax:    uint16(cfg.WebRTC.UDPPortMax),
-		GatherTimeout: cfg.WebRTC.GatherTimeout,
-		RingSize:      cfg.Stream.RingPackets,
-		Meter:         meter("mediasvc/rtc"),
+		ICEServers:       servers,
+		NAT1To1IPs:       cfg.WebRTC.NAT1To1IPs,
+		UDPPort:          cfg.WebRTC.UDPPort,
+		UDPPortMin:       uint16(cfg.WebRTC.UDPPortMin),
+		UDPPortMax:       uint16(cfg.WebRTC.UDPPortMax),
+		GatherTimeout:    cfg.WebRTC.GatherTimeout,
+		Interfaces:       cfg.WebRTC.Interfaces,
+		MTU:              cfg.WebRTC.MTU,
+		KeyframeInterval: cfg.Stream.KeyframeInterval,
+		RingSize:         cfg.Stream.RingPackets,
+		Meter:            meter("mediasvc/rtc"),
 	}, log.With("component", "rtc"))
 	if err != nil {
 		return fmt.Errorf("webrtc transport: %w", err)
@@ -252,6 +255,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			MaxMessageBytes: cfg.WS.MaxMessageBytes,
 			SendQueue:       cfg.WS.SendQueue,
 			PingInterval:    cfg.WS.PingInterval,
+			WriteTimeout:    cfg.WS.WriteTimeout,
+			MaxBadMessages:  cfg.WS.MaxBadMessages,
 		},
 		Meter: meter("mediasvc/httpapi"),
 	}, svc, log.With("component", "http"))
