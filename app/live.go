@@ -44,6 +44,7 @@ type live struct {
 	cancel context.CancelFunc
 	box    mailbox
 	done   chan struct{} // closed when the owner goroutine ended
+	tick   *time.Timer   // the liveness timer; the owner's alone
 
 	mu sync.Mutex // guards the fields below; never held across I/O
 	// sess is the session as this instance holds it, its state moved by
@@ -126,6 +127,7 @@ func (s *Service) own(l *live) {
 	defer close(l.done)
 	t := time.NewTimer(s.tickEvery(l))
 	defer t.Stop()
+	l.tick = t
 	for {
 		select {
 		case <-l.ctx.Done():

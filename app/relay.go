@@ -196,9 +196,8 @@ func (s *Service) connectRemote(ctx context.Context, owner string, sess domain.S
 	if subtle.ConstantTimeCompare(h[:], sess.TokenHash[:]) != 1 {
 		return nil, fmt.Errorf("session %s: wrong token: %w", sess.ID, domain.ErrUnauthorized)
 	}
-	topic := "session:" + string(sess.ID) + ":" + randomID(8)
 	var mu sync.Mutex // notify is called from the subscription and the watcher
-	cancelSub, err := s.deps.Bus.Subscribe(ctx, topic, func(ev domain.SessionEvent) {
+	topic, cancelSub, err := s.deps.Bus.Subscribe(ctx, func(ev domain.SessionEvent) {
 		mu.Lock()
 		defer mu.Unlock()
 		notify(ev)

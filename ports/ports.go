@@ -205,12 +205,15 @@ type Bus interface {
 	// handle returns, until ctx is done. Replies to this instance's own
 	// calls never wait behind the requests it serves.
 	Serve(ctx context.Context, handle func(ctx context.Context, req domain.BusRequest) (domain.BusReply, error)) error
-	// Publish sends ev to the current subscribers of topic.
+	// Publish sends ev to the current subscribers of topic, a topic
+	// another instance's Subscribe returned. It does not wait for them.
 	Publish(ctx context.Context, topic string, ev domain.SessionEvent) error
-	// Subscribe delivers topic's events to fn, in order, from one
-	// goroutine, until the returned cancel is called; cancel waits for
-	// that goroutine to end.
-	Subscribe(ctx context.Context, topic string, fn func(domain.SessionEvent)) (cancel func(), err error)
+	// Subscribe opens a new topic of this instance's own and delivers the
+	// events published to it to fn, in order, until the returned cancel is
+	// called; once cancel returns fn is not called again. Events published
+	// after Subscribe returns are delivered. fn must not block and must
+	// not call cancel. Errors wrap domain.ErrUnavailable, or ctx's.
+	Subscribe(ctx context.Context, fn func(domain.SessionEvent)) (topic string, cancel func(), err error)
 }
 
 // DeviceLeases decides which instance captures a device: at most one

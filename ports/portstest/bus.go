@@ -95,20 +95,22 @@ func (b *Bus) Publish(_ context.Context, topic string, ev domain.SessionEvent) e
 	return nil
 }
 
-// Subscribe delivers topic's events to fn from one goroutine until cancel.
-func (b *Bus) Subscribe(_ context.Context, topic string, fn func(domain.SessionEvent)) (func(), error) {
+// Subscribe opens a topic and delivers its events to fn from one goroutine
+// until cancel.
+func (b *Bus) Subscribe(ctx context.Context, fn func(domain.SessionEvent)) (string, func(), error) {
+	if err := ctx.Err(); err != nil {
+		return "", nil, fmt.Errorf("bus subscribe: %w", err)
+	}
 	s := &busSub{fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	b.n.mu.Lock()
-	if b.n.subs[topic] == nil {
-		b.n.subs[topic] = map[int]*busSub{}
-	}
 	b.n.next++
 	id := b.n.next
-	b.n.subs[topic][id] = s
+	topic := fmt.Sprintf("%s:ev:%d", b.self, id)
+	b.n.subs[topic] = map[int]*busSub{id: s}
 	b.n.mu.Unlock()
 	go s.run()
 	var once sync.Once
-	return func() {
+	return topic, func() {
 		once.Do(func() {
 			b.n.mu.Lock()
 			delete(b.n.subs[topic], id)
