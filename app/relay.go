@@ -214,13 +214,14 @@ func (s *Service) connectRemote(ctx context.Context, owner string, sess domain.S
 	stop, watched := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(watched)
-		t := time.NewTicker(ownerCheck)
+		t := s.deps.Clock.NewTimer(ownerCheck)
 		defer t.Stop()
 		for {
 			select {
 			case <-stop:
 				return
-			case <-t.C:
+			case <-t.C():
+				t.Reset(ownerCheck)
 			}
 			pctx, cancel := context.WithTimeout(context.Background(), ownerCheck)
 			_, err := s.forward(pctx, owner, domain.BusRequest{Method: domain.BusPing, Session: sess.ID})

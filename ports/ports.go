@@ -162,9 +162,28 @@ type Peer interface {
 	Close() error
 }
 
-// Clock tells the time; tests use a fake.
+// Clock tells the time and runs every timer of app (session TTL checks and
+// keepalives, expiry reaping, capture grace and reopen backoff, the bitrate
+// interval, lease renewal, holder checks); tests use portstest.Clock, which
+// moves only when told.
 type Clock interface {
 	Now() time.Time
+	// NewTimer returns a timer whose C delivers the time once, d from now.
+	NewTimer(d time.Duration) Timer
+	// AfterFunc calls f on its own goroutine d from now, unless stopped
+	// first; the timer's C is nil.
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is one pending event of a Clock.
+type Timer interface {
+	// C delivers the time when the timer fires (nil for AfterFunc).
+	C() <-chan time.Time
+	// Reset re-arms the timer for d from now, dropping a time not yet
+	// received; it reports whether the timer was pending.
+	Reset(d time.Duration) bool
+	// Stop cancels the timer; it reports whether it was pending.
+	Stop() bool
 }
 
 // RateLimiter decides whether an action keyed by key may happen now.
