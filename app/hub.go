@@ -149,9 +149,9 @@ func (h *Hub) open(st *stream) {
 		close(st.ready)
 		return
 	}
-	close(st.ready)
 	h.m.captures.Add(st.ctx, 1, st.attrs)
 	defer h.m.captures.Add(context.Background(), -1, st.attrs)
+	close(st.ready)
 	h.run(st, src, capt)
 }
 

@@ -162,6 +162,16 @@ func (h *Hub) pump(ctx context.Context, st *stream, capt ports.Capture, tl *time
 			return err
 		}
 		f.PTS = tl.next(f.PTS, h.clock.Now())
+		if f.Keyframe {
+			// A rotation may have changed the size (scrcpy restarts its
+			// encoder); input maps to the picture from this keyframe on.
+			info := capt.Info()
+			h.mu.Lock()
+			if info.Width != st.current.Width || info.Height != st.current.Height {
+				st.current = info
+			}
+			h.mu.Unlock()
+		}
 		if err := st.fanout.WriteFrame(f); err != nil {
 			return fmt.Errorf("write frame: %w", err)
 		}

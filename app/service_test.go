@@ -331,7 +331,9 @@ func TestInputRateLimit(t *testing.T) {
 // that moves only when the test says.
 func fakeClock(c *portstest.Clock) func(*app.Deps) { return func(d *app.Deps) { d.Clock = c } }
 
-func newClock() *portstest.Clock { return portstest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }
+func newClock() *portstest.Clock {
+	return portstest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+}
 
 // advanceUntil moves c by step until cond holds, letting the service's
 // goroutines run between steps; it fails after 1000 steps.
@@ -702,5 +704,40 @@ func TestInputFollowsReopenedCaptureSize(t *testing.T) {
 	}
 	if err := r.svc.Input(ctx, sess.ID, domain.InputEvent{Type: domain.InputTap, X: 180, Y: 100}); !errors.Is(err, domain.ErrInvalidInput) {
 		t.Fatalf("tap on the letterbox bar: %v, want ErrInvalidInput", err)
+	}
+}
+
+// A capture whose size changes mid-stream (scrcpy restarts its encoder on
+// a rotation) changes how clicks map from its next keyframe on, without a
+// reopen.
+func TestInputFollowsSizeChangeAtKeyframe(t *testing.T) {
+	r := newRig(t, app.Config{})
+	ctx := context.Background()
+	sess, _, err := r.svc.CreateSession(ctx, "dev", domain.RoleController, "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.svc.Offer(ctx, sess.ID, "offer"); err != nil {
+		t.Fatal(err)
+	}
+	c := <-r.captures
+	defer c.Close()
+	c.Frames <- domain.Frame{Kind: domain.KindVideo, Keyframe: true, Data: []byte{0, 0, 0, 1, 0x65}}
+	// Turned: 1280x720 becomes 720x1280 at the next keyframe.
+	c.SetInfo(domain.StreamInfo{Video: domain.CodecH264, Width: 720, Height: 1280, FPS: 30})
+	if err := r.svc.Input(ctx, sess.ID, domain.InputEvent{Type: domain.InputTap, X: 360, Y: 1000}); !errors.Is(err, domain.ErrInvalidInput) {
+		t.Fatalf("before the keyframe the old size holds: %v", err)
+	}
+	c.Frames <- domain.Frame{Kind: domain.KindVideo, Keyframe: true, Data: []byte{0, 0, 0, 1, 0x65}, PTS: time.Second}
+	c.Frames <- domain.Frame{Kind: domain.KindVideo, Data: []byte{0, 0, 0, 1, 0x41}, PTS: 2 * time.Second} // the keyframe was handled
+	// The rig's 1280x720 screen letterboxed into the 720x1280 picture.
+	if err := r.svc.Input(ctx, sess.ID, domain.InputEvent{Type: domain.InputTap, X: 360, Y: 640}); err != nil {
+		t.Fatalf("after the keyframe: %v", err)
+	}
+	r.mu.Lock()
+	got := r.inputs[len(r.inputs)-1]
+	r.mu.Unlock()
+	if got.X != 640 || got.Y != 360 {
+		t.Fatalf("centre tap reached (%d,%d), want (640,360)", got.X, got.Y)
 	}
 }

@@ -80,3 +80,59 @@ func TestMapToDevice(t *testing.T) {
 		})
 	}
 }
+
+func TestInputValidateRich(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ev   InputEvent
+		ok   bool
+	}{
+		{"pointer down", InputEvent{Type: InputPointer, Phase: PhaseDown, PointerID: 3, X: 5, Y: 5, Pressure: 0.5}, true},
+		{"pointer id 9", InputEvent{Type: InputPointer, Phase: PhaseMove, PointerID: 9, X: 5, Y: 5}, true},
+		{"pointer id 10", InputEvent{Type: InputPointer, Phase: PhaseMove, PointerID: 10, X: 5, Y: 5}, false},
+		{"pointer no phase", InputEvent{Type: InputPointer, X: 5, Y: 5}, false},
+		{"pointer bad type", InputEvent{Type: InputPointer, Phase: PhaseDown, PointerType: "eye", X: 5, Y: 5}, false},
+		{"pointer pressure 2", InputEvent{Type: InputPointer, Phase: PhaseDown, Pressure: 2}, false},
+		{"pointer buttons", InputEvent{Type: InputPointer, Phase: PhaseDown, PointerType: PointerMouse, Buttons: 2}, true},
+		{"pointer outside", InputEvent{Type: InputPointer, Phase: PhaseDown, X: 1280}, false},
+		{"scroll", InputEvent{Type: InputScroll, X: 5, Y: 5, ScrollY: 1}, true},
+		{"scroll zero", InputEvent{Type: InputScroll, X: 5, Y: 5}, false},
+		{"scroll huge", InputEvent{Type: InputScroll, X: 5, Y: 5, ScrollY: 17}, false},
+		{"key down meta", InputEvent{Type: InputKey, Key: "a", Phase: PhaseDown, Ctrl: true, Shift: true}, true},
+		{"key bad phase", InputEvent{Type: InputKey, Key: "a", Phase: PhaseMove}, false},
+		{"key repeat", InputEvent{Type: InputKey, Key: "a", Phase: PhaseDown, Repeat: 3}, true},
+		{"text unicode", InputEvent{Type: InputText, Text: "héllo 世界 🙂"}, true},
+		{"text not utf-8", InputEvent{Type: InputText, Text: "\xff"}, false},
+		{"clipboard", InputEvent{Type: InputClipboard, Text: "copied", Paste: true}, true},
+		{"clipboard empty", InputEvent{Type: InputClipboard}, true},
+		{"clipboard huge", InputEvent{Type: InputClipboard, Text: strings.Repeat("a", MaxClipboardText+1)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.ev.Validate(1280, 720)
+			if tc.ok != (err == nil) {
+				t.Fatalf("Validate = %v, want ok=%v", err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidInput) {
+				t.Fatalf("error %v is not ErrInvalidInput", err)
+			}
+		})
+	}
+}
+
+func TestMapToDevicePointerClamps(t *testing.T) {
+	// A 720x1280 screen letterboxed into a 1280x720 video: the picture is
+	// 405 px wide, centred.
+	down := InputEvent{Type: InputPointer, Phase: PhaseDown, X: 10, Y: 10}
+	if _, err := down.MapToDevice(1280, 720, 720, 1280); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("down on the bar: %v", err)
+	}
+	up := InputEvent{Type: InputPointer, Phase: PhaseUp, X: 10, Y: 360}
+	got, err := up.MapToDevice(1280, 720, 720, 1280)
+	if err != nil || got.X != 0 || got.Y != 640 {
+		t.Fatalf("up on the bar: %+v %v, want clamped to (0,640)", got, err)
+	}
+	sc := InputEvent{Type: InputScroll, X: 640, Y: 360, ScrollY: 1}
+	if got, err := sc.MapToDevice(1280, 720, 720, 1280); err != nil || got.X != 360 || got.Y != 640 {
+		t.Fatalf("scroll: %+v %v", got, err)
+	}
+}

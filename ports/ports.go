@@ -53,7 +53,10 @@ type ScreenSource interface {
 
 // Capture is a running capture of one device.
 type Capture interface {
-	// Info describes the stream. It does not change over a capture's life.
+	// Info describes the stream. Its codecs do not change over a
+	// capture's life; its size may, at a keyframe (a rotated device whose
+	// encoder restarts), and callers read it again there. Safe to call
+	// concurrently with ReadFrame.
 	Info() domain.StreamInfo
 	// ReadFrame blocks until the next frame, in presentation order, and
 	// paces real time (the demo source sleeps; a device is paced by nature).

@@ -116,16 +116,16 @@ func TestSplitterGarbageAndLimits(t *testing.T) {
 func TestSPSSize(t *testing.T) {
 	au := clipAUs(t, 1)[0]
 	sps := domain.SplitAnnexB(au)[0]
-	w, h, err := spsSize(sps)
+	w, h, err := domain.SPSSize(sps)
 	if err != nil || w != 1280 || h != 720 {
 		t.Fatalf("demo SPS: %dx%d, %v", w, h, err)
 	}
 	for i := range sps {
-		if _, _, err := spsSize(sps[:i]); err == nil && i < 5 {
+		if _, _, err := domain.SPSSize(sps[:i]); err == nil && i < 5 {
 			t.Fatalf("truncated SPS of %d bytes parsed", i)
 		}
 	}
-	if _, _, err := spsSize([]byte{0x68, 1, 2, 3}); err == nil {
+	if _, _, err := domain.SPSSize([]byte{0x68, 1, 2, 3}); err == nil {
 		t.Fatal("PPS parsed as SPS")
 	}
 }

@@ -100,7 +100,40 @@ func inputCommand(ev domain.InputEvent) (string, error) {
 		if !ok {
 			return "", fmt.Errorf("unknown key %q: %w", ev.Key, domain.ErrInvalidInput)
 		}
+		if ev.Phase == domain.PhaseUp || ev.Repeat > 0 {
+			// `input` presses a key (down and up at once): the press went
+			// with the down; a held key's repeats cannot be made.
+			return "", nil
+		}
+		var mods []string
+		for _, m := range []struct {
+			on   bool
+			code int
+		}{{ev.Ctrl, 113}, {ev.Shift, 59}, {ev.Alt, 57}, {ev.Meta, 117}} { // CTRL_LEFT, SHIFT_LEFT, ALT_LEFT, META_LEFT
+			if m.on {
+				mods = append(mods, strconv.Itoa(m.code))
+			}
+		}
+		if len(mods) > 0 {
+			// Android 13+: the keys go down in order and up in reverse.
+			return "input keycombination " + strings.Join(mods, " ") + " " + strconv.Itoa(c), nil
+		}
 		return "input keyevent " + strconv.Itoa(c), nil
+	case domain.InputPointer:
+		return pointerCommand(ev)
+	case domain.InputScroll:
+		// Android 13+: a mouse scroll at a point; AXIS_VSCROLL grows
+		// upwards, WheelEvent's deltaY downwards.
+		cmd := fmt.Sprintf("input mouse scroll %d %d", ev.X, ev.Y)
+		if ev.ScrollY != 0 {
+			cmd += " --axis VSCROLL," + strconv.FormatFloat(-ev.ScrollY, 'f', -1, 64)
+		}
+		if ev.ScrollX != 0 {
+			cmd += " --axis HSCROLL," + strconv.FormatFloat(ev.ScrollX, 'f', -1, 64)
+		}
+		return cmd, nil
+	case domain.InputClipboard:
+		return "", fmt.Errorf("the shell cannot set the device's clipboard (the scrcpy backend can): %w", domain.ErrInvalidInput)
 	case domain.InputText:
 		arg, err := textArg(ev.Text)
 		if err != nil {
@@ -115,6 +148,33 @@ func inputCommand(ev domain.InputEvent) (string, error) {
 		return "input keyevent 187", nil
 	}
 	return "", fmt.Errorf("input action %q: %w", ev.Type, domain.ErrInvalidInput)
+}
+
+// pointerCommand is the nearest `input motionevent` (one pointer: DOWN,
+// MOVE, UP, CANCEL) to a Pointer Events step. What it cannot do — a
+// second finger, a hover, a mouse button other than the primary — is
+// refused with a message saying so.
+func pointerCommand(ev domain.InputEvent) (string, error) {
+	if ev.PointerID != 0 {
+		return "", fmt.Errorf("the shell injects one pointer; pointer %d dropped (the scrcpy backend takes %d): %w", ev.PointerID, domain.MaxPointers, domain.ErrInvalidInput)
+	}
+	if ev.PointerType == domain.PointerMouse && ev.Buttons&^1 != 0 {
+		return "", fmt.Errorf("the shell has no mouse buttons but the primary; buttons %d dropped: %w", ev.Buttons, domain.ErrInvalidInput)
+	}
+	var action string
+	switch ev.Phase {
+	case domain.PhaseDown:
+		action = "DOWN"
+	case domain.PhaseMove:
+		action = "MOVE"
+	case domain.PhaseUp:
+		action = "UP"
+	case domain.PhaseCancel:
+		action = "CANCEL"
+	default:
+		return "", fmt.Errorf("the shell cannot hover; pointer %s dropped: %w", ev.Phase, domain.ErrInvalidInput)
+	}
+	return fmt.Sprintf("input touchscreen motionevent %s %d %d", action, ev.X, ev.Y), nil
 }
 
 // inputShell is one device's persistent interactive shell: each event is
@@ -222,10 +282,6 @@ func (s *Source) shell(id domain.DeviceID) (*inputShell, error) {
 // and domain.ErrDeviceUnavailable when it is offline, its breaker is open or
 // the shell fails (which counts against the breaker).
 func (s *Source) Input(ctx context.Context, id domain.DeviceID, ev domain.InputEvent) error {
-	line, err := inputCommand(ev)
-	if err != nil {
-		return err
-	}
 	dw, dh, err := s.online(id)
 	if err != nil {
 		return err
@@ -240,6 +296,13 @@ func (s *Source) Input(ctx context.Context, id domain.DeviceID, ev domain.InputE
 			return err
 		}
 		// Fall back to the shell below.
+	}
+	line, err := inputCommand(ev)
+	if err != nil {
+		return err
+	}
+	if line == "" {
+		return nil // nothing the shell can or need do
 	}
 	return s.breaker(string(id)).Do(func() error {
 		var err error

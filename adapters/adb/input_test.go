@@ -35,6 +35,20 @@ func TestInputCommand(t *testing.T) {
 		{ev: domain.InputEvent{Type: domain.InputText, Text: "line\nrm -rf /"}, bad: true},
 		{ev: domain.InputEvent{Type: domain.InputText, Text: "héllo"}, bad: true},
 		{ev: domain.InputEvent{Type: "jump"}, bad: true},
+		{ev: domain.InputEvent{Type: domain.InputKey, Key: "c", Ctrl: true}, want: "input keycombination 113 31"},
+		{ev: domain.InputEvent{Type: domain.InputKey, Key: "Tab", Phase: domain.PhaseDown, Shift: true, Alt: true}, want: "input keycombination 59 57 61"},
+		{ev: domain.InputEvent{Type: domain.InputKey, Key: "Tab", Phase: domain.PhaseUp}, want: ""},
+		{ev: domain.InputEvent{Type: domain.InputKey, Key: "a", Phase: domain.PhaseDown, Repeat: 1}, want: ""},
+		{ev: domain.InputEvent{Type: domain.InputPointer, Phase: domain.PhaseDown, X: 1, Y: 2}, want: "input touchscreen motionevent DOWN 1 2"},
+		{ev: domain.InputEvent{Type: domain.InputPointer, Phase: domain.PhaseMove, X: 3, Y: 4}, want: "input touchscreen motionevent MOVE 3 4"},
+		{ev: domain.InputEvent{Type: domain.InputPointer, Phase: domain.PhaseUp, X: 3, Y: 4}, want: "input touchscreen motionevent UP 3 4"},
+		{ev: domain.InputEvent{Type: domain.InputPointer, Phase: domain.PhaseCancel, X: 3, Y: 4}, want: "input touchscreen motionevent CANCEL 3 4"},
+		{ev: domain.InputEvent{Type: domain.InputPointer, Phase: domain.PhaseDown, PointerID: 1, X: 3, Y: 4}, bad: true},
+		{ev: domain.InputEvent{Type: domain.InputPointer, Phase: domain.PhaseHover, PointerType: domain.PointerMouse, X: 3, Y: 4}, bad: true},
+		{ev: domain.InputEvent{Type: domain.InputPointer, Phase: domain.PhaseDown, PointerType: domain.PointerMouse, Buttons: 2}, bad: true},
+		{ev: domain.InputEvent{Type: domain.InputScroll, X: 5, Y: 6, ScrollY: 2}, want: "input mouse scroll 5 6 --axis VSCROLL,-2"},
+		{ev: domain.InputEvent{Type: domain.InputScroll, X: 5, Y: 6, ScrollX: -0.5, ScrollY: -1}, want: "input mouse scroll 5 6 --axis VSCROLL,1 --axis HSCROLL,-0.5"},
+		{ev: domain.InputEvent{Type: domain.InputClipboard, Text: "x"}, bad: true},
 	}
 	for _, tt := range tests {
 		got, err := inputCommand(tt.ev)

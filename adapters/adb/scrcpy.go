@@ -1,7 +1,6 @@
 package adb
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -12,7 +11,6 @@ import (
 	"math"
 	"math/big"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
@@ -39,14 +37,12 @@ const (
 	scrcpyFlagKey           = uint64(1) << 62
 	scrcpyPTSMask           = scrcpyFlagKey - 1
 
-	scrcpyMsgKeycode    byte = 0
-	scrcpyMsgText       byte = 1
-	scrcpyMsgTouch      byte = 2
-	scrcpyMsgResetVideo byte = 17
-
-	scrcpyActionDown byte = 0
-	scrcpyActionUp   byte = 1
-	scrcpyActionMove byte = 2
+	// scrcpyCodecDisabled and scrcpyCodecError are the codec ids a server
+	// sends instead of a codec: the stream is disabled (no audio capture
+	// before Android 11; go on without it), or a configuration error
+	// happened and the server stops.
+	scrcpyCodecDisabled uint32 = 0
+	scrcpyCodecError    uint32 = 1
 )
 
 // maxScrcpyPacket bounds one video packet.
@@ -95,13 +91,20 @@ type scrcpyConfig struct {
 	pushJar  func(ctx context.Context) error
 	onClose  func(*scrcpyCapture)
 	register func(*scrcpyCapture)
+	// onResize is told the video size of every config packet (a rotation
+	// changes it); onClipboard every clipboard text the device pushes.
+	// Either may be nil; neither may block.
+	onResize    func(w, h int)
+	onClipboard func(text string)
 }
 
 // scrcpyCapture is a running scrcpy-server: its video and control sockets.
 type scrcpyCapture struct {
 	cfg     scrcpyConfig
-	info    domain.StreamInfo
+	infoMu  sync.Mutex
+	info    domain.StreamInfo // its size follows the config packets; guarded by infoMu
 	server  io.ReadWriteCloser
+	log     *serverLog // the server's output, drained for its whole life
 	video   io.ReadWriteCloser
 	audio   io.ReadWriteCloser // nil without audio
 	control io.ReadWriteCloser
@@ -115,6 +118,7 @@ type scrcpyCapture struct {
 	pending *scrcpyPacket // first keyframe, read by Open
 
 	ctrlMu    sync.Mutex
+	mouseBtn  int // mouse buttons held, for the action button; guarded by ctrlMu
 	keyframes chan struct{}
 	quit      chan struct{}
 	once      sync.Once
@@ -162,15 +166,7 @@ func startScrcpyCapture(ctx context.Context, cfg scrcpyConfig) (_ *scrcpyCapture
 		return nil, err
 	}
 	scid := fmt.Sprintf("%08x", n.Int64())
-	cmd := "CLASSPATH=" + scrcpyRemoteJar + " app_process / com.genymobile.scrcpy.Server " + cfg.opts.ScrcpyVersion +
-		" scid=" + scid + " log_level=info tunnel_forward=true audio=" + strconv.FormatBool(cfg.opts.ScrcpyAudio) +
-		" audio_codec=opus control=true cleanup=false video_codec=h264"
-	if cfg.maxSize > 0 {
-		cmd += " max_size=" + strconv.Itoa(cfg.maxSize)
-	}
-	if cfg.bitrate > 0 {
-		cmd += " video_bit_rate=" + strconv.Itoa(cfg.bitrate)
-	}
+	cmd := scrcpyCommand(cfg.opts, scid, cfg.maxSize, cfg.bitrate)
 	sctx, cancel := context.WithCancel(context.Background())
 	srv, err := cfg.client.Exec(sctx, cfg.serial, cmd)
 	if err != nil {
@@ -178,23 +174,18 @@ func startScrcpyCapture(ctx context.Context, cfg scrcpyConfig) (_ *scrcpyCapture
 		return nil, fmt.Errorf("start scrcpy-server: %w", err)
 	}
 	c.server = &cancelCloser{ReadWriteCloser: srv, cancel: cancel}
-	// Its log, for ours; it ends when the server does.
-	out := make(chan []byte, 1)
+	// Its output is read for as long as it runs: a server whose stdout
+	// fills blocks the thread that logs (its controller logs a line per
+	// RESET_VIDEO and clipboard change at info level).
+	c.log = newServerLog(cfg.log)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		b, _ := io.ReadAll(io.LimitReader(c.server, 64<<10))
-		out <- b
-		cfg.log.Debug("scrcpy-server ended", "output", truncate(string(b), 400))
+		c.log.drain(c.server)
 	}()
 	name := "scrcpy_" + scid
 	if c.video, err = openAbstract(ctx, cfg.client, cfg.serial, name, cfg.opts.KeyframeTimeout); err != nil {
-		select {
-		case b := <-out:
-			return nil, fmt.Errorf("%w (server said %q)", err, truncate(string(bytes.TrimSpace(b)), 200))
-		case <-time.After(100 * time.Millisecond):
-		}
-		return nil, err
+		return nil, c.log.explain(err, 100*time.Millisecond)
 	}
 	if cfg.opts.ScrcpyAudio {
 		if c.audio, err = openAbstract(ctx, cfg.client, cfg.serial, name, cfg.opts.KeyframeTimeout); err != nil {
@@ -225,13 +216,20 @@ func startScrcpyCapture(ctx context.Context, cfg scrcpyConfig) (_ *scrcpyCapture
 		if _, err := io.ReadFull(c.audio, id[:]); err != nil {
 			return nil, fmt.Errorf("scrcpy audio header: %w: %w", noEOF(err), domain.ErrDeviceUnavailable)
 		}
-		switch binary.BigEndian.Uint32(id[:]) {
+		switch codec := binary.BigEndian.Uint32(id[:]); codec {
 		case scrcpyCodecOpus:
 			c.info.Audio = domain.CodecOpus
-		default:
-			cfg.log.Info("scrcpy: the device offers no audio")
+		case scrcpyCodecDisabled:
+			cfg.log.Info("scrcpy: the device offers no audio (Android < 11)")
 			_ = c.audio.Close()
 			c.audio = nil
+		case scrcpyCodecError:
+			// The server stops after this: say why now instead of failing
+			// later on a closed socket.
+			return nil, c.log.explain(fmt.Errorf("scrcpy-server %s reported an audio configuration error (codec id 1) and exits; set adb.scrcpy.audio: false or fix the audio options: %w",
+				cfg.opts.ScrcpyVersion, domain.ErrDeviceUnavailable), time.Second)
+		default:
+			return nil, fmt.Errorf("scrcpy audio codec %08x is not opus: %w", codec, ErrProtocol)
 		}
 	}
 	for {
@@ -240,13 +238,7 @@ func startScrcpyCapture(ctx context.Context, cfg scrcpyConfig) (_ *scrcpyCapture
 			return nil, fmt.Errorf("scrcpy first keyframe: %w: %w", noEOF(err), domain.ErrDeviceUnavailable)
 		}
 		if p.config {
-			c.params = p.data
-			if nals := domain.SplitAnnexB(p.data); len(nals) > 0 {
-				c.info.ProfileLevelID = domain.ProfileLevelID(nals[0])
-				if w, h, err := spsSize(nals[0]); err == nil {
-					c.info.Width, c.info.Height = w, h
-				}
-			}
+			c.config(p.data)
 			continue
 		}
 		if p.key && c.params != nil {
@@ -272,7 +264,8 @@ func startScrcpyCapture(ctx context.Context, cfg scrcpyConfig) (_ *scrcpyCapture
 			c.audioLoop()
 		}()
 	}
-	cfg.log.Info("scrcpy started", "took", time.Since(c.start).Round(time.Millisecond), "size", fmt.Sprintf("%dx%d", c.info.Width, c.info.Height), "version", cfg.opts.ScrcpyVersion)
+	info := c.Info()
+	cfg.log.Info("scrcpy started", "took", time.Since(c.start).Round(time.Millisecond), "size", fmt.Sprintf("%dx%d", info.Width, info.Height), "version", cfg.opts.ScrcpyVersion)
 	cfg.register(c)
 	return c, nil
 }
@@ -285,20 +278,20 @@ func (c *scrcpyCapture) closeConns() {
 	}
 }
 
-// controlLoop sends RESET_VIDEO for coalesced keyframe requests and drains
-// the device's control messages (clipboard, …).
+// controlLoop sends RESET_VIDEO for coalesced keyframe requests and reads
+// the device's messages (clipboard, acknowledgements, UHID output).
 func (c *scrcpyCapture) controlLoop() {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		_, _ = io.Copy(io.Discard, c.control)
+		c.deviceMessages()
 	}()
 	for {
 		select {
 		case <-c.quit:
 			return
 		case <-c.keyframes:
-			if err := c.send([]byte{scrcpyMsgResetVideo}); err != nil {
+			if err := c.send(appendResetVideo(nil)); err != nil {
 				c.cfg.log.Warn("scrcpy reset video", "err", err)
 			}
 		}
@@ -315,8 +308,44 @@ func (c *scrcpyCapture) send(msg []byte) error {
 	return err
 }
 
-// Info describes the stream from scrcpy's codec header and SPS.
-func (c *scrcpyCapture) Info() domain.StreamInfo { return c.info }
+// Info describes the stream from scrcpy's codec header and the latest
+// config packet's SPS: after a rotation, the new size.
+func (c *scrcpyCapture) Info() domain.StreamInfo {
+	c.infoMu.Lock()
+	defer c.infoMu.Unlock()
+	return c.info
+}
+
+// videoSize returns the current video size.
+func (c *scrcpyCapture) videoSize() (int, int) {
+	i := c.Info()
+	return i.Width, i.Height
+}
+
+// config takes a config packet (SPS, PPS): cached for the next keyframes,
+// and its SPS gives the video size (the server restarts its encoder on a
+// rotation with a new size and no new codec header).
+func (c *scrcpyCapture) config(data []byte) {
+	c.params = data
+	nals := domain.SplitAnnexB(data)
+	if len(nals) == 0 || domain.NALType(nals[0]) != domain.NALTypeSPS {
+		return
+	}
+	w, h, err := domain.SPSSize(nals[0])
+	c.infoMu.Lock()
+	c.info.ProfileLevelID = domain.ProfileLevelID(nals[0])
+	changed := err == nil && (w != c.info.Width || h != c.info.Height)
+	if err == nil {
+		c.info.Width, c.info.Height = w, h
+	}
+	c.infoMu.Unlock()
+	if err == nil && c.cfg.onResize != nil {
+		c.cfg.onResize(w, h)
+	}
+	if changed && c.frames != nil {
+		c.cfg.log.Info("scrcpy video size changed", "size", fmt.Sprintf("%dx%d", w, h))
+	}
+}
 
 // ReadFrame returns the next video access unit or Opus packet: the latest
 // SPS/PPS before every keyframe, an SEI ingest stamp, wall-clock PTS (audio:
@@ -380,7 +409,7 @@ func (c *scrcpyCapture) videoLoop() {
 			return
 		}
 		if p.config {
-			c.params = p.data
+			c.config(p.data)
 			continue
 		}
 		if !c.emit(c.frame(p)) {
@@ -468,109 +497,12 @@ func (c *scrcpyCapture) Close() error {
 	return nil
 }
 
-// touch writes one INJECT_TOUCH_EVENT at video coordinates.
-func (c *scrcpyCapture) touch(action byte, x, y int) error {
-	var m [32]byte
-	m[0] = scrcpyMsgTouch
-	m[1] = action
-	binary.BigEndian.PutUint64(m[2:], 0xffffffffffffffff) // POINTER_ID_MOUSE
-	binary.BigEndian.PutUint32(m[10:], uint32(int32(x)))
-	binary.BigEndian.PutUint32(m[14:], uint32(int32(y)))
-	binary.BigEndian.PutUint16(m[18:], uint16(c.info.Width))
-	binary.BigEndian.PutUint16(m[20:], uint16(c.info.Height))
-	if action != scrcpyActionUp {
-		binary.BigEndian.PutUint16(m[22:], 0xffff) // pressure 1.0
-	}
-	binary.BigEndian.PutUint32(m[24:], 1) // action button: primary
-	if action != scrcpyActionUp {
-		binary.BigEndian.PutUint32(m[28:], 1)
-	}
-	return c.send(m[:])
-}
-
-func (c *scrcpyCapture) key(code int) error {
-	var m [28]byte
-	for i, action := range []byte{scrcpyActionDown, scrcpyActionUp} {
-		b := m[i*14:]
-		b[0] = scrcpyMsgKeycode
-		b[1] = action
-		binary.BigEndian.PutUint32(b[2:], uint32(code))
-	}
-	return c.send(m[:])
-}
-
-// input injects ev, given in device coordinates of a dw×dh display, through
-// the control socket (scrcpy wants video coordinates and the video size).
-func (c *scrcpyCapture) input(ctx context.Context, ev domain.InputEvent, dw, dh int) error {
-	vx := func(x int) int { return scale(x, c.info.Width, dw) }
-	vy := func(y int) int { return scale(y, c.info.Height, dh) }
-	gesture := func(x1, y1, x2, y2 int, d time.Duration) error {
-		if err := c.touch(scrcpyActionDown, vx(x1), vy(y1)); err != nil {
-			return err
-		}
-		steps := max(1, int(d/(16*time.Millisecond)))
-		for i := 1; i <= steps; i++ {
-			select {
-			case <-ctx.Done():
-				_ = c.touch(scrcpyActionUp, vx(x1), vy(y1))
-				return ctx.Err()
-			case <-time.After(d / time.Duration(steps)):
-			}
-			if x1 != x2 || y1 != y2 {
-				if err := c.touch(scrcpyActionMove, vx(x1+(x2-x1)*i/steps), vy(y1+(y2-y1)*i/steps)); err != nil {
-					return err
-				}
-			}
-		}
-		return c.touch(scrcpyActionUp, vx(x2), vy(y2))
-	}
-	switch ev.Type {
-	case domain.InputTap:
-		if err := c.touch(scrcpyActionDown, vx(ev.X), vy(ev.Y)); err != nil {
-			return err
-		}
-		return c.touch(scrcpyActionUp, vx(ev.X), vy(ev.Y))
-	case domain.InputLongPress:
-		d := time.Duration(ev.DurationMs) * time.Millisecond
-		if d <= 0 {
-			d = 800 * time.Millisecond
-		}
-		return gesture(ev.X, ev.Y, ev.X, ev.Y, d)
-	case domain.InputSwipe:
-		d := time.Duration(ev.DurationMs) * time.Millisecond
-		if d <= 0 {
-			d = 300 * time.Millisecond
-		}
-		return gesture(ev.X, ev.Y, ev.X2, ev.Y2, d)
-	case domain.InputText:
-		if _, err := textArg(ev.Text); err != nil {
-			return err
-		}
-		m := []byte{scrcpyMsgText, 0, 0, 0, 0}
-		binary.BigEndian.PutUint32(m[1:], uint32(len(ev.Text)))
-		return c.send(append(m, ev.Text...))
-	case domain.InputKey:
-		code, ok := keyCode(ev.Key)
-		if !ok {
-			return fmt.Errorf("unknown key %q: %w", ev.Key, domain.ErrInvalidInput)
-		}
-		return c.key(code)
-	case domain.InputBack:
-		return c.key(4)
-	case domain.InputHome:
-		return c.key(3)
-	case domain.InputRecents:
-		return c.key(187)
-	}
-	return fmt.Errorf("input action %q: %w", ev.Type, domain.ErrInvalidInput)
-}
-
-// scale maps v from a space of size from to one of size to.
+// scale maps v from a space of size from to one of size to, rounding.
 func scale(v, to, from int) int {
 	if to <= 0 || from <= 0 || to == from {
 		return v
 	}
-	return v * to / from
+	return (2*v*to + from) / (2 * from)
 }
 
 // pushScrcpyJar pushes the operator's scrcpy-server jar to serial.

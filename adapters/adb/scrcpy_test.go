@@ -7,8 +7,6 @@ import (
 	"io"
 	"testing"
 	"time"
-
-	"mediasvc/domain"
 )
 
 func scrcpyHeader(pts uint64, n int) []byte {
@@ -41,46 +39,6 @@ func TestReadScrcpyPacket(t *testing.T) {
 	}
 	if _, err := readScrcpyPacket(bytes.NewReader(append(scrcpyHeader(0, 10), 1, 2))); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("truncated: %v", err)
-	}
-}
-
-type writeRecorder struct{ bytes.Buffer }
-
-func (w *writeRecorder) Read([]byte) (int, error) { return 0, io.EOF }
-func (w *writeRecorder) Close() error             { return nil }
-
-func TestScrcpyControlMessages(t *testing.T) {
-	rec := &writeRecorder{}
-	c := &scrcpyCapture{control: rec, info: domain.StreamInfo{Width: 1280, Height: 720}, cfg: scrcpyConfig{opts: Options{CommandTimeout: time.Second}}}
-	// Device 1080x1920 → video 1280x720.
-	if err := c.input(t.Context(), domain.InputEvent{Type: domain.InputTap, X: 540, Y: 960}, 1080, 1920); err != nil {
-		t.Fatal(err)
-	}
-	b := rec.Bytes()
-	if len(b) != 64 || b[0] != scrcpyMsgTouch || b[1] != scrcpyActionDown || b[32] != scrcpyMsgTouch || b[33] != scrcpyActionUp {
-		t.Fatalf("tap: % x", b)
-	}
-	x, y := binary.BigEndian.Uint32(b[10:]), binary.BigEndian.Uint32(b[14:])
-	w, h := binary.BigEndian.Uint16(b[18:]), binary.BigEndian.Uint16(b[20:])
-	if x != 640 || y != 360 || w != 1280 || h != 720 {
-		t.Fatalf("tap at %d,%d in %dx%d", x, y, w, h)
-	}
-	rec.Reset()
-	if err := c.input(t.Context(), domain.InputEvent{Type: domain.InputHome}, 1080, 1920); err != nil {
-		t.Fatal(err)
-	}
-	if b := rec.Bytes(); len(b) != 28 || b[0] != scrcpyMsgKeycode || binary.BigEndian.Uint32(b[2:]) != 3 || b[15] != scrcpyActionUp {
-		t.Fatalf("home: % x", b)
-	}
-	rec.Reset()
-	if err := c.input(t.Context(), domain.InputEvent{Type: domain.InputText, Text: "hi"}, 1080, 1920); err != nil {
-		t.Fatal(err)
-	}
-	if b := rec.Bytes(); !bytes.Equal(b, []byte{scrcpyMsgText, 0, 0, 0, 2, 'h', 'i'}) {
-		t.Fatalf("text: % x", b)
-	}
-	if err := c.input(t.Context(), domain.InputEvent{Type: domain.InputText, Text: "a\nb"}, 1080, 1920); !errors.Is(err, domain.ErrInvalidInput) {
-		t.Fatalf("control character: %v", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package adb
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +32,11 @@ type screenConfig struct {
 	// restarts for the time limit.
 	unlimited bool
 	onRestart func()
-	log       *slog.Logger
+	// orientation asks the display's current size; onResize is told it
+	// every Options.OrientationPoll (both nil: no poll).
+	orientation func(ctx context.Context) (int, int, error)
+	onResize    func(w, h int)
+	log         *slog.Logger
 }
 
 // screenrecordCommand returns the device command line; limit 0 asks for
@@ -129,9 +134,14 @@ func (g *segment) read(idle time.Duration) {
 // screenCapture is a capture made of consecutive screenrecord processes,
 // switched at keyframes so viewers see one stream.
 type screenCapture struct {
-	cfg   screenConfig
-	info  domain.StreamInfo
-	start time.Time
+	cfg    screenConfig
+	infoMu sync.Mutex
+	info   domain.StreamInfo // its size follows the SPS; guarded by infoMu
+	start  time.Time
+	polled chan struct{} // closed when the orientation poll ended
+
+	pollMu     sync.Mutex
+	pollCancel context.CancelFunc // ends the orientation ask in flight; guarded by pollMu
 
 	frames chan domain.Frame
 	quit   chan struct{}
@@ -217,6 +227,16 @@ func (c *screenCapture) cacheParams(au [][]byte) {
 	for _, n := range au {
 		switch domain.NALType(n) {
 		case domain.NALTypeSPS:
+			if c.sps != nil && !bytes.Equal(c.sps, n) {
+				// A restarted screenrecord on a rotated display has
+				// another size.
+				if w, h, err := domain.SPSSize(n); err == nil {
+					c.infoMu.Lock()
+					c.info.Width, c.info.Height = w, h
+					c.info.ProfileLevelID = domain.ProfileLevelID(n)
+					c.infoMu.Unlock()
+				}
+			}
 			c.sps = n
 		case domain.NALTypePPS:
 			c.pps = n
@@ -227,7 +247,7 @@ func (c *screenCapture) cacheParams(au [][]byte) {
 // startScreenCapture starts the first screenrecord and waits for its first
 // keyframe.
 func startScreenCapture(ctx context.Context, cfg screenConfig) (*screenCapture, error) {
-	c := &screenCapture{cfg: cfg, frames: make(chan domain.Frame, 8), quit: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
+	c := &screenCapture{cfg: cfg, frames: make(chan domain.Frame, 8), quit: make(chan struct{}), done: make(chan struct{}), polled: make(chan struct{}), start: time.Now()}
 	c.wantBitrate.Store(int64(cfg.bitrate))
 	g, err := c.startSegment(ctx, cfg.bitrate)
 	if err != nil {
@@ -239,7 +259,7 @@ func startScreenCapture(ctx context.Context, cfg screenConfig) (*screenCapture, 
 		return nil, err
 	}
 	c.info = domain.StreamInfo{Video: domain.CodecH264, Audio: domain.CodecNone, FPS: 30, ProfileLevelID: domain.ProfileLevelID(c.sps)}
-	if w, h, err := spsSize(c.sps); err == nil {
+	if w, h, err := domain.SPSSize(c.sps); err == nil {
 		c.info.Width, c.info.Height = w, h
 	} else {
 		c.info.Width, c.info.Height = cfg.width, cfg.height
@@ -248,7 +268,41 @@ func startScreenCapture(ctx context.Context, cfg screenConfig) (*screenCapture, 
 		"size", fmt.Sprintf("%dx%d", c.info.Width, c.info.Height), "profile_level_id", c.info.ProfileLevelID, "bitrate", cfg.bitrate)
 	c.frames <- c.frame(first)
 	go c.run(g)
+	go c.pollOrientation()
 	return c, nil
+}
+
+// pollOrientation asks the display's orientation now and every
+// Options.OrientationPoll until Close: screenrecord keeps its video size
+// when the screen turns and letterboxes the turned picture into it, so
+// only the device can say how input maps. A failed ask is retried at the
+// next tick.
+func (c *screenCapture) pollOrientation() {
+	defer close(c.polled)
+	every := c.cfg.opts.OrientationPoll
+	if c.cfg.orientation == nil || c.cfg.onResize == nil || every < 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The ask in flight ends with the capture.
+	c.pollMu.Lock()
+	c.pollCancel = cancel
+	c.pollMu.Unlock()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		if w, h, err := c.cfg.orientation(ctx); err == nil {
+			c.cfg.onResize(w, h)
+		} else if ctx.Err() == nil {
+			c.cfg.log.Debug("display orientation unknown", "err", err)
+		}
+		select {
+		case <-c.quit:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // frame turns an access unit into a frame: AUD, SPS and PPS dropped, the
@@ -412,7 +466,7 @@ func (c *screenCapture) run(cur *segment) {
 				return
 			}
 			lastFrame = time.Now()
-			if w, h, serr := spsSize(c.sps); serr == nil && (w != c.info.Width || h != c.info.Height) {
+			if w, h, serr := domain.SPSSize(c.sps); serr == nil && (w != c.info.Width || h != c.info.Height) {
 				c.cfg.log.Warn("screenrecord size changed across restart", "from", fmt.Sprintf("%dx%d", c.info.Width, c.info.Height), "to", fmt.Sprintf("%dx%d", w, h))
 			}
 			c.cfg.onRestart()
@@ -441,7 +495,11 @@ func (c *screenCapture) run(cur *segment) {
 }
 
 // Info describes the stream: H.264 at the size and profile its SPS says.
-func (c *screenCapture) Info() domain.StreamInfo { return c.info }
+func (c *screenCapture) Info() domain.StreamInfo {
+	c.infoMu.Lock()
+	defer c.infoMu.Unlock()
+	return c.info
+}
 
 // ReadFrame returns the next access unit. It returns an error wrapping
 // domain.ErrDeviceUnavailable when screenrecord ended early or could not be
@@ -483,7 +541,15 @@ func (c *screenCapture) SetBitrate(bps int) {
 // Close stops the capture and its screenrecord processes and waits for
 // them. Safe to call more than once.
 func (c *screenCapture) Close() error {
-	c.once.Do(func() { close(c.quit) })
+	c.once.Do(func() {
+		close(c.quit)
+		c.pollMu.Lock()
+		if c.pollCancel != nil {
+			c.pollCancel()
+		}
+		c.pollMu.Unlock()
+	})
 	<-c.done
+	<-c.polled
 	return nil
 }

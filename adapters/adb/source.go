@@ -43,6 +43,16 @@ type Options struct {
 	// ScrcpyAudio forwards the device's audio (Opus; Android 11+) with the
 	// scrcpy backend.
 	ScrcpyAudio bool
+	// Scrcpy holds the other scrcpy-server options.
+	Scrcpy ScrcpyOptions
+	// OrientationPoll is how often a screenrecord capture asks the device
+	// its display orientation (`dumpsys window displays`), so input maps
+	// to a rotated screen letterboxed in the stream (default 2 s; negative
+	// = never). scrcpy needs no poll: its video follows the rotation.
+	OrientationPoll time.Duration
+	// OnClipboard, when set, is told each clipboard text a device pushes
+	// (scrcpy's clipboard autosync). It must not block.
+	OnClipboard func(id domain.DeviceID, text string)
 	// MaxWidth and MaxHeight bound the capture size (0 = the device's own);
 	// the aspect ratio is kept.
 	MaxWidth, MaxHeight int
@@ -103,6 +113,9 @@ func (o *Options) defaults() {
 	if o.RetryMin <= 0 {
 		o.RetryMin = 500 * time.Millisecond
 	}
+	if o.OrientationPoll == 0 {
+		o.OrientationPoll = 2 * time.Second
+	}
 	if o.RetryMax < o.RetryMin {
 		o.RetryMax = max(10*time.Second, o.RetryMin)
 	}
@@ -134,6 +147,13 @@ type device struct {
 	noLimit  int8 // screenrecord accepts --time-limit 0: 0 unknown, 1 yes, -1 no
 	audio    bool // the last capture carried sound
 	input    *inputShell
+	// rotated: the display is turned a quarter from its `wm size`
+	// orientation (learnt from scrcpy's video size or screenrecord's
+	// orientation poll), so its current size is height×width.
+	rotated bool
+	// clipboard is the last text the device pushed; clipAt when.
+	clipboard string
+	clipAt    time.Time
 }
 
 // New returns a Source for the adb server at opts.Addr. It starts nothing:
@@ -148,6 +168,9 @@ func New(opts Options, log *slog.Logger) (*Source, error) {
 	case BackendScrcpy:
 		if _, err := os.Stat(opts.ScrcpyServer); err != nil {
 			return nil, fmt.Errorf("new adb source: scrcpy backend needs the scrcpy-server jar: %w", err)
+		}
+		if err := opts.Scrcpy.Validate(); err != nil {
+			return nil, fmt.Errorf("new adb source: %w", err)
 		}
 	default:
 		return nil, fmt.Errorf("new adb source: unknown backend %q (screenrecord, scrcpy)", opts.Backend)
@@ -283,6 +306,51 @@ func (s *Source) update(ctx context.Context, list []Entry) {
 	}
 }
 
+// Clipboard returns the last clipboard text device id pushed (scrcpy's
+// clipboard autosync, while a scrcpy capture runs) and when; "" and the
+// zero time before any. domain.ErrDeviceNotFound if no such device.
+func (s *Source) Clipboard(id domain.DeviceID) (string, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.devices[string(id)]
+	if !ok {
+		return "", time.Time{}, fmt.Errorf("adb device %q: %w", id, domain.ErrDeviceNotFound)
+	}
+	return d.clipboard, d.clipAt, nil
+}
+
+var curSizeRE = regexp.MustCompile(`\bcur=(\d+)x(\d+)`)
+
+// parseDisplayCur reads the current (rotated) size of the first display
+// from `dumpsys window displays`: its "init=WxH DPI cur=WxH app=…" line.
+func parseDisplayCur(out string) (w, h int, ok bool) {
+	m := curSizeRE.FindStringSubmatch(out)
+	if m == nil {
+		return 0, 0, false
+	}
+	w, err1 := strconv.Atoi(m[1])
+	h, err2 := strconv.Atoi(m[2])
+	if err1 != nil || err2 != nil || w <= 0 || h <= 0 || w > 1<<14 || h > 1<<14 {
+		return 0, 0, false
+	}
+	return w, h, true
+}
+
+// displayOrientation asks the device its display's current size.
+func (s *Source) displayOrientation(ctx context.Context, serial string) (int, int, error) {
+	cctx, cancel := context.WithTimeout(ctx, s.opts.CommandTimeout)
+	defer cancel()
+	out, err := s.client.Output(cctx, serial, "dumpsys window displays")
+	if err != nil {
+		return 0, 0, err
+	}
+	w, h, ok := parseDisplayCur(string(out))
+	if !ok {
+		return 0, 0, fmt.Errorf("dumpsys window displays said %q: %w", truncate(string(out), 80), ErrProtocol)
+	}
+	return w, h, nil
+}
+
 var sizeRE = regexp.MustCompile(`(Physical|Override) size:\s*(\d+)x(\d+)`)
 
 // parseWMSize reads `wm size` output; an override wins over the physical
@@ -368,17 +436,44 @@ func (s *Source) deviceLocked(serial string, d *device) domain.Device {
 	if name == "" {
 		name = serial
 	}
+	w, h := d.size()
 	return domain.Device{
 		ID:              domain.DeviceID(serial),
 		Name:            name,
 		Model:           strings.ReplaceAll(d.entry.Model, "_", " "),
 		State:           deviceState(d.entry.State),
-		Width:           d.width,
-		Height:          d.height,
+		Width:           w,
+		Height:          h,
 		Backend:         s.opts.Backend,
 		Breaker:         s.breakerLocked(serial).State(),
 		CaptureRestarts: d.restarts,
 		Audio:           d.audio,
+	}
+}
+
+// size is the display's current size: `wm size`, turned when rotated.
+func (d *device) size() (int, int) {
+	if d.rotated {
+		return d.height, d.width
+	}
+	return d.width, d.height
+}
+
+// setOrientation records that the display's current picture is w×h (a
+// rotation turns `wm size`'s portrait into landscape): only the aspect
+// matters, since a capture may be scaled.
+func (s *Source) setOrientation(id domain.DeviceID, w, h int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.devices[string(id)]
+	if !ok || d.width == d.height || w == h || d.width == 0 {
+		return
+	}
+	rotated := (w > h) != (d.width > d.height)
+	if rotated != d.rotated {
+		d.rotated = rotated
+		cw, ch := d.size()
+		s.log.Info("adb device rotated", "device_id", string(id), "size", fmt.Sprintf("%dx%d", cw, ch))
 	}
 }
 
@@ -418,7 +513,8 @@ func (s *Source) online(id domain.DeviceID) (w, h int, err error) {
 	if d.entry.State != "device" {
 		return 0, 0, fmt.Errorf("adb device %q is %s: %w", id, d.entry.State, domain.ErrDeviceUnavailable)
 	}
-	return d.width, d.height, nil
+	w, h = d.size()
+	return w, h, nil
 }
 
 func (s *Source) countRestart(id domain.DeviceID) {
@@ -527,7 +623,9 @@ func (s *Source) Open(ctx context.Context, id domain.DeviceID, opts domain.Captu
 			client: s.client, serial: string(id), opts: s.opts, unlimited: unlimited,
 			width: cw, height: ch, bitrate: opts.BitrateBps,
 			brk: brk, onRestart: func() { s.countRestart(id) },
-			log: s.log.With("device_id", string(id)),
+			orientation: func(ctx context.Context) (int, int, error) { return s.displayOrientation(ctx, string(id)) },
+			onResize:    func(w, h int) { s.setOrientation(id, w, h) },
+			log:         s.log.With("device_id", string(id)),
 		})
 		return err
 	})
@@ -555,6 +653,17 @@ func (s *Source) openScrcpy(ctx context.Context, id domain.DeviceID, brk *breake
 					d.audio = c.info.Audio == domain.CodecOpus
 				}
 				s.mu.Unlock()
+			},
+			onResize: func(w, h int) { s.setOrientation(id, w, h) },
+			onClipboard: func(text string) {
+				s.mu.Lock()
+				if d, ok := s.devices[string(id)]; ok {
+					d.clipboard, d.clipAt = text, time.Now()
+				}
+				s.mu.Unlock()
+				if s.opts.OnClipboard != nil {
+					s.opts.OnClipboard(id, text)
+				}
 			},
 			onClose: func(c *scrcpyCapture) {
 				s.mu.Lock()

@@ -16,7 +16,7 @@ const (
 	msgAnswer    = "answer"    // server → client: {sdp}
 	msgCandidate = "candidate" // both ways: {candidate:{candidate,sdpMid,sdpMLineIndex,usernameFragment}}
 	msgBye       = "bye"       // both ways: {reason}
-	msgInput     = "input"     // client → server: {action,x,y,x2,y2,duration_ms,key,text}
+	msgInput     = "input"     // client → server: {action,x,y,x2,y2,duration_ms,key,text,phase,pointer_id,pointer_type,pressure,buttons,scroll_x,scroll_y,repeat,shift,ctrl,alt,meta,paste}
 	msgKeyframe  = "keyframe"  // client → server
 	msgStats     = "stats"     // server → client: {stats}
 	msgState     = "state"     // server → client: {state, reason}
@@ -45,6 +45,20 @@ type Message struct {
 	DurationMs int              `json:"duration_ms,omitempty"`
 	Key        string           `json:"key,omitempty"`
 	Text       string           `json:"text,omitempty"`
+	// Pointer, scroll, key and clipboard fields (see domain.InputEvent).
+	Phase       string  `json:"phase,omitempty"`
+	PointerID   int     `json:"pointer_id,omitempty"`
+	PointerType string  `json:"pointer_type,omitempty"`
+	Pressure    float64 `json:"pressure,omitempty"`
+	Buttons     int     `json:"buttons,omitempty"`
+	ScrollX     float64 `json:"scroll_x,omitempty"`
+	ScrollY     float64 `json:"scroll_y,omitempty"`
+	Repeat      int     `json:"repeat,omitempty"`
+	Shift       bool    `json:"shift,omitempty"`
+	Ctrl        bool    `json:"ctrl,omitempty"`
+	Alt         bool    `json:"alt,omitempty"`
+	Meta        bool    `json:"meta,omitempty"`
+	Paste       bool    `json:"paste,omitempty"`
 }
 
 // InputEvent returns the input carried by an "input" message.
@@ -52,6 +66,9 @@ func (m *Message) InputEvent() domain.InputEvent {
 	return domain.InputEvent{
 		Type: m.Action, X: m.X, Y: m.Y, X2: m.X2, Y2: m.Y2,
 		DurationMs: m.DurationMs, Key: m.Key, Text: m.Text,
+		Phase: m.Phase, PointerID: m.PointerID, PointerType: m.PointerType, Pressure: m.Pressure, Buttons: m.Buttons,
+		ScrollX: m.ScrollX, ScrollY: m.ScrollY, Repeat: m.Repeat,
+		Shift: m.Shift, Ctrl: m.Ctrl, Alt: m.Alt, Meta: m.Meta, Paste: m.Paste,
 	}
 }
 

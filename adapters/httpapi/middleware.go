@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -29,7 +30,7 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(contextWithRequestID(r, id)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, &reqInfo{id: id})))
 	})
 }
 
@@ -45,10 +46,25 @@ func validRequestID(id string) bool {
 	return true
 }
 
+// reqInfo is what the middleware learns about a request as it goes: its id,
+// and the subject authentication found (for the access log).
+type reqInfo struct {
+	id      string
+	subject string
+}
+
+// infoOf returns r's reqInfo, nil outside the middleware.
+func infoOf(r *http.Request) *reqInfo {
+	ri, _ := r.Context().Value(requestIDKey).(*reqInfo)
+	return ri
+}
+
 // requestID returns r's request id, or "" outside the middleware.
 func requestID(r *http.Request) string {
-	id, _ := r.Context().Value(requestIDKey).(string)
-	return id
+	if ri := infoOf(r); ri != nil {
+		return ri.id
+	}
+	return ""
 }
 
 // statusRecorder remembers the status a handler wrote. Unwrap lets
@@ -106,7 +122,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			slog.String("method", r.Method), slog.String("route", route),
 			slog.String("path", r.URL.Path), slog.Int("status", status),
 			slog.Duration("dur", dur), slog.String("request_id", requestID(r)),
-			slog.String("remote", r.RemoteAddr))
+			slog.String("subject", subjectOf(r)), slog.String("remote", r.RemoteAddr))
 	})
 }
 
@@ -140,4 +156,12 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// subjectOf is the subject authentication found for r, "" if none ran.
+func subjectOf(r *http.Request) string {
+	if ri := infoOf(r); ri != nil {
+		return ri.subject
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -35,10 +36,14 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if devs == nil {
-		devs = []domain.Device{}
+	p := principal(r)
+	seen := make([]domain.Device, 0, len(devs))
+	for _, d := range devs {
+		if p.CanSee(d.ID) {
+			seen = append(seen, d)
+		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"devices": devs})
+	writeJSON(w, http.StatusOK, map[string]any{"devices": seen})
 }
 
 func (s *Server) handleInstances(w http.ResponseWriter, r *http.Request) {
@@ -59,6 +64,10 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r, "id")
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if !principal(r).CanSee(domain.DeviceID(id)) {
+		s.writeError(w, r, fmt.Errorf("device %q: %w", id, domain.ErrDeviceNotFound))
 		return
 	}
 	ctx, cancel := s.serviceContext(r)
@@ -131,6 +140,10 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	}
 	if !role.Valid() {
 		s.writeError(w, r, badRequest("role must be %q or %q", domain.RoleViewer, domain.RoleController))
+		return
+	}
+	if err := principal(r).CanOpen(domain.DeviceID(req.DeviceID), role); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	ctx, cancel := s.serviceContext(r)

@@ -80,6 +80,13 @@ type Config struct {
 	// "Authorization: Bearer <key>" and the session owner is the key's name;
 	// when empty, no key is required and the owner is "ip:<client ip>".
 	APIKeys map[string]string
+	// Keys are API keys with grants (devices × roles, optional expiry),
+	// beside APIKeys; a plain APIKeys key may use every device and role.
+	Keys []Key
+	// Tokens, when set, verifies signed access tokens (JWT) presented as
+	// "Authorization: Bearer <jwt>" or "?access_token=<jwt>"; it also
+	// turns authentication on.
+	Tokens TokenVerifier
 	// AllowedHosts are the Host names the server answers to (see
 	// NewHostPolicy); any other Host gets 421 misdirected_host on every
 	// route. Empty means DefaultAllowedHosts (the loopback names).
@@ -197,7 +204,7 @@ func New(cfg Config, svc Service, logger *slog.Logger) *Server {
 		cfg:     cfg.withDefaults(),
 		svc:     svc,
 		log:     logger,
-		keys:    newAPIKeys(cfg.APIKeys),
+		keys:    newAPIKeys(cfg.APIKeys, cfg.Keys),
 		hosts:   NewHostPolicy(cfg.AllowedHosts),
 		m:       newInstruments(cfg.Meter),
 		sockets: make(map[*socket]struct{}),
@@ -216,11 +223,12 @@ func (s *Server) Mount(pattern string, h http.Handler) {
 	s.router.Handle(pattern, h)
 }
 
-// MountAuthenticated is Mount behind the API-key check of the REST API: with
-// Config.APIKeys set, requests need "Authorization: Bearer <key>" (401
-// otherwise). Call it before serving.
+// MountAuthenticated is Mount behind the authentication of the REST API:
+// with keys or tokens configured, requests need a principal allowed to
+// operate (a plain API key or an admin grant): 401 without one, 403 for
+// others. Call it before serving.
 func (s *Server) MountAuthenticated(pattern string, h http.Handler) {
-	s.router.With(s.authenticate).Handle(pattern, h)
+	s.router.With(s.authenticate, s.requireOperator).Handle(pattern, h)
 }
 
 // Shutdown sends every open session socket {"type":"bye","reason":reason}
@@ -277,7 +285,7 @@ func (s *Server) routes() chi.Router {
 			r.Use(s.checkOrigin, s.authenticate)
 			r.Get("/devices", s.handleDevices)
 			r.Get("/devices/{id}", s.handleDevice)
-			r.Get("/instances", s.handleInstances)
+			r.With(s.requireOperator).Get("/instances", s.handleInstances)
 			r.Post("/sessions", s.handleCreateSession)
 			r.Get("/sessions/{id}", s.handleGetSession)
 			r.Delete("/sessions/{id}", s.handleDeleteSession)

@@ -160,6 +160,10 @@ func (s *Server) handleWHEPOffer(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("offer does not start with v=: %w", domain.ErrInvalidOffer))
 		return
 	}
+	if err := principal(r).CanOpen(domain.DeviceID(device), domain.RoleViewer); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	ctx, cancel := s.serviceContext(r)
 	defer cancel()
 	sess, answer, err := s.svc.WHEP(ctx, domain.DeviceID(device), owner(r), offer)

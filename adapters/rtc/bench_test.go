@@ -15,7 +15,7 @@ const (
 )
 
 func benchFanout(b *testing.B, ring int) (*Transport, *Fanout) {
-	tp, err := New(Config{RingSize: ring}, quietLogger())
+	tp, err := New(Config{RingMaxBytes: ring * 1300}, quietLogger())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func BenchmarkViewerSend(b *testing.B) {
 
 // TestViewerSendNoAlloc asserts the per-viewer hot path does not allocate.
 func TestViewerSendNoAlloc(t *testing.T) {
-	tp, err := New(Config{RingSize: 1024}, quietLogger())
+	tp, err := New(Config{}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

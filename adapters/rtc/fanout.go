@@ -62,7 +62,7 @@ func (t *Transport) newFanout(device domain.DeviceID, info domain.StreamInfo) (*
 		device:      device,
 		info:        info,
 		log:         t.log.With("device_id", string(device)),
-		ring:        newRing(t.cfg.RingSize),
+		ring:        newRing(ringLimits{history: t.cfg.RingHistory, maxBytes: t.cfg.RingMaxBytes}),
 		pkt:         h264Packetizer{mtu: t.cfg.MTU},
 		keyReq:      make(chan struct{}, 1),
 		keyInterval: t.cfg.KeyframeInterval,
@@ -84,11 +84,11 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 	if len(fr.Data) == 0 {
 		return nil
 	}
+	at := fr.Ingest
+	if at.IsZero() {
+		at = time.Now()
+	}
 	if f.epoch.Load() == 0 {
-		at := fr.Ingest
-		if at.IsZero() {
-			at = time.Now()
-		}
 		f.epoch.Store(at.Add(-fr.PTS).UnixNano())
 	}
 	r := f.ring
@@ -101,7 +101,9 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 			r.mu.Unlock()
 			return fmt.Errorf("write frame to %s: %w", f.device, ErrClosed)
 		}
+		r.setNow(at)
 		f.pkt.pushAU(r, fr.Data, ts, key)
+		r.commit()
 		r.mu.Unlock()
 	case domain.KindAudio:
 		if f.info.Audio == domain.CodecNone {
@@ -116,9 +118,11 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 			r.mu.Unlock()
 			return fmt.Errorf("write frame to %s: %w", f.device, ErrClosed)
 		}
+		r.setNow(at)
 		s := r.claim(domain.KindAudio, ts, false)
 		s.data = append(s.data, fr.Data...)
 		s.marker = true
+		r.commit()
 		r.mu.Unlock()
 	default:
 		return fmt.Errorf("write frame to %s: unknown media kind %d", f.device, fr.Kind)
@@ -127,8 +131,18 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 	return nil
 }
 
+// wakeAll wakes every viewer to send what the ring has for it. With batched
+// sockets it first takes a hold for each sending viewer, all before the
+// first wake, so that the frame's packets for every viewer queue up and
+// leave together when the last viewer is done (see batch.go).
 func (f *Fanout) wakeAll() {
-	for _, p := range *f.viewers.Load() {
+	viewers := *f.viewers.Load()
+	if g := f.t.batch; g != nil {
+		for _, p := range viewers {
+			p.takeHold(g)
+		}
+	}
+	for _, p := range viewers {
 		select {
 		case p.wake <- struct{}{}:
 		default:

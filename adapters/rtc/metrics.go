@@ -46,7 +46,7 @@ var keyframeAttrs = func() (out [3][2]metric.AddOption) {
 
 // newInstruments creates the transport's instruments on m and registers
 // the observable counters over totals and skips. A nil m records nothing.
-func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64) (instruments, error) {
+func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64, udp *udpTotals) (instruments, error) {
 	if m == nil {
 		m = noop.NewMeterProvider().Meter("mediasvc/rtc")
 	}
@@ -81,6 +81,14 @@ func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64) (i
 	if err != nil {
 		return in, err
 	}
+	udpCalls, err := m.Int64ObservableCounter("media_udp_send_calls", metric.WithDescription("System calls (sendmmsg) the shared UDP sockets made to send."))
+	if err != nil {
+		return in, err
+	}
+	udpDatagrams, err := m.Int64ObservableCounter("media_udp_datagrams_sent", metric.WithDescription("Datagrams the shared UDP sockets sent (all peers, media and control); over media_udp_send_calls: the batch size."))
+	if err != nil {
+		return in, err
+	}
 	video := metric.WithAttributes(attribute.String("kind", "video"))
 	audio := metric.WithAttributes(attribute.String("kind", "audio"))
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
@@ -90,8 +98,10 @@ func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64) (i
 		o.ObserveInt64(bytes, int64(totals.videoBytes.Load()), video)
 		o.ObserveInt64(bytes, int64(totals.audioBytes.Load()), audio)
 		o.ObserveInt64(skipC, int64(skips.Load()))
+		o.ObserveInt64(udpCalls, int64(udp.calls.Load()))
+		o.ObserveInt64(udpDatagrams, int64(udp.packets.Load()))
 		return nil
-	}, frames, packets, bytes, skipC)
+	}, frames, packets, bytes, skipC, udpCalls, udpDatagrams)
 	return in, err
 }
 

@@ -33,6 +33,9 @@ type Peer struct {
 	video, audio *sendTrack
 
 	wake chan struct{} // capacity 1, non-blocking notify from the fanout
+	// hold is the batch hold the fanout took for this viewer's sender
+	// (holdIdle, holdTaken) or holdOff while no sender runs.
+	hold atomic.Int32
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
 
@@ -328,6 +331,12 @@ func (p *Peer) startSender() {
 // peer or the fanout closes.
 func (p *Peer) run() {
 	defer p.wg.Done()
+	p.hold.Store(holdIdle)
+	defer func() {
+		if p.hold.Swap(holdOff) == holdTaken {
+			p.t.batch.release()
+		}
+	}()
 	p.f.ring.start(&p.cur)
 	p.keyframeNeeded()
 	tick := time.NewTicker(time.Second)
@@ -337,6 +346,7 @@ func (p *Peer) run() {
 		if !p.drain() {
 			return
 		}
+		p.releaseHold()
 		select {
 		case <-p.done:
 			return
@@ -395,11 +405,39 @@ func (p *Peer) drain() bool {
 			if p.paced++; p.paced >= catchupBurst {
 				p.paced = 0
 				p.pauses++
+				p.releaseHold()
 				if !p.pause(catchupGap) {
 					return false
 				}
 			}
 		}
+	}
+}
+
+// Batch hold states of a Peer.
+const (
+	holdOff   int32 = iota // no sender goroutine: never hold
+	holdIdle               // sender running, no hold
+	holdTaken              // the fanout holds the batch for this sender
+)
+
+// takeHold holds g's flushes until this viewer's sender has written what it
+// was woken for; it does nothing when a hold is out already or no sender
+// runs.
+func (p *Peer) takeHold(g *batchGroup) {
+	if p.hold.Load() != holdIdle {
+		return
+	}
+	g.hold()
+	if !p.hold.CompareAndSwap(holdIdle, holdTaken) {
+		g.release()
+	}
+}
+
+// releaseHold ends the sender's hold, if one is out.
+func (p *Peer) releaseHold() {
+	if p.hold.CompareAndSwap(holdTaken, holdIdle) {
+		p.t.batch.release()
 	}
 }
 

@@ -17,6 +17,12 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// testRing holds about packets small (100-byte) packets: no time limit,
+// a byte cap that lets the oldest go past that count.
+func testRing(packets int) *ring {
+	return newRing(ringLimits{maxBytes: packets * (100 + slotCharge)})
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // testAU builds a synthetic Annex-B access unit: SPS+PPS+IDR for a
@@ -70,7 +76,7 @@ func depacketize(t *testing.T, r *ring, from, to uint64) []byte {
 }
 
 func TestPacketizeKeyframe(t *testing.T) {
-	r := newRing(64)
+	r := testRing(64)
 	p := h264Packetizer{mtu: 1200}
 	au := testAU(true, 5000, 0x10)
 	n := p.pushAU(r, au, 1234, true)
@@ -103,13 +109,15 @@ func TestPacketizeKeyframe(t *testing.T) {
 }
 
 func TestPacketizeNoAlloc(t *testing.T) {
-	r := newRing(256)
+	r := testRing(256)
 	p := h264Packetizer{mtu: 1200}
 	key, delta := testAU(true, 30000, 0x10), testAU(false, 8000, 0x20)
 	allocs := testing.AllocsPerRun(100, func() {
 		r.mu.Lock()
 		p.pushAU(r, key, 1, true)
+		r.commit()
 		p.pushAU(r, delta, 2, false)
+		r.commit()
 		r.mu.Unlock()
 	})
 	if allocs != 0 {
@@ -124,11 +132,12 @@ func pushFrames(r *ring, p *h264Packetizer, key bool, count int) {
 	defer r.mu.Unlock()
 	for i := 0; i < count; i++ {
 		p.pushAU(r, testAU(key && i == 0, 100, 0x30), uint32(i*3000), key && i == 0)
+		r.commit()
 	}
 }
 
 func TestCursorLateJoinerStartsAtKeyframe(t *testing.T) {
-	r := newRing(64)
+	r := testRing(64)
 	p := h264Packetizer{mtu: 1200}
 	pushFrames(r, &p, false, 3) // deltas before any keyframe
 	var early cursor
@@ -155,7 +164,7 @@ func TestCursorLateJoinerStartsAtKeyframe(t *testing.T) {
 }
 
 func TestCursorGateDropsUntilKeyframe(t *testing.T) {
-	r := newRing(64)
+	r := testRing(64)
 	p := h264Packetizer{mtu: 1200}
 	var c cursor
 	r.start(&c)
@@ -163,6 +172,7 @@ func TestCursorGateDropsUntilKeyframe(t *testing.T) {
 	r.mu.Lock()
 	s := r.claim(domain.KindAudio, 9, false) // audio passes the video gate
 	s.data = append(s.data, 0xfc)
+	r.commit()
 	r.mu.Unlock()
 	buf := make([]byte, slotCap)
 	m, st := r.read(&c, buf)
@@ -179,7 +189,7 @@ func TestCursorGateDropsUntilKeyframe(t *testing.T) {
 }
 
 func TestCursorSlowViewerSkipsToKeyframe(t *testing.T) {
-	r := newRing(16)
+	r := testRing(16)
 	p := h264Packetizer{mtu: 1200}
 	pushFrames(r, &p, true, 4) // indices 0..3 (a small keyframe is one STAP-A)
 	var slow cursor
@@ -221,7 +231,7 @@ func (d *discardWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 }
 
 func TestSendTrackRewriteAndRetransmit(t *testing.T) {
-	r := newRing(16)
+	r := testRing(16)
 	p := h264Packetizer{mtu: 1200}
 	pushFrames(r, &p, true, 4)
 	w := &discardWriter{}
@@ -272,7 +282,7 @@ func TestSendTrackRewriteAndRetransmit(t *testing.T) {
 // viewer that falls behind skips to a keyframe and the skip is counted by
 // the peer and the transport.
 func TestPeerDrainCountsSkips(t *testing.T) {
-	tp, err := New(Config{RingSize: 32}, quietLogger())
+	tp, err := New(Config{RingMaxBytes: 32 * (100 + slotCharge)}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +315,7 @@ func TestPeerDrainCountsSkips(t *testing.T) {
 
 // A late joiner's backlog is paced; live packets after it are not.
 func TestPeerPacesCatchUpBacklog(t *testing.T) {
-	tp, err := New(Config{RingSize: 256}, quietLogger())
+	tp, err := New(Config{}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,5 +399,92 @@ func TestRTPTime(t *testing.T) {
 	long := 30 * 24 * time.Hour
 	if got, want := rtpTime(long, videoClock), uint32(uint64(long/time.Second)*90000); got != want {
 		t.Fatalf("got %d want %d", got, want)
+	}
+}
+
+// pushAt writes one access unit of n bytes stamped with wall clock at.
+func pushAt(r *ring, p *h264Packetizer, at time.Time, key bool, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.setNow(at)
+	p.pushAU(r, testAU(key, n, 0x50), uint32(at.UnixMilli()*90), key)
+	r.commit()
+}
+
+// A 2 Mbit/s, 30 fps stream with a 10 s GOP: the ring keeps the current
+// GOP and the history, lets the rest go, and its memory follows the bytes
+// held (about 2.5 MB before a keyframe), not a slot count.
+func TestRingKeepsGOPAndHistory(t *testing.T) {
+	r := newRing(ringLimits{history: 2 * time.Second, maxBytes: DefaultRingMaxBytes})
+	p := h264Packetizer{mtu: 1200}
+	t0 := time.Unix(1000, 0)
+	const fps, frameBytes = 30, 2_000_000 / 8 / 30
+	frame := time.Second / fps
+	var keyAt time.Time
+	peak := 0
+	for i := 0; i < 25*fps; i++ { // 25 s: keyframes at 0, 10 and 20 s
+		at := t0.Add(time.Duration(i) * frame)
+		key := i%(10*fps) == 0
+		if key {
+			keyAt = at
+		}
+		pushAt(r, &p, at, key, frameBytes)
+		r.mu.RLock()
+		peak = max(peak, r.memory())
+		oldest := time.Unix(0, r.slots[r.tail&r.mask].at)
+		keyValid := r.keyValidLocked()
+		r.mu.RUnlock()
+		if !keyValid {
+			t.Fatalf("frame %d: the current GOP's keyframe is gone", i)
+		}
+		// The oldest packet held is the GOP's start, or the first within
+		// the history when that reaches further back.
+		want := keyAt
+		if h := at.Add(-2 * time.Second); h.Before(keyAt) {
+			want = h
+			if h.Before(t0) {
+				want = t0
+			}
+		}
+		if d := oldest.Sub(want); d < -frame || d > frame {
+			t.Fatalf("frame %d at %s: oldest packet %s, want about %s", i, at.Sub(t0), oldest.Sub(t0), want.Sub(t0))
+		}
+	}
+	t.Logf("peak ring memory %d KiB for a 10 s GOP at 2 Mbit/s", peak>>10)
+	if gop := 10 * 2_000_000 / 8; peak > gop*5/4+(maxSpare+1)*chunkSize+64<<10 {
+		t.Errorf("peak memory %d bytes for a %d-byte GOP", peak, gop)
+	}
+}
+
+// Past the byte cap the oldest packets go even from the current GOP; a
+// joiner then waits for a keyframe. Memory goes back when the stream
+// shrinks.
+func TestRingByteCapAndGivingBack(t *testing.T) {
+	r := newRing(ringLimits{history: time.Second, maxBytes: 512 << 10})
+	p := h264Packetizer{mtu: 1200}
+	t0 := time.Unix(1000, 0)
+	for i := range 100 {
+		pushAt(r, &p, t0.Add(time.Duration(i)*time.Millisecond), i == 0, 20_000)
+	}
+	r.mu.RLock()
+	mem, bytesHeld := r.memory(), r.bytes
+	r.mu.RUnlock()
+	if bytesHeld > 512<<10 || mem > 512<<10+(maxSpare+1)*chunkSize+64<<10 {
+		t.Fatalf("held %d bytes in %d of memory past a 512 KiB cap", bytesHeld, mem)
+	}
+	var c cursor
+	r.start(&c)
+	if !c.needKey {
+		t.Fatal("a joiner found a keyframe the cap had let go")
+	}
+	// A small stream afterwards: the big frames leave with the history.
+	for i := range 200 {
+		pushAt(r, &p, t0.Add(2*time.Second+time.Duration(i)*10*time.Millisecond), i == 0, 200)
+	}
+	r.mu.RLock()
+	after := r.memory()
+	r.mu.RUnlock()
+	if after >= mem/2 {
+		t.Errorf("memory %d after the stream shrank, was %d", after, mem)
 	}
 }

@@ -74,7 +74,7 @@ func FuzzNextNAL(f *testing.F) {
 		}
 		// The packetizer takes any bytes as an access unit without panicking
 		// and never writes a payload over the MTU.
-		r := newRing(16)
+		r := testRing(16)
 		p := h264Packetizer{mtu: 100}
 		n := p.pushAU(r, b, 0, true)
 		buf := make([]byte, slotCap)

@@ -49,8 +49,9 @@ type sendTrack struct {
 	tsOff   atomic.Uint32
 	started atomic.Bool
 
-	// hist[seq%histSize] = seq<<48 | (ring index + 1).
-	hist [histSize]atomic.Uint64
+	// hist[seq%histSize] = seq<<48 | (ring index + 1); video only: audio
+	// is not negotiated with NACK, so an audio track keeps no history.
+	hist []atomic.Uint64
 
 	packets atomic.Uint64
 	octets  atomic.Uint64
@@ -70,7 +71,10 @@ func newSendTrack(kind webrtc.RTPCodecType, mime string, clock int64, streamID s
 		mime:     mime,
 		clock:    clock,
 		seq:      uint16(rand.Uint32()),
-		rtxBuf:   make([]byte, slotCap),
+	}
+	if kind == webrtc.RTPCodecTypeVideo {
+		t.hist = make([]atomic.Uint64, histSize)
+		t.rtxBuf = make([]byte, slotCap)
 	}
 	t.hdr.Version = 2
 	t.rtxHdr.Version = 2
@@ -127,7 +131,9 @@ func (t *sendTrack) send(m *pktMeta, payload []byte) error {
 	}
 	seq := t.seq
 	t.seq++
-	t.hist[seq%histSize].Store(uint64(seq)<<48 | (m.idx+1)&(1<<48-1))
+	if t.hist != nil {
+		t.hist[seq%histSize].Store(uint64(seq)<<48 | (m.idx+1)&(1<<48-1))
+	}
 	h := &t.hdr
 	h.PayloadType = b.pt
 	h.SSRC = b.ssrc
@@ -148,7 +154,7 @@ func (t *sendTrack) send(m *pktMeta, payload []byte) error {
 // did.
 func (t *sendTrack) retransmit(r *ring, seq uint16) bool {
 	b := t.bound.Load()
-	if b == nil || !t.started.Load() {
+	if b == nil || !t.started.Load() || t.hist == nil {
 		return false
 	}
 	e := t.hist[seq%histSize].Load()

@@ -26,7 +26,6 @@ import (
 // Defaults applied by New to zero Config fields.
 const (
 	DefaultGatherTimeout    = 5 * time.Second
-	DefaultRingSize         = 4096
 	DefaultMTU              = 1200
 	DefaultKeyframeInterval = 500 * time.Millisecond
 )
@@ -43,12 +42,27 @@ type Config struct {
 	// NAT1To1IPs are public IPs advertised as host candidates in place of
 	// the local addresses (the server sits behind a 1:1 NAT).
 	NAT1To1IPs []string
-	// UDPPort, when not 0, makes every peer share one UDP port per local
-	// address (ICE UDP mux). 0 uses ephemeral ports per peer.
+	// UDPPort is the one UDP port every peer shares per local address (ICE
+	// UDP mux); 0 lets the system pick one. Not with EphemeralPorts.
 	UDPPort int
-	// UDPPortMin and UDPPortMax bound the ephemeral ports when UDPPort is
-	// 0. Both 0 means any port.
+	// EphemeralPorts gives each peer its own UDP socket on an ephemeral
+	// port instead of the shared ones; writes are then not batched.
+	EphemeralPorts bool
+	// UDPPortMin and UDPPortMax bound the ephemeral ports (EphemeralPorts
+	// only). Both 0 means any port.
 	UDPPortMin, UDPPortMax uint16
+	// SendBatch is how many packets a shared socket queues and sends in
+	// one system call (sendmmsg); 0 means DefaultSendBatch, 1 sends each
+	// packet on its own.
+	SendBatch int
+	// NoGSO keeps the shared sockets from sending a run of datagrams to one
+	// peer as one UDP GSO message (the kernel splits it), which they do
+	// where the kernel offers it.
+	NoGSO bool
+	// NoIPv6 gathers IPv4 candidates only: each peer then holds half the
+	// host candidates (a socket reader, a buffer and a mux entry each) on
+	// a dual-stack host.
+	NoIPv6 bool
 	// Interfaces, when not empty, restricts candidates to these network
 	// interface names. Loopback candidates are always gathered so that
 	// everything works on 127.0.0.1.
@@ -56,10 +70,14 @@ type Config struct {
 	// GatherTimeout bounds how long a non-trickle Answer waits for
 	// candidate gathering; the answer then carries what was gathered.
 	GatherTimeout time.Duration
-	// RingSize is the number of packets each stream's ring holds (rounded up
-	// to a power of two). Size it for several seconds of video: 4096
-	// packets of ~1.2 kB is ~15 s at 2.5 Mbps.
-	RingSize int
+	// RingHistory is how long each stream's ring keeps packets for NACKs
+	// (0 means DefaultRingHistory); it always keeps the current group of
+	// pictures too, for late joiners, so its memory follows the bitrate and
+	// GOP length.
+	RingHistory time.Duration
+	// RingMaxBytes caps each ring's memory (0 means DefaultRingMaxBytes);
+	// past it even the current GOP's oldest packets go.
+	RingMaxBytes int
 	// MTU is the largest RTP payload the video packetizer produces, at
 	// most 1400.
 	MTU int
@@ -81,6 +99,9 @@ type Transport struct {
 	mux     ice.UDPMux
 	servers []webrtc.ICEServer
 
+	batch *batchGroup // nil unless writes are batched
+	udp   udpTotals   // the batched sockets' system calls and datagrams
+
 	keyframeSkips atomic.Uint64
 	sent          sentTotals
 	m             instruments
@@ -100,11 +121,14 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	if cfg.GatherTimeout <= 0 {
 		cfg.GatherTimeout = DefaultGatherTimeout
 	}
-	if cfg.RingSize <= 0 {
-		cfg.RingSize = DefaultRingSize
+	if cfg.RingHistory == 0 {
+		cfg.RingHistory = DefaultRingHistory
 	}
-	if cfg.RingSize > 1<<20 {
-		return nil, fmt.Errorf("rtc config: ring size %d exceeds %d", cfg.RingSize, 1<<20)
+	if cfg.RingMaxBytes == 0 {
+		cfg.RingMaxBytes = DefaultRingMaxBytes
+	}
+	if cfg.RingHistory < 0 || cfg.RingMaxBytes < 0 {
+		return nil, fmt.Errorf("rtc config: negative ring history %s or byte cap %d", cfg.RingHistory, cfg.RingMaxBytes)
 	}
 	if cfg.MTU <= 0 {
 		cfg.MTU = DefaultMTU
@@ -121,10 +145,22 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	if cfg.UDPPortMin > cfg.UDPPortMax {
 		return nil, fmt.Errorf("rtc config: udp port range %d-%d is empty", cfg.UDPPortMin, cfg.UDPPortMax)
 	}
+	if !cfg.EphemeralPorts && (cfg.UDPPortMax != 0) {
+		return nil, fmt.Errorf("rtc config: a udp port range needs ephemeral ports")
+	}
+	if cfg.EphemeralPorts && cfg.UDPPort != 0 {
+		return nil, fmt.Errorf("rtc config: udp port %d and ephemeral ports exclude each other", cfg.UDPPort)
+	}
+	if cfg.SendBatch == 0 {
+		cfg.SendBatch = DefaultSendBatch
+	}
+	if cfg.SendBatch < 1 || cfg.SendBatch > maxSendBatch {
+		return nil, fmt.Errorf("rtc config: send batch %d outside [1, %d]", cfg.SendBatch, maxSendBatch)
+	}
 	cfg.ICEServers = slices.Clone(cfg.ICEServers)
 
 	t := &Transport{cfg: cfg, log: logger}
-	in, err := newInstruments(cfg.Meter, &t.sent, &t.keyframeSkips)
+	in, err := newInstruments(cfg.Meter, &t.sent, &t.keyframeSkips, &t.udp)
 	if err != nil {
 		return nil, fmt.Errorf("rtc: metrics: %w", err)
 	}
@@ -145,7 +181,11 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if cfg.NoIPv6 {
+		networks = networks[:1]
+	}
+	se.SetNetworkTypes(networks)
 	var ifFilter func(string) bool
 	if len(cfg.Interfaces) > 0 {
 		allow := slices.Clone(cfg.Interfaces)
@@ -161,10 +201,20 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 			return nil, fmt.Errorf("rtc: nat 1:1 ips %v: %w", cfg.NAT1To1IPs, err)
 		}
 	}
-	if cfg.UDPPort != 0 {
+	if !cfg.EphemeralPorts {
 		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithLoopback()}
+		if cfg.NoIPv6 {
+			opts = append(opts, ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4))
+		}
 		if ifFilter != nil {
 			opts = append(opts, ice.UDPMuxFromPortWithInterfaceFilter(ifFilter))
+		}
+		if cfg.SendBatch > 1 {
+			opt, err := t.batchedSockets(cfg.SendBatch, !cfg.NoGSO)
+			if err != nil {
+				return nil, fmt.Errorf("rtc: %w", err)
+			}
+			opts = append(opts, opt)
 		}
 		mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, opts...)
 		if err != nil {

@@ -18,6 +18,8 @@ import (
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+
+	"mediasvc/adapters/adb"
 )
 
 // Config is the whole configuration. Every key is documented in
@@ -92,6 +94,8 @@ type HTTPConfig struct {
 // AuthConfig holds the API keys.
 type AuthConfig struct {
 	APIKeys   map[string]string `koanf:"api_keys"`
+	Keys      []KeyConfig       `koanf:"keys"`
+	JWT       JWTConfig         `koanf:"jwt"`
 	AllowOpen bool              `koanf:"allow_open"`
 }
 
@@ -128,7 +132,8 @@ type SessionConfig struct {
 // StreamConfig tunes captures and the fanout.
 type StreamConfig struct {
 	Grace           time.Duration `koanf:"grace"`
-	RingPackets     int           `koanf:"ring_packets"`
+	RingHistory     time.Duration `koanf:"ring_history"`
+	RingMaxBytes    int           `koanf:"ring_max_bytes"`
 	BitrateBps      int           `koanf:"bitrate_bps"`
 	MinBitrateBps   int           `koanf:"min_bitrate_bps"`
 	MaxBitrateBps   int           `koanf:"max_bitrate_bps"`
@@ -147,12 +152,16 @@ type ICEServerConfig struct {
 
 // WebRTCConfig is NAT traversal.
 type WebRTCConfig struct {
-	ICEServers    []ICEServerConfig `koanf:"ice_servers"`
-	NAT1To1IPs    []string          `koanf:"nat_1to1_ips"`
-	UDPPort       int               `koanf:"udp_port"`
-	UDPPortMin    int               `koanf:"udp_port_min"`
-	UDPPortMax    int               `koanf:"udp_port_max"`
-	GatherTimeout time.Duration     `koanf:"gather_timeout"`
+	ICEServers     []ICEServerConfig `koanf:"ice_servers"`
+	NAT1To1IPs     []string          `koanf:"nat_1to1_ips"`
+	UDPPort        int               `koanf:"udp_port"`
+	EphemeralPorts bool              `koanf:"ephemeral_ports"`
+	UDPPortMin     int               `koanf:"udp_port_min"`
+	UDPPortMax     int               `koanf:"udp_port_max"`
+	SendBatch      int               `koanf:"send_batch"`
+	UDPGSO         bool              `koanf:"udp_gso"`
+	IPv6           bool              `koanf:"ipv6"`
+	GatherTimeout  time.Duration     `koanf:"gather_timeout"`
 	// Interfaces, when not empty, limits ICE candidates to these network
 	// interfaces (loopback is always kept).
 	Interfaces []string `koanf:"interfaces"`
@@ -181,6 +190,9 @@ type ADBConfig struct {
 	Screenrecord    ScreenrecordConf `koanf:"screenrecord"`
 	Scrcpy          ScrcpyConf       `koanf:"scrcpy"`
 	Breaker         BreakerConfig    `koanf:"breaker"`
+	// OrientationPoll is how often a screenrecord capture asks the
+	// display's orientation; 0 never.
+	OrientationPoll time.Duration `koanf:"orientation_poll"`
 }
 
 // ScreenrecordConf tunes the screenrecord backend.
@@ -193,9 +205,21 @@ type ScreenrecordConf struct {
 // ScrcpyConf is the scrcpy backend: the operator's scrcpy-server jar and
 // its version.
 type ScrcpyConf struct {
-	Server  string `koanf:"server"`
-	Version string `koanf:"version"`
-	Audio   bool   `koanf:"audio"`
+	Server            string `koanf:"server"`
+	Version           string `koanf:"version"`
+	Audio             bool   `koanf:"audio"`
+	StayAwake         bool   `koanf:"stay_awake"`
+	PowerOffOnClose   bool   `koanf:"power_off_on_close"`
+	MaxFPS            int    `koanf:"max_fps"`
+	VideoCodecOptions string `koanf:"video_codec_options"`
+	DisplayID         int    `koanf:"display_id"`
+	ClipboardSync     bool   `koanf:"clipboard_sync"`
+}
+
+// options maps the scrcpy keys to the adapter's options.
+func (c ScrcpyConf) options() adb.ScrcpyOptions {
+	return adb.ScrcpyOptions{StayAwake: c.StayAwake, PowerOffOnClose: c.PowerOffOnClose, MaxFPS: c.MaxFPS,
+		VideoCodecOptions: c.VideoCodecOptions, DisplayID: c.DisplayID, NoClipboardSync: !c.ClipboardSync}
 }
 
 // BreakerConfig tunes each device's circuit breaker.
@@ -223,99 +247,117 @@ type InstanceConfig struct {
 // demo device.
 func defaults() map[string]any {
 	return map[string]any{
-		"http.addr":                     "127.0.0.1:8080",
-		"http.public_url":               "",
-		"http.allowed_hosts":            []string{},
-		"http.allowed_origins":          []string{},
-		"http.trust_proxy":              false,
-		"http.max_body_bytes":           65536,
-		"http.drain_timeout":            "10s",
-		"http.shutdown_delay":           "1s",
-		"http.read_header_timeout":      "5s",
-		"auth.api_keys":                 map[string]any{},
-		"auth.allow_open":               false,
-		"ws.max_message_bytes":          65536,
-		"ws.send_queue":                 64,
-		"ws.ping_interval":              "15s",
-		"ws.stats_interval":             "2s",
-		"ws.write_timeout":              "10s",
-		"ws.max_bad_messages":           20,
-		"limits.sessions_total":         2000,
-		"limits.sessions_per_device":    500,
-		"limits.sessions_per_owner":     100,
-		"limits.create_rate":            5,
-		"limits.create_burst":           20,
-		"limits.global_create_rate":     100,
-		"limits.global_create_burst":    200,
-		"limits.input_rate":             30,
-		"limits.input_burst":            60,
-		"limits.max_candidates":         50,
-		"limits.max_candidate_bytes":    1024,
-		"session.ttl":                   "60s",
-		"stream.grace":                  "5s",
-		"stream.ring_packets":           4096,
-		"stream.bitrate_bps":            2000000,
-		"stream.min_bitrate_bps":        300000,
-		"stream.max_bitrate_bps":        4000000,
-		"stream.bitrate_interval":       "5s",
-		"stream.keyframe_interval":      "500ms",
-		"webrtc.ice_servers":            []any{},
-		"webrtc.nat_1to1_ips":           []string{},
-		"webrtc.udp_port":               0,
-		"webrtc.udp_port_min":           0,
-		"webrtc.udp_port_max":           0,
-		"webrtc.gather_timeout":         "5s",
-		"webrtc.interfaces":             []string{},
-		"webrtc.mtu":                    1200,
-		"demo.enabled":                  true,
-		"adb.addr":                      "127.0.0.1:5037",
-		"adb.serials":                   []string{},
-		"adb.backend":                   "screenrecord",
-		"adb.max_width":                 0,
-		"adb.max_height":                0,
-		"adb.keyframe_timeout":          "5s",
-		"adb.command_timeout":           "10s",
-		"adb.pool_size":                 4,
-		"adb.retry_min":                 "500ms",
-		"adb.retry_max":                 "10s",
-		"adb.screenrecord.time_limit":   "180s",
-		"adb.screenrecord.restart_lead": "2s",
-		"adb.screenrecord.idle_flush":   "50ms",
-		"adb.scrcpy.server":             "",
-		"adb.scrcpy.version":            "3.3.4",
-		"adb.scrcpy.audio":              true,
-		"adb.breaker.failures":          3,
-		"adb.breaker.open_for":          "30s",
-		"adb.breaker.interval":          "60s",
-		"log.level":                     "info",
-		"log.format":                    "text",
-		"instance.id":                   "",
-		"metrics.enabled":               true,
-		"metrics.addr":                  "",
-		"metrics.allow_open":            false,
-		"metrics.quality_interval":      "5s",
-		"debug.pprof_addr":              "",
-		"instance.advertise_url":        "",
-		"instance.heartbeat_ttl":        "15s",
-		"instance.lease_ttl":            "10s",
-		"demo.owner":                    "",
-		"store.backend":                 "memory",
-		"redis.mode":                    "single",
-		"redis.url":                     "",
-		"redis.wait_replicas":           0,
-		"redis.wait_timeout":            "500ms",
-		"redis.key_prefix":              "mediasvc:",
-		"redis.timeout":                 "1s",
-		"redis.touch_throttle":          "5s",
-		"redis.key_grace":               "1m",
-		"redis.health_interval":         "1s",
-		"redis.max_backoff":             "10s",
+		"http.addr":                      "127.0.0.1:8080",
+		"http.public_url":                "",
+		"http.allowed_hosts":             []string{},
+		"http.allowed_origins":           []string{},
+		"http.trust_proxy":               false,
+		"http.max_body_bytes":            65536,
+		"http.drain_timeout":             "10s",
+		"http.shutdown_delay":            "1s",
+		"http.read_header_timeout":       "5s",
+		"auth.api_keys":                  map[string]any{},
+		"auth.allow_open":                false,
+		"auth.keys":                      []any{},
+		"auth.jwt.audience":              "mediasvc",
+		"auth.jwt.issuer":                "",
+		"auth.jwt.max_ttl":               "24h",
+		"auth.jwt.leeway":                "30s",
+		"auth.jwt.keys":                  []any{},
+		"ws.max_message_bytes":           65536,
+		"ws.send_queue":                  64,
+		"ws.ping_interval":               "15s",
+		"ws.stats_interval":              "2s",
+		"ws.write_timeout":               "10s",
+		"ws.max_bad_messages":            20,
+		"limits.sessions_total":          2000,
+		"limits.sessions_per_device":     500,
+		"limits.sessions_per_owner":      100,
+		"limits.create_rate":             5,
+		"limits.create_burst":            20,
+		"limits.global_create_rate":      100,
+		"limits.global_create_burst":     200,
+		"limits.input_rate":              30,
+		"limits.input_burst":             60,
+		"limits.max_candidates":          50,
+		"limits.max_candidate_bytes":     1024,
+		"session.ttl":                    "60s",
+		"stream.grace":                   "5s",
+		"stream.ring_history":            "2s",
+		"stream.ring_max_bytes":          33554432,
+		"stream.bitrate_bps":             2000000,
+		"stream.min_bitrate_bps":         300000,
+		"stream.max_bitrate_bps":         4000000,
+		"stream.bitrate_interval":        "5s",
+		"stream.keyframe_interval":       "500ms",
+		"webrtc.ice_servers":             []any{},
+		"webrtc.nat_1to1_ips":            []string{},
+		"webrtc.udp_port":                0,
+		"webrtc.udp_port_min":            0,
+		"webrtc.udp_port_max":            0,
+		"webrtc.ephemeral_ports":         false,
+		"webrtc.send_batch":              64,
+		"webrtc.udp_gso":                 true,
+		"webrtc.ipv6":                    true,
+		"webrtc.gather_timeout":          "5s",
+		"webrtc.interfaces":              []string{},
+		"webrtc.mtu":                     1200,
+		"demo.enabled":                   true,
+		"adb.addr":                       "127.0.0.1:5037",
+		"adb.serials":                    []string{},
+		"adb.backend":                    "screenrecord",
+		"adb.max_width":                  0,
+		"adb.max_height":                 0,
+		"adb.keyframe_timeout":           "5s",
+		"adb.command_timeout":            "10s",
+		"adb.pool_size":                  4,
+		"adb.retry_min":                  "500ms",
+		"adb.retry_max":                  "10s",
+		"adb.screenrecord.time_limit":    "180s",
+		"adb.screenrecord.restart_lead":  "2s",
+		"adb.screenrecord.idle_flush":    "50ms",
+		"adb.scrcpy.server":              "",
+		"adb.scrcpy.version":             "3.3.4",
+		"adb.scrcpy.audio":               true,
+		"adb.scrcpy.stay_awake":          false,
+		"adb.scrcpy.power_off_on_close":  false,
+		"adb.scrcpy.max_fps":             0,
+		"adb.scrcpy.video_codec_options": "",
+		"adb.scrcpy.display_id":          0,
+		"adb.scrcpy.clipboard_sync":      true,
+		"adb.orientation_poll":           "2s",
+		"adb.breaker.failures":           3,
+		"adb.breaker.open_for":           "30s",
+		"adb.breaker.interval":           "60s",
+		"log.level":                      "info",
+		"log.format":                     "text",
+		"instance.id":                    "",
+		"metrics.enabled":                true,
+		"metrics.addr":                   "",
+		"metrics.allow_open":             false,
+		"metrics.quality_interval":       "5s",
+		"debug.pprof_addr":               "",
+		"instance.advertise_url":         "",
+		"instance.heartbeat_ttl":         "15s",
+		"instance.lease_ttl":             "10s",
+		"demo.owner":                     "",
+		"store.backend":                  "memory",
+		"redis.mode":                     "single",
+		"redis.url":                      "",
+		"redis.wait_replicas":            0,
+		"redis.wait_timeout":             "500ms",
+		"redis.key_prefix":               "mediasvc:",
+		"redis.timeout":                  "1s",
+		"redis.touch_throttle":           "5s",
+		"redis.key_grace":                "1m",
+		"redis.health_interval":          "1s",
+		"redis.max_backoff":              "10s",
 	}
 }
 
 // secretKeys are masked by `config print`.
 func isSecret(key string) bool {
-	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential")
+	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential") || strings.HasSuffix(key, ".secret")
 }
 
 // envPrefix starts every environment variable the service reads.
@@ -382,7 +424,11 @@ func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 	k.Delete("config")
 
 	for _, key := range k.Keys() {
-		if slices.Contains(known, key) || strings.HasPrefix(key, "auth.api_keys.") || strings.HasPrefix(key, "webrtc.ice_servers") {
+		if slices.Contains(known, key) || strings.HasPrefix(key, "auth.api_keys.") || strings.HasPrefix(key, "webrtc.ice_servers") || strings.HasPrefix(key, "auth.keys") || strings.HasPrefix(key, "auth.jwt.keys") {
+			continue
+		}
+		if key == "stream.ring_packets" {
+			problems = append(problems, fmt.Errorf("%s: replaced by stream.ring_history and stream.ring_max_bytes (rings are sized by time and bytes)", key))
 			continue
 		}
 		problems = append(problems, fmt.Errorf("%s: unknown key", key))
@@ -435,8 +481,8 @@ func (c Config) validate() []error {
 		if _, err := net.LookupPort("tcp", port); err != nil {
 			bad("http.addr", "bad port %q", port)
 		}
-		if len(c.Auth.APIKeys) == 0 && !c.Auth.AllowOpen && !isLoopback(host) {
-			bad("http.addr", "%q is beyond loopback but no auth.api_keys are set; set keys, or auth.allow_open: true to run open on purpose", c.HTTP.Addr)
+		if !c.hasAuth() && !c.Auth.AllowOpen && !isLoopback(host) {
+			bad("http.addr", "%q is beyond loopback but no auth.api_keys, auth.keys or auth.jwt.keys are set; set keys, or auth.allow_open: true to run open on purpose", c.HTTP.Addr)
 		}
 	}
 	if c.HTTP.PublicURL != "" {
@@ -447,7 +493,7 @@ func (c Config) validate() []error {
 	for _, h := range c.HTTP.AllowedHosts {
 		switch {
 		case h == "*":
-			if len(c.Auth.APIKeys) == 0 {
+			if !c.hasAuth() {
 				bad("http.allowed_hosts", `"*" answers to any Host name, which lets any web page reach the service by DNS rebinding; it needs auth.api_keys`)
 			}
 		case !validHostPattern(h):
@@ -456,7 +502,7 @@ func (c Config) validate() []error {
 	}
 	for _, o := range c.HTTP.AllowedOrigins {
 		if o == "*" {
-			if len(c.Auth.APIKeys) == 0 {
+			if !c.hasAuth() {
 				bad("http.allowed_origins", `"*" lets any web page use the API from a browser; it needs auth.api_keys`)
 			}
 			continue
@@ -487,6 +533,7 @@ func (c Config) validate() []error {
 			bad("auth.api_keys."+name, "key must be at least 16 characters")
 		}
 	}
+	c.validateAuth(bad)
 	positive("ws.max_message_bytes", c.WS.MaxMessageBytes)
 	positive("ws.send_queue", int64(c.WS.SendQueue))
 	positive("ws.ping_interval", int64(c.WS.PingInterval))
@@ -523,8 +570,11 @@ func (c Config) validate() []error {
 		bad("session.ttl", "must be at least 1s, got %s", c.Session.TTL)
 	}
 	nonNeg("stream.grace", int64(c.Stream.Grace))
-	if c.Stream.RingPackets < 256 || c.Stream.RingPackets&(c.Stream.RingPackets-1) != 0 {
-		bad("stream.ring_packets", "must be a power of two ≥ 256, got %d", c.Stream.RingPackets)
+	if c.Stream.RingHistory < 100*time.Millisecond || c.Stream.RingHistory > time.Minute {
+		bad("stream.ring_history", "must be 100ms..1m, got %s", c.Stream.RingHistory)
+	}
+	if c.Stream.RingMaxBytes < 1<<20 || c.Stream.RingMaxBytes > 1<<30 {
+		bad("stream.ring_max_bytes", "must be 1 MiB..1 GiB, got %d", c.Stream.RingMaxBytes)
 	}
 	positive("stream.min_bitrate_bps", int64(c.Stream.MinBitrateBps))
 	if c.Stream.MaxBitrateBps < c.Stream.MinBitrateBps {
@@ -566,6 +616,15 @@ func (c Config) validate() []error {
 	portKey("webrtc.udp_port_max", c.WebRTC.UDPPortMax)
 	if (c.WebRTC.UDPPortMin == 0) != (c.WebRTC.UDPPortMax == 0) || c.WebRTC.UDPPortMin > c.WebRTC.UDPPortMax {
 		bad("webrtc.udp_port_min", "udp_port_min and udp_port_max go together, min ≤ max")
+	}
+	if c.WebRTC.EphemeralPorts && c.WebRTC.UDPPort != 0 {
+		bad("webrtc.udp_port", "a shared port and webrtc.ephemeral_ports exclude each other")
+	}
+	if !c.WebRTC.EphemeralPorts && c.WebRTC.UDPPortMax != 0 {
+		bad("webrtc.udp_port_min", "a port range needs webrtc.ephemeral_ports: true")
+	}
+	if c.WebRTC.SendBatch < 1 || c.WebRTC.SendBatch > 1024 {
+		bad("webrtc.send_batch", "must be 1..1024, got %d", c.WebRTC.SendBatch)
 	}
 	positive("webrtc.gather_timeout", int64(c.WebRTC.GatherTimeout))
 	if c.Metrics.Addr != "" {
@@ -650,6 +709,9 @@ func (c Config) validate() []error {
 		if c.ADB.Scrcpy.Version == "" {
 			bad("adb.scrcpy.version", "must name the jar's version (3.3.4)")
 		}
+		if err := c.ADB.Scrcpy.options().Validate(); err != nil {
+			bad("adb.scrcpy", "%v", err)
+		}
 	default:
 		bad("adb.backend", "must be screenrecord or scrcpy, got %q", c.ADB.Backend)
 	}
@@ -671,6 +733,7 @@ func (c Config) validate() []error {
 	if f := c.ADB.Screenrecord.IdleFlush; f < time.Millisecond || f > time.Second {
 		bad("adb.screenrecord.idle_flush", "must be 1ms..1s, got %s", f)
 	}
+	nonNeg("adb.orientation_poll", int64(c.ADB.OrientationPoll))
 	positive("adb.breaker.failures", int64(c.ADB.Breaker.Failures))
 	positive("adb.breaker.open_for", int64(c.ADB.Breaker.OpenFor))
 	positive("adb.breaker.interval", int64(c.ADB.Breaker.Interval))
@@ -768,7 +831,7 @@ func printConfig(k *koanf.Koanf, w io.Writer) error {
 				v = "********"
 			}
 		}
-		if list, ok := v.([]any); ok && key == "webrtc.ice_servers" {
+		if list, ok := v.([]any); ok && (key == "webrtc.ice_servers" || key == "auth.keys" || key == "auth.jwt.keys") {
 			servers := make([]any, len(list))
 			for i, e := range list {
 				m, ok := e.(map[string]any)
@@ -778,7 +841,7 @@ func printConfig(k *koanf.Koanf, w io.Writer) error {
 				}
 				c := make(map[string]any, len(m))
 				for mk, mv := range m {
-					if mk == "credential" {
+					if mk == "credential" || mk == "secret" || (mk == "key" && key == "auth.keys") {
 						mv = "********"
 					}
 					c[mk] = mv

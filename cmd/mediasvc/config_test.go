@@ -2,6 +2,11 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,7 +87,8 @@ http:
 log:
   level: loud
 stream:
-  ring_packets: 1000
+  ring_packets: 4096
+  ring_max_bytes: 1000
 webrtc:
   ice_servers:
     - urls: ["turn:turn.example.net"]
@@ -100,7 +106,7 @@ bogus:
 		t.Fatal("no error")
 	}
 	for _, want := range []string{
-		"http.addr", "http.max_body_bytes", "log.level", "stream.ring_packets",
+		"http.addr", "http.max_body_bytes", "log.level", "stream.ring_packets: replaced by", "stream.ring_max_bytes",
 		"webrtc.ice_servers[0]", "webrtc.nat_1to1_ips", "bogus.key: unknown key", "MEDIASVC_NOPE",
 		"webrtc.mtu", "webrtc.interfaces[0]", "ws.write_timeout", "ws.max_bad_messages",
 	} {
@@ -273,6 +279,9 @@ adb:
   addr: nonsense
   backend: scrcpy
   pool_size: 0
+  orientation_poll: -1s
+  scrcpy:
+    video_codec_options: "i-frame-interval=two"
   screenrecord:
     time_limit: 300s
     restart_lead: 0s
@@ -283,7 +292,7 @@ adb:
 	if err == nil {
 		t.Fatal("bad adb config accepted")
 	}
-	for _, want := range []string{"adb.addr", "adb.scrcpy.server", "adb.pool_size", "adb.screenrecord.time_limit", "adb.screenrecord.restart_lead", "adb.breaker.failures"} {
+	for _, want := range []string{"adb.addr", "adb.scrcpy.server", "adb.pool_size", "adb.screenrecord.time_limit", "adb.screenrecord.restart_lead", "adb.breaker.failures", "adb.orientation_poll", "video_codec_options"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}
@@ -336,4 +345,103 @@ func TestAllowedHostsConfig(t *testing.T) {
 			t.Errorf("validHostPattern(%q) = false", ok)
 		}
 	}
+}
+
+func TestAuthGrantsAndJWTConfig(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	good := writeFile(t, `
+auth:
+  keys:
+    - name: lab-wall
+      key: lab-wall-key-0123456789
+      devices: ["lab-*"]
+      roles: [viewer]
+      expires: "2030-01-31T00:00:00Z"
+  jwt:
+    audience: mediasvc
+    keys:
+      - id: platform
+        alg: HS256
+        secret: a-shared-secret-of-at-least-32-bytes
+      - id: ed
+        alg: EdDSA
+        public_key: "`+base64.StdEncoding.EncodeToString(pub)+`"
+      - id: ed-pem
+        alg: EdDSA
+        public_key: |
+`+indentLines(pemKey, "          ")+`
+`)
+	cfg, _, err := loadConfig([]string{"-config", good, "--http.addr", "0.0.0.0:0"}, nil)
+	if err != nil {
+		t.Fatalf("good auth config refused: %v", err)
+	}
+	if !cfg.hasAuth() {
+		t.Fatal("keys with grants do not count as auth")
+	}
+	if keys := cfg.apiKeys(); len(keys) != 1 || keys[0].Grants[0].Devices[0] != "lab-*" || keys[0].Expires.Year() != 2030 {
+		t.Fatalf("apiKeys %+v", keys)
+	}
+	if v, err := cfg.tokenVerifier(); err != nil || v == nil {
+		t.Fatalf("verifier %v %v", v, err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"config", "print", "-config", good}, nil, &out, &errb); code != 0 {
+		t.Fatalf("print exit %d: %s", code, errb.String())
+	}
+	if s := out.String(); strings.Contains(s, "lab-wall-key-0123456789") || strings.Contains(s, "a-shared-secret-of-at-least-32-bytes") {
+		t.Fatalf("secret printed:\n%s", s)
+	}
+
+	bad := writeFile(t, `
+auth:
+  keys:
+    - name: ""
+      key: short
+      devices: []
+      roles: [root]
+      expires: tomorrow
+    - name: ip:x
+      key: 0123456789abcdef
+      devices: ["lab-["]
+      roles: [viewer]
+  jwt:
+    audience: ""
+    leeway: 1h
+    keys:
+      - alg: HS256
+        secret: short
+      - alg: RS256
+      - alg: EdDSA
+        public_key: "AAAA"
+      - alg: EdDSA
+        secret: x
+`)
+	_, _, err = loadConfig([]string{"-config", bad}, nil)
+	if err == nil {
+		t.Fatal("bad auth config accepted")
+	}
+	for _, want := range []string{
+		"auth.keys[0]: needs a name", "auth.keys[0]: key must be at least 16", "auth.keys[0]: grant names no devices",
+		`auth.keys[0]: expires "tomorrow"`, "auth.keys[1]: name \"ip:x\"", `auth.keys[1]: grant device pattern "lab-["`,
+		"auth.jwt.audience: must be set", "auth.jwt.leeway", "auth.jwt.keys[0]: an HS256 secret needs at least 32",
+		`auth.jwt.keys[1]: alg must be HS256 or EdDSA, got "RS256"`, "auth.jwt.keys[2]: public_key is 3 bytes",
+		"auth.jwt.keys[3]: an EdDSA key takes public_key",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
+
+func indentLines(s, pre string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i := range lines {
+		lines[i] = pre + lines[i]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -166,6 +166,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			ScrcpyServer:    cfg.ADB.Scrcpy.Server,
 			ScrcpyVersion:   cfg.ADB.Scrcpy.Version,
 			ScrcpyAudio:     cfg.ADB.Scrcpy.Audio,
+			Scrcpy:          cfg.ADB.Scrcpy.options(),
+			OrientationPoll: orientationPoll(cfg.ADB.OrientationPoll),
 			MaxWidth:        cfg.ADB.MaxWidth,
 			MaxHeight:       cfg.ADB.MaxHeight,
 			TimeLimit:       cfg.ADB.Screenrecord.TimeLimit,
@@ -198,11 +200,16 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		UDPPort:          cfg.WebRTC.UDPPort,
 		UDPPortMin:       uint16(cfg.WebRTC.UDPPortMin),
 		UDPPortMax:       uint16(cfg.WebRTC.UDPPortMax),
+		EphemeralPorts:   cfg.WebRTC.EphemeralPorts,
+		SendBatch:        cfg.WebRTC.SendBatch,
+		NoGSO:            !cfg.WebRTC.UDPGSO,
+		NoIPv6:           !cfg.WebRTC.IPv6,
 		GatherTimeout:    cfg.WebRTC.GatherTimeout,
 		Interfaces:       cfg.WebRTC.Interfaces,
 		MTU:              cfg.WebRTC.MTU,
 		KeyframeInterval: cfg.Stream.KeyframeInterval,
-		RingSize:         cfg.Stream.RingPackets,
+		RingHistory:      cfg.Stream.RingHistory,
+		RingMaxBytes:     cfg.Stream.RingMaxBytes,
 		Meter:            meter("mediasvc/rtc"),
 	}, log.With("component", "rtc"))
 	if err != nil {
@@ -243,8 +250,16 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	}, log)
 	be.onUp = svc.Resync
 
+	var tokens httpapi.TokenVerifier
+	if v, err := cfg.tokenVerifier(); err != nil {
+		return fmt.Errorf("auth.jwt: %w", err)
+	} else if v != nil {
+		tokens = v
+	}
 	api := httpapi.New(httpapi.Config{
 		APIKeys:        cfg.Auth.APIKeys,
+		Keys:           cfg.apiKeys(),
+		Tokens:         tokens,
 		AllowedHosts:   cfg.allowedHosts(cfg.HTTP.Addr),
 		AllowedOrigins: cfg.HTTP.AllowedOrigins,
 		MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
@@ -293,7 +308,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("mediasvc listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/",
-		"instance", instance, "store", cfg.Store.Backend, "auth", len(cfg.Auth.APIKeys) > 0, "demo", cfg.Demo.Enabled, "adb", cfg.ADB.Addr)
+		"instance", instance, "store", cfg.Store.Backend, "auth", cfg.hasAuth(), "demo", cfg.Demo.Enabled, "adb", cfg.ADB.Addr)
 
 	if cfg.Debug.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.Debug.PprofAddr, log)
@@ -387,4 +402,12 @@ func servePprof(addr string, log *slog.Logger) (func(), error) {
 	}()
 	log.Info("pprof listening", "addr", ln.Addr().String())
 	return func() { _ = srv.Close(); <-done }, nil
+}
+
+// orientationPoll maps the config's 0 ("never") to the adapter's negative.
+func orientationPoll(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

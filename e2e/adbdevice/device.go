@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -160,7 +162,15 @@ type Device struct {
 	connects  int
 	// scrcpyRuns are the arguments of each emulated scrcpy server start.
 	scrcpyRuns [][]string
-	wg         sync.WaitGroup // accept loop and connections
+	// ignored are events the device dropped as the real one does.
+	ignored []string
+	// clipboard is the device's primary clip; clipWatch the running
+	// scrcpy servers' autosync listeners.
+	clipboard string
+	clipWatch map[int]func(string)
+	clipNext  int
+	installs  []Install
+	wg        sync.WaitGroup // accept loop and connections
 }
 
 // File is a file pushed to the device with sync:.
@@ -442,6 +452,68 @@ func (d *Device) SetFault(f Fault, on bool) {
 		if d.faults.CompareAndSwap(old, v) {
 			return
 		}
+	}
+}
+
+// Ignored returns the events the device dropped without an error, as the
+// real one does (oldest first): "scrcpy position for 1280x720 (video is
+// 720x1280)" for a touch or scroll whose size is not the current video
+// size (PositionMapper), "scrcpy touch: too many pointers", "scrcpy char
+// u+4e16" for a character INJECT_TEXT cannot type.
+func (d *Device) Ignored() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.ignored...)
+}
+
+func (d *Device) recordIgnored(s string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ignored = append(d.ignored, s)
+}
+
+// Clipboard returns the device's clipboard text.
+func (d *Device) Clipboard() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.clipboard
+}
+
+// SetClipboard sets the device's clipboard as an app copying text does:
+// every running scrcpy server with clipboard autosync pushes it to its
+// client.
+func (d *Device) SetClipboard(text string) { d.setClipboard(text, true) }
+
+func (d *Device) setClipboard(text string, notify bool) {
+	d.mu.Lock()
+	d.clipboard = text
+	var watchers []func(string)
+	if notify {
+		for _, k := range slices.Sorted(maps.Keys(d.clipWatch)) {
+			watchers = append(watchers, d.clipWatch[k])
+		}
+	}
+	d.mu.Unlock()
+	for _, w := range watchers {
+		w(text)
+	}
+}
+
+// watchClipboard calls fn on every clipboard change until the returned
+// func is called.
+func (d *Device) watchClipboard(fn func(string)) func() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.clipWatch == nil {
+		d.clipWatch = map[int]func(string){}
+	}
+	k := d.clipNext
+	d.clipNext++
+	d.clipWatch[k] = fn
+	return func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		delete(d.clipWatch, k)
 	}
 }
 

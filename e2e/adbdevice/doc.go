@@ -33,13 +33,20 @@
 //     no echo) until EOF, close-stdin or exit.
 //   - Commands: screenrecord (see below), wm size|density, getprop [NAME],
 //     input [SOURCE] [-d ID] tap|swipe|draganddrop|keyevent|text|press|
-//     roll|motionevent|keycombination (validated, recorded: Inputs,
-//     WaitInputs), echo, true, false, exit, sleep, cat, ls, rm, id, whoami,
+//     roll|motionevent|keycombination|scroll (scroll from SDK 33;
+//     validated, recorded: Inputs, WaitInputs), screencap [-p] (a PNG of
+//     the display in its orientation), dumpsys window displays (init= and
+//     cur= sizes, the rotation), cmd package install -S SIZE (the APK
+//     streamed on stdin, checked to be a zip with AndroidManifest.xml;
+//     Success or Failure [CODE: …]; Installs), echo, true, false, exit,
+//     sleep, cat, ls, rm, id, whoami,
 //     and any command registered with HandleCommand (e.g. app_process for
 //     an emulated scrcpy server). Others fail with status 127.
 //   - sync: SEND (push), RECV (pull), STAT (v1), LIST, QUIT, on an
 //     in-memory file system (Files, WriteFile). /data/local/tmp, /sdcard
-//     and a few others are directories. stat_v2/ls_v2/sendrecv_v2 are not
+//     and a few others are directories; a push outside /data/local/tmp,
+//     /sdcard and /storage/emulated/0 (".." resolved) fails "Permission
+//     denied", as for adbd's shell user. stat_v2/ls_v2/sendrecv_v2 are not
 //     implemented (and not advertised).
 //   - localabstract:NAME and tcp:PORT, bridged to handlers registered with
 //     HandleAbstract and HandleTCP, or accepted in order from a
@@ -56,11 +63,27 @@
 // sockets in that order, dummy byte on the first socket at accept, 64-byte
 // device name, codec meta (h264, width, height), 12-byte packet headers
 // (config and key-frame flags in the PTS), a config packet then an IDR at
-// start, on RESET_VIDEO and on rotation; the audio socket streams the demo
-// Opus (codec id opus, OpusHead config packet, 20 ms packets; codec id 0,
-// "disabled", without audio); control messages (types 0–17) are recorded
-// among Inputs as
-// "scrcpy touch down X Y WxH", "scrcpy key up 4", "scrcpy text hi",
+// start, on RESET_VIDEO and on rotation (FaultRotated: the portrait clip,
+// a new video size and no new codec meta); the audio socket streams the
+// demo Opus (codec id opus, OpusHead config packet, 20 ms packets; codec
+// id 0, "disabled", without audio; codec id 1, "error", and the server
+// stops, for an unknown audio_encoder). Options are checked as
+// Options.parse does (log_level, codecs, video_codec_options, numbers;
+// display_id other than 0 is not found). The controller does what
+// scrcpy 3.3.4's does and Inputs records the result: positions whose
+// video size is not the current one are dropped (PositionMapper; see
+// Ignored) and the rest scaled to the display in its orientation; up to
+// 10 pointers (PointersState) with ACTION_POINTER_DOWN/UP and their
+// index; scroll in 3.3's fixed point; keys with repeat and meta; text of
+// any length with what the virtual keyboard cannot type skipped;
+// SET_CLIPBOARD sets the device's clipboard (acknowledged when it has a
+// sequence, not echoed) and SetClipboard pushes a CLIPBOARD message to
+// clients with clipboard_autosync; log lines (log_level, "Video capture
+// reset" per RESET_VIDEO) are written from the controller and block it
+// while the host does not read them. Inputs look like
+// "scrcpy touch down X Y id=N", "scrcpy touch pointer_down 1 X Y id=N",
+// "scrcpy key down 31 repeat=2 meta=0x3000", "scrcpy text hi",
+// "scrcpy scroll X Y h=0 v=-1", "scrcpy set_clipboard TEXT (paste)",
 // "scrcpy reset_video", …
 //
 // # screenrecord

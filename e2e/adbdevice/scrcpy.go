@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // ScrcpyVersion is the scrcpy server version the emulated one claims by
@@ -108,7 +110,18 @@ type scrcpyOptions struct {
 	video, audio, control                   bool
 	dummy, deviceMeta, codecMeta, frameMeta bool
 	tunnelForward                           bool
+	logLevel                                int // index into scrcpyLogLevels; default info
+	audioEncoder                            string
+	clipboardAutosync                       bool
 }
+
+// scrcpyLogLevels are Ln.Level's names, most verbose first.
+var scrcpyLogLevels = []string{"verbose", "debug", "info", "warn", "error"}
+
+const scrcpyLogInfo = 2
+
+// scrcpyOpusEncoder is the one audio encoder the emulated device has.
+const scrcpyOpusEncoder = "c2.android.opus.encoder"
 
 func (d *Device) scrcpyServer(ctx context.Context, version string, env, args []string, stdout, stderr io.Writer) int {
 	classpath := ""
@@ -137,7 +150,12 @@ func (d *Device) scrcpyServer(ctx context.Context, version string, env, args []s
 		fmt.Fprintf(stderr, "[server] ERROR: The server version (%s) does not match the client (%s)\n", version, got)
 		return 1
 	}
-	o := scrcpyOptions{video: true, audio: true, control: true, dummy: true, deviceMeta: true, codecMeta: true, frameMeta: true}
+	o := scrcpyOptions{video: true, audio: true, control: true, dummy: true, deviceMeta: true, codecMeta: true, frameMeta: true,
+		logLevel: scrcpyLogInfo, clipboardAutosync: true}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "[server] ERROR: Exception on thread Thread[main,5,main]\njava.lang.IllegalArgumentException: "+format+"\n", a...)
+		return 1
+	}
 	for _, kv := range rest[1:] {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
@@ -173,9 +191,54 @@ func (d *Device) scrcpyServer(ctx context.Context, version string, env, args []s
 				o.dummy, o.deviceMeta, o.codecMeta, o.frameMeta = false, false, false, false
 			}
 		case "video_codec":
-			if v != "h264" {
+			switch v {
+			case "h264":
+			case "h265", "av1":
 				fmt.Fprintf(stderr, "[server] ERROR: emulated server: video_codec %s not supported\n", v)
 				return 1
+			default:
+				return fail("Video codec %s not supported", v)
+			}
+		case "audio_codec":
+			switch v {
+			case "opus":
+			case "aac", "flac", "raw":
+				fmt.Fprintf(stderr, "[server] ERROR: emulated server: audio_codec %s not supported\n", v)
+				return 1
+			default:
+				return fail("Audio codec %s not supported", v)
+			}
+		case "log_level":
+			i := slices.Index(scrcpyLogLevels, strings.ToLower(v))
+			if i < 0 {
+				return fail("No enum constant com.genymobile.scrcpy.util.Ln.Level.%s", strings.ToUpper(v))
+			}
+			o.logLevel = i
+		case "audio_encoder":
+			o.audioEncoder = v
+		case "clipboard_autosync":
+			o.clipboardAutosync = b
+		case "max_size", "video_bit_rate", "audio_bit_rate", "display_id", "screen_off_timeout":
+			n, err := strconv.ParseInt(v, 10, 32)
+			if err != nil {
+				return fail("For input string: \"%s\"", v)
+			}
+			if k == "display_id" && n != 0 {
+				fmt.Fprintf(stderr, "[server] ERROR: Display %d not found\n", n)
+				return 1
+			}
+		case "max_fps", "angle":
+			if _, err := strconv.ParseFloat(v, 32); err != nil {
+				return fail("Invalid float value for %s: \"%s\"", k, v)
+			}
+		case "video_codec_options", "audio_codec_options":
+			if err := parseCodecOptions(v); err != nil {
+				return fail("%v", err)
+			}
+		case "stay_awake", "power_off_on_close", "show_touches", "cleanup", "power_on", "downsize_on_error", "audio_dup":
+		default:
+			if o.logLevel <= 3 {
+				fmt.Fprintf(stderr, "[server] WARN: Unknown server option: %s\n", k)
 			}
 		}
 	}
@@ -192,13 +255,103 @@ func (d *Device) scrcpyServer(ctx context.Context, version string, env, args []s
 		n, _ := strconv.ParseUint(o.scid, 16, 31)
 		name = fmt.Sprintf("scrcpy_%08x", n)
 	}
-	fmt.Fprintf(stdout, "[server] INFO: Device: [mediasvc] %s %s (Android %s)\n", "mediasvc", d.opts.Model, releaseOf(d.opts.SDK))
-	return d.scrcpySession(ctx, name, o, stderr)
+	ss := &scrcpySession{d: d, o: o, stdout: stdout, stderr: stderr}
+	ss.logf(scrcpyLogInfo, "Device: [mediasvc] %s %s (Android %s)", "mediasvc", d.opts.Model, releaseOf(d.opts.SDK))
+	return ss.serve(ctx, name)
 }
 
-// scrcpySession accepts the sockets on name and serves them until one
-// closes or ctx ends.
-func (d *Device) scrcpySession(ctx context.Context, name string, o scrcpyOptions, stderr io.Writer) int {
+// parseCodecOptions checks "key[:type]=value,…" as CodecOption.parse does.
+func parseCodecOptions(s string) error {
+	if s == "" {
+		return nil
+	}
+	var opts []string
+	var cur strings.Builder
+	esc := false
+	for _, r := range s {
+		switch {
+		case r == '\\' && !esc:
+			esc = true
+		case r == ',' && !esc:
+			opts = append(opts, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteRune(r)
+			esc = false
+		}
+	}
+	if cur.Len() > 0 {
+		opts = append(opts, cur.String())
+	}
+	for _, o := range opts {
+		kt, v, ok := strings.Cut(o, "=")
+		if !ok {
+			return errors.New("'=' expected")
+		}
+		if kt == "" {
+			return errors.New("Key may not be null")
+		}
+		_, typ, typed := strings.Cut(kt, ":")
+		if !typed {
+			typ = "int"
+		}
+		var err error
+		switch typ {
+		case "int":
+			_, err = strconv.ParseInt(v, 10, 32)
+		case "long":
+			_, err = strconv.ParseInt(v, 10, 64)
+		case "float":
+			_, err = strconv.ParseFloat(v, 32)
+		case "string":
+		default:
+			return fmt.Errorf("Invalid codec option type (int, long, float, str): %s", typ)
+		}
+		if err != nil {
+			return fmt.Errorf("For input string: \"%s\"", v)
+		}
+	}
+	return nil
+}
+
+// scrcpySession is one emulated scrcpy server's run: its sockets, its
+// current video size (what PositionMapper checks every positional event
+// against) and its pointers.
+type scrcpySession struct {
+	d              *Device
+	o              scrcpyOptions
+	stdout, stderr io.Writer
+
+	logMu sync.Mutex // one log line at a time
+
+	mu       sync.Mutex
+	vw, vh   int     // current video size; 0 before the first config packet
+	pointers []int64 // ids of the pointers down, by local index (PointersState)
+
+	sendMu  sync.Mutex // device messages on the control socket
+	control net.Conn
+}
+
+// logf prints a log line as Ln does: info and below on stdout, warnings
+// and errors on stderr, each only at or above the log_level. The write
+// blocks while the host does not read, as the real server's does.
+func (ss *scrcpySession) logf(level int, format string, a ...any) {
+	if level < ss.o.logLevel {
+		return
+	}
+	w := ss.stdout
+	if level > scrcpyLogInfo {
+		w = ss.stderr
+	}
+	ss.logMu.Lock()
+	defer ss.logMu.Unlock()
+	fmt.Fprintf(w, "[server] %s: %s\n", strings.ToUpper(scrcpyLogLevels[level]), fmt.Sprintf(format, a...))
+}
+
+// serve accepts the sockets on name and serves them until one closes or
+// ctx ends.
+func (ss *scrcpySession) serve(ctx context.Context, name string) int {
+	d, o := ss.d, ss.o
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	want := 0
@@ -250,8 +403,10 @@ func (d *Device) scrcpySession(ctx context.Context, name string, o scrcpyOptions
 	}
 	if o.control {
 		control = socks[i]
+		ss.control = control
 	}
 
+	status := 0
 	reset := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	if control != nil {
@@ -259,44 +414,68 @@ func (d *Device) scrcpySession(ctx context.Context, name string, o scrcpyOptions
 		go func() {
 			defer wg.Done()
 			defer cancel()
-			if err := d.scrcpyControl(control, reset); err != nil && ctx.Err() == nil {
-				fmt.Fprintf(stderr, "[server] ERROR: controller: %v\n", err)
+			if err := ss.controlLoop(control, reset); err != nil && ctx.Err() == nil {
+				ss.logf(4, "Controller error: %v", err)
 			}
 		}()
+		if o.clipboardAutosync {
+			unwatch := d.watchClipboard(func(text string) {
+				ss.sendDevice(appendDeviceClipboard(nil, text))
+			})
+			defer unwatch()
+		}
 	}
 	if video != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer cancel()
-			d.scrcpyVideo(ctx, video, o, reset)
+			ss.video(ctx, video, reset)
 		}()
 	}
 	if audio != nil {
-		wg.Add(2)
-		go func() { // notices the client closing the socket
-			defer wg.Done()
-			defer cancel()
-			_, _ = io.Copy(io.Discard, audio)
-		}()
-		go func() {
-			defer wg.Done()
-			d.scrcpyAudio(ctx, audio, o)
-		}()
+		if o.audioEncoder != "" && o.audioEncoder != scrcpyOpusEncoder {
+			// A ConfigurationException: codec id 1 ("error"), and the
+			// server stops.
+			ss.logf(4, "Unknown encoder: %s", o.audioEncoder)
+			_, _ = audio.Write([]byte{0, 0, 0, 1})
+			cancel()
+			status = 1
+		} else {
+			wg.Add(2)
+			go func() { // notices the client closing the socket
+				defer wg.Done()
+				defer cancel()
+				_, _ = io.Copy(io.Discard, audio)
+			}()
+			go func() {
+				defer wg.Done()
+				d.scrcpyAudio(ctx, audio, o)
+			}()
+		}
 	}
 	<-ctx.Done()
 	for _, s := range socks {
 		_ = s.Close()
 	}
 	wg.Wait()
-	return 0
+	return status
 }
 
-// scrcpyVideo streams the clip as scrcpy does: codec meta, then a config
-// packet (SPS/PPS) and the pictures without them, each with a 12-byte
-// header; a reset or a rotation restarts at an IDR after a new config
-// packet.
-func (d *Device) scrcpyVideo(ctx context.Context, w io.Writer, o scrcpyOptions, reset <-chan struct{}) {
+// setVideoSize records the size of the stream's current config packet.
+func (ss *scrcpySession) setVideoSize(c *clip) {
+	ss.mu.Lock()
+	ss.vw, ss.vh = c.width, c.height
+	ss.mu.Unlock()
+}
+
+// video streams the clip as scrcpy does: codec meta (the capture size),
+// then a config packet (SPS/PPS) and the pictures without them, each with
+// a 12-byte header; a reset or a rotation restarts at an IDR after a new
+// config packet (and a rotation changes the video size, with no new codec
+// meta).
+func (ss *scrcpySession) video(ctx context.Context, w io.Writer, reset <-chan struct{}) {
+	d, o := ss.d, ss.o
 	bw := bufio.NewWriterSize(w, 64*1024)
 	rotated := d.Fault(FaultRotated)
 	c := d.clip
@@ -304,11 +483,10 @@ func (d *Device) scrcpyVideo(ctx context.Context, w io.Writer, o scrcpyOptions, 
 		c = d.rclip
 	}
 	if o.codecMeta {
-		wd, ht := d.displaySize()
 		var meta [12]byte
 		binary.BigEndian.PutUint32(meta[0:], scrcpyCodecH264)
-		binary.BigEndian.PutUint32(meta[4:], uint32(wd))
-		binary.BigEndian.PutUint32(meta[8:], uint32(ht))
+		binary.BigEndian.PutUint32(meta[4:], uint32(c.width))
+		binary.BigEndian.PutUint32(meta[8:], uint32(c.height))
 		if _, err := bw.Write(meta[:]); err != nil {
 			return
 		}
@@ -358,6 +536,9 @@ func (d *Device) scrcpyVideo(ctx context.Context, w io.Writer, o scrcpyOptions, 
 			if err := packet(scrcpyFlagConfig, c.params); err != nil {
 				return
 			}
+			// The encoder restarted at this size: from now on the
+			// controller maps (and checks) positions against it.
+			ss.setVideoSize(c)
 			config = false
 			pic = 0
 		} else if d.Fault(FaultStaticScreen) {
@@ -432,14 +613,115 @@ func (d *Device) scrcpyAudio(ctx context.Context, w io.Writer, o scrcpyOptions) 
 	}
 }
 
+// Device message types (DeviceMessage.TYPE_*).
+const (
+	scrcpyDevClipboard    = 0
+	scrcpyDevAckClipboard = 1
+)
+
+// scrcpyClipboardMax is the longest clipboard text one device message
+// carries (DeviceMessageWriter: 256 KiB less the 5-byte header); longer
+// texts are cut at a UTF-8 boundary.
+const scrcpyClipboardMax = 1<<18 - 5
+
+func appendDeviceClipboard(b []byte, text string) []byte {
+	raw := []byte(text)
+	if len(raw) > scrcpyClipboardMax {
+		n := scrcpyClipboardMax
+		for n > 0 && !utf8.RuneStart(raw[n]) {
+			n--
+		}
+		raw = raw[:n]
+	}
+	b = append(b, scrcpyDevClipboard)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(raw)))
+	return append(b, raw...)
+}
+
+// sendDevice writes one device message on the control socket.
+func (ss *scrcpySession) sendDevice(msg []byte) {
+	ss.sendMu.Lock()
+	defer ss.sendMu.Unlock()
+	if ss.control != nil {
+		_, _ = ss.control.Write(msg)
+	}
+}
+
 var errScrcpyControl = errors.New("bad scrcpy control message")
 
-// scrcpyControl reads control messages until the socket closes, records
-// them as inputs and signals RESET_VIDEO on reset.
-func (d *Device) scrcpyControl(r io.Reader, reset chan<- struct{}) error {
+// scrcpyMaxString is where the emulated server's heap ends for one string
+// of a control message (the real reader has no limit of its own: INJECT_TEXT
+// and SET_CLIPBOARD take what their length says).
+const scrcpyMaxString = 64 << 20
+
+// mapPosition is PositionMapper.map: a position whose video size is not
+// the current one is dropped (nil, false; logged at verbose only); else
+// the point is scaled from the video to the display in its current
+// orientation.
+func (ss *scrcpySession) mapPosition(x, y int32, w, h uint16) (int, int, bool) {
+	if !ss.o.video {
+		return int(x), int(y), true // no display data: raw coordinates
+	}
+	ss.mu.Lock()
+	vw, vh := ss.vw, ss.vh
+	ss.mu.Unlock()
+	if int(w) != vw || int(h) != vh {
+		ss.logf(0, "Ignore positional event generated for size %dx%d (current size is %dx%d)", w, h, vw, vh)
+		ss.d.recordIgnored(fmt.Sprintf("scrcpy position for %dx%d (video is %dx%d)", w, h, vw, vh))
+		return 0, 0, false
+	}
+	dw, dh := ss.d.displaySize()
+	return int(int64(x) * int64(dw) / int64(vw)), int(int64(y) * int64(dh) / int64(vh)), true
+}
+
+// touch applies one INJECT_TOUCH_EVENT to the pointers as PointersState
+// and Controller.injectTouch do, and returns the MotionEvent action it
+// injects ("down", "pointer_down 1", "move", "up", "pointer_up 0",
+// "hover_move", …), or "" when the server drops it (too many pointers).
+func (ss *scrcpySession) touch(action byte, id int64, actionButton, buttons uint32) string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	idx := slices.Index(ss.pointers, id)
+	if idx < 0 {
+		if len(ss.pointers) >= 10 {
+			return ""
+		}
+		ss.pointers = append(ss.pointers, id)
+		idx = len(ss.pointers) - 1
+	}
+	count := len(ss.pointers)
+	name := map[byte]string{0: "down", 1: "up", 2: "move", 3: "cancel", 7: "hover_move", 9: "hover_enter", 10: "hover_exit"}[action]
+	if name == "" {
+		name = strconv.Itoa(int(action))
+	}
+	// A real mouse (hover, or a button other than the primary) is up once
+	// no button is held; anything else is a finger, up on ACTION_UP.
+	up := action == 1
+	if id == -1 && (action == 7 || (actionButton|buttons)&^1 != 0) {
+		up = buttons == 0
+	}
+	if count > 1 && (action == 0 || action == 1) {
+		name = "pointer_" + name + " " + strconv.Itoa(idx)
+	}
+	if up {
+		ss.pointers = slices.Delete(ss.pointers, idx, idx+1)
+	}
+	return name
+}
+
+// controlLoop reads control messages until the socket closes, applies
+// them as the real server does (positions checked and mapped, pointers
+// tracked, clipboard set and acknowledged) and records them as inputs.
+func (ss *scrcpySession) controlLoop(r io.Reader, reset chan<- struct{}) error {
+	d := ss.d
 	br := bufio.NewReader(r)
 	be := binary.BigEndian
 	read := func(n int) ([]byte, error) {
+		if n > scrcpyMaxString {
+			// The server allocates the length it is given: past its heap
+			// that is an OutOfMemoryError, and the controller dies.
+			return nil, fmt.Errorf("java.lang.OutOfMemoryError: %d bytes: %w", n, errScrcpyControl)
+		}
 		b := make([]byte, n)
 		_, err := io.ReadFull(br, b)
 		return b, err
@@ -466,34 +748,74 @@ func (d *Device) scrcpyControl(r io.Reader, reset chan<- struct{}) error {
 				return err
 			}
 			rec = fmt.Sprintf("key %s %d", action(b[0], "down", "up"), be.Uint32(b[1:]))
+			if r := be.Uint32(b[5:]); r != 0 {
+				rec += fmt.Sprintf(" repeat=%d", r)
+			}
+			if m := be.Uint32(b[9:]); m != 0 {
+				rec += fmt.Sprintf(" meta=%#x", m)
+			}
 		case scrcpyInjectText:
 			b, err := read(4)
 			if err != nil {
 				return err
 			}
-			n := be.Uint32(b)
-			if n > 300 {
-				return fmt.Errorf("text of %d bytes: %w", n, errScrcpyControl)
-			}
-			t, err := read(int(n))
+			t, err := read(int(be.Uint32(b)))
 			if err != nil {
 				return err
 			}
-			rec = "text " + string(t)
+			// Characters the virtual keyboard map cannot type are
+			// skipped, with a warning.
+			var typed strings.Builder
+			for _, r := range string(t) {
+				if scrcpyTypeable(r) {
+					typed.WriteRune(r)
+				} else {
+					ss.logf(3, "Could not inject char u+%04x", r)
+					d.recordIgnored(fmt.Sprintf("scrcpy char u+%04x", r))
+				}
+			}
+			if typed.Len() == 0 {
+				continue
+			}
+			rec = "text " + typed.String()
 		case scrcpyInjectTouch:
 			b, err := read(31)
 			if err != nil {
 				return err
 			}
-			rec = fmt.Sprintf("touch %s %d %d %dx%d", action(b[0], "down", "up", "move"),
-				int32(be.Uint32(b[9:])), int32(be.Uint32(b[13:])), be.Uint16(b[17:]), be.Uint16(b[19:]))
+			id := int64(be.Uint64(b[1:]))
+			x, y, ok := ss.mapPosition(int32(be.Uint32(b[9:])), int32(be.Uint32(b[13:])), be.Uint16(b[17:]), be.Uint16(b[19:]))
+			if !ok {
+				continue
+			}
+			ma := ss.touch(b[0], id, be.Uint32(b[23:]), be.Uint32(b[27:]))
+			if ma == "" {
+				ss.logf(3, "Too many pointers for touch event")
+				d.recordIgnored("scrcpy touch: too many pointers")
+				continue
+			}
+			rec = fmt.Sprintf("touch %s %d %d", ma, x, y)
+			if id != -1 {
+				rec += fmt.Sprintf(" id=%d", id)
+			}
+			if p := be.Uint16(b[21:]); p != 0xffff && b[0] != 1 {
+				rec += fmt.Sprintf(" pressure=%.2f", float64(p)/65536)
+			}
+			if btn := be.Uint32(b[27:]); id == -1 && btn&^1 != 0 {
+				rec += fmt.Sprintf(" buttons=%d", btn)
+			}
 		case scrcpyInjectScroll:
 			b, err := read(20)
 			if err != nil {
 				return err
 			}
-			rec = fmt.Sprintf("scroll %d %d %d %d", int32(be.Uint32(b[0:])), int32(be.Uint32(b[4:])),
-				int16(be.Uint16(b[12:])), int16(be.Uint16(b[14:])))
+			x, y, ok := ss.mapPosition(int32(be.Uint32(b[0:])), int32(be.Uint32(b[4:])), be.Uint16(b[8:]), be.Uint16(b[10:]))
+			if !ok {
+				continue
+			}
+			h := i16FixedToFloat(int16(be.Uint16(b[12:]))) * 16
+			v := i16FixedToFloat(int16(be.Uint16(b[14:]))) * 16
+			rec = fmt.Sprintf("scroll %d %d h=%g v=%g", x, y, h, v)
 		case scrcpyBackOrScreenOn:
 			if _, err := read(1); err != nil {
 				return err
@@ -502,26 +824,41 @@ func (d *Device) scrcpyControl(r io.Reader, reset chan<- struct{}) error {
 		case scrcpyExpandNotif, scrcpyExpandSettings, scrcpyCollapsePanels, scrcpyRotateDevice, scrcpyOpenKeyboardPrefs:
 			rec = map[byte]string{scrcpyExpandNotif: "expand_notification_panel", scrcpyExpandSettings: "expand_settings_panel",
 				scrcpyCollapsePanels: "collapse_panels", scrcpyRotateDevice: "rotate", scrcpyOpenKeyboardPrefs: "open_hard_keyboard_settings"}[typ]
-		case scrcpyGetClipboard, scrcpySetDisplayPower:
+		case scrcpyGetClipboard:
 			b, err := read(1)
 			if err != nil {
 				return err
 			}
-			rec = map[byte]string{scrcpyGetClipboard: "get_clipboard", scrcpySetDisplayPower: "set_display_power"}[typ] + " " + strconv.Itoa(int(b[0]))
+			rec = "get_clipboard " + strconv.Itoa(int(b[0]))
+			if !ss.o.clipboardAutosync {
+				ss.sendDevice(appendDeviceClipboard(nil, d.Clipboard()))
+			}
+		case scrcpySetDisplayPower:
+			b, err := read(1)
+			if err != nil {
+				return err
+			}
+			rec = "set_display_power " + strconv.Itoa(int(b[0]))
 		case scrcpySetClipboard:
 			b, err := read(13)
 			if err != nil {
 				return err
 			}
-			n := be.Uint32(b[9:])
-			if n > 1<<18 {
-				return fmt.Errorf("clipboard of %d bytes: %w", n, errScrcpyControl)
-			}
-			t, err := read(int(n))
+			seq, paste := be.Uint64(b), b[8] != 0
+			t, err := read(int(be.Uint32(b[9:])))
 			if err != nil {
 				return err
 			}
+			// The change it makes is not echoed back (isSettingClipboard).
+			d.setClipboard(string(t), false)
+			ss.logf(scrcpyLogInfo, "Device clipboard set")
 			rec = "set_clipboard " + string(t)
+			if paste {
+				rec += " (paste)"
+			}
+			if seq != 0 {
+				ss.sendDevice(binary.BigEndian.AppendUint64([]byte{scrcpyDevAckClipboard}, seq))
+			}
 		case scrcpyUHIDCreate:
 			b, err := read(7) // id, vendor, product, name length
 			if err != nil {
@@ -565,13 +902,38 @@ func (d *Device) scrcpyControl(r io.Reader, reset chan<- struct{}) error {
 			rec = "start_app " + string(t)
 		case scrcpyResetVideo:
 			rec = "reset_video"
+			// Logged from the controller's thread: a host that stops
+			// reading the server's output blocks it here.
+			ss.logf(scrcpyLogInfo, "Video capture reset")
 			select {
 			case reset <- struct{}{}:
 			default:
 			}
 		default:
-			return fmt.Errorf("type %d: %w", typ, errScrcpyControl)
+			return fmt.Errorf("Unknown event type: %d: %w", typ, errScrcpyControl)
 		}
 		d.recordInput("scrcpy " + rec)
 	}
 }
+
+// i16FixedToFloat is Binary.i16FixedPointToFloat.
+func i16FixedToFloat(v int16) float64 {
+	if v == 0x7fff {
+		return 1
+	}
+	return float64(v) / 0x8000
+}
+
+// scrcpyTypeable reports whether the server's virtual keyboard map (plus
+// KeyComposition's dead-key letters) can type r.
+func scrcpyTypeable(r rune) bool {
+	if r == '\n' || r == '\t' || (r >= 0x20 && r <= 0x7e) {
+		return true
+	}
+	return strings.ContainsRune(scrcpyComposable, r)
+}
+
+// scrcpyComposable are the letters KeyComposition (scrcpy 3.3.4) types as
+// a dead key and a base letter.
+const scrcpyComposable = "ÀÈÌÒÙàèìòùǸǹẀẁỲỳÁÉÍÓÚÝáéíóúýĆćĹĺŃńŔŕŚśŹźǴǵḈḉḰḱḾḿṔṕẂẃ" +
+	"ÂÊÎÔÛâêîôûĈĉĜĝĤĥĴĵŜŝŴŵŶŷẐẑÃÑÕãñõĨĩŨũẼẽỸỹÄËÏÖÜäëïöüÿŸḦḧẄẅẌẍẗ"

@@ -162,7 +162,7 @@ func TestRealADBScrcpy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(in, "|"); got != "scrcpy touch down 100 200 1280x720|scrcpy text hi|scrcpy key up 4|scrcpy reset_video" {
+	if got := strings.Join(in, "|"); got != "scrcpy touch down 100 200 id=-2|scrcpy text hi|scrcpy key up 4|scrcpy reset_video" {
 		t.Fatalf("inputs %q", got)
 	}
 	// After the reset: a config packet, then a key frame, within a few packets.
@@ -207,8 +207,9 @@ func FuzzScrcpyControl(f *testing.F) {
 	f.Add([]byte{scrcpyUHIDCreate, 0, 1, 0, 2, 0, 3, 1, 'k', 0, 1, 5})
 	f.Add([]byte{scrcpyStartApp, 3, 'a', 'p', 'p', 99})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d := &Device{inputCh: make(chan struct{})}
-		_ = d.scrcpyControl(bytes.NewReader(b), make(chan struct{}, 1))
+		d := &Device{inputCh: make(chan struct{}), opts: Options{Width: 1280, Height: 720}}
+		ss := &scrcpySession{d: d, o: scrcpyOptions{logLevel: scrcpyLogInfo}, stdout: io.Discard, stderr: io.Discard, vw: 1280, vh: 720}
+		_ = ss.controlLoop(bytes.NewReader(b), make(chan struct{}, 1))
 		if len(d.inputs) > len(b) {
 			t.Fatalf("%d messages from %d bytes", len(d.inputs), len(b))
 		}

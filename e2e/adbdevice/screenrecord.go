@@ -26,8 +26,9 @@ type picture struct {
 
 // clip is an H.264 stream cut into pictures, shared read-only.
 type clip struct {
-	pics   []picture
-	params []byte // the first SPS and PPS, Annex-B
+	pics          []picture
+	params        []byte // the first SPS and PPS, Annex-B
+	width, height int    // from the SPS
 }
 
 // parseClip cuts an Annex-B stream into access units: a new one starts at
@@ -56,6 +57,13 @@ func parseClip(b []byte) (*clip, error) {
 			flush()
 		}
 		cur.full = append(append(cur.full, domain.AnnexBStartCode...), nal...)
+		if typ == domain.NALTypeSPS && c.width == 0 {
+			w, h, err := domain.SPSSize(nal)
+			if err != nil {
+				return nil, fmt.Errorf("parse clip: SPS: %w: %w", err, errBadClip)
+			}
+			c.width, c.height = w, h
+		}
 		if typ == domain.NALTypeSPS || typ == domain.NALTypePPS {
 			if len(c.pics) == 0 {
 				c.params = append(append(c.params, domain.AnnexBStartCode...), nal...)

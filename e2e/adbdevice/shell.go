@@ -150,6 +150,12 @@ func (d *Device) runCommand(ctx context.Context, words []string, stdin io.Reader
 		return d.input(ctx, args, stdout, stderr)
 	case "screenrecord":
 		return d.screenrecord(ctx, args, stdout, stderr)
+	case "cmd":
+		return d.cmd(ctx, args, stdin, stdout, stderr)
+	case "screencap":
+		return d.screencap(args, stdout, stderr)
+	case "dumpsys":
+		return d.dumpsys(args, stdout, stderr)
 	case "cat":
 		code := 0
 		for _, p := range args {
@@ -256,7 +262,11 @@ var inputArgs = map[string][2]int{
 	"roll":           {2, 2},
 	"motionevent":    {3, 3},
 	"keycombination": {2, -1},
+	"scroll":         {0, -1},
 }
+
+// scrollAxes are the axis names `input scroll --axis` takes for a scroll.
+var scrollAxes = map[string]bool{"SCROLL": true, "HSCROLL": true, "VSCROLL": true}
 
 var inputSources = map[string]bool{
 	"keyboard": true, "mouse": true, "joystick": true, "touchnavigation": true, "touchpad": true,
@@ -286,7 +296,7 @@ func (d *Device) input(ctx context.Context, args []string, stdout, stderr io.Wri
 		cargs = cargs[1:]
 	}
 	n, ok := inputArgs[cmd]
-	if !ok {
+	if !ok || cmd == "scroll" && d.opts.SDK < 33 {
 		return usage("Unknown command: " + cmd)
 	}
 	if len(cargs) < n[0] || n[1] >= 0 && len(cargs) > n[1] {
@@ -298,6 +308,32 @@ func (d *Device) input(ctx context.Context, args []string, stdout, stderr io.Wri
 			if _, err := strconv.ParseFloat(a, 32); err != nil {
 				return usage("Invalid arguments for command: " + cmd)
 			}
+		}
+	case "scroll":
+		// Android 13+: [X Y] for pointer sources (mouse, …), then
+		// --axis NAME,VALUE pairs.
+		pos := cargs
+		for len(pos) > 0 && pos[0] != "--axis" {
+			pos = pos[1:]
+		}
+		coords := cargs[:len(cargs)-len(pos)]
+		if len(coords) != 0 && len(coords) != 2 {
+			return usage("Invalid arguments for command: scroll")
+		}
+		for _, a := range coords {
+			if _, err := strconv.ParseFloat(a, 32); err != nil {
+				return usage("Invalid arguments for command: scroll")
+			}
+		}
+		for len(pos) > 0 {
+			if len(pos) < 2 {
+				return usage("--axis needs AXIS,VALUE")
+			}
+			axis, v, ok := strings.Cut(pos[1], ",")
+			if _, err := strconv.ParseFloat(v, 32); !ok || err != nil || !scrollAxes[axis] {
+				return usage("Invalid axis: " + pos[1])
+			}
+			pos = pos[2:]
 		}
 	case "motionevent":
 		switch strings.ToUpper(cargs[0]) {

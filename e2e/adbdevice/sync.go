@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	pathpkg "path"
 	"sort"
 	"strconv"
 	"strings"
@@ -116,6 +117,11 @@ func (d *Device) syncReceive(br io.Reader, bw *bufio.Writer, arg string) error {
 			if path == "" || strings.HasSuffix(path, "/") || isDir(path) {
 				return syncFail(bw, "couldn't create file: Is a directory")
 			}
+			if !shellWritable(path) {
+				// adbd runs as shell: only its own and the shared storage's
+				// trees are writable.
+				return syncFail(bw, "couldn't create file: Permission denied")
+			}
 			d.mu.Lock()
 			d.files[path] = &File{Data: data, Mode: os.FileMode(mode & 0o777), MTime: time.Unix(int64(n), 0)}
 			d.mu.Unlock()
@@ -124,6 +130,22 @@ func (d *Device) syncReceive(br io.Reader, bw *bufio.Writer, arg string) error {
 			return syncFail(bw, "unexpected "+strconv.Quote(id)+" during SEND")
 		}
 	}
+}
+
+// shellWritable reports whether the shell user may create path: under
+// /data/local/tmp or the shared storage (/sdcard, /storage/emulated/0),
+// after resolving "..", as the kernel does.
+func shellWritable(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	clean := pathpkg.Clean(p)
+	for _, dir := range []string{"/data/local/tmp/", "/sdcard/", "/storage/emulated/0/"} {
+		if strings.HasPrefix(clean+"/", dir) && clean+"/" != dir {
+			return true
+		}
+	}
+	return false
 }
 
 // syncSend answers RECV with the file in DATA chunks and DONE, or FAIL.

@@ -60,7 +60,9 @@ func (s *Source) Input(ctx context.Context, id domain.DeviceID, ev domain.InputE
 // Capture is a fake ports.Capture fed through a channel: each frame sent on
 // Frames is returned by ReadFrame; closing Frames ends the capture (io.EOF).
 type Capture struct {
+	// StreamInfo is what Info returns until SetInfo changes it.
 	StreamInfo domain.StreamInfo
+	infoMu     sync.Mutex
 	Frames     chan domain.Frame
 	Keyframes  atomic.Int64
 	Bitrate    atomic.Int64
@@ -77,7 +79,19 @@ func NewCapture(info domain.StreamInfo) *Capture {
 }
 
 // Info returns StreamInfo.
-func (c *Capture) Info() domain.StreamInfo { return c.StreamInfo }
+func (c *Capture) Info() domain.StreamInfo {
+	c.infoMu.Lock()
+	defer c.infoMu.Unlock()
+	return c.StreamInfo
+}
+
+// SetInfo changes what Info returns, as a rotated device's capture does
+// from its next keyframe.
+func (c *Capture) SetInfo(info domain.StreamInfo) {
+	c.infoMu.Lock()
+	defer c.infoMu.Unlock()
+	c.StreamInfo = info
+}
 
 // ReadFrame returns the next frame sent on Frames.
 func (c *Capture) ReadFrame(ctx context.Context) (domain.Frame, error) {

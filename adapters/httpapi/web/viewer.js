@@ -12,9 +12,13 @@
   const state = { session: null, ws: null, pc: null, pending: [], statsTimer: 0, last: null, role: '' };
   window.mediasvc = { pc: null, session: null };
 
-  // ---- API key ----
-  const apiKey = () => sessionStorage.getItem(KEY_STORE) || '';
-  $('#apikey').value = apiKey();
+  // ---- API key or access link ----
+  // An access link (?access_token=<JWT>) authenticates every call of this
+  // page; it is kept across the page's own navigation.
+  const accessToken = new URLSearchParams(location.search).get('access_token') || '';
+  const withToken = (path) => accessToken ? path + (path.includes('?') ? '&' : '?') + 'access_token=' + encodeURIComponent(accessToken) : path;
+  const apiKey = () => sessionStorage.getItem(KEY_STORE) || accessToken;
+  $('#apikey').value = sessionStorage.getItem(KEY_STORE) || '';
   $('#keyform').addEventListener('submit', (e) => {
     e.preventDefault();
     const v = $('#apikey').value.trim();
@@ -61,7 +65,7 @@
         const b = document.createElement('button');
         b.textContent = 'Play'; b.className = 'primary';
         b.disabled = d.state !== 'online';
-        b.addEventListener('click', () => { history.pushState(null, '', '/?device=' + encodeURIComponent(d.id)); route(); });
+        b.addEventListener('click', () => { history.pushState(null, '', withToken('/?device=' + encodeURIComponent(d.id))); route(); });
         td.appendChild(b); tr.appendChild(td); tbody.appendChild(tr);
       }
     } catch (err) {
@@ -192,7 +196,7 @@
     setState('stopped');
   }
 
-  $('#stop').addEventListener('click', () => { stop(true); history.pushState(null, '', '/'); route(); });
+  $('#stop').addEventListener('click', () => { stop(true); history.pushState(null, '', withToken('/')); route(); });
   $('#keyframe').addEventListener('click', () => send({ type: 'keyframe' }));
   $('#unmute').addEventListener('click', () => { const v = $('#video'); v.muted = false; v.play().catch(() => {}); $('#unmute').hidden = true; });
   for (const b of document.querySelectorAll('[data-action]')) {

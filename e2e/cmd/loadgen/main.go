@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -57,6 +58,13 @@ type options struct {
 	jsonOut  bool
 	sample   int
 	apiKey   string
+	control  int
+	ctlEvery time.Duration
+
+	devices    int
+	server     string
+	clip       string
+	serverYAML string
 }
 
 // Report is what loadgen prints with -json.
@@ -66,6 +74,7 @@ type Report struct {
 	Machine             string `json:"machine"`
 	Mode                string `json:"mode"`
 	Viewers             int    `json:"viewers"`
+	Devices             int    `json:"devices,omitempty"`
 	Duration            string `json:"duration"`
 	Ramp                string `json:"ramp"`
 	Connected           int    `json:"connected"`
@@ -94,7 +103,21 @@ type Report struct {
 	ServerRSSPerViewerKiB   float64  `json:"server_rss_per_viewer_kib,omitempty"`
 	ServerMillicores        float64  `json:"server_millicores,omitempty"`
 	ServerMillicoresPerView float64  `json:"server_millicores_per_viewer,omitempty"`
+	ServerUsPerPacket       float64  `json:"server_us_per_packet,omitempty"`
+	ServerRSSPerDeviceKiB   float64  `json:"server_rss_per_device_kib,omitempty"`
+	ServerMillicoresPerDev  float64  `json:"server_millicores_per_device,omitempty"`
+	ServerUsPerSentPacket   float64  `json:"server_us_per_sent_packet,omitempty"`
+	SentPackets             float64  `json:"window_sent_packets,omitempty"`
+	DatagramsPerSendCall    float64  `json:"datagrams_per_send_call,omitempty"`
+	WindowPackets           uint64   `json:"window_packets"`
+	WindowLost              uint64   `json:"window_lost"`
 	ClientMillicores        float64  `json:"client_millicores"`
+	ControlSockets          int      `json:"control_sockets,omitempty"`
+	ControlRTTSamples       int      `json:"control_rtt_samples,omitempty"`
+	ControlRTTP50Ms         float64  `json:"control_rtt_p50_ms,omitempty"`
+	ControlRTTP99Ms         float64  `json:"control_rtt_p99_ms,omitempty"`
+	ControlRTTMaxMs         float64  `json:"control_rtt_max_ms,omitempty"`
+	ControlFailures         int      `json:"control_failures,omitempty"`
 	SteadyWindow            string   `json:"steady_window"`
 	Errors                  []string `json:"errors,omitempty"`
 }
@@ -112,8 +135,17 @@ func run() error {
 	flag.BoolVar(&o.jsonOut, "json", false, "print the report as JSON too")
 	flag.IntVar(&o.sample, "sample", 10, "every n-th viewer depacketizes fully and reads frame ages")
 	flag.StringVar(&o.apiKey, "api-key", "", "API key (bearer), if the service requires one")
+	flag.IntVar(&o.control, "control", 0, "also open this many control-only WebSockets (viewer sessions, no media) that time an input's answer")
+	flag.DurationVar(&o.ctlEvery, "control-interval", 200*time.Millisecond, "how often each control socket sends an input")
+	flag.IntVar(&o.devices, "devices", 0, "device-farm mode: start a private adb server with this many emulated devices and -server on it; -viewers is then per device")
+	flag.StringVar(&o.server, "server", "", "with -devices: the mediasvc binary to start (its pid is sampled)")
+	flag.StringVar(&o.clip, "clip", "", "with -devices: the Annex-B H.264 clip each device's screenrecord loops (default: the embedded 10 s GOP clip)")
+	flag.StringVar(&o.serverYAML, "server-yaml", "", "with -devices: YAML appended to the server's config")
 	flag.Parse()
 
+	if o.devices < 0 || o.devices > 500 || o.viewers*max(o.devices, 1) > 5000 {
+		return errors.New("-devices must be 0..500 and viewers in all at most 5000")
+	}
 	if o.viewers < 1 || o.viewers > 5000 {
 		return errors.New("-viewers must be 1..5000")
 	}
@@ -136,12 +168,22 @@ func run() error {
 	ctx, cancel := context.WithTimeout(ctx, o.duration+2*time.Minute)
 	defer cancel()
 
+	var fm *farm
+	if o.devices > 0 {
+		var err error
+		if fm, err = startFarm(ctx, &o); err != nil {
+			return fmt.Errorf("device farm: %w", err)
+		}
+		defer fm.close()
+	}
+
 	rep := Report{
 		Command:  strings.Join(os.Args, " "),
 		Date:     time.Now().UTC().Format(time.RFC3339),
 		Machine:  machine(),
 		Mode:     o.mode,
 		Viewers:  o.viewers,
+		Devices:  o.devices,
 		Duration: o.duration.String(),
 		Ramp:     o.ramp.String(),
 	}
@@ -167,6 +209,15 @@ func run() error {
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 
 	start := time.Now()
+	var ctl controlProbe
+	var ctlDone sync.WaitGroup
+	if o.control > 0 {
+		ctlDone.Add(1)
+		go func() {
+			defer ctlDone.Done()
+			ctl.run(ctx, hc, o, o.control, o.ctlEvery, start.Add(o.duration))
+		}()
+	}
 	viewers := make([]*client.Viewer, o.viewers)
 	dialErrs := make([]error, o.viewers)
 	var wg sync.WaitGroup
@@ -181,6 +232,10 @@ func run() error {
 				dialErrs[i] = ctx.Err()
 				return
 			}
+			device := o.device
+			if fm != nil {
+				device = fm.device(i)
+			}
 			analyze := i%o.sample == 0
 			api := lightAPI
 			if analyze {
@@ -189,7 +244,7 @@ func run() error {
 			dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
 			defer dcancel()
 			viewers[i], dialErrs[i] = client.Dial(dctx, client.Config{
-				BaseURL: o.url, Device: o.device, Mode: client.Mode(o.mode), APIKey: o.apiKey,
+				BaseURL: o.url, Device: device, Mode: client.Mode(o.mode), APIKey: o.apiKey,
 				HTTP: hc, API: api, Analyze: analyze, MaxAges: 4000,
 			})
 		}()
@@ -209,6 +264,8 @@ func run() error {
 
 	// Steady window.
 	sleepUntil(ctx, start.Add(o.ramp+o.settle))
+	pktA, lostA := countPackets(viewers)
+	metA := scrape(hc, o.url, o.apiKey)
 	selfA, _ := readProc(os.Getpid())
 	var srvA, srvB procStats
 	if o.pid > 0 {
@@ -225,6 +282,22 @@ func run() error {
 			return fmt.Errorf("server pid %d: %w", o.pid, err)
 		}
 	}
+	pktB, lostB := countPackets(viewers)
+	metB := scrape(hc, o.url, o.apiKey)
+	if sent := metB["media_packets_sent_total"] - metA["media_packets_sent_total"]; sent > 0 && o.pid > 0 {
+		rep.SentPackets = sent
+		rep.ServerUsPerSentPacket = float64(srvB.CPUTicks-srvA.CPUTicks) / clockTicks * 1e6 / sent
+	}
+	if calls := metB["media_udp_send_calls_total"] - metA["media_udp_send_calls_total"]; calls > 0 {
+		rep.DatagramsPerSendCall = (metB["media_udp_datagrams_sent_total"] - metA["media_udp_datagrams_sent_total"]) / calls
+	}
+	rep.WindowPackets, rep.WindowLost = pktB-pktA, lostB-lostA
+	if o.pid > 0 && rep.WindowPackets > 0 {
+		// Server CPU per packet the viewers received in the window: the
+		// figure that stays comparable when an overloaded machine sends
+		// less than the full rate.
+		rep.ServerUsPerPacket = float64(srvB.CPUTicks-srvA.CPUTicks) / clockTicks * 1e6 / float64(rep.WindowPackets)
+	}
 	window := selfB.At.Sub(selfA.At)
 	rep.SteadyWindow = window.Round(time.Millisecond).String()
 	rep.ClientMillicores = millicores(selfA, selfB)
@@ -234,6 +307,22 @@ func run() error {
 		if rep.Connected > 0 {
 			rep.ServerRSSPerViewerKiB = float64(int64(srvB.RSSKiB)-int64(idle.RSSKiB)) / float64(rep.Connected)
 			rep.ServerMillicoresPerView = rep.ServerMillicores / float64(rep.Connected)
+		}
+		if o.devices > 0 {
+			rep.ServerRSSPerDeviceKiB = float64(int64(srvB.RSSKiB)-int64(idle.RSSKiB)) / float64(o.devices)
+			rep.ServerMillicoresPerDev = rep.ServerMillicores / float64(o.devices)
+		}
+	}
+
+	if o.control > 0 {
+		ctlDone.Wait()
+		rtts := ctl.window(selfA.At, selfB.At)
+		rep.ControlSockets = o.control
+		rep.ControlRTTSamples = len(rtts)
+		rep.ControlRTTP50Ms, rep.ControlRTTP99Ms, rep.ControlRTTMaxMs = ms(pct(rtts, 50)), ms(pct(rtts, 99)), ms(pct(rtts, 100))
+		rep.ControlFailures = ctl.fails
+		for _, e := range ctl.errs {
+			rep.Errors = append(rep.Errors, "control: "+e)
 		}
 	}
 
@@ -317,6 +406,60 @@ func run() error {
 		return errors.New("no viewer connected")
 	}
 	return nil
+}
+
+// scrape reads the server's /metrics and sums each counter's series by
+// name; nil when metrics are off or unreachable.
+func scrape(hc *http.Client, base, apiKey string) map[string]float64 {
+	req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil
+	}
+	if apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		name, rest, _ := strings.Cut(l, " ")
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			// labels may hold spaces: take the value after the closing brace
+			j := strings.LastIndexByte(l, '}')
+			name, rest = l[:i], strings.TrimSpace(l[j+1:])
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+			out[name] += v
+		}
+	}
+	return out
+}
+
+// countPackets sums the packets the viewers received and lost so far.
+func countPackets(viewers []*client.Viewer) (received, lost uint64) {
+	for _, v := range viewers {
+		if v == nil {
+			continue
+		}
+		st := v.Stats()
+		received += st.VideoPackets + st.AudioPackets
+		lost += st.LostPackets
+	}
+	return received, lost
 }
 
 // checkLoopback refuses any target that is not a loopback address.
@@ -457,7 +600,15 @@ func printTable(r Report) {
 	row("lost packets", fmt.Sprintf("%d of %d", r.LostPackets, r.ReceivedPackets+r.LostPackets))
 	if r.ServerRSSKiB > 0 {
 		row("server CPU total / per viewer", fmt.Sprintf("%.0f / %.2f millicores", r.ServerMillicores, r.ServerMillicoresPerView))
+		row("server CPU per packet sent (window)", fmt.Sprintf("%.2f µs over %.0f packets; %.1f datagrams per send call", r.ServerUsPerSentPacket, r.SentPackets, r.DatagramsPerSendCall))
+		row("server CPU per packet received (window)", fmt.Sprintf("%.2f µs over %d packets, %d lost", r.ServerUsPerPacket, r.WindowPackets, r.WindowLost))
+		if r.Devices > 0 {
+			row("devices: server CPU / RSS per device (with its viewers)", fmt.Sprintf("%d devices: %.2f millicores / %.0f KiB", r.Devices, r.ServerMillicoresPerDev, r.ServerRSSPerDeviceKiB))
+		}
 		row("server RSS idle → loaded / per viewer", fmt.Sprintf("%d → %d KiB / %.0f KiB", r.ServerIdleRSSKiB, r.ServerRSSKiB, r.ServerRSSPerViewerKiB))
+	}
+	if r.ControlSockets > 0 {
+		row("control round trip (input → answer) p50 / p99 / max", fmt.Sprintf("%.2f / %.2f / %.2f ms over %d sockets, %d samples, %d failed", r.ControlRTTP50Ms, r.ControlRTTP99Ms, r.ControlRTTMaxMs, r.ControlSockets, r.ControlRTTSamples, r.ControlFailures))
 	}
 	row("client (loadgen) CPU", fmt.Sprintf("%.0f millicores", r.ClientMillicores))
 	for _, e := range r.Errors {

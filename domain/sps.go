@@ -1,9 +1,7 @@
-package adb
+package domain
 
 import (
 	"errors"
-
-	"mediasvc/domain"
 )
 
 // bitReader reads the RBSP of a NAL unit bit by bit (emulation prevention
@@ -69,14 +67,14 @@ func (r *bitReader) se() (int, error) {
 	return -int(v / 2), nil
 }
 
-// spsSize returns the picture width and height an SPS NAL unit (without
+// SPSSize returns the picture width and height an SPS NAL unit (without
 // start code) declares, cropping applied. It fails on anything it cannot
 // read; it never panics.
-func spsSize(sps []byte) (w, h int, err error) {
-	if len(sps) < 4 || domain.NALType(sps) != domain.NALTypeSPS {
+func SPSSize(sps []byte) (w, h int, err error) {
+	if len(sps) < 4 || NALType(sps) != NALTypeSPS {
 		return 0, 0, errShortSPS
 	}
-	r := &bitReader{b: domain.UnescapeRBSP(nil, sps[1:])}
+	r := &bitReader{b: UnescapeRBSP(nil, sps[1:])}
 	profile, _ := r.u(8)
 	if _, err := r.u(16); err != nil { // constraint flags, level
 		return 0, 0, err

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Interleaved A/B runs of the fan-out: each round starts a fresh server per
+# arm and points e2e/cmd/loadgen at it, arms alternating, so that every arm
+# sees the same (shared, noisy) machine. An arm is label=binary[=yaml], the
+# yaml text being appended to the base config (e.g. "webrtc: {send_batch: 1}").
+# Usage: scripts/bench-ab.sh VIEWERS ROUNDS DURATION LOADGEN OUTDIR ARM...
+# Each run writes OUTDIR/<label>-<round>.json (the loadgen report) and a
+# line to stdout; load average before each run goes to OUTDIR/load.txt.
+set -euo pipefail
+viewers=$1 rounds=$2 duration=$3 loadgen=$4 out=$5
+shift 5
+mkdir -p "$out"
+port=${PORT:-18480}
+mode=${MODE:-whep}
+ramp=${RAMP:-10s}
+extra_args=${LOADGEN_ARGS:-}
+for round in $(seq 1 "$rounds"); do
+  for arm in "$@"; do
+    label=${arm%%=*}; rest=${arm#*=}
+    bin=${rest%%=*}; yaml=""
+    [ "$rest" != "$bin" ] && yaml=${rest#*=}
+    cfg="$out/$label.yaml"
+    cat > "$cfg" <<YAML
+http: {addr: "127.0.0.1:$port"}
+limits: {sessions_total: 10000, sessions_per_device: 10000, sessions_per_owner: 10000, create_rate: 1000, create_burst: 1000, global_create_rate: 1000, global_create_burst: 1000}
+log: {level: warn}
+$yaml
+YAML
+    "$bin" -config "$cfg" > "$out/$label-$round.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+    echo "$(date -u +%FT%TZ) $label round $round load $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/load.txt"
+    # shellcheck disable=SC2086
+    "$loadgen" -url "http://127.0.0.1:$port" -viewers "$viewers" -mode "$mode" -duration "$duration" -ramp "$ramp" -pid "$pid" -json $extra_args \
+      > "$out/$label-$round.txt" 2>&1 || true
+    sed -n '/^{/,/^}/p' "$out/$label-$round.txt" > "$out/$label-$round.json"
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+    python3 - "$out/$label-$round.json" "$label" "$round" <<'PY'
+import json,sys
+try: r=json.load(open(sys.argv[1]))
+except Exception as e: print(sys.argv[2], sys.argv[3], "no report", e); sys.exit()
+lost=r["lost_packets"]; tot=lost+r["received_packets"]
+print(f'{sys.argv[2]:>10} r{sys.argv[3]} viewers {r["connected"]}/{r["viewers"]} cpu {r.get("server_millicores",0):.0f} mc {r.get("server_us_per_sent_packet",0):.2f} us/sent {r.get("server_us_per_packet",0):.2f} us/rcvd {r.get("datagrams_per_send_call",0):.1f} d/call wloss {100*r["window_lost"]/max(1,r["window_lost"]+r["window_packets"]):.2f}% = {r.get("server_millicores_per_viewer",0):.2f}/viewer  rss/viewer {r.get("server_rss_per_viewer_kib",0):.0f} KiB  loss {100*lost/max(tot,1):.3f}%  age p50/p99 {r["frame_age_p50_ms"]:.1f}/{r["frame_age_p99_ms"]:.1f} ms  kbps {r["bitrate_per_viewer_mean_kbps"]:.0f}  client {r["client_millicores"]:.0f} mc')
+PY
+  done
+done
