@@ -32,7 +32,10 @@ func (n *BusNet) On(self string) *Bus { return &Bus{n: n, self: self} }
 type Bus struct {
 	n    *BusNet
 	self string
-	wg   sync.WaitGroup // calls being served
+
+	mu      sync.Mutex
+	serving bool           // Serve runs and has not begun to end
+	wg      sync.WaitGroup // calls being served; Add only while serving
 }
 
 var _ ports.Bus = (*Bus)(nil)
@@ -66,9 +69,18 @@ func (b *Bus) Call(ctx context.Context, instance string, req domain.BusRequest) 
 // Serve makes handle answer the calls to this instance until ctx is done,
 // then waits for the calls in progress.
 func (b *Bus) Serve(ctx context.Context, handle func(context.Context, domain.BusRequest) (domain.BusReply, error)) error {
+	b.mu.Lock()
+	b.serving = true
+	b.mu.Unlock()
 	b.n.mu.Lock()
 	b.n.handlers[b.self] = func(cctx context.Context, req domain.BusRequest) (domain.BusReply, error) {
+		b.mu.Lock()
+		if !b.serving {
+			b.mu.Unlock()
+			return domain.BusReply{}, fmt.Errorf("bus call: instance %s stopped serving: %w", b.self, domain.ErrUnavailable)
+		}
 		b.wg.Add(1)
+		b.mu.Unlock()
 		defer b.wg.Done()
 		return handle(ctx, req)
 	}
@@ -77,6 +89,9 @@ func (b *Bus) Serve(ctx context.Context, handle func(context.Context, domain.Bus
 	b.n.mu.Lock()
 	delete(b.n.handlers, b.self)
 	b.n.mu.Unlock()
+	b.mu.Lock()
+	b.serving = false
+	b.mu.Unlock()
 	b.wg.Wait()
 	return nil
 }
