@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -28,6 +29,8 @@ type Hub struct {
 	log       *slog.Logger
 	cfg       HubConfig
 	m         *metrics
+	// bitrate is the policy in force (cfg.Bitrate until a Reconfigure).
+	bitrate atomic.Pointer[domain.BitratePolicy]
 
 	// notify delivers stream conditions ("device_unavailable",
 	// "device_available") to a device's viewers. It must not block.
@@ -84,8 +87,10 @@ func newHub(sources *sourceSet, t ports.Transport, clock ports.Clock, cfg HubCon
 		cfg.RetryMax = 5 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{sources: sources, transport: t, clock: clock, cfg: cfg, notify: notify, log: log, m: newMetrics(nil),
+	h := &Hub{sources: sources, transport: t, clock: clock, cfg: cfg, notify: notify, log: log, m: newMetrics(nil),
 		ctx: ctx, cancel: cancel, streams: make(map[domain.DeviceID]*stream)}
+	h.bitrate.Store(&cfg.Bitrate)
+	return h
 }
 
 // Attach adds a viewer to the device's stream, starting the capture if it is

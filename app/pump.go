@@ -207,7 +207,7 @@ func (h *Hub) control(ctx context.Context, st *stream, capt ports.Capture, bitra
 			if current <= 0 || st.fanout.Viewers() == 0 {
 				continue
 			}
-			next, changed := h.cfg.Bitrate.Next(current, st.fanout.Stats(), lastChange, now)
+			next, changed := h.bitrate.Load().Next(current, st.fanout.Stats(), lastChange, now)
 			if changed {
 				h.log.Info("capture bitrate changed", "device_id", st.device, "from", current, "to", next)
 				capt.SetBitrate(next)

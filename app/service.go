@@ -89,6 +89,9 @@ type Service struct {
 	live map[domain.SessionID]*live
 
 	holders holders // where sessions held elsewhere live (routing.go)
+
+	tun          atomic.Pointer[Tunables] // what Reconfigure may change
+	qualityReset chan time.Duration       // a new QualityInterval for Run
 }
 
 // systemClock is ports.Clock on the time package.
@@ -133,6 +136,9 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Service {
 	s := &Service{cfg: cfg, deps: deps, log: log, started: deps.Clock.Now(), src: &sourceSet{list: deps.Sources}, live: make(map[domain.SessionID]*live), leases: make(map[domain.DeviceID]domain.Lease)}
 	s.m = newMetrics(deps.Meter)
 	s.hub = newHub(s.src, deps.Transport, deps.Clock, cfg.Hub, s.deviceCondition, log)
+	s.qualityReset = make(chan time.Duration, 1)
+	s.tun.Store(&Tunables{Quota: cfg.Quota, ICE: cfg.ICE, InputRate: cfg.InputRate, InputBurst: cfg.InputBurst,
+		Bitrate: cfg.Hub.Bitrate, QualityInterval: cfg.QualityInterval})
 	s.hub.m = s.m
 	s.m.observeDevices(deps.Meter, s.Devices)
 	return s
@@ -144,9 +150,10 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Service {
 func (s *Service) Run(ctx context.Context) error {
 	t := s.deps.Clock.NewTimer(s.cfg.CleanupInterval)
 	defer t.Stop()
-	var sampleC <-chan time.Time
-	q := s.deps.Clock.NewTimer(s.cfg.QualityInterval)
+	quality := s.tunables().QualityInterval
+	q := s.deps.Clock.NewTimer(quality)
 	defer q.Stop()
+	var sampleC <-chan time.Time
 	if s.m.enabled {
 		sampleC = q.C()
 	}
@@ -154,6 +161,9 @@ func (s *Service) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case d := <-s.qualityReset:
+			quality = d
+			q.Reset(d)
 		case <-t.C():
 			if s.healthy() == nil {
 				s.reap(ctx)
@@ -161,7 +171,7 @@ func (s *Service) Run(ctx context.Context) error {
 			t.Reset(s.cfg.CleanupInterval)
 		case <-sampleC:
 			s.sampleQuality(ctx)
-			q.Reset(s.cfg.QualityInterval)
+			q.Reset(quality)
 		}
 	}
 }

@@ -32,13 +32,14 @@ func (s *Service) createLocal(ctx context.Context, device domain.DeviceID, role 
 	sess.TokenHash = sha256.Sum256([]byte(token))
 	sess.Kind = kind
 	sess.Instance = s.cfg.Instance
-	if err := s.deps.Store.Create(ctx, sess, s.cfg.Quota); err != nil {
+	tun := s.tunables()
+	if err := s.deps.Store.Create(ctx, sess, tun.Quota); err != nil {
 		return domain.Session{}, "", fmt.Errorf("create session: %w", err)
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	l := &live{
 		id: sess.ID, device: device, role: role, kind: kind, token: sess.TokenHash, ttl: s.cfg.SessionTTL,
-		input:   rate.NewLimiter(rate.Limit(s.cfg.InputRate), s.cfg.InputBurst),
+		input:   rate.NewLimiter(rate.Limit(tun.InputRate), tun.InputBurst),
 		log:     s.log.With("session_id", sess.ID, "device_id", device),
 		created: now, ctx: lctx, cancel: cancel, box: newMailbox(), done: make(chan struct{}),
 		sess: sess,

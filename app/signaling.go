@@ -136,7 +136,7 @@ func (s *Service) newPeer(ctx context.Context, l *live, trickle bool) (ports.Pee
 	}
 	peer, err := s.deps.Transport.NewPeer(ctx, fan, ports.PeerOptions{
 		Session: l.id,
-		Limits:  s.cfg.ICE,
+		Limits:  s.tunables().ICE,
 		Trickle: trickle,
 		OnCandidate: func(c domain.Candidate) {
 			s.emit(l, domain.SessionEvent{Type: domain.EventCandidate, Candidate: &c})

@@ -14,6 +14,9 @@ type Source struct {
 	Screen ports.ScreenSource
 	// Input may be nil for a source whose devices take no input.
 	Input ports.DeviceInput
+	// Files may be nil for a source whose devices take no files and give
+	// no screenshots.
+	Files ports.DeviceFiles
 	// Claim lets this instance take the leases of the source's devices
 	// (Deps.Leases): it can capture them and may be their owner.
 	Claim bool

@@ -8,7 +8,10 @@ import (
 	"context"
 	"errors"
 	"image/png"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -245,5 +248,63 @@ func TestADBFilesAppsScreenshot(t *testing.T) {
 	d.SetClipboard("copied on the phone")
 	if text, _, err := src.Clipboard(id); err != nil || text != "" {
 		t.Errorf("clipboard without a scrcpy capture: %q %v", text, err)
+	}
+}
+
+// TestADBFilesAppsScreenshotREST: POST …/files and …/apps stream a body
+// to the emulated device through the real adb server; GET …/screenshot
+// returns its PNG; the demo device takes no files.
+func TestADBFilesAppsScreenshotREST(t *testing.T) {
+	srv := adbdevice.StartTestServer(t)
+	d := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_7"})
+	in := startInstance(t, adbConfig(srv))
+	waitDevices(t, in, 5*time.Second, "device online", func(ds map[string]adbDevice) bool { return ds[d.Serial()].Width == 1280 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base := in.Base + "/api/v1/devices/" + d.Serial()
+	post := func(url string, body []byte) (int, string) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	body := bytes.Repeat([]byte("file body "), 200_000) // 2 MB
+	if code, resp := post(base+"/files?name="+url.QueryEscape("../report 1.txt"), body); code != 201 || !strings.Contains(resp, `"/sdcard/Download/report 1.txt"`) {
+		t.Fatalf("file: %d %s", code, resp)
+	}
+	if f := d.Files()["/sdcard/Download/report 1.txt"]; !bytes.Equal(f.Data, body) {
+		t.Fatalf("device has %d bytes of %d", len(f.Data), len(body))
+	}
+	var apk bytes.Buffer
+	zw := zip.NewWriter(&apk)
+	w, _ := zw.Create("AndroidManifest.xml")
+	_, _ = w.Write([]byte("manifest"))
+	_ = zw.Close()
+	if code, resp := post(base+"/apps", apk.Bytes()); code != 200 || !strings.Contains(resp, `"installed":true`) {
+		t.Fatalf("apk: %d %s", code, resp)
+	}
+	if code, resp := post(base+"/apps", []byte("not an apk")); code != 400 || !strings.Contains(resp, "INSTALL_PARSE_FAILED_NOT_APK") {
+		t.Fatalf("bad apk: %d %s", code, resp)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/screenshot", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	img, err := png.Decode(res.Body)
+	if res.StatusCode != 200 || err != nil || img.Bounds().Dx() != 1280 {
+		t.Fatalf("screenshot: %d %v", res.StatusCode, err)
+	}
+	if code, resp := httpStatus(ctx, in.Base+"/api/v1/devices/demo/screenshot"); code != 403 {
+		t.Fatalf("demo screenshot: %d %s", code, resp)
 	}
 }

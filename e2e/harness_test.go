@@ -116,6 +116,7 @@ type Instance struct {
 	Addr    string // 127.0.0.1:port
 	Base    string // http://127.0.0.1:port
 	LogPath string
+	CfgPath string // the config file it started with (Rewrite replaces it)
 	Drain   time.Duration
 	done    chan struct{}
 	waitErr error
@@ -180,7 +181,7 @@ func startInstance(t testing.TB, cfg Config) *Instance {
 		logf.Close()
 		t.Fatalf("start mediasvc: %v", err)
 	}
-	in := &Instance{t: t, cmd: cmd, Addr: addr, Base: "http://" + addr, LogPath: logPath, Drain: drain, done: make(chan struct{})}
+	in := &Instance{t: t, cmd: cmd, Addr: addr, Base: "http://" + addr, LogPath: logPath, CfgPath: cfgPath, Drain: drain, done: make(chan struct{})}
 	go func() {
 		in.waitErr = cmd.Wait()
 		logf.Close()
@@ -206,6 +207,25 @@ func startInstance(t testing.TB, cfg Config) *Instance {
 		if code, _ := httpStatus(ctx, in.Base+"/readyz"); code == http.StatusOK {
 			return in
 		}
+	}
+}
+
+// Rewrite replaces the instance's config file with cfg (its http.addr
+// kept), written whole to a temporary file and renamed over the old one,
+// as editors and configuration managers do.
+func (in *Instance) Rewrite(cfg Config) {
+	in.t.Helper()
+	cfg.set("http", "addr", in.Addr)
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		in.t.Fatalf("encode config: %v", err)
+	}
+	tmp := in.CfgPath + ".new"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		in.t.Fatalf("write config: %v", err)
+	}
+	if err := os.Rename(tmp, in.CfgPath); err != nil {
+		in.t.Fatalf("replace config: %v", err)
 	}
 }
 

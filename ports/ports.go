@@ -5,6 +5,7 @@ package ports
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"mediasvc/domain"
@@ -297,4 +298,19 @@ type AuditLog interface {
 // Implementation: webhook.Notifier; without one nothing is told.
 type Notifier interface {
 	Notify(n domain.Notice)
+}
+
+// DeviceFiles moves files to and from a device. Implementation: adb; a
+// source without it (the demo) takes no files.
+type DeviceFiles interface {
+	// PushFile streams size bytes of r to the device's Download folder
+	// under a name made safe from name, and returns the path written.
+	// domain.ErrInvalidRequest when the name is unusable or the body is
+	// not size bytes; ErrDeviceNotFound / ErrDeviceUnavailable otherwise.
+	PushFile(ctx context.Context, id domain.DeviceID, name string, r io.Reader, size int64) (string, error)
+	// InstallAPK streams size bytes of r to the package manager. A refused
+	// package is domain.ErrInvalidRequest carrying its verdict.
+	InstallAPK(ctx context.Context, id domain.DeviceID, r io.Reader, size int64) error
+	// Screenshot returns a PNG of the device's screen.
+	Screenshot(ctx context.Context, id domain.DeviceID) ([]byte, error)
 }

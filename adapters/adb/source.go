@@ -20,6 +20,7 @@ import (
 var (
 	_ ports.ScreenSource = (*Source)(nil)
 	_ ports.DeviceInput  = (*Source)(nil)
+	_ ports.DeviceFiles  = (*Source)(nil)
 )
 
 // Backends.

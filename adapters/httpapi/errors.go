@@ -43,11 +43,15 @@ type errorMapping struct {
 //     429 without Retry-After: the client may try again once one of its
 //     sessions ends.
 //   - ErrSessionClosed is 409: the session exists but is over.
+//   - ErrNoCommonCodec is 406: the offer is well formed, but nothing it
+//     decodes is what the device sends or a rendition this service makes;
+//     the message names both.
 var errorTable = []errorMapping{
 	{domain.ErrSessionNotFound, http.StatusNotFound, "session_not_found"},
 	{domain.ErrDeviceNotFound, http.StatusNotFound, "device_not_found"},
 	{domain.ErrInvalidRequest, http.StatusBadRequest, "invalid_request"},
 	{domain.ErrInvalidOffer, http.StatusBadRequest, "invalid_offer"},
+	{domain.ErrNoCommonCodec, http.StatusNotAcceptable, "no_common_codec"},
 	{domain.ErrInvalidCandidate, http.StatusBadRequest, "invalid_candidate"},
 	{domain.ErrInvalidInput, http.StatusBadRequest, "invalid_input"},
 	{domain.ErrTooManyCandidates, http.StatusBadRequest, "too_many_candidates"},

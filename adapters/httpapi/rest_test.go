@@ -258,6 +258,7 @@ func TestErrorTable(t *testing.T) {
 		{domain.ErrDeviceNotFound, 404, "device_not_found"},
 		{domain.ErrInvalidRequest, 400, "invalid_request"},
 		{domain.ErrInvalidOffer, 400, "invalid_offer"},
+		{&domain.NoCommonCodecError{Offered: []string{"VP8"}, Sends: "H264 High 4 (640028)"}, 406, "no_common_codec"},
 		{domain.ErrInvalidCandidate, 400, "invalid_candidate"},
 		{domain.ErrInvalidInput, 400, "invalid_input"},
 		{domain.ErrTooManyCandidates, 400, "too_many_candidates"},

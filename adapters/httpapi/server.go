@@ -7,6 +7,7 @@ package httpapi
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -57,11 +58,20 @@ type Service interface {
 	// Instances lists the live instances sharing the session store;
 	// domain.ErrUnavailable when the registry cannot be read.
 	Instances(ctx context.Context) ([]domain.Instance, error)
+	// PushFile streams size bytes of r to the device's Download folder and
+	// returns the path written; InstallAPK streams an APK to its package
+	// manager; Screenshot returns a PNG of its screen. domain.ErrForbidden
+	// for a device that takes no files, ErrInvalidRequest for a bad name,
+	// a body that is not size bytes or a refused package.
+	PushFile(ctx context.Context, id domain.DeviceID, name string, r io.Reader, size int64) (string, error)
+	InstallAPK(ctx context.Context, id domain.DeviceID, r io.Reader, size int64) error
+	Screenshot(ctx context.Context, id domain.DeviceID) ([]byte, error)
 }
 
 // Defaults for zero Config fields.
 const (
 	DefaultMaxBodyBytes    = 64 << 10
+	DefaultMaxUploadBytes  = 256 << 20
 	DefaultMaxMessageBytes = 64 << 10
 	DefaultSendQueue       = 64
 	DefaultPingInterval    = 15 * time.Second
@@ -99,6 +109,8 @@ type Config struct {
 	AllowedOrigins []string
 	// MaxBodyBytes bounds JSON and SDP request bodies (default 64 KiB).
 	MaxBodyBytes int64
+	// MaxUploadBytes bounds a file or APK upload (default 256 MiB).
+	MaxUploadBytes int64
 	// WebSocket configures session sockets.
 	WebSocket WebSocketConfig
 	// StatsInterval is how often a session socket is pushed a "stats"
@@ -149,6 +161,9 @@ type WebSocketConfig struct {
 func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxUploadBytes <= 0 {
+		c.MaxUploadBytes = DefaultMaxUploadBytes
 	}
 	if c.WebSocket.MaxMessageBytes <= 0 {
 		c.WebSocket.MaxMessageBytes = DefaultMaxMessageBytes
@@ -285,6 +300,9 @@ func (s *Server) routes() chi.Router {
 			r.Use(s.checkOrigin, s.authenticate)
 			r.Get("/devices", s.handleDevices)
 			r.Get("/devices/{id}", s.handleDevice)
+			r.Get("/devices/{id}/screenshot", s.handleScreenshot)
+			r.Post("/devices/{id}/files", s.handleUpload(false))
+			r.Post("/devices/{id}/apps", s.handleUpload(true))
 			r.With(s.requireOperator).Get("/instances", s.handleInstances)
 			r.Post("/sessions", s.handleCreateSession)
 			r.Get("/sessions/{id}", s.handleGetSession)

@@ -249,7 +249,7 @@ func TestNoIPv6GathersIPv4Only(t *testing.T) {
 	c := newTestClient(t)
 	p := connect(t, tp, f, c, ports.PeerOptions{Session: "s1"})
 	countAUs(t, c, 2)
-	sdp := p.pc.LocalDescription().SDP
+	sdp := p.pc.Load().LocalDescription().SDP
 	for _, l := range strings.Split(sdp, "\n") {
 		if strings.HasPrefix(l, "a=candidate:") && strings.Contains(strings.Fields(l)[4], ":") {
 			t.Errorf("IPv6 candidate with NoIPv6: %s", l)

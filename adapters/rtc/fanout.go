@@ -2,6 +2,7 @@ package rtc
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -23,6 +24,12 @@ type Fanout struct {
 
 	ring *ring
 	pkt  h264Packetizer
+	vp8  vp8Packetizer
+
+	// sps holds the profile-level-id bytes of the latest SPS seen (0 =
+	// none yet): answers declare the profile the stream has now, which
+	// changes when a capture restarts with another SPS.
+	sps atomic.Uint32
 
 	keyReq      chan struct{}
 	lastKeyReq  atomic.Int64 // unix nanos of the last delivered request
@@ -51,7 +58,7 @@ func (t *Transport) newFanout(device domain.DeviceID, info domain.StreamInfo) (*
 	if t.closed.Load() {
 		return nil, fmt.Errorf("new fanout for %s: %w", device, ErrClosed)
 	}
-	if info.Video != domain.CodecH264 {
+	if info.Video != domain.CodecH264 && info.Video != domain.CodecVP8 {
 		return nil, fmt.Errorf("new fanout for %s: unsupported video codec %q", device, info.Video)
 	}
 	if info.Audio != domain.CodecNone && info.Audio != domain.CodecOpus {
@@ -64,12 +71,55 @@ func (t *Transport) newFanout(device domain.DeviceID, info domain.StreamInfo) (*
 		log:         t.log.With("device_id", string(device)),
 		ring:        newRing(ringLimits{history: t.cfg.RingHistory, maxBytes: t.cfg.RingMaxBytes}),
 		pkt:         h264Packetizer{mtu: t.cfg.MTU},
+		vp8:         vp8Packetizer{mtu: t.cfg.MTU},
 		keyReq:      make(chan struct{}, 1),
 		keyInterval: t.cfg.KeyframeInterval,
+	}
+	if pl, err := domain.ParseProfileLevelID(info.ProfileLevelID); err == nil && info.Video == domain.CodecH264 {
+		b, _ := hex.DecodeString(pl.ID)
+		f.sps.Store(uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2]))
 	}
 	empty := []*Peer{}
 	f.viewers.Store(&empty)
 	return f, nil
+}
+
+// stream is what the fanout sends now: its codec and, for H.264, the
+// profile-level-id of the latest SPS (the StreamInfo's until one is seen).
+func (f *Fanout) stream() streamCodec {
+	s := streamCodec{codec: f.info.Video}
+	if v := f.sps.Load(); v != 0 && s.codec == domain.CodecH264 {
+		s.plid = fmt.Sprintf("%06x", v)
+	}
+	return s
+}
+
+// ProfileLevelID returns the profile-level-id of the latest SPS the stream
+// carried, "" for a stream other than H.264 or before any SPS.
+func (f *Fanout) ProfileLevelID() string { return f.stream().plid }
+
+// scanH264 reports whether the access unit holds an IDR slice and records
+// the profile of an SPS it carries. It does not allocate.
+func (f *Fanout) scanH264(au []byte) bool {
+	idr := false
+	for rest := au; ; {
+		var nal []byte
+		nal, rest = domain.NextNAL(rest)
+		if nal == nil {
+			return idr
+		}
+		switch domain.NALType(nal) {
+		case domain.NALTypeIDR:
+			idr = true
+		case domain.NALTypeSPS:
+			if len(nal) >= 4 {
+				v := uint32(nal[1])<<16 | uint32(nal[2])<<8 | uint32(nal[3])
+				if old := f.sps.Swap(v); old != v && old != 0 {
+					f.log.Info("stream profile changed", "from", fmt.Sprintf("%06x", old), "to", fmt.Sprintf("%06x", v))
+				}
+			}
+		}
+	}
 }
 
 // WriteFrame packetizes fr into the shared ring and wakes the viewers. Video
@@ -94,7 +144,12 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 	r := f.ring
 	switch fr.Kind {
 	case domain.KindVideo:
-		key := fr.Keyframe || domain.IsKeyframe(fr.Data)
+		var key bool
+		if f.info.Video == domain.CodecVP8 {
+			key = fr.Keyframe || vp8Keyframe(fr.Data)
+		} else {
+			key = f.scanH264(fr.Data) || fr.Keyframe
+		}
 		ts := rtpTime(fr.PTS, videoClock)
 		r.mu.Lock()
 		if r.closed {
@@ -102,7 +157,11 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 			return fmt.Errorf("write frame to %s: %w", f.device, ErrClosed)
 		}
 		r.setNow(at)
-		f.pkt.pushAU(r, fr.Data, ts, key)
+		if f.info.Video == domain.CodecVP8 {
+			f.vp8.push(r, fr.Data, ts, key)
+		} else {
+			f.pkt.pushAU(r, fr.Data, ts, key)
+		}
 		r.commit()
 		r.mu.Unlock()
 	case domain.KindAudio:

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
@@ -28,7 +29,10 @@ type Peer struct {
 	opts   ports.PeerOptions
 	limits domain.ICELimits
 	log    *slog.Logger
-	pc     *webrtc.PeerConnection
+	// pc is made by the first Answer, for the codec its offer chose.
+	pc atomic.Pointer[webrtc.PeerConnection]
+	// choice is what the first offer chose; guarded by sigMu.
+	choice videoChoice
 
 	video, audio *sendTrack
 
@@ -114,26 +118,62 @@ func (t *Transport) newPeer(ctx context.Context, pf ports.Fanout, opts ports.Pee
 	if limits.MaxCandidateLen <= 0 {
 		limits.MaxCandidateLen = domain.DefaultICELimits.MaxCandidateLen
 	}
-	pc, err := t.api.NewPeerConnection(webrtc.Configuration{ICEServers: t.servers})
-	if err != nil {
-		return nil, fmt.Errorf("new peer for session %s: %w", opts.Session, err)
-	}
 	p := &Peer{
 		t:      t,
 		f:      f,
 		opts:   opts,
 		limits: limits,
 		log:    f.log.With("session_id", string(opts.Session)),
-		pc:     pc,
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		buf:    make([]byte, slotCap),
 	}
 	streamID := "mediasvc-" + string(f.device)
-	p.video = newSendTrack(webrtc.RTPCodecTypeVideo, webrtc.MimeTypeH264, videoClock, streamID)
-	tracks := []*sendTrack{p.video}
+	mime := webrtc.MimeTypeH264
+	if f.info.Video == domain.CodecVP8 {
+		mime = webrtc.MimeTypeVP8
+	}
+	p.video = newSendTrack(webrtc.RTPCodecTypeVideo, mime, videoClock, streamID)
 	if f.info.Audio == domain.CodecOpus {
 		p.audio = newSendTrack(webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus, audioClock, streamID)
+	}
+	if err := f.attach(p); err != nil {
+		return nil, fmt.Errorf("new peer for session %s: %w", opts.Session, err)
+	}
+	return p, nil
+}
+
+// setup makes the PeerConnection for the codec chosen from the first
+// offer: a MediaEngine with that one video codec (and Opus), so pion
+// negotiates exactly the offered entry chosen, the tracks' transceivers,
+// the callbacks and the RTCP readers. The caller holds sigMu.
+func (p *Peer) setup(choice videoChoice) error {
+	m := &webrtc.MediaEngine{}
+	err := m.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: webrtc.PayloadType(choice.offered.pt), RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: choice.mimeType(), ClockRate: videoClock, SDPFmtpLine: choice.registeredFmtp(), RTCPFeedback: videoFeedback,
+	}}, webrtc.RTPCodecTypeVideo)
+	if err == nil && p.audio != nil {
+		err = m.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: audioClock, Channels: 2, SDPFmtpLine: opusFmtp,
+		}}, webrtc.RTPCodecTypeAudio)
+	}
+	if err != nil {
+		return fmt.Errorf("register codecs: %w", err)
+	}
+	// An empty interceptor registry on purpose: pion's default NACK
+	// responder keeps a copy of the last packets per viewer; we answer
+	// NACKs from the shared ring and send our own sender reports instead.
+	api := webrtc.NewAPI(
+		webrtc.WithMediaEngine(m),
+		webrtc.WithSettingEngine(p.t.se),
+		webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
+	)
+	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: p.t.iceServers()})
+	if err != nil {
+		return err
+	}
+	tracks := []*sendTrack{p.video}
+	if p.audio != nil {
 		tracks = append(tracks, p.audio)
 	}
 	var senders []*webrtc.RTPSender
@@ -141,30 +181,37 @@ func (t *Transport) newPeer(ctx context.Context, pf ports.Fanout, opts ports.Pee
 		x, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			_ = pc.Close()
-			return nil, fmt.Errorf("new peer for session %s: add %s track: %w", opts.Session, tr.id, err)
+			return fmt.Errorf("add %s track: %w", tr.id, err)
 		}
 		senders = append(senders, x.Sender())
 	}
-	if err := f.attach(p); err != nil {
-		_ = pc.Close()
-		return nil, fmt.Errorf("new peer for session %s: %w", opts.Session, err)
-	}
 	pc.OnICECandidate(p.onCandidate)
 	pc.OnConnectionStateChange(p.onState)
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	if p.closed.Load() {
+		_ = pc.Close()
+		return ErrClosed
+	}
+	p.pc.Store(pc)
+	p.choice = choice
 	for i, s := range senders {
 		p.wg.Add(1)
 		go p.readRTCP(s, tracks[i], i)
 	}
-	return p, nil
+	return nil
 }
 
 // Answer validates and applies the remote offer (an initial offer or a
 // renegotiation such as an ICE restart) and returns the local answer SDP.
-// Without trickle it waits for candidate gathering, bounded by ctx and
-// Config.GatherTimeout (on timeout the answer carries what was gathered).
+// The answer declares the stream's own codec: for H.264 the
+// profile-level-id of the stream's latest SPS. Without trickle it waits
+// for candidate gathering, bounded by ctx and Config.GatherTimeout (on
+// timeout the answer carries what was gathered).
 // It returns domain.ErrInvalidOffer (wrapped) when the offer is oversized,
-// malformed, offers no H.264 packetization-mode=1 baseline video, or pion
-// rejects it; ctx.Err() when ctx ends first; ErrClosed after Close.
+// malformed, has no video or pion rejects it; a *domain.NoCommonCodecError
+// (errors.Is domain.ErrNoCommonCodec) when its video codecs cannot carry
+// the stream; ctx.Err() when ctx ends first; ErrClosed after Close.
 // With trickle, local candidates may reach OnCandidate before Answer
 // returns; the caller must send them after the answer.
 func (p *Peer) Answer(ctx context.Context, offer string) (string, error) {
@@ -174,11 +221,29 @@ func (p *Peer) Answer(ctx context.Context, offer string) (string, error) {
 	if p.closed.Load() {
 		return "", fmt.Errorf("answer: %w", ErrClosed)
 	}
-	if err := validateOffer(offer); err != nil {
+	codecs, err := parseOffer(offer)
+	if err != nil {
 		return "", fmt.Errorf("answer: %w", err)
 	}
 	p.sigMu.Lock()
-	err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer})
+	pc := p.pc.Load()
+	if pc == nil {
+		choice, err := chooseVideo(codecs, p.f.stream(), nil)
+		if err == nil {
+			err = p.setup(choice)
+		}
+		if err != nil {
+			p.sigMu.Unlock()
+			return "", fmt.Errorf("answer: %w", err)
+		}
+		pc = p.pc.Load()
+	} else if _, _, ok := offerTakes(codecs, p.choice.sent()); !ok {
+		p.sigMu.Unlock()
+		_, err := chooseVideo(codecs, p.choice.sent(), nil)
+		return "", fmt.Errorf("answer: renegotiation: %w", err)
+	}
+	plid := p.choice.answerPLID
+	err = pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer})
 	if err != nil {
 		p.sigMu.Unlock()
 		return "", fmt.Errorf("answer: apply offer: %v: %w", err, domain.ErrInvalidOffer)
@@ -187,21 +252,21 @@ func (p *Peer) Answer(ctx context.Context, offer string) (string, error) {
 	pending := p.pending
 	p.pending = nil
 	for _, c := range pending {
-		if err := p.pc.AddICECandidate(c); err != nil {
+		if err := pc.AddICECandidate(c); err != nil {
 			p.log.Warn("queued remote candidate rejected", "err", err)
 		}
 	}
 	p.sigMu.Unlock()
 
-	answer, err := p.pc.CreateAnswer(nil)
+	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return "", fmt.Errorf("answer: create answer: %v: %w", err, domain.ErrInvalidOffer)
 	}
 	var gathered <-chan struct{}
 	if !p.opts.Trickle {
-		gathered = webrtc.GatheringCompletePromise(p.pc)
+		gathered = webrtc.GatheringCompletePromise(pc)
 	}
-	if err := p.pc.SetLocalDescription(answer); err != nil {
+	if err := pc.SetLocalDescription(answer); err != nil {
 		return "", fmt.Errorf("answer: set local description: %w", err)
 	}
 	if !p.opts.Trickle {
@@ -217,11 +282,20 @@ func (p *Peer) Answer(ctx context.Context, offer string) (string, error) {
 			return "", fmt.Errorf("answer: %w", ErrClosed)
 		}
 	}
-	ld := p.pc.LocalDescription()
+	ld := pc.LocalDescription()
 	if ld == nil {
 		return "", fmt.Errorf("answer: no local description")
 	}
-	return ld.SDP, nil
+	return setAnswerProfile(ld.SDP, plid), nil
+}
+
+// Codec returns what the peer sends since its first offer: the codec
+// ("H264", "VP8") and, for H.264, the profile-level-id its answer
+// declared; empty before the first Answer.
+func (p *Peer) Codec() (domain.Codec, string) {
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	return p.choice.codec, p.choice.plid
 }
 
 // AddCandidate adds a remote candidate; an empty one is the end-of-candidates
@@ -238,7 +312,7 @@ func (p *Peer) AddCandidate(c domain.Candidate) error {
 	defer p.sigMu.Unlock()
 	if c.Candidate == "" {
 		if p.remoteSet {
-			_ = p.pc.AddICECandidate(webrtc.ICECandidateInit{})
+			_ = p.pc.Load().AddICECandidate(webrtc.ICECandidateInit{})
 		}
 		return nil
 	}
@@ -259,7 +333,7 @@ func (p *Peer) AddCandidate(c domain.Candidate) error {
 		p.ncand++
 		return nil
 	}
-	if err := p.pc.AddICECandidate(init); err != nil {
+	if err := p.pc.Load().AddICECandidate(init); err != nil {
 		return fmt.Errorf("add candidate: %v: %w", err, domain.ErrInvalidCandidate)
 	}
 	p.ncand++
@@ -288,7 +362,11 @@ func (p *Peer) onCandidate(c *webrtc.ICECandidate) {
 func (p *Peer) onState(webrtc.PeerConnectionState) {
 	p.stateMu.Lock()
 	defer p.stateMu.Unlock()
-	cs := p.pc.ConnectionState()
+	pc := p.pc.Load()
+	if pc == nil {
+		return
+	}
+	cs := pc.ConnectionState()
 	var ps ports.PeerState
 	switch cs {
 	case webrtc.PeerConnectionStateConnecting:
@@ -489,7 +567,7 @@ func (p *Peer) tick(now time.Time) {
 		})
 	}
 	if len(pkts) > 0 {
-		if err := p.pc.WriteRTCP(pkts); err != nil {
+		if err := p.pc.Load().WriteRTCP(pkts); err != nil {
 			p.log.Debug("send sender report", "err", err)
 		}
 	}
@@ -602,8 +680,8 @@ func (p *Peer) Stats() domain.QualityStats {
 		Retransmits:   p.retransmits.Load(),
 		KeyframeSkips: p.skips.Load(),
 	}
-	if p.pc != nil {
-		s.State = p.pc.ConnectionState().String()
+	if pc := p.pc.Load(); pc != nil {
+		s.State = pc.ConnectionState().String()
 	}
 	if p.audio != nil {
 		s.AudioPackets = p.audio.packets.Load()
@@ -631,8 +709,10 @@ func (p *Peer) Close() error {
 		p.closed.Store(true)
 		close(p.done)
 		p.runMu.Unlock()
-		if err := p.pc.Close(); err != nil {
-			p.closeErr = fmt.Errorf("close peer for session %s: %w", p.opts.Session, err)
+		if pc := p.pc.Load(); pc != nil {
+			if err := pc.Close(); err != nil {
+				p.closeErr = fmt.Errorf("close peer for session %s: %w", p.opts.Session, err)
+			}
 		}
 		p.f.detach(p)
 		p.wg.Wait()

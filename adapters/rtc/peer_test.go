@@ -32,14 +32,43 @@ type testClient struct {
 
 func newTestClient(t *testing.T) *testClient {
 	t.Helper()
+	return newTestClientWith(t, clientH264)
+}
+
+// Codec sets a test client offers.
+var (
+	clientH264 = []webrtc.RTPCodecParameters{
+		{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: videoFeedback}},
+		{PayloadType: 104, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", RTCPFeedback: videoFeedback}},
+	}
+	clientVP8 = []webrtc.RTPCodecParameters{
+		{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFeedback}},
+	}
+)
+
+func newTestClientWith(t *testing.T, video []webrtc.RTPCodecParameters) *testClient {
+	t.Helper()
+	return newTestClientOn(t, video, []webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+}
+
+func newTestClientOn(t *testing.T, video []webrtc.RTPCodecParameters, networks []webrtc.NetworkType) *testClient {
+	t.Helper()
 	m := &webrtc.MediaEngine{}
-	if err := registerCodecs(m); err != nil {
+	for _, c := range video {
+		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeOpus, ClockRate: audioClock, Channels: 2, SDPFmtpLine: opusFmtp}}, webrtc.RTPCodecTypeAudio); err != nil {
 		t.Fatal(err)
 	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetNetworkTypes(networks)
 	se.DisableSRTPReplayProtection(true) // to see NACKed retransmissions of received packets
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
@@ -483,14 +512,18 @@ func TestAnswerRejectsBadOffers(t *testing.T) {
 	defer p.Close()
 	vp8Only := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\n"
 	for name, offer := range map[string]string{
-		"garbage":  "this is not sdp",
-		"empty":    "",
-		"huge":     strings.Repeat("a", MaxOfferSize+1),
-		"vp8 only": vp8Only,
+		"garbage":    "this is not sdp",
+		"empty":      "",
+		"huge":       strings.Repeat("a", MaxOfferSize+1),
+		"audio only": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\n",
 	} {
 		if _, err := p.Answer(context.Background(), offer); !errors.Is(err, domain.ErrInvalidOffer) {
 			t.Errorf("%s: err = %v, want ErrInvalidOffer", name, err)
 		}
+	}
+	// A well-formed offer the stream cannot go to is no invalid offer.
+	if _, err := p.Answer(context.Background(), vp8Only); !errors.Is(err, domain.ErrNoCommonCodec) || errors.Is(err, domain.ErrInvalidOffer) {
+		t.Errorf("vp8 only: err = %v, want ErrNoCommonCodec", err)
 	}
 }
 

@@ -89,7 +89,7 @@ func (t *sendTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		if !strings.EqualFold(c.MimeType, t.mime) {
 			continue
 		}
-		if t.kind == webrtc.RTPCodecTypeVideo && !strings.Contains(c.SDPFmtpLine, "packetization-mode=1") {
+		if strings.EqualFold(t.mime, webrtc.MimeTypeH264) && !strings.Contains(c.SDPFmtpLine, "packetization-mode=1") {
 			continue
 		}
 		t.bound.Store(&binding{id: ctx.ID(), ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), w: ctx.WriteStream()})

@@ -9,13 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 	"go.opentelemetry.io/otel/metric"
 
@@ -45,6 +46,13 @@ type Config struct {
 	// UDPPort is the one UDP port every peer shares per local address (ICE
 	// UDP mux); 0 lets the system pick one. Not with EphemeralPorts.
 	UDPPort int
+	// TCPPort, when not 0, makes every peer also offer ICE-TCP passive
+	// candidates on this one TCP port (pion's ICE TCP mux), for viewers
+	// behind networks that block UDP.
+	TCPPort int
+	// NoUDP gathers no UDP candidates at all: viewers reach the server
+	// over ICE-TCP (TCPPort) or through a TURN relay only.
+	NoUDP bool
 	// EphemeralPorts gives each peer its own UDP socket on an ephemeral
 	// port instead of the shared ones; writes are then not batched.
 	EphemeralPorts bool
@@ -95,9 +103,12 @@ type Config struct {
 type Transport struct {
 	cfg     Config
 	log     *slog.Logger
-	api     *webrtc.API
+	se      webrtc.SettingEngine
 	mux     ice.UDPMux
-	servers []webrtc.ICEServer
+	tcpMux  ice.TCPMux
+	iceMu   sync.RWMutex
+	ice     []domain.ICEServer // handed to clients
+	servers []webrtc.ICEServer // the same, for pion
 
 	batch *batchGroup // nil unless writes are batched
 	udp   udpTotals   // the batched sockets' system calls and datagrams
@@ -148,6 +159,12 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	if !cfg.EphemeralPorts && (cfg.UDPPortMax != 0) {
 		return nil, fmt.Errorf("rtc config: a udp port range needs ephemeral ports")
 	}
+	if cfg.TCPPort < 0 || cfg.TCPPort > 65535 {
+		return nil, fmt.Errorf("rtc config: tcp port %d out of range", cfg.TCPPort)
+	}
+	if cfg.NoUDP && cfg.TCPPort == 0 && len(cfg.ICEServers) == 0 {
+		return nil, fmt.Errorf("rtc config: without UDP a viewer needs a tcp port or a TURN server")
+	}
 	if cfg.EphemeralPorts && cfg.UDPPort != 0 {
 		return nil, fmt.Errorf("rtc config: udp port %d and ephemeral ports exclude each other", cfg.UDPPort)
 	}
@@ -165,25 +182,23 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 		return nil, fmt.Errorf("rtc: metrics: %w", err)
 	}
 	t.m = in
-	for _, s := range cfg.ICEServers {
-		t.servers = append(t.servers, webrtc.ICEServer{
-			URLs:       slices.Clone(s.URLs),
-			Username:   s.Username,
-			Credential: s.Credential,
-		})
-	}
-
-	m := &webrtc.MediaEngine{}
-	if err := registerCodecs(m); err != nil {
-		return nil, fmt.Errorf("rtc: register codecs: %w", err)
-	}
+	t.SetICEServers(cfg.ICEServers)
 
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
-	if cfg.NoIPv6 {
-		networks = networks[:1]
+	var networks []webrtc.NetworkType
+	if !cfg.NoUDP {
+		networks = append(networks, webrtc.NetworkTypeUDP4)
+		if !cfg.NoIPv6 {
+			networks = append(networks, webrtc.NetworkTypeUDP6)
+		}
+	}
+	if cfg.TCPPort != 0 {
+		networks = append(networks, webrtc.NetworkTypeTCP4)
+		if !cfg.NoIPv6 {
+			networks = append(networks, webrtc.NetworkTypeTCP6)
+		}
 	}
 	se.SetNetworkTypes(networks)
 	var ifFilter func(string) bool
@@ -201,7 +216,21 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 			return nil, fmt.Errorf("rtc: nat 1:1 ips %v: %w", cfg.NAT1To1IPs, err)
 		}
 	}
-	if !cfg.EphemeralPorts {
+	if cfg.TCPPort != 0 {
+		network := "tcp"
+		if cfg.NoIPv6 {
+			network = "tcp4"
+		}
+		ln, err := net.Listen(network, ":"+strconv.Itoa(cfg.TCPPort))
+		if err != nil {
+			return nil, fmt.Errorf("rtc: listen on tcp port %d: %w", cfg.TCPPort, err)
+		}
+		t.tcpMux = webrtc.NewICETCPMux(nil, ln, 8)
+		se.SetICETCPMux(t.tcpMux)
+	}
+	if cfg.NoUDP {
+		// No UDP socket at all.
+	} else if !cfg.EphemeralPorts {
 		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithLoopback()}
 		if cfg.NoIPv6 {
 			opts = append(opts, ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4))
@@ -218,6 +247,9 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 		}
 		mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, opts...)
 		if err != nil {
+			if t.tcpMux != nil {
+				_ = t.tcpMux.Close()
+			}
 			return nil, fmt.Errorf("rtc: listen on udp port %d: %w", cfg.UDPPort, err)
 		}
 		t.mux = mux
@@ -228,26 +260,18 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 		}
 	}
 
-	// An empty interceptor registry on purpose: pion's default NACK
-	// responder keeps a copy of the last packets per viewer; we answer
-	// NACKs from the shared ring and send our own sender reports instead.
-	t.api = webrtc.NewAPI(
-		webrtc.WithMediaEngine(m),
-		webrtc.WithSettingEngine(se),
-		webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
-	)
+	t.se = se
 	return t, nil
 }
 
 func isLoopbackName(name string) bool { return name == "lo" || name == "lo0" }
 
-// H.264 and Opus as the transport offers them.
+// Codec parameters the transport answers with. Each peer's MediaEngine
+// holds only the video codec its offer chose (see Peer.setup) and Opus.
 const (
-	h264FmtpCB       = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
-	h264FmtpBaseline = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"
-	opusFmtp         = "minptime=10;useinbandfec=1"
-	videoClock       = 90000
-	audioClock       = 48000
+	opusFmtp   = "minptime=10;useinbandfec=1"
+	videoClock = 90000
+	audioClock = 48000
 )
 
 // videoFeedback is what viewers may send about video: NACK, PLI and FIR,
@@ -256,38 +280,56 @@ var videoFeedback = []webrtc.RTCPFeedback{
 	{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}, {Type: "goog-remb"},
 }
 
-func registerCodecs(m *webrtc.MediaEngine) error {
-	codecs := []struct {
-		c webrtc.RTPCodecParameters
-		k webrtc.RTPCodecType
-	}{
-		{webrtc.RTPCodecParameters{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeH264, ClockRate: videoClock, SDPFmtpLine: h264FmtpCB, RTCPFeedback: videoFeedback,
-		}}, webrtc.RTPCodecTypeVideo},
-		// Constrained baseline is decodable as baseline: accept offers
-		// that only name 42001f.
-		{webrtc.RTPCodecParameters{PayloadType: 104, RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeH264, ClockRate: videoClock, SDPFmtpLine: h264FmtpBaseline, RTCPFeedback: videoFeedback,
-		}}, webrtc.RTPCodecTypeVideo},
-		{webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeOpus, ClockRate: audioClock, Channels: 2, SDPFmtpLine: opusFmtp,
-		}}, webrtc.RTPCodecTypeAudio},
+// Negotiate returns the rendition of a device stream that a viewer's
+// offer can take: the original when the offer decodes info's codec and
+// profile (info.ProfileLevelID, the SPS's), else the first of renditions
+// the offer takes. It returns domain.ErrInvalidOffer (wrapped) for an offer
+// that is malformed or has no video, and a *domain.NoCommonCodecError
+// (errors.Is domain.ErrNoCommonCodec) naming the offered codecs and what
+// the device sends when nothing fits.
+func (t *Transport) Negotiate(offer string, info domain.StreamInfo, renditions []domain.Rendition) (domain.Rendition, error) {
+	codecs, err := parseOffer(offer)
+	if err != nil {
+		return "", fmt.Errorf("negotiate: %w", err)
 	}
-	for _, c := range codecs {
-		if err := m.RegisterCodec(c.c, c.k); err != nil {
-			return err
-		}
+	c, err := chooseVideo(codecs, streamCodec{codec: info.Video, plid: info.ProfileLevelID}, renditions)
+	if err != nil {
+		return "", fmt.Errorf("negotiate: %w", err)
 	}
-	return nil
+	return c.rendition, nil
 }
 
 // ICEServers returns a copy of the configured STUN/TURN servers.
 func (t *Transport) ICEServers() []domain.ICEServer {
-	out := make([]domain.ICEServer, len(t.cfg.ICEServers))
-	for i, s := range t.cfg.ICEServers {
+	t.iceMu.RLock()
+	defer t.iceMu.RUnlock()
+	out := make([]domain.ICEServer, len(t.ice))
+	for i, s := range t.ice {
 		out[i] = domain.ICEServer{URLs: slices.Clone(s.URLs), Username: s.Username, Credential: s.Credential}
 	}
 	return out
+}
+
+// SetICEServers replaces the STUN/TURN servers for the peers made from now
+// on and for ICEServers (a configuration reload); peers already made keep
+// theirs.
+func (t *Transport) SetICEServers(servers []domain.ICEServer) {
+	ice := make([]domain.ICEServer, len(servers))
+	web := make([]webrtc.ICEServer, len(servers))
+	for i, s := range servers {
+		ice[i] = domain.ICEServer{URLs: slices.Clone(s.URLs), Username: s.Username, Credential: s.Credential}
+		web[i] = webrtc.ICEServer{URLs: slices.Clone(s.URLs), Username: s.Username, Credential: s.Credential}
+	}
+	t.iceMu.Lock()
+	t.ice, t.servers = ice, web
+	t.iceMu.Unlock()
+}
+
+// iceServers returns the servers for a new peer.
+func (t *Transport) iceServers() []webrtc.ICEServer {
+	t.iceMu.RLock()
+	defer t.iceMu.RUnlock()
+	return t.servers
 }
 
 // KeyframeSkips returns how many times, over the Transport's life, a viewer
@@ -302,6 +344,9 @@ func (t *Transport) Close() error {
 		t.closed.Store(true)
 		if t.mux != nil {
 			err = t.mux.Close()
+		}
+		if t.tcpMux != nil {
+			err = errors.Join(err, t.tcpMux.Close())
 		}
 	})
 	return err

@@ -155,6 +155,8 @@ type WebRTCConfig struct {
 	ICEServers     []ICEServerConfig `koanf:"ice_servers"`
 	NAT1To1IPs     []string          `koanf:"nat_1to1_ips"`
 	UDPPort        int               `koanf:"udp_port"`
+	TCPPort        int               `koanf:"tcp_port"`
+	UDP            bool              `koanf:"udp"`
 	EphemeralPorts bool              `koanf:"ephemeral_ports"`
 	UDPPortMin     int               `koanf:"udp_port_min"`
 	UDPPortMax     int               `koanf:"udp_port_max"`
@@ -293,6 +295,8 @@ func defaults() map[string]any {
 		"webrtc.ice_servers":             []any{},
 		"webrtc.nat_1to1_ips":            []string{},
 		"webrtc.udp_port":                0,
+		"webrtc.tcp_port":                0,
+		"webrtc.udp":                     true,
 		"webrtc.udp_port_min":            0,
 		"webrtc.udp_port_max":            0,
 		"webrtc.ephemeral_ports":         false,
@@ -612,6 +616,10 @@ func (c Config) validate() []error {
 		}
 	}
 	portKey("webrtc.udp_port", c.WebRTC.UDPPort)
+	portKey("webrtc.tcp_port", c.WebRTC.TCPPort)
+	if !c.WebRTC.UDP && c.WebRTC.TCPPort == 0 && len(c.WebRTC.ICEServers) == 0 {
+		bad("webrtc.udp", "without UDP viewers need webrtc.tcp_port or a TURN server in webrtc.ice_servers")
+	}
 	portKey("webrtc.udp_port_min", c.WebRTC.UDPPortMin)
 	portKey("webrtc.udp_port_max", c.WebRTC.UDPPortMax)
 	if (c.WebRTC.UDPPortMin == 0) != (c.WebRTC.UDPPortMax == 0) || c.WebRTC.UDPPortMin > c.WebRTC.UDPPortMax {

@@ -21,8 +21,11 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"reflect"
 	"runtime/debug"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -57,7 +60,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		if err := serve(ctx, cfg, stderr); err != nil {
+		src := &configSource{args: args, environ: environ, path: configPath(args)}
+		if err := serve(ctx, cfg, stderr, src); err != nil {
 			fmt.Fprintf(stderr, "mediasvc: %v\n", err)
 			return 1
 		}
@@ -105,20 +109,22 @@ func indent(err error) string {
 	return strings.Join(lines, "\n")
 }
 
-func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+// configPath returns the -config file named in args, "" when none.
+func configPath(args []string) string {
+	fs := flagSet("mediasvc")
+	if fs.Parse(longFlags(args)) != nil {
+		return ""
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	p, _ := fs.GetString("config")
+	return p
 }
 
 // serve wires the adapters to the app and runs until ctx is done, then
-// drains within cfg.HTTP.DrainTimeout.
-func serve(ctx context.Context, cfg Config, logw io.Writer) error {
-	log := newLogger(cfg.Log, logw)
+// drains within cfg.HTTP.DrainTimeout. With src, SIGHUP and changes of
+// the config file reload what can change live (reload.go).
+func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) error {
+	logs := newLogSwitch(cfg.Log, logw)
+	log := logs.logger()
 	instance := cfg.Instance.ID
 	if instance == "" {
 		host, _ := os.Hostname()
@@ -187,17 +193,15 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 			return fmt.Errorf("adb source: %w", err)
 		}
 		// With Redis, an instance may own the devices its own adb server sees.
-		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Claim: true})
+		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Files: adbSrc, Claim: true})
 	}
 
-	servers := make([]domain.ICEServer, 0, len(cfg.WebRTC.ICEServers))
-	for _, s := range cfg.WebRTC.ICEServers {
-		servers = append(servers, domain.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
-	}
 	transport, err := rtc.New(rtc.Config{
-		ICEServers:       servers,
+		ICEServers:       iceServers(cfg),
 		NAT1To1IPs:       cfg.WebRTC.NAT1To1IPs,
 		UDPPort:          cfg.WebRTC.UDPPort,
+		TCPPort:          cfg.WebRTC.TCPPort,
+		NoUDP:            !cfg.WebRTC.UDP,
 		UDPPortMin:       uint16(cfg.WebRTC.UDPPortMin),
 		UDPPortMax:       uint16(cfg.WebRTC.UDPPortMax),
 		EphemeralPorts:   cfg.WebRTC.EphemeralPorts,
@@ -218,23 +222,17 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	defer transport.Close()
 
 	svc := app.New(app.Config{
-		Instance:   instance,
-		SessionTTL: cfg.Session.TTL,
-		Quota: domain.Quota{
-			Total: cfg.Limits.SessionsTotal, PerDevice: cfg.Limits.SessionsPerDevice, PerOwner: cfg.Limits.SessionsPerOwner,
-		},
-		ICE:             domain.ICELimits{MaxCandidates: cfg.Limits.MaxCandidates, MaxCandidateLen: cfg.Limits.MaxCandidateBytes},
+		Instance:        instance,
+		SessionTTL:      cfg.Session.TTL,
+		Quota:           tunables(cfg).Quota,
+		ICE:             tunables(cfg).ICE,
 		InputRate:       cfg.Limits.InputRate,
 		InputBurst:      cfg.Limits.InputBurst,
 		QualityInterval: cfg.Metrics.QualityInterval,
 		Hub: app.HubConfig{
 			Grace:   cfg.Stream.Grace,
 			Capture: domain.CaptureOptions{BitrateBps: cfg.Stream.BitrateBps},
-			Bitrate: domain.BitratePolicy{
-				MinBps: cfg.Stream.MinBitrateBps, MaxBps: cfg.Stream.MaxBitrateBps, Interval: cfg.Stream.BitrateInterval,
-				DecreaseLoss: domain.DefaultBitratePolicy.DecreaseLoss, IncreaseLoss: domain.DefaultBitratePolicy.IncreaseLoss,
-				IncreaseRTT: domain.DefaultBitratePolicy.IncreaseRTT,
-			},
+			Bitrate: tunables(cfg).Bitrate,
 		},
 	}, app.Deps{
 		Store:       be.store,
@@ -250,50 +248,82 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	}, log)
 	be.onUp = svc.Resync
 
-	var tokens httpapi.TokenVerifier
-	if v, err := cfg.tokenVerifier(); err != nil {
-		return fmt.Errorf("auth.jwt: %w", err)
-	} else if v != nil {
-		tokens = v
+	// The HTTP API is rebuilt on a reload that changes who may use it
+	// (keys, hosts, origins); sockets stay with the server that accepted
+	// them, and Shutdown reaches every one.
+	var apiMu sync.Mutex
+	var apis []*httpapi.Server
+	buildAPI := func(cfg Config) (*httpapi.Server, error) {
+		var tokens httpapi.TokenVerifier
+		if v, err := cfg.tokenVerifier(); err != nil {
+			return nil, fmt.Errorf("auth.jwt: %w", err)
+		} else if v != nil {
+			tokens = v
+		}
+		api := httpapi.New(httpapi.Config{
+			APIKeys:        cfg.Auth.APIKeys,
+			Keys:           cfg.apiKeys(),
+			Tokens:         tokens,
+			AllowedHosts:   cfg.allowedHosts(cfg.HTTP.Addr),
+			AllowedOrigins: cfg.HTTP.AllowedOrigins,
+			MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
+			PublicURL:      cfg.HTTP.PublicURL,
+			TrustProxy:     cfg.HTTP.TrustProxy,
+			StatsInterval:  cfg.WS.StatsInterval,
+			WebSocket: httpapi.WebSocketConfig{
+				MaxMessageBytes: cfg.WS.MaxMessageBytes,
+				SendQueue:       cfg.WS.SendQueue,
+				PingInterval:    cfg.WS.PingInterval,
+				WriteTimeout:    cfg.WS.WriteTimeout,
+				MaxBadMessages:  cfg.WS.MaxBadMessages,
+			},
+			Meter: meter("mediasvc/httpapi"),
+		}, svc, log.With("component", "http"))
+		if tel != nil && cfg.Metrics.Addr == "" {
+			// With API keys, scrapers present one like any REST client.
+			api.MountAuthenticated("/metrics", tel.Handler())
+		}
+		apiMu.Lock()
+		apis = append(apis, api)
+		apiMu.Unlock()
+		return api, nil
 	}
-	api := httpapi.New(httpapi.Config{
-		APIKeys:        cfg.Auth.APIKeys,
-		Keys:           cfg.apiKeys(),
-		Tokens:         tokens,
-		AllowedHosts:   cfg.allowedHosts(cfg.HTTP.Addr),
-		AllowedOrigins: cfg.HTTP.AllowedOrigins,
-		MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
-		PublicURL:      cfg.HTTP.PublicURL,
-		TrustProxy:     cfg.HTTP.TrustProxy,
-		StatsInterval:  cfg.WS.StatsInterval,
-		WebSocket: httpapi.WebSocketConfig{
-			MaxMessageBytes: cfg.WS.MaxMessageBytes,
-			SendQueue:       cfg.WS.SendQueue,
-			PingInterval:    cfg.WS.PingInterval,
-			WriteTimeout:    cfg.WS.WriteTimeout,
-			MaxBadMessages:  cfg.WS.MaxBadMessages,
-		},
-		Meter: meter("mediasvc/httpapi"),
-	}, svc, log.With("component", "http"))
+	firstAPI, err := buildAPI(cfg)
+	if err != nil {
+		return err
+	}
+	apiHandler := newHandlerSwitch(firstAPI.Handler())
+	shutdownAPIs := func(ctx context.Context, reason string) {
+		apiMu.Lock()
+		all := slices.Clone(apis)
+		apiMu.Unlock()
+		var wg sync.WaitGroup
+		for _, a := range all {
+			wg.Go(func() { a.Shutdown(ctx, reason) })
+		}
+		wg.Wait()
+	}
 
 	var metricsLn net.Listener
 	var metricsSrv *http.Server
+	var metricsGuard *handlerSwitch
+	var metricsMux *http.ServeMux
+	metricsHosts := func(cfg Config) []string {
+		return append(cfg.allowedHosts(cfg.HTTP.Addr), cfg.allowedHosts(cfg.Metrics.Addr)...)
+	}
 	if tel != nil {
-		if cfg.Metrics.Addr == "" {
-			// With API keys, scrapers present one like any REST client.
-			api.MountAuthenticated("/metrics", tel.Handler())
-		} else {
+		if cfg.Metrics.Addr != "" {
 			metricsLn, err = net.Listen("tcp", cfg.Metrics.Addr)
 			if err != nil {
 				return fmt.Errorf("listen for metrics on %s: %w", cfg.Metrics.Addr, err)
 			}
 			defer metricsLn.Close()
-			mux := http.NewServeMux()
-			mux.Handle("GET /metrics", tel.Handler())
+			metricsMux = http.NewServeMux()
+			metricsMux.Handle("GET /metrics", tel.Handler())
 			// The metrics listener answers to the same names as the API
 			// (and its own address): a rebound page reads nothing here either.
-			hosts := append(cfg.allowedHosts(cfg.HTTP.Addr), cfg.allowedHosts(cfg.Metrics.Addr)...)
-			metricsSrv = &http.Server{Handler: httpapi.NewHostPolicy(hosts).Guard(mux), ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout}
+			metricsGuard = newHandlerSwitch(httpapi.NewHostPolicy(metricsHosts(cfg)).Guard(metricsMux))
+			metricsSrv = &http.Server{Handler: metricsGuard, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout}
 			log.Info("metrics listening", "addr", metricsLn.Addr().String(), "url", "http://"+metricsLn.Addr().String()+"/metrics")
 		}
 	}
@@ -303,7 +333,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
 	}
 	srv := &http.Server{
-		Handler:           api.Handler(),
+		Handler:           apiHandler,
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -321,6 +351,59 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
+
+	if src != nil {
+		_, k, err := src.load()
+		if err != nil {
+			return fmt.Errorf("read configuration again: %w", err)
+		}
+		apply := func(old, cfg Config) {
+			if cfg.Log != old.Log {
+				logs.set(cfg.Log)
+			}
+			if !reflect.DeepEqual(cfg.Auth, old.Auth) || !slices.Equal(cfg.HTTP.AllowedHosts, old.HTTP.AllowedHosts) ||
+				!slices.Equal(cfg.HTTP.AllowedOrigins, old.HTTP.AllowedOrigins) {
+				if api, err := buildAPI(cfg); err != nil {
+					log.Error("reload the HTTP API", "err", err)
+				} else {
+					apiHandler.set(api.Handler())
+				}
+				if metricsGuard != nil {
+					metricsGuard.set(httpapi.NewHostPolicy(metricsHosts(cfg)).Guard(metricsMux))
+				}
+			}
+			if cfg.Limits != old.Limits {
+				if err := be.setLimits(cfg.Limits); err != nil {
+					log.Error("reload creation rate limits", "err", err)
+				}
+			}
+			if tunables(cfg) != tunables(old) {
+				svc.Reconfigure(tunables(cfg))
+			}
+			if !reflect.DeepEqual(cfg.WebRTC.ICEServers, old.WebRTC.ICEServers) {
+				transport.SetICEServers(iceServers(cfg))
+			}
+		}
+		rl := newReloader(src, cfg, k, meter("mediasvc/config"), func() *slog.Logger { return log }, apply)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		hupped := make(chan struct{}, 1)
+		g.Go(func() error {
+			for {
+				select {
+				case <-runCtx.Done():
+					return nil
+				case <-hup:
+					select {
+					case hupped <- struct{}{}:
+					default:
+					}
+				}
+			}
+		})
+		g.Go(func() error { return rl.run(runCtx, hupped) })
+	}
 	g.Go(func() error { return svc.Run(runCtx) })
 	if metricsSrv != nil {
 		g.Go(func() error {
@@ -364,7 +447,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		if err := svc.Drain(dctx, "shutdown"); err != nil {
 			errs = append(errs, err)
 		}
-		api.Shutdown(dctx, "shutdown")
+		shutdownAPIs(dctx, "shutdown")
 		if err := srv.Shutdown(dctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			_ = srv.Close()
@@ -377,6 +460,33 @@ func serve(ctx context.Context, cfg Config, logw io.Writer) error {
 		return errors.Join(errs...)
 	})
 	return g.Wait()
+}
+
+// tunables are the settings of cfg the app may change while it runs.
+func tunables(cfg Config) app.Tunables {
+	return app.Tunables{
+		Quota: domain.Quota{
+			Total: cfg.Limits.SessionsTotal, PerDevice: cfg.Limits.SessionsPerDevice, PerOwner: cfg.Limits.SessionsPerOwner,
+		},
+		ICE:        domain.ICELimits{MaxCandidates: cfg.Limits.MaxCandidates, MaxCandidateLen: cfg.Limits.MaxCandidateBytes},
+		InputRate:  cfg.Limits.InputRate,
+		InputBurst: cfg.Limits.InputBurst,
+		Bitrate: domain.BitratePolicy{
+			MinBps: cfg.Stream.MinBitrateBps, MaxBps: cfg.Stream.MaxBitrateBps, Interval: cfg.Stream.BitrateInterval,
+			DecreaseLoss: domain.DefaultBitratePolicy.DecreaseLoss, IncreaseLoss: domain.DefaultBitratePolicy.IncreaseLoss,
+			IncreaseRTT: domain.DefaultBitratePolicy.IncreaseRTT,
+		},
+		QualityInterval: cfg.Metrics.QualityInterval,
+	}
+}
+
+// iceServers are cfg's STUN/TURN servers.
+func iceServers(cfg Config) []domain.ICEServer {
+	servers := make([]domain.ICEServer, 0, len(cfg.WebRTC.ICEServers))
+	for _, s := range cfg.WebRTC.ICEServers {
+		servers = append(servers, domain.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return servers
 }
 
 // servePprof serves the runtime profiles on their own loopback listener

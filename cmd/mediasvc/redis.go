@@ -21,12 +21,14 @@ import (
 // picks: in memory, or shared through Redis.
 type backend struct {
 	store       ports.SessionStore
-	ownerLimit  ports.RateLimiter
-	globalLimit ports.RateLimiter
-	healthy     func() error
-	instances   ports.InstanceRegistry
-	bus         ports.Bus
-	leases      ports.DeviceLeases
+	ownerLimit  *swapLimiter
+	globalLimit *swapLimiter
+	// limiters builds the creation rate limiters for a configuration.
+	limiters  func(LimitsConfig) (owner, global ports.RateLimiter, err error)
+	healthy   func() error
+	instances ports.InstanceRegistry
+	bus       ports.Bus
+	leases    ports.DeviceLeases
 	// run holds the background loops (Redis monitor, heartbeat) to run
 	// until the service stops; onUp is set once the app exists.
 	run   []func(ctx context.Context) error
@@ -90,15 +92,16 @@ func newRedisClient(cfg RedisConfig, open bool) (redis.UniversalClient, error) {
 // instance starts unready and the monitor keeps trying).
 func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog.Logger) (*backend, error) {
 	if cfg.Store.Backend != "redis" {
-		ownerLimit, err := memstore.NewLimiter("owner", cfg.Limits.CreateRate, cfg.Limits.CreateBurst, 100_000)
-		if err != nil {
-			return nil, err
-		}
-		globalLimit, err := memstore.NewLimiter("global", cfg.Limits.GlobalCreateRate, cfg.Limits.GlobalCreateBurst, 1)
-		if err != nil {
-			return nil, err
-		}
-		return &backend{store: memstore.New(memstore.Options{}), ownerLimit: ownerLimit, globalLimit: globalLimit, close: func() {}}, nil
+		b := &backend{store: memstore.New(memstore.Options{}), close: func() {},
+			limiters: func(l LimitsConfig) (ports.RateLimiter, ports.RateLimiter, error) {
+				owner, err := memstore.NewLimiter("owner", l.CreateRate, l.CreateBurst, 100_000)
+				if err != nil {
+					return nil, nil, err
+				}
+				global, err := memstore.NewLimiter("global", l.GlobalCreateRate, l.GlobalCreateBurst, 1)
+				return owner, global, err
+			}}
+		return b, b.initLimits(cfg.Limits)
 	}
 	ms, err := redisstore.LoadMigrations(migrations.FS)
 	if err != nil {
@@ -120,14 +123,6 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 	case err != nil:
 		log.Warn("redis unreachable at start; starting unready", "err", err)
 	}
-	ownerLimit, err := redisstore.NewLimiter(rdb, prefix, "owner", cfg.Limits.CreateRate, cfg.Limits.CreateBurst)
-	if err != nil {
-		return nil, err
-	}
-	globalLimit, err := redisstore.NewLimiter(rdb, prefix, "global", cfg.Limits.GlobalCreateRate, cfg.Limits.GlobalCreateBurst)
-	if err != nil {
-		return nil, err
-	}
 	bus := redisstore.NewBus(rdb, prefix, self.ID, log.With("component", "bus"))
 	reg := redisstore.NewRegistry(rdb, prefix, self, cfg.Instance.HeartbeatTTL, log.With("component", "registry"))
 	b := &backend{
@@ -135,10 +130,22 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 			Prefix: prefix, KeyGrace: cfg.Redis.KeyGrace, TouchThrottle: cfg.Redis.TouchThrottle,
 			Wait: redisstore.Wait{Replicas: cfg.Redis.WaitReplicas, Timeout: cfg.Redis.WaitTimeout},
 		}),
-		ownerLimit: ownerLimit, globalLimit: globalLimit, instances: reg,
+		instances: reg,
+		limiters: func(l LimitsConfig) (ports.RateLimiter, ports.RateLimiter, error) {
+			owner, err := redisstore.NewLimiter(rdb, prefix, "owner", l.CreateRate, l.CreateBurst)
+			if err != nil {
+				return nil, nil, err
+			}
+			global, err := redisstore.NewLimiter(rdb, prefix, "global", l.GlobalCreateRate, l.GlobalCreateBurst)
+			return owner, global, err
+		},
 		bus:    bus,
 		leases: redisstore.NewLeases(rdb, prefix, cfg.Instance.LeaseTTL),
 		close:  func() { _ = rdb.Close() },
+	}
+	if err := b.initLimits(cfg.Limits); err != nil {
+		_ = rdb.Close()
+		return nil, err
 	}
 	mon := redisstore.NewMonitor(rdb, cfg.Redis.HealthInterval, cfg.Redis.MaxBackoff, func(ctx context.Context) error {
 		// Redis is (back) up: check the schema (stamping a restarted,
@@ -166,6 +173,29 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 	}
 	b.run = []func(context.Context) error{mon.Run, reg.Run}
 	return b, nil
+}
+
+// initLimits builds the first creation rate limiters.
+func (b *backend) initLimits(l LimitsConfig) error {
+	owner, global, err := b.limiters(l)
+	if err != nil {
+		return err
+	}
+	b.ownerLimit, b.globalLimit = newSwapLimiter(owner), newSwapLimiter(global)
+	return nil
+}
+
+// setLimits replaces the creation rate limiters (a reload). In memory the
+// buckets start full again; in Redis the new rate applies to the state
+// already there.
+func (b *backend) setLimits(l LimitsConfig) error {
+	owner, global, err := b.limiters(l)
+	if err != nil {
+		return err
+	}
+	b.ownerLimit.set(owner)
+	b.globalLimit.set(global)
+	return nil
 }
 
 // migrate runs `mediasvc migrate up|status`.

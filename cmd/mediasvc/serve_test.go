@@ -33,7 +33,7 @@ func TestServeWiresAndDrains(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, io.Discard) }()
+	go func() { done <- serve(ctx, cfg, io.Discard, nil) }()
 
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()

@@ -4,6 +4,7 @@ package httpapitest
 
 import (
 	"context"
+	"io"
 
 	"mediasvc/domain"
 )
@@ -27,6 +28,33 @@ type Service struct {
 	ICEServersFunc      func() []domain.ICEServer
 	ReadyFunc           func() bool
 	InstancesFunc       func(ctx context.Context) ([]domain.Instance, error)
+	PushFileFunc        func(ctx context.Context, id domain.DeviceID, name string, r io.Reader, size int64) (string, error)
+	InstallAPKFunc      func(ctx context.Context, id domain.DeviceID, r io.Reader, size int64) error
+	ScreenshotFunc      func(ctx context.Context, id domain.DeviceID) ([]byte, error)
+}
+
+// PushFile calls PushFileFunc.
+func (f *Service) PushFile(ctx context.Context, id domain.DeviceID, name string, r io.Reader, size int64) (string, error) {
+	if f.PushFileFunc == nil {
+		return "", nil
+	}
+	return f.PushFileFunc(ctx, id, name, r, size)
+}
+
+// InstallAPK calls InstallAPKFunc.
+func (f *Service) InstallAPK(ctx context.Context, id domain.DeviceID, r io.Reader, size int64) error {
+	if f.InstallAPKFunc == nil {
+		return nil
+	}
+	return f.InstallAPKFunc(ctx, id, r, size)
+}
+
+// Screenshot calls ScreenshotFunc.
+func (f *Service) Screenshot(ctx context.Context, id domain.DeviceID) ([]byte, error) {
+	if f.ScreenshotFunc == nil {
+		return nil, nil
+	}
+	return f.ScreenshotFunc(ctx, id)
 }
 
 // CreateSession calls CreateSessionFunc.

@@ -106,6 +106,9 @@
     }
     state.session = session;
     state.role = session.role;
+    state.device = deviceId;
+    state.backend = '';
+    api('GET', '/api/v1/devices/' + encodeURIComponent(deviceId)).then((d) => { state.backend = d.backend || ''; }).catch(() => {});
     $('#role').textContent = session.role;
     for (const b of document.querySelectorAll('[data-action]')) b.disabled = session.role !== 'controller';
     window.mediasvc.session = session;
@@ -265,6 +268,52 @@
   }
 
   const video = $('#video');
+  // With scrcpy every finger, the mouse and a pen go as Pointer Events
+  // steps ("pointer" input, up to 10 fingers: pinch works); the shell gets
+  // taps and swipes, the nearest it can do without a process per move.
+  const pointers = new Map(); // browser pointerId → 0..9
+  const rich = () => state.role === 'controller' && state.backend === 'scrcpy';
+  function pointerMsg(e, phase) {
+    let id = pointers.get(e.pointerId);
+    if (id === undefined) {
+      if (phase !== 'down' && phase !== 'hover') return null;
+      id = 0; while ([...pointers.values()].includes(id)) id++;
+      if (id > 9) return null;
+      if (phase === 'down') pointers.set(e.pointerId, id);
+    }
+    const p = toVideo(video, e.clientX, e.clientY, phase !== 'down' && phase !== 'hover');
+    if (!p) return null;
+    const m = { type: 'input', action: 'pointer', phase, pointer_id: phase === 'hover' ? 0 : id, pointer_type: e.pointerType || 'mouse', x: p.x, y: p.y };
+    if (e.pointerType !== 'mouse' && e.pressure > 0 && e.pressure < 1) m.pressure = e.pressure;
+    if (e.pointerType === 'mouse') m.buttons = e.buttons & 31;
+    if (phase === 'up' || phase === 'cancel') pointers.delete(e.pointerId);
+    return m;
+  }
+  for (const [ev, phase] of [['pointerdown', 'down'], ['pointermove', 'move'], ['pointerup', 'up'], ['pointercancel', 'cancel']]) {
+    video.addEventListener(ev, (e) => {
+      if (!rich()) return;
+      let ph = phase;
+      if (ph === 'move' && !pointers.has(e.pointerId)) { if (e.pointerType !== 'mouse') return; ph = 'hover'; }
+      const m = pointerMsg(e, ph);
+      if (!m) return;
+      if (ph === 'down') { video.focus(); video.setPointerCapture(e.pointerId); }
+      send(m);
+      e.preventDefault();
+      e.stopImmediatePropagation();
+    });
+  }
+  video.style.touchAction = 'none';
+  video.addEventListener('wheel', (e) => {
+    if (state.role !== 'controller') return;
+    const p = toVideo(video, e.clientX, e.clientY, false);
+    if (!p) return;
+    // One notch per ~100 px of deltaY (pixel mode); lines and pages count as notches.
+    const unit = e.deltaMode === 0 ? 100 : 1;
+    const clamp = (v) => Math.max(-16, Math.min(16, v / unit));
+    const sx = clamp(e.deltaX), sy = clamp(e.deltaY);
+    if (sx || sy) send({ type: 'input', action: 'scroll', x: p.x, y: p.y, scroll_x: sx, scroll_y: sy });
+    e.preventDefault();
+  }, { passive: false });
   let press = null;
   video.addEventListener('pointerdown', (e) => {
     video.focus();
@@ -291,13 +340,78 @@
   video.addEventListener('pointercancel', () => { press = null; });
   video.addEventListener('contextmenu', (e) => e.preventDefault());
 
+  const MODIFIERS = ['Shift', 'Control', 'Alt', 'Meta', 'CapsLock', 'Unidentified', 'Dead'];
+  const keyMsg = (e, phase) => ({ type: 'input', action: 'key', key: e.key.length === 1 ? e.key.toLowerCase() : e.key, phase,
+    repeat: e.repeat ? 1 : 0, shift: e.shiftKey, ctrl: e.ctrlKey, alt: e.altKey, meta: e.metaKey });
   video.addEventListener('keydown', (e) => {
-    if (state.role !== 'controller' || e.ctrlKey || e.metaKey || e.altKey) return;
-    if (e.key.length === 1) send({ type: 'input', action: 'text', text: e.key });
-    else if (e.key !== 'Shift' && e.key !== 'CapsLock' && e.key !== 'Unidentified') send({ type: 'input', action: 'key', key: e.key });
-    else return;
+    if (state.role !== 'controller' || MODIFIERS.includes(e.key)) return;
+    const shortcut = e.ctrlKey || e.metaKey || e.altKey;
+    if (shortcut && (e.key === 'v' || e.key === 'V') && (e.ctrlKey || e.metaKey)) return; // paste: see below
+    if (rich()) {
+      // Keys with their meta state go down and up as the user presses
+      // them; plain characters as text (any Unicode).
+      if (shortcut || e.key.length !== 1) send(keyMsg(e, 'down'));
+      else send({ type: 'input', action: 'text', text: e.key });
+    } else if (shortcut) {
+      if (e.key.length !== 1 && !/^[A-Za-z0-9]$/.test(e.key)) return;
+      send(keyMsg(e, ''));
+    } else if (e.key.length === 1) send({ type: 'input', action: 'text', text: e.key });
+    else send({ type: 'input', action: 'key', key: e.key });
     e.preventDefault();
   });
+  video.addEventListener('keyup', (e) => {
+    if (!rich() || MODIFIERS.includes(e.key)) return;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.key.length !== 1) { send(keyMsg(e, 'up')); e.preventDefault(); }
+  });
+  // Paste on the picture: the page's clipboard text goes to the device's
+  // clipboard and is pasted there (scrcpy), or typed (shell: ASCII only).
+  video.addEventListener('paste', (e) => {
+    if (state.role !== 'controller') return;
+    const text = (e.clipboardData && e.clipboardData.getData('text/plain')) || '';
+    if (!text) return;
+    if (state.backend === 'scrcpy') send({ type: 'input', action: 'clipboard', text: text.slice(0, 200000), paste: true });
+    else send({ type: 'input', action: 'text', text: text.slice(0, 300) });
+    e.preventDefault();
+  });
+
+  // ---- screenshot, files ----
+  $('#screenshot').addEventListener('click', async () => {
+    if (!state.device) return;
+    const headers = {};
+    if (apiKey()) headers.Authorization = 'Bearer ' + apiKey();
+    try {
+      const res = await fetch(withToken('/api/v1/devices/' + encodeURIComponent(state.device) + '/screenshot'), { headers });
+      if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error?.message || res.statusText);
+      const a = document.createElement('a');
+      a.href = URL.createObjectURL(await res.blob());
+      a.download = state.device.replace(/[^A-Za-z0-9._-]/g, '_') + '-' + new Date().toISOString().replace(/[:.]/g, '-') + '.png';
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    } catch (err) { show($('#player-msg'), 'Screenshot failed: ' + err.message); }
+  });
+  // upload streams f to …/files (or …/apps for an .apk) with a progress bar.
+  function upload(f) {
+    if (!f || !state.device || state.role !== 'controller') return;
+    const apk = /\.apk$/i.test(f.name);
+    const path = '/api/v1/devices/' + encodeURIComponent(state.device) + (apk ? '/apps' : '/files?name=' + encodeURIComponent(f.name));
+    const xhr = new XMLHttpRequest();
+    const bar = $('#upload-progress');
+    bar.hidden = false; bar.value = 0;
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total; };
+    xhr.onloadend = () => {
+      bar.hidden = true;
+      let body = {}; try { body = JSON.parse(xhr.responseText); } catch (_) { /* empty */ }
+      if (xhr.status >= 200 && xhr.status < 300) show($('#player-msg'), apk ? f.name + ' installed' : f.name + ' → ' + body.path);
+      else show($('#player-msg'), (apk ? 'Install' : 'Upload') + ' failed: ' + ((body.error && body.error.message) || xhr.statusText || 'network error'));
+    };
+    xhr.open('POST', withToken(path));
+    if (apiKey()) xhr.setRequestHeader('Authorization', 'Bearer ' + apiKey());
+    xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+    xhr.send(f);
+  }
+  $('#upload').addEventListener('change', (e) => { upload(e.target.files[0]); e.target.value = ''; });
+  video.addEventListener('dragover', (e) => { if (state.role === 'controller') e.preventDefault(); });
+  video.addEventListener('drop', (e) => { e.preventDefault(); for (const f of e.dataTransfer.files) upload(f); });
 
   // ---- routing ----
   function route() {

@@ -1,0 +1,110 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"mediasvc/domain"
+)
+
+// handleScreenshot answers GET /api/v1/devices/{id}/screenshot with a PNG
+// of the device's screen, for anyone who may view it.
+func (s *Server) handleScreenshot(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := principal(r).CanOpen(domain.DeviceID(id), domain.RoleViewer); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ctx, cancel := s.serviceContext(r)
+	defer cancel()
+	png, err := s.svc.Screenshot(ctx, domain.DeviceID(id))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(png)))
+	_, _ = w.Write(png)
+}
+
+// uploadResponse is the body of a successful upload.
+type uploadResponse struct {
+	Path      string `json:"path,omitempty"`
+	Installed bool   `json:"installed,omitempty"`
+	Bytes     int64  `json:"bytes"`
+}
+
+// handleUpload answers POST /api/v1/devices/{id}/files (apk false) and
+// …/apps (apk true): the raw body, streamed to the device as it arrives,
+// with its Content-Length (required; at most Config.MaxUploadBytes, else
+// 413) and, for files, its name from ?name= or Content-Disposition's
+// filename. Only a principal who may control the device may upload.
+func (s *Server) handleUpload(apk bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := pathID(r, "id")
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := principal(r).CanOpen(domain.DeviceID(id), domain.RoleController); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		size := r.ContentLength
+		switch {
+		case size < 0:
+			s.writeError(w, r, errorf(http.StatusLengthRequired, "length_required", "an upload needs its Content-Length"))
+			return
+		case size == 0:
+			s.writeError(w, r, badRequest("empty upload"))
+			return
+		case size > s.cfg.MaxUploadBytes:
+			s.writeError(w, r, errorf(http.StatusRequestEntityTooLarge, codeBodyTooLarge, "upload of %d bytes exceeds %d", size, s.cfg.MaxUploadBytes))
+			return
+		}
+		body := http.MaxBytesReader(w, r.Body, size)
+		ctx := r.Context() // an upload takes as long as its body does
+		if apk {
+			if err := s.svc.InstallAPK(ctx, domain.DeviceID(id), body, size); err != nil {
+				s.writeError(w, r, uploadError(err))
+				return
+			}
+			writeJSON(w, http.StatusOK, uploadResponse{Installed: true, Bytes: size})
+			return
+		}
+		name := r.URL.Query().Get("name")
+		if name == "" {
+			if _, params, err := mime.ParseMediaType(r.Header.Get("Content-Disposition")); err == nil {
+				name = params["filename"]
+			}
+		}
+		if name == "" {
+			s.writeError(w, r, badRequest("a file upload needs a name (?name= or Content-Disposition filename)"))
+			return
+		}
+		path, err := s.svc.PushFile(ctx, domain.DeviceID(id), name, body, size)
+		if err != nil {
+			s.writeError(w, r, uploadError(err))
+			return
+		}
+		writeJSON(w, http.StatusCreated, uploadResponse{Path: path, Bytes: size})
+	}
+}
+
+// uploadError keeps a body that broke off from reading as the device's
+// fault.
+func uploadError(err error) error {
+	var mb *http.MaxBytesError
+	if errors.As(err, &mb) {
+		return fmt.Errorf("upload longer than its Content-Length: %w", domain.ErrInvalidRequest)
+	}
+	return err
+}

@@ -1,0 +1,248 @@
+package transcode
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"mediasvc/domain"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// testAUs returns the access units of a small H.264 clip made by ffmpeg
+// (320x240, 30 fps, Constrained Baseline, SPS/PPS and an IDR every 30
+// frames): small, so the tests stay cheap on a shared machine.
+func testAUs(t *testing.T) [][]byte {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=4",
+		"-c:v", "libx264", "-profile:v", "baseline", "-preset", "ultrafast", "-g", "30", "-bf", "0",
+		"-x264-params", "repeat-headers=1", "-f", "h264", "pipe:1").Output()
+	if err != nil {
+		t.Fatalf("make test clip: %v", err)
+	}
+	var aus [][]byte
+	var cur []byte
+	for _, nal := range domain.SplitAnnexB(out) {
+		cur = append(cur, 0, 0, 0, 1)
+		cur = append(cur, nal...)
+		if typ := domain.NALType(nal); typ == domain.NALTypeSlice || typ == domain.NALTypeIDR {
+			aus = append(aus, cur)
+			cur = nil
+		}
+	}
+	if len(aus) != 120 {
+		t.Fatalf("test clip has %d access units", len(aus))
+	}
+	return aus
+}
+
+func needFFmpeg(t *testing.T, r domain.Rendition) {
+	t.Helper()
+	rs, err := Available(context.Background(), "")
+	if err != nil {
+		t.Fatalf("ffmpeg is needed (scripts/install-deps.sh installs it): %v", err)
+	}
+	for _, x := range rs {
+		if x == r {
+			return
+		}
+	}
+	t.Fatalf("ffmpeg lacks the encoder for %s", r)
+}
+
+// run feeds n access units at 30 fps and reads the rendition until every
+// frame ffmpeg was given came out (bar the last two, which may still be
+// inside it); it returns them. On a busy machine ffmpeg may fall behind and
+// the transcoder drop input up to a keyframe: those frames never come.
+func run(t *testing.T, r domain.Rendition, n int) []domain.Frame {
+	t.Helper()
+	needFFmpeg(t, r)
+	tc, err := Start(Config{}, r, domain.StreamInfo{Video: domain.CodecH264, Audio: domain.CodecOpus, Width: 320, Height: 240, FPS: 30}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if got := tc.Info(); got.Video != r.Codec() || got.Audio != domain.CodecOpus || got.Width != 320 {
+		t.Fatalf("info %+v", got)
+	}
+	aus := testAUs(t)
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		tick := time.NewTicker(time.Second / 30)
+		defer tick.Stop()
+		for i := range n {
+			_ = tc.Write(domain.Frame{Kind: domain.KindVideo, Data: aus[i%len(aus)], PTS: time.Duration(i) * time.Second / 30, Keyframe: i%30 == 0})
+			<-tick.C
+		}
+	}()
+	frames := make(chan domain.Frame, n)
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			f, err := tc.ReadFrame(context.Background())
+			if err != nil {
+				readErr <- err
+				return
+			}
+			frames <- f
+		}
+	}()
+	defer func() { _ = tc.Close() }()
+	out := make([]domain.Frame, 0, n)
+	var quiet <-chan time.Time // after feeding: how long to wait for stragglers
+	for {
+		select {
+		case f := <-frames:
+			out = append(out, f)
+			if quiet != nil && len(out) >= n-int(tc.Dropped())-2 {
+				return out
+			}
+		case err := <-readErr:
+			t.Fatalf("after %d frames (%d dropped): %v", len(out), tc.Dropped(), err)
+		case <-fed:
+			fed = nil
+			quiet = time.After(30 * time.Second)
+			if len(out) >= n-int(tc.Dropped())-2 {
+				return out
+			}
+		case <-quiet:
+			// A slow machine: frames still inside ffmpeg. Enough came out
+			// to check what they are.
+			if len(out) < n/2 {
+				t.Fatalf("only %d of %d frames came out (%d dropped)", len(out), n, tc.Dropped())
+			}
+			return out
+		}
+	}
+}
+
+// checkPTS: every output carries the PTS of an input frame, in order.
+func checkPTS(t *testing.T, out []domain.Frame) {
+	t.Helper()
+	for i, f := range out {
+		if f.PTS%(time.Second/30) != 0 && f.PTS != time.Duration(int(f.PTS/(time.Second/30)))*time.Second/30 {
+			t.Fatalf("frame %d pts %v is no input pts", i, f.PTS)
+		}
+		if i > 0 && f.PTS <= out[i-1].PTS {
+			t.Fatalf("frame %d pts %v after %v", i, f.PTS, out[i-1].PTS)
+		}
+	}
+}
+
+func TestVP8Rendition(t *testing.T) {
+	start := time.Now()
+	out := run(t, domain.RenditionVP8, 100) // 3.3 s at 30 fps, longer on a busy machine
+	elapsed := time.Since(start)
+	if !out[0].Keyframe || out[0].PTS != 0 {
+		t.Fatalf("first frame keyframe=%v pts=%v", out[0].Keyframe, out[0].PTS)
+	}
+	checkPTS(t, out)
+	keys := 0
+	for i, f := range out {
+		if f.Keyframe {
+			keys++
+		}
+		if len(f.Data) < 3 || (f.Keyframe && !(f.Data[3] == 0x9d && f.Data[4] == 0x01 && f.Data[5] == 0x2a)) {
+			t.Fatalf("frame %d is no VP8 frame", i)
+		}
+	}
+	// Keyframes come every 2 s of the time the frames took to arrive, not
+	// with each input keyframe (every 30 frames): at most one more than
+	// the 2 s periods that elapsed.
+	if max := int(elapsed/(2*time.Second)) + 1; keys > max {
+		t.Fatalf("%d keyframes in %v, want at most %d (one every 2 s)", keys, elapsed, max)
+	}
+}
+
+func TestBaselineRendition(t *testing.T) {
+	out := run(t, domain.RenditionBaseline, 70)
+	if !out[0].Keyframe {
+		t.Fatal("first frame is no keyframe")
+	}
+	var sps []byte
+	for _, nal := range domain.SplitAnnexB(out[0].Data) {
+		if domain.NALType(nal) == domain.NALTypeSPS {
+			sps = nal
+		}
+	}
+	if got := domain.ProfileLevelID(sps); got[:2] != "42" || got[4:] != "1f" {
+		t.Fatalf("profile-level-id %q, want Constrained Baseline 3.1", got)
+	}
+	pl, _ := domain.ParseProfileLevelID(domain.ProfileLevelID(sps))
+	if pl.Profile != domain.ProfileConstrainedBaseline {
+		t.Fatalf("profile %s", pl)
+	}
+	checkPTS(t, out)
+}
+
+func TestDropsUntilKeyframe(t *testing.T) {
+	needFFmpeg(t, domain.RenditionVP8)
+	tc, err := Start(Config{QueueFrames: 1}, domain.RenditionVP8, domain.StreamInfo{Video: domain.CodecH264}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	aus := testAUs(t)
+	// Deltas before any keyframe are dropped.
+	for i := 1; i < 5; i++ {
+		if err := tc.Write(domain.Frame{Kind: domain.KindVideo, Data: aus[i]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := tc.Dropped(); got != 4 {
+		t.Fatalf("dropped %d, want 4", got)
+	}
+	if err := tc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.Write(domain.Frame{Kind: domain.KindVideo, Data: aus[0]}); err == nil {
+		t.Fatal("write after close succeeded")
+	}
+	if _, err := tc.ReadFrame(context.Background()); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after close: %v", err)
+	}
+}
+
+func TestStartFailures(t *testing.T) {
+	if _, err := Start(Config{FFmpeg: "/nonexistent/ffmpeg"}, domain.RenditionVP8, domain.StreamInfo{}, quiet()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("missing ffmpeg: %v", err)
+	}
+	if _, err := Available(context.Background(), "/nonexistent/ffmpeg"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Available with a missing ffmpeg: %v", err)
+	}
+	if _, err := Start(Config{}, domain.Rendition("av1"), domain.StreamInfo{}, quiet()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("unknown rendition: %v", err)
+	}
+	// ffmpeg that exits at once: the error carries what it said.
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	fake := t.TempDir() + "/ffmpeg"
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho 'Unknown encoder libvpx' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := Start(Config{FFmpeg: fake}, domain.RenditionVP8, domain.StreamInfo{}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	_, err = tc.ReadFrame(context.Background())
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("read: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err = tc.ReadFrame(context.Background()); err == nil {
+		t.Fatal("read after exit succeeded")
+	}
+}
