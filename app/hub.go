@@ -154,6 +154,8 @@ func (h *Hub) open(st *stream) {
 		close(st.ready)
 		return
 	}
+	// Counted before the viewers are let in: whoever Attach returned to
+	// sees the capture as running.
 	h.m.captures.Add(st.ctx, 1, st.attrs)
 	defer h.m.captures.Add(context.Background(), -1, st.attrs)
 	close(st.ready)

@@ -692,6 +692,10 @@ func TestInputFollowsReopenedCaptureSize(t *testing.T) {
 	close(first.Frames)
 	second := <-r.captures
 	defer second.Close()
+	// The capture shows up here from inside Open, before the hub has taken
+	// its size; the pump reads a frame only after it has. Not a keyframe:
+	// the size must come from the reopen itself.
+	second.Frames <- domain.Frame{Kind: domain.KindVideo, Data: []byte{0, 0, 0, 1, 0x41}}
 	// The 1280x720 screen fits the 360x640 picture as 360x202.5 from y=218.75.
 	if err := r.svc.Input(ctx, sess.ID, domain.InputEvent{Type: domain.InputTap, X: 180, Y: 320}); err != nil {
 		t.Fatal(err)

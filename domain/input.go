@@ -2,7 +2,6 @@ package domain
 
 import (
 	"fmt"
-	"time"
 	"unicode/utf8"
 )
 
@@ -64,6 +63,15 @@ const MaxClipboardText = 1<<18 - 14
 // and the input rate budget are why it stays).
 const MaxInputText = 300
 
+// Input integer bounds, checked before any arithmetic on them.
+const (
+	// MaxInputDurationMs is the longest swipe or press, in milliseconds.
+	MaxInputDurationMs = 10_000
+	// MaxInputCoordinate bounds every coordinate, whatever the video
+	// size (no screen is larger).
+	MaxInputCoordinate = 1 << 15
+)
+
 // InputEvent is a touch, key or text from a controller. X/Y are in video
 // space (pixels of the stream the viewer sees), X2/Y2 the end of a swipe.
 type InputEvent struct {
@@ -107,6 +115,16 @@ type InputEvent struct {
 // Validate checks e against a video of w×h pixels and returns
 // ErrInvalidInput (wrapped) when it is malformed.
 func (e InputEvent) Validate(w, h int) error {
+	// Every integer is compared as it came, before any arithmetic, so no
+	// value can overflow into range (duration_ms 18446744073709 once did).
+	if e.DurationMs < 0 || e.DurationMs > MaxInputDurationMs {
+		return fmt.Errorf("duration_ms must be 0..%d, got %d: %w", MaxInputDurationMs, e.DurationMs, ErrInvalidInput)
+	}
+	for _, v := range [...]int{e.X, e.Y, e.X2, e.Y2} {
+		if v < 0 || v >= MaxInputCoordinate {
+			return fmt.Errorf("coordinate %d outside 0..%d: %w", v, MaxInputCoordinate-1, ErrInvalidInput)
+		}
+	}
 	in := func(x, y int) bool { return x >= 0 && y >= 0 && (w <= 0 || x < w) && (h <= 0 || y < h) }
 	switch e.Type {
 	case InputTap, InputLongPress:
@@ -177,9 +195,6 @@ func (e InputEvent) Validate(w, h int) error {
 	case InputBack, InputHome, InputRecents:
 	default:
 		return fmt.Errorf("unknown input action %q: %w", e.Type, ErrInvalidInput)
-	}
-	if e.DurationMs < 0 || time.Duration(e.DurationMs)*time.Millisecond > 10*time.Second {
-		return fmt.Errorf("duration_ms must be 0..10000: %w", ErrInvalidInput)
 	}
 	return nil
 }

@@ -21,6 +21,13 @@ func TestInputValidate(t *testing.T) {
 		{"swipe end outside", InputEvent{Type: InputSwipe, X: 1, Y: 1, X2: 100, Y2: 6000}, false},
 		{"swipe too long", InputEvent{Type: InputSwipe, X: 1, Y: 1, X2: 2, Y2: 2, DurationMs: 20000}, false},
 		{"negative duration", InputEvent{Type: InputTap, X: 1, Y: 1, DurationMs: -1}, false},
+		// 18446744073709 ms × 1e6 wraps int64 to a small value: once accepted.
+		{"duration that overflows as a Duration", InputEvent{Type: InputSwipe, X: 1, Y: 1, X2: 2, Y2: 2, DurationMs: 18446744073709}, false},
+		{"duration max int", InputEvent{Type: InputLongPress, X: 1, Y: 1, DurationMs: 1<<63 - 1}, false},
+		{"duration 10001", InputEvent{Type: InputSwipe, X: 1, Y: 1, X2: 2, Y2: 2, DurationMs: 10001}, false},
+		{"duration 10000", InputEvent{Type: InputSwipe, X: 1, Y: 1, X2: 2, Y2: 2, DurationMs: 10000}, true},
+		{"huge coordinate, unknown size", InputEvent{Type: InputTap, X: 1 << 40, Y: 1}, false},
+		{"negative x2 on a tap", InputEvent{Type: InputTap, X: 1, Y: 1, X2: -5}, false},
 		{"key", InputEvent{Type: InputKey, Key: "Enter"}, true},
 		{"empty key", InputEvent{Type: InputKey}, false},
 		{"text", InputEvent{Type: InputText, Text: "hello"}, true},
@@ -78,6 +85,22 @@ func TestMapToDevice(t *testing.T) {
 				t.Fatalf("MapToDevice = %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// With the video size unknown the integer bounds still hold.
+func TestInputValidateUnknownSize(t *testing.T) {
+	for _, ev := range []InputEvent{
+		{Type: InputTap, X: 1 << 40, Y: 1},
+		{Type: InputSwipe, X: 1, Y: 1, X2: MaxInputCoordinate, Y2: 1},
+		{Type: InputSwipe, X: 1, Y: 1, X2: 2, Y2: 2, DurationMs: 18446744073709},
+	} {
+		if err := ev.Validate(0, 0); !errors.Is(err, ErrInvalidInput) {
+			t.Errorf("Validate(%+v) = %v", ev, err)
+		}
+	}
+	if err := (InputEvent{Type: InputTap, X: MaxInputCoordinate - 1, Y: 0}).Validate(0, 0); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -357,7 +358,99 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 
-	if kinds < 15 {
+	run("misdirected_host_421", func(t *testing.T) {
+		for _, path := range []string{"/api/v1/devices", "/", "/metrics", "/whep/demo"} {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+			req.Host = "evil.example:8080"
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			expectStatus(t, resp, b, http.StatusMisdirectedRequest, "misdirected_host")
+		}
+	})
+	run("ws_upgrade_misdirected_host_421", func(t *testing.T) {
+		si, err := client.CreateSession(ctx, http.DefaultClient, base, "", "demo", "viewer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := client.WSURL(base, si, "")
+		c, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{Host: "evil.example:8080"})
+		if c != nil {
+			c.CloseNow()
+		}
+		expectDialStatus(t, resp, err, http.StatusMisdirectedRequest, "misdirected_host")
+	})
+	run("rest_foreign_origin_403", func(t *testing.T) {
+		resp, b := do(t, http.MethodPost, base+"/api/v1/sessions", "application/json", []byte(`{"device_id":"demo"}`), http.Header{"Origin": {"http://evil.example"}})
+		expectStatus(t, resp, b, http.StatusForbidden, "forbidden_origin")
+	})
+	run("wrong_content_type_415", func(t *testing.T) {
+		resp, b := do(t, http.MethodPost, base+"/api/v1/sessions", "text/plain", []byte(`{"device_id":"demo"}`), nil)
+		expectStatus(t, resp, b, http.StatusUnsupportedMediaType, "unsupported_media_type")
+	})
+	run("empty_body_400", func(t *testing.T) {
+		resp, b := post(t, ``)
+		expectStatus(t, resp, b, http.StatusBadRequest, "invalid_request")
+	})
+	run("device_id_too_long_400", func(t *testing.T) {
+		resp, b := post(t, `{"device_id":"`+strings.Repeat("d", 200)+`"}`)
+		expectStatus(t, resp, b, http.StatusBadRequest, "invalid_request")
+	})
+	run("wrong_json_type_400", func(t *testing.T) {
+		resp, b := post(t, `{"device_id":42}`)
+		expectStatus(t, resp, b, http.StatusBadRequest, "invalid_request")
+	})
+	run("headers_too_large_431", func(t *testing.T) {
+		resp, _ := do(t, http.MethodGet, base+"/api/v1/devices", "", nil, http.Header{"X-Pad": {strings.Repeat("p", 40<<10)}})
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("status %d, want 431", resp.StatusCode)
+		}
+	})
+	ctl, err := client.Dial(ctx, client.Config{BaseURL: base, Mode: client.ModeWS, Role: "controller"})
+	if err != nil {
+		t.Fatalf("controller: %v", err)
+	}
+	t.Cleanup(func() { _ = ctl.Close() })
+	if err := ctl.WaitFrames(ctx, 5, false); err != nil {
+		t.Fatalf("controller: %v", err)
+	}
+	inputKind := func(name, msg, code string) {
+		run(name, func(t *testing.T) {
+			n := len(ctl.Messages())
+			if err := ctl.SendRaw(ctx, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+			defer wcancel()
+			i := 0 // the matcher runs under the viewer's lock: count, do not call it
+			m, err := ctl.WaitMessage(wctx, func(m client.Message) bool { i++; return i > n && m.Type == "error" })
+			if err != nil {
+				t.Fatalf("no error for %s: %v", msg, err)
+			}
+			if m.Code != code {
+				t.Errorf("%s: code %q (%s), want %q", msg, m.Code, m.Message, code)
+			}
+		})
+	}
+	inputKind("ws_input_duration_overflow", `{"type":"input","action":"swipe","x":1,"y":1,"x2":2,"y2":2,"duration_ms":18446744073709}`, "invalid_input")
+	inputKind("ws_input_negative_coordinate", `{"type":"input","action":"tap","x":-1,"y":5}`, "invalid_input")
+	inputKind("ws_input_outside_video", `{"type":"input","action":"tap","x":5000,"y":5}`, "invalid_input")
+	inputKind("ws_input_coordinate_not_int", `{"type":"input","action":"tap","x":1e30,"y":5}`, "invalid_request")
+	inputKind("ws_input_unknown_action", `{"type":"input","action":"format_disk"}`, "invalid_input")
+	inputKind("ws_input_text_too_long", `{"type":"input","action":"text","text":"`+strings.Repeat("t", 301)+`"}`, "invalid_input")
+	inputKind("ws_malformed_json", `{"type":`, "invalid_request")
+	run("ws_input_from_viewer_forbidden", func(t *testing.T) {
+		v := dialNegotiated(ctx, t, base, client.ModeWS)
+		if err := v.SendRaw(ctx, []byte(`{"type":"input","action":"tap","x":1,"y":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		waitError(t, v, "forbidden")
+	})
+
+	if kinds < 35 {
 		t.Errorf("only %d kinds of bad input", kinds)
 	}
 	t.Logf("%d kinds of bad input", kinds)

@@ -119,8 +119,14 @@ func TestMetricsWebSocket(t *testing.T) {
 		n, _ := readMetric(t, rd, "media_websocket_connections")
 		return n == 0
 	})
-	if n, _ := readMetric(t, rd, "media_http_requests", kv("route", "/api/v1/sessions/{id}/ws"), kv("status_class", "1xx")); n != 1 {
-		t.Fatalf("websocket request = %v", n)
+	// The middleware counts the request once the handler has returned,
+	// after the handler's deferred uncount of the connection.
+	waitFor(t, "websocket request counted as 1xx", func() bool {
+		n, _ := readMetric(t, rd, "media_http_requests", kv("route", "/api/v1/sessions/{id}/ws"), kv("status_class", "1xx"))
+		return n == 1
+	})
+	if n, _ := readMetric(t, rd, "media_http_requests", kv("route", "/api/v1/sessions/{id}/ws")); n != 1 {
+		t.Fatalf("websocket requests = %v, want the one", n)
 	}
 }
 

@@ -89,6 +89,10 @@ type HTTPConfig struct {
 	DrainTimeout      time.Duration `koanf:"drain_timeout"`
 	ShutdownDelay     time.Duration `koanf:"shutdown_delay"`
 	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
+	ReadTimeout       time.Duration `koanf:"read_timeout"`
+	WriteTimeout      time.Duration `koanf:"write_timeout"`
+	IdleTimeout       time.Duration `koanf:"idle_timeout"`
+	MaxHeaderBytes    int           `koanf:"max_header_bytes"`
 }
 
 // AuthConfig holds the API keys.
@@ -258,6 +262,10 @@ func defaults() map[string]any {
 		"http.drain_timeout":             "10s",
 		"http.shutdown_delay":            "1s",
 		"http.read_header_timeout":       "5s",
+		"http.read_timeout":              "30s",
+		"http.write_timeout":             "60s",
+		"http.idle_timeout":              "120s",
+		"http.max_header_bytes":          16384,
 		"auth.api_keys":                  map[string]any{},
 		"auth.allow_open":                false,
 		"auth.keys":                      []any{},
@@ -532,6 +540,14 @@ func (c Config) validate() []error {
 		bad("http.shutdown_delay", "must be shorter than http.drain_timeout")
 	}
 	positive("http.read_header_timeout", int64(c.HTTP.ReadHeaderTimeout))
+	if c.HTTP.ReadTimeout < c.HTTP.ReadHeaderTimeout {
+		bad("http.read_timeout", "must be at least http.read_header_timeout (%s), got %s", c.HTTP.ReadHeaderTimeout, c.HTTP.ReadTimeout)
+	}
+	positive("http.write_timeout", int64(c.HTTP.WriteTimeout))
+	positive("http.idle_timeout", int64(c.HTTP.IdleTimeout))
+	if c.HTTP.MaxHeaderBytes < 4096 || c.HTTP.MaxHeaderBytes > 1<<20 {
+		bad("http.max_header_bytes", "must be 4096..1048576, got %d", c.HTTP.MaxHeaderBytes)
+	}
 	for name, key := range c.Auth.APIKeys {
 		if len(key) < 16 {
 			bad("auth.api_keys."+name, "key must be at least 16 characters")

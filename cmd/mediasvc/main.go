@@ -323,7 +323,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 			// The metrics listener answers to the same names as the API
 			// (and its own address): a rebound page reads nothing here either.
 			metricsGuard = newHandlerSwitch(httpapi.NewHostPolicy(metricsHosts(cfg)).Guard(metricsMux))
-			metricsSrv = &http.Server{Handler: metricsGuard, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout}
+			metricsSrv = &http.Server{Handler: metricsGuard, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+				ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
+				MaxHeaderBytes: cfg.HTTP.MaxHeaderBytes}
 			log.Info("metrics listening", "addr", metricsLn.Addr().String(), "url", "http://"+metricsLn.Addr().String()+"/metrics")
 		}
 	}
@@ -333,8 +335,16 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
 	}
 	srv := &http.Server{
-		Handler:           apiHandler,
+		Handler: apiHandler,
+		// Slow or idle clients are cut: headers within read_header_timeout,
+		// the whole request within read_timeout, the reply within
+		// write_timeout. A WebSocket is exempt once upgraded (net/http
+		// clears the deadlines of a hijacked connection).
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("mediasvc listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/",

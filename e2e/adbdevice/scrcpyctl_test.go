@@ -109,10 +109,19 @@ func TestScrcpyPointersAsTheServer(t *testing.T) {
 	for i := range int64(11) {                                  // ten at most
 		msgs = append(msgs, touchMsg(0, 100+i, 10, 10, 1280, 720)...)
 	}
+	// A key after the eleventh pointer: the controller handles messages in
+	// order, so once the key has run, the eleventh pointer has been dropped.
+	msgs = append(msgs, scrcpyInjectKeycode, 0)
+	msgs = binary.BigEndian.AppendUint32(msgs, 31)
+	msgs = binary.BigEndian.AppendUint32(msgs, 0)
+	msgs = binary.BigEndian.AppendUint32(msgs, 0)
 	if _, err := host.Write(msgs); err != nil {
 		t.Fatal(err)
 	}
-	in := waitInputs(t, d, 15)
+	in := waitInputs(t, d, 16)
+	if len(in) != 16 || in[15] != "scrcpy key down 31" {
+		t.Fatalf("inputs after the pointers %q", in[15:])
+	}
 	// Positions scale from the 1280x720 video to the 2000x1000 display.
 	want := []string{"scrcpy touch down 156 138 id=5", "scrcpy touch pointer_down 1 312 138 id=7", "scrcpy touch move 468 138 id=7",
 		"scrcpy touch pointer_up 0 156 138 id=5", "scrcpy touch up 468 138 id=7", "scrcpy touch down 15 13 id=100"}
