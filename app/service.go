@@ -92,6 +92,8 @@ type Service struct {
 
 	tun          atomic.Pointer[Tunables] // what Reconfigure may change
 	qualityReset chan time.Duration       // a new QualityInterval for Run
+
+	farm *Farm // told when sessions end; nil without the device farm (UseFarm)
 }
 
 // systemClock is ports.Clock on the time package.

@@ -126,6 +126,10 @@ func (s *Service) closeLocal(id domain.SessionID, reason string) bool {
 		release()
 	}
 	s.sessionEnded(l, reason)
+	l.mu.Lock()
+	owner := l.sess.Owner
+	l.mu.Unlock()
+	s.farmClosed(domain.Session{ID: l.id, DeviceID: l.device, Owner: owner})
 	l.log.Info("session closed", "reason", reason)
 	return true
 }
@@ -140,7 +144,9 @@ func (s *Service) reap(ctx context.Context) {
 		}
 		for _, sess := range expired {
 			s.log.Info("session expired", "session_id", sess.ID, "device_id", sess.DeviceID)
-			s.closeLocal(sess.ID, "expired")
+			if !s.closeLocal(sess.ID, "expired") {
+				s.farmClosed(sess) // held by an instance that is gone, or by none
+			}
 		}
 		if len(expired) < 256 {
 			return

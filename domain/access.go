@@ -189,6 +189,10 @@ func (p Principal) CanActOn(s Session) error {
 	return ErrSessionNotFound
 }
 
+// AdminOf reports whether p holds the admin role on device id; AdminOf("*")
+// whether it does on every device.
+func (p Principal) AdminOf(id DeviceID) bool { return p.roleOn(id) == GrantAdmin }
+
 // CanOperate reports whether p may list instances and read metrics.
 func (p Principal) CanOperate() bool {
 	if p.Operator {

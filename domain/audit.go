@@ -19,6 +19,7 @@ const (
 
 	AuditControlRequest AuditAction = "control_request" // granted or queued
 	AuditControlRelease AuditAction = "control_release" // given up, or grace passed
+	AuditControlGranted AuditAction = "control_granted" // moved up from the queue
 	AuditControlTake    AuditAction = "control_take"    // an admin took control
 	AuditControlLost    AuditAction = "control_lost"    // taken away (admin take, reservation)
 

@@ -23,6 +23,16 @@ func (p ControlPolicy) max() int {
 	return p.MaxControllers
 }
 
+// Actor is who asks for something: the subject (an API key's name, a JWT
+// subject, or "ip:<addr>" when the service runs without keys), the
+// session it acts through (empty for a REST call made outside one), and
+// whether it is an admin.
+type Actor struct {
+	Subject string
+	Session SessionID
+	Admin   bool
+}
+
 // ControlHolder is a session in control of a device, or waiting for it.
 type ControlHolder struct {
 	Session SessionID `json:"session_id"`

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"mediasvc/domain"
 )
@@ -43,12 +44,16 @@ type errorMapping struct {
 //     429 without Retry-After: the client may try again once one of its
 //     sessions ends.
 //   - ErrSessionClosed is 409: the session exists but is over.
+//   - ErrReserved is 423 Locked: the device is booked for someone else;
+//     the body names who ("subject") and until when ("until").
 //   - ErrNoCommonCodec is 406: the offer is well formed, but nothing it
 //     decodes is what the device sends or a rendition this service makes;
 //     the message names both.
 var errorTable = []errorMapping{
 	{domain.ErrSessionNotFound, http.StatusNotFound, "session_not_found"},
 	{domain.ErrDeviceNotFound, http.StatusNotFound, "device_not_found"},
+	{domain.ErrReservationNotFound, http.StatusNotFound, "reservation_not_found"},
+	{domain.ErrReserved, http.StatusLocked, "reserved"},
 	{domain.ErrInvalidRequest, http.StatusBadRequest, "invalid_request"},
 	{domain.ErrInvalidOffer, http.StatusBadRequest, "invalid_offer"},
 	{domain.ErrNoCommonCodec, http.StatusNotAcceptable, "no_common_codec"},
@@ -145,6 +150,9 @@ type errorBody struct {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Subject and Until say who holds a reservation and until when (423).
+	Subject string     `json:"subject,omitempty"`
+	Until   *time.Time `json:"until,omitempty"`
 }
 
 // writeError replies with err mapped through the error table. 5xx errors
@@ -163,7 +171,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			slog.String("request_id", requestID(r)), slog.Int("status", status),
 			slog.Any("err", err))
 	}
-	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+	detail := errorDetail{Code: code, Message: msg}
+	fillReserved(&detail, err)
+	writeJSON(w, status, errorBody{Error: detail})
 }
 
 // writeJSON writes v as JSON with status.

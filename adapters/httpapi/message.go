@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"mediasvc/domain"
 )
@@ -20,7 +21,11 @@ const (
 	msgKeyframe  = "keyframe"  // client → server
 	msgStats     = "stats"     // server → client: {stats}
 	msgState     = "state"     // server → client: {state, reason}
-	msgError     = "error"     // server → client: {code, message}
+	msgError     = "error"     // server → client: {code, message[, subject, until]}
+	// msgControl: client → server {action: request|release|take}; server →
+	// client {control:{controllers,queue,…}, you: controller|queued|viewer,
+	// position} on every change of the device's control (farm only).
+	msgControl = "control"
 )
 
 // Message is one JSON message on the session WebSocket, in either
@@ -36,6 +41,14 @@ type Message struct {
 	Stats     *domain.QualityStats `json:"stats,omitempty"`
 	Code      string               `json:"code,omitempty"`
 	Message   string               `json:"message,omitempty"`
+	// Subject and Until name who holds a reservation and until when, on a
+	// "reserved" error.
+	Subject string     `json:"subject,omitempty"`
+	Until   *time.Time `json:"until,omitempty"`
+	// Control, You and Position make a "control" message.
+	Control  *controlJSON `json:"control,omitempty"`
+	You      string       `json:"you,omitempty"`
+	Position int          `json:"position,omitempty"`
 
 	Action     domain.InputType `json:"action,omitempty"`
 	X          int              `json:"x,omitempty"`
@@ -104,6 +117,12 @@ func decodeMessage(data []byte) (Message, error) {
 	case msgInput:
 		if m.Action == "" {
 			return Message{}, badRequest("input message without action")
+		}
+	case msgControl:
+		switch m.Action {
+		case "request", "release", "take":
+		default:
+			return Message{}, badRequest("control action must be request, release or take")
 		}
 	case msgKeyframe, msgBye:
 	default:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,9 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 			seen = append(seen, d)
 		}
 	}
+	if s.cfg.Farm != nil {
+		seen = slices.DeleteFunc(seen, func(d domain.Device) bool { return !s.cfg.Farm.Visible(ctx, s.actor(r, d.ID), d.ID) })
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"devices": seen})
 }
 
@@ -77,7 +81,33 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, d)
+	if s.cfg.Farm == nil {
+		writeJSON(w, http.StatusOK, d)
+		return
+	}
+	if err := s.visible(ctx, r, d.ID); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	c, err := s.cfg.Farm.Control(ctx, d.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.cfg.Farm.Reservations(ctx, d.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, deviceJSON{Device: d, Control: toControlJSON(c), Reservations: res})
+}
+
+// deviceJSON is a device with, when the farm is on, who controls it and
+// its reservations.
+type deviceJSON struct {
+	domain.Device
+	Control      *controlJSON         `json:"control"`
+	Reservations []domain.Reservation `json:"reservations"`
 }
 
 // createSessionRequest is the body of POST /api/v1/sessions.
@@ -148,6 +178,12 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.serviceContext(r)
 	defer cancel()
+	if s.cfg.Farm != nil {
+		if err := s.cfg.Farm.Admit(ctx, s.actor(r, domain.DeviceID(req.DeviceID)), domain.DeviceID(req.DeviceID), role); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	sess, token, err := s.svc.CreateSession(ctx, domain.DeviceID(req.DeviceID), role, owner(r))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -230,6 +266,9 @@ func (s *Server) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 	if err := s.svc.CloseSession(ctx, sess.ID, "deleted"); err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if s.cfg.Farm != nil {
+		s.cfg.Farm.Closed(ctx, domain.Actor{Subject: sess.Owner, Session: sess.ID}, sess.DeviceID)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -43,6 +43,9 @@ type Service interface {
 	// Input delivers a controller's input: domain.ErrForbidden for viewers,
 	// ErrRateLimited, ErrInvalidInput.
 	Input(ctx context.Context, id domain.SessionID, ev domain.InputEvent) error
+	// DeviceInput delivers an event in the device's screen pixels to the
+	// device outside any session (group input; the farm checked control).
+	DeviceInput(ctx context.Context, id domain.DeviceID, ev domain.InputEvent) error
 	// RequestKeyframe asks the session's source for a keyframe.
 	RequestKeyframe(ctx context.Context, id domain.SessionID) error
 	// WHEP creates a viewer session for device and answers offer with all candidates gathered.
@@ -138,6 +141,12 @@ type Config struct {
 	// route pattern, WebSocket connections, messages and send-queue
 	// drops); nil records nothing.
 	Meter metric.Meter
+	// Farm enables control handoff, reservations, the audit trail and
+	// group input (see farm.go); nil leaves them out.
+	Farm Farm
+	// Admins lists the API key names that are admins (take control, book
+	// for others, read the audit trail). Without API keys every caller is.
+	Admins []string
 }
 
 // WebSocketConfig configures session WebSockets.
@@ -308,6 +317,9 @@ func (s *Server) routes() chi.Router {
 			r.Get("/sessions/{id}", s.handleGetSession)
 			r.Delete("/sessions/{id}", s.handleDeleteSession)
 			r.Get("/sessions/{id}/stats", s.handleSessionStats)
+			if s.cfg.Farm != nil {
+				s.farmRoutes(r)
+			}
 		})
 	})
 

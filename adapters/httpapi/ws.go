@@ -57,6 +57,10 @@ type socket struct {
 	// the client never gets a candidate before the answer it belongs to.
 	offering bool
 	held     []*domain.Candidate
+
+	// sess is the session as the farm sees it (id, device, owner, role);
+	// set before the reader starts when Config.Farm is set.
+	sess domain.Session
 }
 
 // maxHeldCandidates bounds the candidates held back during an offer.
@@ -193,6 +197,16 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer detach()
+	if s.cfg.Farm != nil {
+		cctx, ccancel := s.serviceContext(r)
+		sess, err := s.svc.Session(cctx, sock.id)
+		ccancel()
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		sock.sess = sess
+	}
 
 	// The origin was checked above, with the same rules Accept would use.
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
@@ -236,6 +250,10 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	defer stop() // also on a panic; a second call is harmless
 
+	if s.cfg.Farm != nil {
+		unwatch := sock.watchControl(ctx)
+		defer unwatch()
+	}
 	clientClosed := sock.readLoop(ctx)
 	stop()
 
@@ -246,13 +264,66 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	sock.mu.Lock()
 	ended := sock.sessionEnded
 	sock.mu.Unlock()
+	ectx, ecancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RequestTimeout)
+	defer ecancel()
 	if clientClosed && !ended {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.RequestTimeout)
-		defer cancel()
-		if err := s.svc.CloseSession(ctx, sock.id, reasonClientGone); err != nil && !errors.Is(err, domain.ErrSessionNotFound) {
+		if err := s.svc.CloseSession(ectx, sock.id, reasonClientGone); err != nil && !errors.Is(err, domain.ErrSessionNotFound) {
 			sock.log.Warn("close session after socket end", slog.Any("err", err))
 		}
 	}
+	if s.cfg.Farm != nil {
+		who := sock.actor()
+		if clientClosed || ended {
+			s.cfg.Farm.Closed(ectx, who, sock.sess.DeviceID)
+		} else {
+			s.cfg.Farm.Disconnected(ectx, who, sock.sess.DeviceID)
+		}
+	}
+}
+
+// actor is who acts through the socket's session.
+func (c *socket) actor() domain.Actor {
+	return domain.Actor{Subject: c.sess.Owner, Session: c.sess.ID, Admin: c.srv.isAdmin(c.sess.Owner, c.sess.DeviceID)}
+}
+
+// watchControl pushes the device's control state to the client on every
+// change, and starts with the current one: a controller session asks for
+// control (again, after a reconnect within its grace) and is told where
+// it stands. It returns the function that stops the pushes.
+func (c *socket) watchControl(ctx context.Context) (cancel func()) {
+	farm := c.srv.cfg.Farm
+	cancel = farm.Watch(c.sess.DeviceID, c.pushControl)
+	ctx, done := context.WithTimeout(ctx, c.srv.cfg.RequestTimeout)
+	defer done()
+	var st domain.Control
+	var err error
+	if c.sess.Role == domain.RoleController {
+		st, _, err = farm.RequestControl(ctx, c.actor(), c.sess.DeviceID)
+	} else {
+		st, err = farm.Control(ctx, c.sess.DeviceID)
+	}
+	if err != nil {
+		c.enqueueError(err)
+		if st, err = farm.Control(ctx, c.sess.DeviceID); err != nil {
+			return cancel
+		}
+	}
+	c.pushControl(st)
+	return cancel
+}
+
+// pushControl queues a "control" message for st. It never blocks.
+func (c *socket) pushControl(st domain.Control) {
+	y, pos := you(st, c.id)
+	c.enqueue(Message{Type: msgControl, Control: toControlJSON(st), You: y, Position: pos})
+}
+
+// enqueueError queues an "error" message for err.
+func (c *socket) enqueueError(err error) {
+	_, code, msg := classify(err)
+	var d errorDetail
+	fillReserved(&d, err)
+	c.enqueue(Message{Type: msgError, Code: code, Message: msg, Subject: d.Subject, Until: d.Until})
 }
 
 // readLoop reads and handles client messages until the socket ends. It
@@ -294,7 +365,9 @@ func (c *socket) readLoop(ctx context.Context) (clientClosed bool) {
 		if status >= 500 && !errors.Is(herr, errPanic) {
 			c.log.Error("websocket message failed", slog.Any("err", herr))
 		}
-		c.enqueue(Message{Type: msgError, Code: code, Message: msg})
+		var d errorDetail
+		fillReserved(&d, herr)
+		c.enqueue(Message{Type: msgError, Code: code, Message: msg, Subject: d.Subject, Until: d.Until})
 		if status < 500 && status != http.StatusTooManyRequests {
 			bad++
 			if bad > c.srv.cfg.WebSocket.MaxBadMessages {
@@ -370,7 +443,21 @@ func (c *socket) handle(ctx context.Context, data []byte) error {
 	case msgCandidate:
 		return svc.AddCandidate(ctx, c.id, *m.Candidate)
 	case msgInput:
-		return svc.Input(ctx, c.id, m.InputEvent())
+		ev := m.InputEvent()
+		if farm := c.srv.cfg.Farm; farm != nil {
+			action, detail := farm.InputDetail(ev)
+			return farm.Guard(ctx, c.actor(), c.sess.DeviceID, action, detail, func() error { return svc.Input(ctx, c.id, ev) })
+		}
+		return svc.Input(ctx, c.id, ev)
+	case msgControl:
+		if c.srv.cfg.Farm == nil {
+			return badRequest("control handoff is not enabled")
+		}
+		st, err := c.srv.controlAction(ctx, c.sess, string(m.Action))
+		if err != nil {
+			return err
+		}
+		c.pushControl(st)
 	case msgKeyframe:
 		return svc.RequestKeyframe(ctx, c.id)
 	case msgBye:

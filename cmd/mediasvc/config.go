@@ -40,6 +40,12 @@ type Config struct {
 	Debug    DebugConfig    `koanf:"debug"`
 	Store    StoreConfig    `koanf:"store"`
 	Redis    RedisConfig    `koanf:"redis"`
+
+	Control      ControlConfig      `koanf:"control"`
+	Reservations ReservationsConfig `koanf:"reservations"`
+	Audit        AuditConfig        `koanf:"audit"`
+	Webhooks     WebhooksConfig     `koanf:"webhooks"`
+	Farm         FarmConfig         `koanf:"farm"`
 }
 
 // MetricsConfig is the Prometheus endpoint.
@@ -393,7 +399,7 @@ func flagSet(name string) *pflag.FlagSet {
 // the config, the koanf tree (for printing) and every problem found, joined.
 func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 	k := koanf.New(".")
-	_ = k.Load(confmap.Provider(defaults(), "."), nil)
+	_ = k.Load(confmap.Provider(withFarmDefaults(defaults()), "."), nil)
 	known := k.Keys()
 
 	fs := flagSet("mediasvc")
@@ -450,6 +456,7 @@ func loadConfig(args []string, environ []string) (Config, *koanf.Koanf, error) {
 		problems = append(problems, fmt.Errorf("decode: %w", err))
 	}
 	problems = append(problems, cfg.validate()...)
+	problems = append(problems, cfg.validateFarm()...)
 	return cfg, k, errors.Join(problems...)
 }
 

@@ -37,8 +37,10 @@ import (
 	"mediasvc/adapters/httpapi"
 	"mediasvc/adapters/rtc"
 	"mediasvc/adapters/telemetry"
+	"mediasvc/adapters/webhook"
 	"mediasvc/app"
 	"mediasvc/domain"
+	"mediasvc/ports"
 )
 
 func main() {
@@ -248,6 +250,29 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 	}, log)
 	be.onUp = svc.Resync
 
+	// The device farm: control handoff, reservations, audit, webhooks.
+	var notifier ports.Notifier
+	var hooks *webhook.Notifier
+	if len(cfg.Webhooks.URLs) > 0 {
+		hooks, err = webhook.New(webhook.Options{
+			URLs: cfg.Webhooks.URLs, Secret: cfg.Webhooks.Secret, Queue: cfg.Webhooks.Queue,
+			Attempts: cfg.Webhooks.Attempts, Logger: log.With("component", "webhook"),
+		})
+		if err != nil {
+			return err
+		}
+		notifier = hooks
+	}
+	farm := app.NewFarm(app.FarmConfig{
+		Instance: instance,
+		Control:  domain.ControlPolicy{MaxControllers: cfg.Control.MaxControllers, Grace: cfg.Control.Grace},
+		Reservations: domain.ReservationPolicy{
+			Hide: cfg.Reservations.Hide, MaxDuration: cfg.Reservations.MaxDuration, MaxAhead: cfg.Reservations.MaxAhead,
+		},
+		RecordText: cfg.Audit.RecordText,
+	}, be.farm, be.audit, notifier, nil, log.With("component", "farm"))
+	svc.UseFarm(farm)
+
 	// The HTTP API is rebuilt on a reload that changes who may use it
 	// (keys, hosts, origins); sockets stay with the server that accepted
 	// them, and Shutdown reaches every one.
@@ -277,7 +302,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 				WriteTimeout:    cfg.WS.WriteTimeout,
 				MaxBadMessages:  cfg.WS.MaxBadMessages,
 			},
-			Meter: meter("mediasvc/httpapi"),
+			Meter:  meter("mediasvc/httpapi"),
+			Farm:   farm,
+			Admins: cfg.Farm.Admins,
 		}, svc, log.With("component", "http"))
 		if tel != nil && cfg.Metrics.Addr == "" {
 			// With API keys, scrapers present one like any REST client.
@@ -424,6 +451,11 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		})
 	}
 	g.Go(func() error { return svc.ServeBus(runCtx) })
+	g.Go(func() error { return farm.Run(runCtx) })
+	g.Go(func() error { farm.WatchDevices(runCtx, 2*time.Second, svc.Devices); return nil })
+	if hooks != nil {
+		g.Go(func() error { hooks.Run(runCtx); return nil })
+	}
 	g.Go(func() error { return svc.RunOwnership(runCtx, cfg.Instance.LeaseTTL) })
 	for _, loop := range be.run {
 		g.Go(func() error { return loop(runCtx) })

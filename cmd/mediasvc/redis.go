@@ -29,6 +29,9 @@ type backend struct {
 	instances ports.InstanceRegistry
 	bus       ports.Bus
 	leases    ports.DeviceLeases
+	// farm and audit keep control, reservations and the audit trail.
+	farm  ports.FarmStore
+	audit ports.AuditLog
 	// run holds the background loops (Redis monitor, heartbeat) to run
 	// until the service stops; onUp is set once the app exists.
 	run   []func(ctx context.Context) error
@@ -93,6 +96,7 @@ func newRedisClient(cfg RedisConfig, open bool) (redis.UniversalClient, error) {
 func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog.Logger) (*backend, error) {
 	if cfg.Store.Backend != "redis" {
 		b := &backend{store: memstore.New(memstore.Options{}), close: func() {},
+			farm: memstore.NewFarm(nil), audit: memstore.NewAudit(cfg.Audit.MaxEvents),
 			limiters: func(l LimitsConfig) (ports.RateLimiter, ports.RateLimiter, error) {
 				owner, err := memstore.NewLimiter("owner", l.CreateRate, l.CreateBurst, 100_000)
 				if err != nil {
@@ -141,6 +145,8 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 		},
 		bus:    bus,
 		leases: redisstore.NewLeases(rdb, prefix, cfg.Instance.LeaseTTL),
+		farm:   redisstore.NewFarm(rdb, redisstore.FarmOptions{Prefix: prefix}),
+		audit:  redisstore.NewAudit(rdb, redisstore.AuditOptions{Prefix: prefix, MaxLen: int64(cfg.Audit.MaxEvents)}),
 		close:  func() { _ = rdb.Close() },
 	}
 	if err := b.initLimits(cfg.Limits); err != nil {

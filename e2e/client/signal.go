@@ -161,6 +161,13 @@ type Message struct {
 	Reason    string          `json:"reason,omitempty"`
 	Code      string          `json:"code,omitempty"`
 	Message   string          `json:"message,omitempty"`
+	// Subject and Until come with a "reserved" error; Control, You and
+	// Position make a "control" message.
+	Subject  string          `json:"subject,omitempty"`
+	Until    string          `json:"until,omitempty"`
+	Control  json.RawMessage `json:"control,omitempty"`
+	You      string          `json:"you,omitempty"`
+	Position int             `json:"position,omitempty"`
 	// Received is when the client read it (not on the wire).
 	Received time.Time `json:"-"`
 }

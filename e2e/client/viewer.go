@@ -665,6 +665,14 @@ func (v *Viewer) Close() error {
 	return errors.Join(errs...)
 }
 
+// DropWS cuts the session's WebSocket without a close handshake, as a
+// lost network does; the session and its peer connection live on.
+func (v *Viewer) DropWS() {
+	if v.ws != nil {
+		_ = v.ws.CloseNow()
+	}
+}
+
 // DeleteWHEP deletes the WHEP resource now; Close will not delete it again.
 func (v *Viewer) DeleteWHEP(ctx context.Context) error {
 	v.mu.Lock()

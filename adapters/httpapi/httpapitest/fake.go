@@ -21,6 +21,7 @@ type Service struct {
 	OfferFunc           func(ctx context.Context, id domain.SessionID, sdp string) (string, error)
 	AddCandidateFunc    func(ctx context.Context, id domain.SessionID, c domain.Candidate) error
 	InputFunc           func(ctx context.Context, id domain.SessionID, ev domain.InputEvent) error
+	DeviceInputFunc     func(ctx context.Context, id domain.DeviceID, ev domain.InputEvent) error
 	RequestKeyframeFunc func(ctx context.Context, id domain.SessionID) error
 	WHEPFunc            func(ctx context.Context, device domain.DeviceID, owner string, offer string) (domain.Session, string, error)
 	DevicesFunc         func(ctx context.Context) ([]domain.Device, error)
@@ -111,6 +112,14 @@ func (f *Service) AddCandidate(ctx context.Context, id domain.SessionID, c domai
 		return nil
 	}
 	return f.AddCandidateFunc(ctx, id, c)
+}
+
+// DeviceInput calls DeviceInputFunc.
+func (f *Service) DeviceInput(ctx context.Context, id domain.DeviceID, ev domain.InputEvent) error {
+	if f.DeviceInputFunc == nil {
+		return domain.ErrDeviceNotFound
+	}
+	return f.DeviceInputFunc(ctx, id, ev)
 }
 
 // Input calls InputFunc.

@@ -95,7 +95,7 @@
     try {
       session = await api('POST', '/api/v1/sessions', { device_id: deviceId, role: wantRole });
     } catch (err) {
-      if (err.status === 403 && wantRole === 'controller') {
+      if ((err.status === 403 || err.status === 423) && wantRole === 'controller') {
         try { session = await api('POST', '/api/v1/sessions', { device_id: deviceId, role: 'viewer' }); } catch (e2) { err = e2; }
       }
       if (!session) {
@@ -110,7 +110,7 @@
     state.backend = '';
     api('GET', '/api/v1/devices/' + encodeURIComponent(deviceId)).then((d) => { state.backend = d.backend || ''; }).catch(() => {});
     $('#role').textContent = session.role;
-    for (const b of document.querySelectorAll('[data-action]')) b.disabled = session.role !== 'controller';
+    for (const b of document.querySelectorAll('[data-action], [data-control]')) b.disabled = session.role !== 'controller';
     window.mediasvc.session = session;
     connect(session);
   }
@@ -167,8 +167,11 @@
         case 'stats':
           renderStats($('#server-stats'), serverStats(m.stats || {}));
           break;
+        case 'control':
+          renderControl(m);
+          break;
         case 'error':
-          show($('#player-msg'), 'Server: ' + m.message);
+          show($('#player-msg'), 'Server: ' + m.message + (m.code === 'reserved' && m.subject ? ' (reserved for ' + m.subject + ' until ' + m.until + ')' : ''));
           break;
         case 'bye':
           show($('#player-msg'), 'Session ended' + (m.reason ? ': ' + m.reason : '') + '.');
@@ -182,6 +185,20 @@
       setState('closed', 'bad');
     };
     state.statsTimer = setInterval(pollStats, 1000);
+  }
+
+  // renderControl shows who controls the device and who waits: every
+  // viewer of the device gets a "control" message on each change.
+  function renderControl(m) {
+    window.mediasvc.control = m;
+    const c = m.control || { controllers: [], queue: [] };
+    $('#control').textContent = m.you + (m.position ? ' #' + m.position : '');
+    const who = (c.controllers || []).map((h) => h.subject + (h.grace_until ? ' (reconnecting)' : '')).join(', ') || 'nobody';
+    const queue = (c.queue || []).map((h) => h.subject).join(', ');
+    show($('#control-info'), 'In control: ' + who + (queue ? ' · waiting: ' + queue : ''));
+  }
+  for (const b of document.querySelectorAll('[data-control]')) {
+    b.addEventListener('click', () => send({ type: 'control', action: b.dataset.control }));
   }
 
   async function addCandidate(c) {

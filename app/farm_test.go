@@ -1,0 +1,273 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"mediasvc/adapters/memstore"
+	"mediasvc/app"
+	"mediasvc/domain"
+)
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+type notices struct {
+	mu   sync.Mutex
+	list []domain.Notice
+}
+
+func (n *notices) Notify(ev domain.Notice) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.list = append(n.list, ev)
+}
+func (n *notices) types() []domain.NoticeType {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []domain.NoticeType
+	for _, e := range n.list {
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+type farmRig struct {
+	farm  *app.Farm
+	clock *fakeClock
+	audit *memstore.Audit
+	store *memstore.Farm
+	notes *notices
+}
+
+func newFarmRig(t *testing.T, cfg app.FarmConfig) *farmRig {
+	t.Helper()
+	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	r := &farmRig{clock: clock, audit: memstore.NewAudit(1000), store: memstore.NewFarm(clock.Now), notes: &notices{}}
+	cfg.Instance = "i1"
+	r.farm = app.NewFarm(cfg, r.store, r.audit, r.notes, clock, nil)
+	return r
+}
+
+func (r *farmRig) actions(t *testing.T) []string {
+	t.Helper()
+	es, err := r.audit.Query(context.Background(), domain.AuditFilter{Limit: domain.MaxAuditLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, string(e.Action)+":"+string(e.Session)+":"+e.Outcome)
+	}
+	return out
+}
+
+var (
+	alice = app.Actor{Subject: "alice", Session: "sa"}
+	bob   = app.Actor{Subject: "bob", Session: "sb"}
+	admin = app.Actor{Subject: "root", Session: "sr", Admin: true}
+)
+
+func TestFarmHandoffAndAudit(t *testing.T) {
+	r := newFarmRig(t, app.FarmConfig{Control: domain.ControlPolicy{MaxControllers: 1, Grace: 10 * time.Second}})
+	ctx := context.Background()
+	var seen []domain.Control
+	var mu sync.Mutex
+	cancel := r.farm.Watch("d", func(c domain.Control) { mu.Lock(); seen = append(seen, c); mu.Unlock() })
+	defer cancel()
+
+	if _, out, err := r.farm.RequestControl(ctx, alice, "d"); err != nil || out != domain.ControlGranted {
+		t.Fatalf("alice RequestControl = %v, %v", out, err)
+	}
+	if _, out, _ := r.farm.RequestControl(ctx, bob, "d"); out != domain.ControlQueued {
+		t.Fatalf("bob RequestControl = %v, want queued", out)
+	}
+	if err := r.farm.MayInput(ctx, bob, "d"); !errors.Is(err, domain.ErrForbidden) {
+		t.Fatalf("queued bob MayInput = %v, want forbidden", err)
+	}
+	if err := r.farm.MayInput(ctx, alice, "d"); err != nil {
+		t.Fatalf("alice MayInput = %v", err)
+	}
+	// Outside a session, the subject's controlling session counts.
+	if err := r.farm.MayInput(ctx, app.Actor{Subject: "alice"}, "d"); err != nil {
+		t.Fatalf("alice MayInput without a session = %v", err)
+	}
+	if _, err := r.farm.TakeControl(ctx, bob, "d"); !errors.Is(err, domain.ErrForbidden) {
+		t.Fatalf("bob TakeControl = %v, want forbidden", err)
+	}
+	// Alice disconnects: she keeps control through the grace.
+	r.farm.Disconnected(ctx, alice, "d")
+	r.clock.add(5 * time.Second)
+	if c, _ := r.farm.Control(ctx, "d"); !c.Controls("sa") {
+		t.Fatalf("alice lost control within the grace: %+v", c)
+	}
+	r.clock.add(6 * time.Second)
+	c, err := r.farm.Control(ctx, "d")
+	if err != nil || c.Controls("sa") || !c.Controls("sb") {
+		t.Fatalf("after the grace = %+v, %v; want bob in control", c, err)
+	}
+	// The admin takes control from bob.
+	if c, err := r.farm.TakeControl(ctx, admin, "d"); err != nil || !c.Controls("sr") || c.Controls("sb") {
+		t.Fatalf("admin TakeControl = %+v, %v", c, err)
+	}
+	mu.Lock()
+	last := seen[len(seen)-1]
+	n := len(seen)
+	mu.Unlock()
+	if !last.Controls("sr") || n < 4 {
+		t.Fatalf("watcher saw %d states, the last %+v", n, last)
+	}
+	want := []string{
+		"control_request:sa:granted", "control_request:sb:queued", "control_take:sb:forbidden",
+		"control_release:sa:ok", "control_granted:sb:ok", "control_take:sr:ok", "control_lost:sb:ok",
+	}
+	if got := r.actions(t); !equal(got, want) {
+		t.Fatalf("audit = %v\nwant %v", got, want)
+	}
+	for _, ty := range r.notes.types() {
+		if ty != domain.NoticeControlChanged {
+			t.Fatalf("notices = %v, want only control changes", r.notes.types())
+		}
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestFarmReservations(t *testing.T) {
+	r := newFarmRig(t, app.FarmConfig{Reservations: domain.ReservationPolicy{MaxAhead: time.Hour}})
+	ctx := context.Background()
+	now := r.clock.Now()
+	r.farm.RequestControl(ctx, bob, "d")
+	if _, err := r.farm.Reserve(ctx, bob, "d", "alice", time.Time{}, now.Add(time.Hour)); !errors.Is(err, domain.ErrForbidden) {
+		t.Fatalf("bob booking for alice = %v, want forbidden", err)
+	}
+	res, err := r.farm.Reserve(ctx, alice, "d", "", time.Time{}, now.Add(time.Hour))
+	if err != nil || res.Subject != "alice" || res.ID == "" {
+		t.Fatalf("Reserve = %+v, %v", res, err)
+	}
+	// Bob was in control: the reservation took it from him.
+	if c, _ := r.farm.Control(ctx, "d"); !c.Empty() {
+		t.Fatalf("control after alice's reservation = %+v, want bob gone", c)
+	}
+	_, _, err = r.farm.RequestControl(ctx, bob, "d")
+	var re *domain.ReservedError
+	if !errors.As(err, &re) || re.Subject != "alice" || !re.Until.Equal(now.Add(time.Hour)) {
+		t.Fatalf("bob RequestControl = %v, want ReservedError for alice", err)
+	}
+	if err := r.farm.Admit(ctx, bob, "d", domain.RoleController); !errors.Is(err, domain.ErrReserved) {
+		t.Fatalf("Admit(bob, controller) = %v", err)
+	}
+	if err := r.farm.Admit(ctx, bob, "d", domain.RoleViewer); err != nil {
+		t.Fatalf("Admit(bob, viewer) without hide = %v", err)
+	}
+	if _, _, err := r.farm.RequestControl(ctx, alice, "d"); err != nil {
+		t.Fatalf("alice RequestControl = %v", err)
+	}
+	if _, _, err := r.farm.RequestControl(ctx, admin, "d"); err != nil {
+		t.Fatalf("admin RequestControl on a reserved device = %v", err)
+	}
+	if _, err := r.farm.ExtendReservation(ctx, bob, "d", res.ID, now.Add(2*time.Hour)); !errors.Is(err, domain.ErrForbidden) {
+		t.Fatalf("bob extends alice's = %v", err)
+	}
+	if got, err := r.farm.ExtendReservation(ctx, alice, "d", res.ID, now.Add(90*time.Minute)); err != nil || !got.Until.Equal(now.Add(90*time.Minute)) {
+		t.Fatalf("ExtendReservation = %+v, %v", got, err)
+	}
+	list, _ := r.farm.AllReservations(ctx)
+	if len(list) != 1 || list[0].ID != res.ID {
+		t.Fatalf("AllReservations = %+v", list)
+	}
+	if _, err := r.farm.CancelReservation(ctx, alice, "d", res.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.farm.CancelReservation(ctx, alice, "d", res.ID); !errors.Is(err, domain.ErrReservationNotFound) {
+		t.Fatalf("second cancel = %v", err)
+	}
+	got := r.notes.types()
+	var starts, ends int
+	for _, ty := range got {
+		switch ty {
+		case domain.NoticeReservationStart:
+			starts++
+		case domain.NoticeReservationEnd:
+			ends++
+		}
+	}
+	if starts != 1 || ends != 1 {
+		t.Fatalf("notices = %v, want one start and one end", got)
+	}
+}
+
+func TestFarmHideAndFutureReservation(t *testing.T) {
+	r := newFarmRig(t, app.FarmConfig{Reservations: domain.ReservationPolicy{Hide: true, MaxAhead: time.Hour}, PollInterval: time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	now := r.clock.Now()
+	if _, err := r.farm.Reserve(ctx, alice, "d", "", now.Add(time.Minute), now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if !r.farm.Visible(ctx, bob, "d") {
+		t.Fatal("device hidden before the reservation starts")
+	}
+	r.farm.RequestControl(ctx, bob, "d")
+	stop := r.farm.Watch("d", func(domain.Control) {})
+	defer stop()
+	done := make(chan struct{})
+	go func() { defer close(done); r.farm.Run(ctx) }()
+	r.clock.add(time.Minute)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, _ := r.farm.Control(ctx, "d")
+		if c.Empty() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob kept control after alice's reservation began: %+v", c)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r.farm.Visible(ctx, bob, "d") || !r.farm.Visible(ctx, alice, "d") || !r.farm.Visible(ctx, admin, "d") {
+		t.Fatal("hide does not hide the device from bob only")
+	}
+	if err := r.farm.Admit(ctx, bob, "d", domain.RoleViewer); !errors.Is(err, domain.ErrReserved) {
+		t.Fatalf("Admit(bob, viewer) with hide = %v", err)
+	}
+	cancel()
+	<-done
+}
+
+func TestFarmRecordsTextByLength(t *testing.T) {
+	r := newFarmRig(t, app.FarmConfig{})
+	action, detail := r.farm.InputDetail(domain.InputEvent{Type: domain.InputText, Text: "secret"})
+	if action != domain.AuditText || detail != "length 6" {
+		t.Fatalf("InputDetail = %s %q", action, detail)
+	}
+	if action, detail := r.farm.InputDetail(domain.InputEvent{Type: domain.InputClipboard, Text: "pass"}); action != domain.AuditClipboard || detail != "length 4" {
+		t.Fatalf("InputDetail(clipboard) = %s %q", action, detail)
+	}
+	r = newFarmRig(t, app.FarmConfig{RecordText: true})
+	if _, detail := r.farm.InputDetail(domain.InputEvent{Type: domain.InputText, Text: "secret"}); detail != `length 6 text "secret"` {
+		t.Fatalf("InputDetail with record_text = %q", detail)
+	}
+}
