@@ -327,9 +327,9 @@ func TestInputRateLimit(t *testing.T) {
 	}
 }
 
-// fakeClock is an option of newRigOn: the service runs on a fake clock
+// onFakeClock is an option of newRigOn: the service runs on a fake clock
 // that moves only when the test says.
-func fakeClock(c *portstest.Clock) func(*app.Deps) { return func(d *app.Deps) { d.Clock = c } }
+func onFakeClock(c *portstest.Clock) func(*app.Deps) { return func(d *app.Deps) { d.Clock = c } }
 
 func newClock() *portstest.Clock {
 	return portstest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
@@ -356,7 +356,7 @@ func advanceUntil(t *testing.T, c *portstest.Clock, step time.Duration, what str
 
 func TestOneCapturePerDeviceAndGrace(t *testing.T) {
 	clock := newClock()
-	r := newRigOn(t, app.Config{Hub: app.HubConfig{Grace: 50 * time.Millisecond}}, newMemstore(), nil, fakeClock(clock))
+	r := newRigOn(t, app.Config{Hub: app.HubConfig{Grace: 50 * time.Millisecond}}, newMemstore(), nil, onFakeClock(clock))
 	ctx := context.Background()
 	var ids []domain.SessionID
 	for range 3 {
@@ -447,7 +447,7 @@ func TestCaptureReopensWithContinuousTimestamps(t *testing.T) {
 
 func TestExpiryClosesSession(t *testing.T) {
 	clock := newClock()
-	r := newRigOn(t, app.Config{SessionTTL: 50 * time.Millisecond}, newMemstore(), nil, fakeClock(clock))
+	r := newRigOn(t, app.Config{SessionTTL: 50 * time.Millisecond}, newMemstore(), nil, onFakeClock(clock))
 	ctx := context.Background()
 	sess, token, _ := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
 	var ev events
@@ -466,7 +466,7 @@ func TestExpiryClosesSession(t *testing.T) {
 func TestConnectedSessionIsKeptAlive(t *testing.T) {
 	const ttl = 90 * time.Millisecond
 	clock := newClock()
-	r := newRigOn(t, app.Config{SessionTTL: ttl}, newMemstore(), nil, fakeClock(clock))
+	r := newRigOn(t, app.Config{SessionTTL: ttl}, newMemstore(), nil, onFakeClock(clock))
 	ctx := context.Background()
 	sess, _ := r.connect(t)
 	// Ten keepalive periods, each ending with the session touched again
@@ -610,7 +610,7 @@ func TestUnhealthyStoreRefusesCreationOnly(t *testing.T) {
 // closes the local peer.
 func TestSessionRemovedElsewhereIsClosed(t *testing.T) {
 	clock := newClock()
-	r := newRigOn(t, app.Config{SessionTTL: 90 * time.Millisecond, CleanupInterval: time.Hour}, newMemstore(), nil, fakeClock(clock))
+	r := newRigOn(t, app.Config{SessionTTL: 90 * time.Millisecond, CleanupInterval: time.Hour}, newMemstore(), nil, onFakeClock(clock))
 	sess, ev := r.connect(t)
 	if _, err := r.store.Delete(context.Background(), sess.ID); err != nil {
 		t.Fatal(err)
@@ -655,7 +655,7 @@ func TestInstancesWithoutRegistry(t *testing.T) {
 // the watch still closes it here.
 func TestUnconnectedSessionRemovedElsewhereIsClosed(t *testing.T) {
 	clock := newClock()
-	r := newRigOn(t, app.Config{SessionTTL: 80 * time.Millisecond, CleanupInterval: time.Hour}, newMemstore(), nil, fakeClock(clock))
+	r := newRigOn(t, app.Config{SessionTTL: 80 * time.Millisecond, CleanupInterval: time.Hour}, newMemstore(), nil, onFakeClock(clock))
 	ctx := context.Background()
 	sess, token, err := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
 	if err != nil {
