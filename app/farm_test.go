@@ -10,6 +10,8 @@ import (
 	"mediasvc/adapters/memstore"
 	"mediasvc/app"
 	"mediasvc/domain"
+	"mediasvc/ports"
+	"mediasvc/ports/portstest"
 )
 
 type fakeClock struct {
@@ -18,6 +20,16 @@ type fakeClock struct {
 }
 
 func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+// NewTimer and AfterFunc complete ports.Clock; the farm runs no timer on
+// it, so they never fire.
+func (c *fakeClock) NewTimer(d time.Duration) ports.Timer {
+	return portstest.NewClock(c.Now()).NewTimer(d)
+}
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) ports.Timer {
+	return portstest.NewClock(c.Now()).AfterFunc(d, f)
+}
+
 func (c *fakeClock) add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

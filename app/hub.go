@@ -76,7 +76,7 @@ type stream struct {
 	current domain.StreamInfo
 
 	viewers int         // guarded by Hub.mu
-	stopT   *time.Timer // guarded by Hub.mu
+	stopT   ports.Timer // guarded by Hub.mu
 }
 
 func newHub(sources *sourceSet, t ports.Transport, clock ports.Clock, cfg HubConfig, notify func(domain.DeviceID, string), log *slog.Logger) *Hub {
@@ -202,7 +202,7 @@ func (h *Hub) release(st *stream) {
 		h.stopLocked(st)
 		return
 	}
-	st.stopT = time.AfterFunc(h.cfg.Grace, func() {
+	st.stopT = h.clock.AfterFunc(h.cfg.Grace, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if st.viewers == 0 && h.streams[st.device] == st {

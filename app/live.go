@@ -44,6 +44,7 @@ type live struct {
 	cancel context.CancelFunc
 	box    mailbox
 	done   chan struct{} // closed when the owner goroutine ended
+	tick   ports.Timer   // the liveness timer; the owner's alone
 
 	mu sync.Mutex // guards the fields below; never held across I/O
 	// sess is the session as this instance holds it, its state moved by
@@ -124,8 +125,9 @@ func (b *mailbox) take() []func() {
 // expires and a dead one does.
 func (s *Service) own(l *live) {
 	defer close(l.done)
-	t := time.NewTimer(s.tickEvery(l))
+	t := s.deps.Clock.NewTimer(s.tickEvery(l))
 	defer t.Stop()
+	l.tick = t
 	for {
 		select {
 		case <-l.ctx.Done():
@@ -134,11 +136,9 @@ func (s *Service) own(l *live) {
 			for _, op := range l.box.take() {
 				s.runOp(l, op)
 			}
-		case <-t.C:
+		case <-t.C():
+			t.Reset(s.tickEvery(l)) // before the tick's I/O: its period does not slip
 			s.runOp(l, func() { s.tick(l) })
-			if l.ctx.Err() == nil {
-				t.Reset(s.tickEvery(l))
-			}
 		}
 	}
 }

@@ -78,11 +78,13 @@ func (s *Service) RunOwnership(ctx context.Context, ttl time.Duration) error {
 			s.claimRound(ctx)
 			wait = every
 		}
+		t := s.deps.Clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			s.releaseLeases()
 			return nil
-		case <-time.After(wait):
+		case <-t.C():
 		}
 	}
 }

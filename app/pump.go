@@ -48,6 +48,10 @@ func (t *timeline) next(pts time.Duration, now time.Time) time.Duration {
 	return out
 }
 
+// bitrateCheck is how often the bitrate policy looks at the viewers'
+// quality (it changes the bitrate at most every BitratePolicy.Interval).
+const bitrateCheck = time.Second
+
 // minFrameGap separates the last frame of a capture from the first of the
 // next when hardly any time passed between them.
 const minFrameGap = 33 * time.Millisecond
@@ -86,10 +90,12 @@ func (h *Hub) run(st *stream, src Source, capt ports.Capture) {
 		}
 		for {
 			if wait > 0 {
+				t := h.clock.NewTimer(wait)
 				select {
 				case <-ctx.Done():
+					t.Stop()
 					return
-				case <-time.After(wait):
+				case <-t.C():
 				}
 				backoff = min(backoff*2, h.cfg.RetryMax)
 			}
@@ -174,7 +180,7 @@ func (h *Hub) pump(ctx context.Context, st *stream, capt ports.Capture, tl *time
 }
 
 // control forwards coalesced keyframe requests to the capture and applies
-// the bitrate policy once a second.
+// the bitrate policy every bitrateCheck.
 func (h *Hub) control(ctx context.Context, st *stream, capt ports.Capture, bitrate *int) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -182,7 +188,7 @@ func (h *Hub) control(ctx context.Context, st *stream, capt ports.Capture, bitra
 			h.log.Error("capture control panicked", "device_id", st.device, "panic", r)
 		}
 	}()
-	tick := time.NewTicker(time.Second)
+	tick := h.clock.NewTimer(bitrateCheck)
 	defer tick.Stop()
 	lastChange := h.clock.Now()
 	current := *bitrate
@@ -197,7 +203,8 @@ func (h *Hub) control(ctx context.Context, st *stream, capt ports.Capture, bitra
 		case <-st.fanout.KeyframeRequests():
 			h.m.sourceKeyframes.Add(ctx, 1, st.attrs)
 			capt.RequestKeyframe()
-		case <-tick.C:
+		case <-tick.C():
+			tick.Reset(bitrateCheck)
 			now := h.clock.Now()
 			if current <= 0 || st.fanout.Viewers() == 0 {
 				continue

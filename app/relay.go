@@ -197,9 +197,8 @@ func (s *Service) connectRemote(ctx context.Context, owner string, sess domain.S
 	if subtle.ConstantTimeCompare(h[:], sess.TokenHash[:]) != 1 {
 		return nil, fmt.Errorf("session %s: wrong token: %w", sess.ID, domain.ErrUnauthorized)
 	}
-	topic := "session:" + string(sess.ID) + ":" + randomID(8)
 	var mu sync.Mutex // notify is called from the subscription and the watcher
-	cancelSub, err := s.deps.Bus.Subscribe(ctx, topic, func(ev domain.SessionEvent) {
+	topic, cancelSub, err := s.deps.Bus.Subscribe(ctx, func(ev domain.SessionEvent) {
 		mu.Lock()
 		defer mu.Unlock()
 		notify(ev)
@@ -216,13 +215,14 @@ func (s *Service) connectRemote(ctx context.Context, owner string, sess domain.S
 	stop, watched := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(watched)
-		t := time.NewTicker(ownerCheck)
+		t := s.deps.Clock.NewTimer(ownerCheck)
 		defer t.Stop()
 		for {
 			select {
 			case <-stop:
 				return
-			case <-t.C:
+			case <-t.C():
+				t.Reset(ownerCheck)
 			}
 			pctx, cancel := context.WithTimeout(context.Background(), ownerCheck)
 			_, err := s.forward(pctx, owner, domain.BusRequest{Method: domain.BusPing, Session: sess.ID})

@@ -96,9 +96,20 @@ type Service struct {
 	farm *Farm // told when sessions end; nil without the device farm (UseFarm)
 }
 
+// systemClock is ports.Clock on the time package.
 type systemClock struct{}
 
-func (systemClock) Now() time.Time { return time.Now() }
+func (systemClock) Now() time.Time                       { return time.Now() }
+func (systemClock) NewTimer(d time.Duration) ports.Timer { return sysTimer{time.NewTimer(d)} }
+func (systemClock) AfterFunc(d time.Duration, f func()) ports.Timer {
+	return sysTimer{time.AfterFunc(d, f)}
+}
+
+type sysTimer struct{ t *time.Timer }
+
+func (t sysTimer) C() <-chan time.Time        { return t.t.C }
+func (t sysTimer) Reset(d time.Duration) bool { return t.t.Reset(d) }
+func (t sysTimer) Stop() bool                 { return t.t.Stop() }
 
 // New returns the service. Call Run to reap expired sessions and Close (or
 // Drain) to stop it.
@@ -139,29 +150,30 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Service {
 // quality into the quality histograms, until ctx is done. Expired sessions
 // are found through the store's expiry index and closed outside any lock.
 func (s *Service) Run(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.CleanupInterval)
+	t := s.deps.Clock.NewTimer(s.cfg.CleanupInterval)
 	defer t.Stop()
+	quality := s.tunables().QualityInterval
+	q := s.deps.Clock.NewTimer(quality)
+	defer q.Stop()
 	var sampleC <-chan time.Time
-	var q *time.Ticker
 	if s.m.enabled {
-		q = time.NewTicker(s.tunables().QualityInterval)
-		defer q.Stop()
-		sampleC = q.C
+		sampleC = q.C()
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case d := <-s.qualityReset:
-			if q != nil {
-				q.Reset(d)
-			}
-		case <-t.C:
+			quality = d
+			q.Reset(d)
+		case <-t.C():
 			if s.healthy() == nil {
 				s.reap(ctx)
 			}
+			t.Reset(s.cfg.CleanupInterval)
 		case <-sampleC:
 			s.sampleQuality(ctx)
+			q.Reset(quality)
 		}
 	}
 }

@@ -327,8 +327,36 @@ func TestInputRateLimit(t *testing.T) {
 	}
 }
 
+// onFakeClock is an option of newRigOn: the service runs on a fake clock
+// that moves only when the test says.
+func onFakeClock(c *portstest.Clock) func(*app.Deps) { return func(d *app.Deps) { d.Clock = c } }
+
+func newClock() *portstest.Clock {
+	return portstest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+}
+
+// advanceUntil moves c by step until cond holds, letting the service's
+// goroutines run between steps; it fails after 1000 steps.
+func advanceUntil(t *testing.T, c *portstest.Clock, step time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		c.Advance(step)
+		for range 50 { // give the goroutines the timers woke a moment
+			if cond() {
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	t.Fatalf("%s did not happen within 1000 steps of %v", what, step)
+}
+
 func TestOneCapturePerDeviceAndGrace(t *testing.T) {
-	r := newRig(t, app.Config{Hub: app.HubConfig{Grace: 50 * time.Millisecond}})
+	clock := newClock()
+	r := newRigOn(t, app.Config{Hub: app.HubConfig{Grace: 50 * time.Millisecond}}, newMemstore(), nil, onFakeClock(clock))
 	ctx := context.Background()
 	var ids []domain.SessionID
 	for range 3 {
@@ -365,6 +393,13 @@ func TestOneCapturePerDeviceAndGrace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Not before the grace period ends.
+	clock.Advance(49 * time.Millisecond)
+	time.Sleep(10 * time.Millisecond)
+	if capt.Closed.Load() {
+		t.Fatal("capture closed before its grace period ended")
+	}
+	clock.Advance(time.Millisecond)
 	eventually(t, "capture closed after grace", capt.Closed.Load)
 	eventually(t, "fanout closed", fan.Closed.Load)
 	if d, _ := r.svc.Device(ctx, "dev"); d.Viewers != 0 {
@@ -411,32 +446,37 @@ func TestCaptureReopensWithContinuousTimestamps(t *testing.T) {
 }
 
 func TestExpiryClosesSession(t *testing.T) {
-	r := newRig(t, app.Config{SessionTTL: 50 * time.Millisecond})
+	clock := newClock()
+	r := newRigOn(t, app.Config{SessionTTL: 50 * time.Millisecond}, newMemstore(), nil, onFakeClock(clock))
 	ctx := context.Background()
 	sess, token, _ := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
 	var ev events
 	detach, _ := r.svc.Connect(ctx, sess.ID, token, ev.add)
 	defer detach()
-	eventually(t, "expired bye", func() bool { return ev.has(domain.EventBye, "expired") })
+	start := clock.Now()
+	advanceUntil(t, clock, 10*time.Millisecond, "expired bye", func() bool { return ev.has(domain.EventBye, "expired") })
+	if lived := clock.Now().Sub(start); lived < 50*time.Millisecond {
+		t.Fatalf("session expired after %v, before its TTL", lived)
+	}
 	if _, err := r.svc.Session(ctx, sess.ID); !errors.Is(err, domain.ErrSessionNotFound) {
 		t.Fatalf("expired session still stored: %v", err)
 	}
 }
 
 func TestConnectedSessionIsKeptAlive(t *testing.T) {
-	r := newRig(t, app.Config{SessionTTL: 90 * time.Millisecond})
+	const ttl = 90 * time.Millisecond
+	clock := newClock()
+	r := newRigOn(t, app.Config{SessionTTL: ttl}, newMemstore(), nil, onFakeClock(clock))
 	ctx := context.Background()
-	sess, _, _ := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
-	if _, err := r.svc.Offer(ctx, sess.ID, "offer"); err != nil {
-		t.Fatal(err)
-	}
-	r.mu.Lock()
-	opts := r.opts[0]
-	r.mu.Unlock()
-	opts.OnState(ports.PeerConnected)
-	time.Sleep(300 * time.Millisecond)
-	if _, err := r.svc.Session(ctx, sess.ID); err != nil {
-		t.Fatalf("connected session expired: %v", err)
+	sess, _ := r.connect(t)
+	// Ten keepalive periods, each ending with the session touched again
+	// (and the reaper run), which is what keeps it: 300 ms of clock.
+	for i := range 10 {
+		clock.Advance(ttl / 3)
+		eventually(t, fmt.Sprint("touch ", i), func() bool {
+			got, err := r.svc.Session(ctx, sess.ID)
+			return err == nil && got.ExpiresAt.Equal(clock.Now().Add(ttl))
+		})
 	}
 }
 
@@ -503,8 +543,6 @@ func TestDrainSaysByeAndRefusesNewSessions(t *testing.T) {
 func TestWHEPFailureLeavesNothing(t *testing.T) {
 	r := newRig(t, app.Config{})
 	ctx := context.Background()
-	r.mu.Lock()
-	r.mu.Unlock()
 	_, _, err := r.svc.WHEP(ctx, "nope", "o", "offer")
 	if !errors.Is(err, domain.ErrDeviceNotFound) {
 		t.Fatalf("whep unknown device: %v", err)
@@ -571,12 +609,13 @@ func TestUnhealthyStoreRefusesCreationOnly(t *testing.T) {
 // reaped) the session in the shared store; the keepalive notices and
 // closes the local peer.
 func TestSessionRemovedElsewhereIsClosed(t *testing.T) {
-	r := newRig(t, app.Config{SessionTTL: 90 * time.Millisecond, CleanupInterval: time.Hour})
+	clock := newClock()
+	r := newRigOn(t, app.Config{SessionTTL: 90 * time.Millisecond, CleanupInterval: time.Hour}, newMemstore(), nil, onFakeClock(clock))
 	sess, ev := r.connect(t)
 	if _, err := r.store.Delete(context.Background(), sess.ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "bye after the store lost the session", func() bool { return ev.has(domain.EventBye, "expired") })
+	advanceUntil(t, clock, 10*time.Millisecond, "bye after the store lost the session", func() bool { return ev.has(domain.EventBye, "expired") })
 }
 
 // TestResyncPutsSessionsBack: the store came back empty; Resync writes
@@ -615,7 +654,8 @@ func TestInstancesWithoutRegistry(t *testing.T) {
 // has no keepalive; when another instance reaps it from the shared store,
 // the watch still closes it here.
 func TestUnconnectedSessionRemovedElsewhereIsClosed(t *testing.T) {
-	r := newRig(t, app.Config{SessionTTL: 80 * time.Millisecond, CleanupInterval: time.Hour})
+	clock := newClock()
+	r := newRigOn(t, app.Config{SessionTTL: 80 * time.Millisecond, CleanupInterval: time.Hour}, newMemstore(), nil, onFakeClock(clock))
 	ctx := context.Background()
 	sess, token, err := r.svc.CreateSession(ctx, "dev", domain.RoleViewer, "o")
 	if err != nil {
@@ -630,7 +670,7 @@ func TestUnconnectedSessionRemovedElsewhereIsClosed(t *testing.T) {
 	if _, err := r.store.Delete(ctx, sess.ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "bye after another instance reaped it", func() bool { return ev.has(domain.EventBye, "expired") })
+	advanceUntil(t, clock, 10*time.Millisecond, "bye after another instance reaped it", func() bool { return ev.has(domain.EventBye, "expired") })
 }
 
 // A capture reopened with another size (a rotated device) changes how the

@@ -174,6 +174,7 @@ func (s *Service) peerState(l *live, st ports.PeerState) {
 	switch st {
 	case ports.PeerConnected:
 		s.transition(l, domain.StateConnected, "ice_connected")
+		l.tick.Reset(s.tickEvery(l)) // the keepalive's period from now on
 		s.emit(l, domain.SessionEvent{Type: domain.EventState, State: string(domain.StateConnected)})
 	case ports.PeerFailed:
 		s.emit(l, domain.SessionEvent{Type: domain.EventState, State: string(domain.StateFailed), Reason: "ice_failed"})

@@ -9,12 +9,13 @@ import (
 
 // H.264 NAL unit types (ITU-T H.264 Table 7-1) that mediasvc looks at.
 const (
-	NALTypeSlice uint8 = 1 // coded slice of a non-IDR picture
-	NALTypeIDR   uint8 = 5 // coded slice of an IDR picture
-	NALTypeSEI   uint8 = 6 // supplemental enhancement information
-	NALTypeSPS   uint8 = 7 // sequence parameter set
-	NALTypePPS   uint8 = 8 // picture parameter set
-	NALTypeAUD   uint8 = 9 // access unit delimiter
+	NALTypeSlice uint8 = 1  // coded slice of a non-IDR picture
+	NALTypeIDR   uint8 = 5  // coded slice of an IDR picture
+	NALTypeSEI   uint8 = 6  // supplemental enhancement information
+	NALTypeSPS   uint8 = 7  // sequence parameter set
+	NALTypePPS   uint8 = 8  // picture parameter set
+	NALTypeAUD   uint8 = 9  // access unit delimiter
+	NALTypeFill  uint8 = 12 // filler data
 )
 
 // AnnexBStartCode is the 4-byte start code put in front of each NAL unit of
@@ -79,6 +80,10 @@ func NALType(nal []byte) uint8 {
 	return nal[0] & 0x1f
 }
 
+// IsIDR reports whether nal (without start code) is a slice of an IDR
+// picture.
+func IsIDR(nal []byte) bool { return NALType(nal) == NALTypeIDR }
+
 // IsKeyframe reports whether the Annex-B access unit au contains an IDR
 // slice.
 func IsKeyframe(au []byte) bool {
@@ -88,7 +93,7 @@ func IsKeyframe(au []byte) bool {
 		if nal == nil {
 			return false
 		}
-		if NALType(nal) == NALTypeIDR {
+		if IsIDR(nal) {
 			return true
 		}
 	}
@@ -194,6 +199,19 @@ func (r *rbspReader) readVarint() (int, bool) {
 		if c != 0xff {
 			return v, true
 		}
+	}
+}
+
+// UnescapeRBSP appends to dst the RBSP of a NAL unit payload b: b without
+// its emulation-prevention bytes (00 00 03 becomes 00 00).
+func UnescapeRBSP(dst, b []byte) []byte {
+	r := rbspReader{b: b}
+	for {
+		c, ok := r.readByte()
+		if !ok {
+			return dst
+		}
+		dst = append(dst, c)
 	}
 }
 

@@ -248,3 +248,22 @@ func BenchmarkSplitAnnexB(b *testing.B) {
 		}
 	})
 }
+
+func TestUnescapeRBSP(t *testing.T) {
+	for _, c := range []struct{ in, want []byte }{
+		{[]byte{0x42, 0, 0, 3, 1, 0, 0, 3, 0}, []byte{0x42, 0, 0, 1, 0, 0, 0}},
+		{[]byte{0, 0, 3}, []byte{0, 0}},                   // a trailing emulation byte
+		{[]byte{0, 3, 0, 0, 3, 3}, []byte{0, 3, 0, 0, 3}}, // 03 only after two zeros
+		{nil, nil},
+	} {
+		if got := UnescapeRBSP(nil, c.in); !bytes.Equal(got, c.want) {
+			t.Errorf("UnescapeRBSP(% x) = % x, want % x", c.in, got, c.want)
+		}
+	}
+}
+
+func TestIsIDR(t *testing.T) {
+	if !IsIDR([]byte{0x65, 0x88}) || IsIDR([]byte{0x41, 0x9a}) || IsIDR(nil) {
+		t.Fatal("IsIDR misreads the NAL header")
+	}
+}

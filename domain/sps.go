@@ -67,25 +67,6 @@ func (r *bitReader) se() (int, error) {
 	return -int(v / 2), nil
 }
 
-// unescapeRBSP removes emulation-prevention bytes (00 00 03 → 00 00).
-func unescapeRBSP(b []byte) []byte {
-	out := make([]byte, 0, len(b))
-	zeros := 0
-	for _, c := range b {
-		if zeros >= 2 && c == 3 {
-			zeros = 0
-			continue
-		}
-		out = append(out, c)
-		if c == 0 {
-			zeros++
-		} else {
-			zeros = 0
-		}
-	}
-	return out
-}
-
 // SPSSize returns the picture width and height an SPS NAL unit (without
 // start code) declares, cropping applied. It fails on anything it cannot
 // read; it never panics.
@@ -93,7 +74,7 @@ func SPSSize(sps []byte) (w, h int, err error) {
 	if len(sps) < 4 || NALType(sps) != NALTypeSPS {
 		return 0, 0, errShortSPS
 	}
-	r := &bitReader{b: unescapeRBSP(sps[1:])}
+	r := &bitReader{b: UnescapeRBSP(nil, sps[1:])}
 	profile, _ := r.u(8)
 	if _, err := r.u(16); err != nil { // constraint flags, level
 		return 0, 0, err

@@ -91,13 +91,13 @@ func rawWS(t *testing.T, in *Instance) (*websocket.Conn, client.SessionInfo) {
 }
 
 // readUntilError reads c until a read fails (draining queued messages) and
-// returns that error and the error messages seen.
-func readUntilError(ctx context.Context, c *websocket.Conn) (error, []string) {
+// returns the error messages seen and that error.
+func readUntilError(ctx context.Context, c *websocket.Conn) ([]string, error) {
 	var codes []string
 	for {
 		_, b, err := c.Read(ctx)
 		if err != nil {
-			return err, codes
+			return codes, err
 		}
 		if strings.Contains(string(b), `"type":"error"`) {
 			codes = append(codes, string(b))
@@ -199,7 +199,7 @@ func TestBadInput(t *testing.T) {
 		_ = c.Write(ctx, websocket.MessageText, []byte(big))
 		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer rcancel()
-		err, _ := readUntilError(rctx, c)
+		_, err := readUntilError(rctx, c)
 		if got := websocket.CloseStatus(err); got != websocket.StatusMessageTooBig {
 			t.Errorf("close status %d (%v), want 1009", got, err)
 		}
@@ -350,7 +350,7 @@ func TestBadInput(t *testing.T) {
 		}
 		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 		defer rcancel()
-		err, _ = readUntilError(rctx, c)
+		_, err = readUntilError(rctx, c)
 		if errors.Is(err, context.DeadlineExceeded) || rctx.Err() != nil {
 			t.Errorf("server still holds the non-reading client %s later", time.Since(start).Round(time.Second))
 		} else {

@@ -166,9 +166,28 @@ type Peer interface {
 	Close() error
 }
 
-// Clock tells the time; tests use a fake.
+// Clock tells the time and runs every timer of app (session TTL checks and
+// keepalives, expiry reaping, capture grace and reopen backoff, the bitrate
+// interval, lease renewal, holder checks); tests use portstest.Clock, which
+// moves only when told.
 type Clock interface {
 	Now() time.Time
+	// NewTimer returns a timer whose C delivers the time once, d from now.
+	NewTimer(d time.Duration) Timer
+	// AfterFunc calls f on its own goroutine d from now, unless stopped
+	// first; the timer's C is nil.
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is one pending event of a Clock.
+type Timer interface {
+	// C delivers the time when the timer fires (nil for AfterFunc).
+	C() <-chan time.Time
+	// Reset re-arms the timer for d from now, dropping a time not yet
+	// received; it reports whether the timer was pending.
+	Reset(d time.Duration) bool
+	// Stop cancels the timer; it reports whether it was pending.
+	Stop() bool
 }
 
 // RateLimiter decides whether an action keyed by key may happen now.
@@ -209,12 +228,15 @@ type Bus interface {
 	// handle returns, until ctx is done. Replies to this instance's own
 	// calls never wait behind the requests it serves.
 	Serve(ctx context.Context, handle func(ctx context.Context, req domain.BusRequest) (domain.BusReply, error)) error
-	// Publish sends ev to the current subscribers of topic.
+	// Publish sends ev to the current subscribers of topic, a topic
+	// another instance's Subscribe returned. It does not wait for them.
 	Publish(ctx context.Context, topic string, ev domain.SessionEvent) error
-	// Subscribe delivers topic's events to fn, in order, from one
-	// goroutine, until the returned cancel is called; cancel waits for
-	// that goroutine to end.
-	Subscribe(ctx context.Context, topic string, fn func(domain.SessionEvent)) (cancel func(), err error)
+	// Subscribe opens a new topic of this instance's own and delivers the
+	// events published to it to fn, in order, until the returned cancel is
+	// called; once cancel returns fn is not called again. Events published
+	// after Subscribe returns are delivered. fn must not block and must
+	// not call cancel. Errors wrap domain.ErrUnavailable, or ctx's.
+	Subscribe(ctx context.Context, fn func(domain.SessionEvent)) (topic string, cancel func(), err error)
 }
 
 // DeviceLeases decides which instance captures a device: at most one

@@ -2,6 +2,7 @@ package adb
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 
 	"mediasvc/domain"
@@ -51,7 +52,7 @@ func TestSplitterMatchesSplitAnnexB(t *testing.T) {
 		if len(aus) != 40 {
 			t.Fatalf("chunk %d: %d access units, want 40", n, len(aus))
 		}
-		if !isIDR(aus[0]) || domain.NALType(aus[0][0]) != domain.NALTypeSPS {
+		if !slices.ContainsFunc(aus[0], domain.IsIDR) || domain.NALType(aus[0][0]) != domain.NALTypeSPS {
 			t.Fatalf("first access unit types %v", types(aus[0]))
 		}
 	}
@@ -76,7 +77,7 @@ func TestSplitterDoesNotHoldLastFrame(t *testing.T) {
 		t.Fatal("nothing pending after a frame")
 	}
 	got = sp.Flush()
-	if len(got) != 1 || !isIDR(got[0]) {
+	if len(got) != 1 || !slices.ContainsFunc(got[0], domain.IsIDR) {
 		t.Fatalf("flush gave %d access units", len(got))
 	}
 	// The next frame comes out as soon as the header of the one after it

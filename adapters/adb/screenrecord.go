@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -206,7 +207,7 @@ func (c *screenCapture) waitKeyframe(ctx context.Context, g *segment) ([][]byte,
 				return nil, fmt.Errorf("screenrecord ended before its first keyframe (early EOF: %v): %w", g.err, domain.ErrDeviceUnavailable)
 			}
 			c.cacheParams(au)
-			if isIDR(au) && c.sps != nil && c.pps != nil {
+			if slices.ContainsFunc(au, domain.IsIDR) && c.sps != nil && c.pps != nil {
 				return au, nil
 			}
 		case <-t.C:
@@ -220,15 +221,6 @@ func (c *screenCapture) waitKeyframe(ctx context.Context, g *segment) ([][]byte,
 }
 
 var errClosed = errors.New("capture closed")
-
-func isIDR(au [][]byte) bool {
-	for _, n := range au {
-		if domain.NALType(n) == domain.NALTypeIDR {
-			return true
-		}
-	}
-	return false
-}
 
 // cacheParams keeps the latest SPS and PPS.
 func (c *screenCapture) cacheParams(au [][]byte) {
@@ -318,7 +310,7 @@ func (c *screenCapture) pollOrientation() {
 // first slice, wall-clock PTS.
 func (c *screenCapture) frame(au [][]byte) domain.Frame {
 	now := time.Now()
-	key := isIDR(au)
+	key := slices.ContainsFunc(au, domain.IsIDR)
 	size := 64
 	for _, n := range au {
 		size += len(n) + 4
@@ -457,7 +449,7 @@ func (c *screenCapture) run(cur *segment) {
 				continue
 			}
 			// Keep the current stream's parameters until the switch.
-			if !isIDR(au) {
+			if !slices.ContainsFunc(au, domain.IsIDR) {
 				continue
 			}
 			gap := time.Since(lastFrame)

@@ -2,103 +2,137 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"mediasvc/domain"
+	"mediasvc/ports"
+	"mediasvc/ports/bustest"
 )
 
-func TestBusCallServe(t *testing.T) {
+var busPrefixes atomic.Int64
+
+// busNet gives each test its own prefix on rdb, so tests do not hear each
+// other's instances.
+func busNet(rdb redis.UniversalClient) bustest.Network {
+	return func(t *testing.T) func(string) ports.Bus {
+		prefix := fmt.Sprintf("bus%d:", busPrefixes.Add(1))
+		return func(id string) ports.Bus { return NewBus(rdb, prefix, id, quiet) }
+	}
+}
+
+func TestBusContract(t *testing.T) {
 	rdb, _ := newClient(t)
-	a, b := NewBus(rdb, "b:", "a", quiet), NewBus(rdb, "b:", "b", quiet)
+	bustest.Run(t, busNet(rdb))
+}
+
+func TestBusContractCluster(t *testing.T) {
+	bustest.Run(t, busNet(newCluster(t)))
+}
+
+// serveBuses runs Serve on each bus until the test ends and waits until
+// each listens.
+func serveBuses(t *testing.T, buses ...*Bus) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, bus := range []*Bus{a, b} {
+	for _, b := range buses {
 		wg.Go(func() {
-			_ = bus.Serve(ctx, func(_ context.Context, req domain.BusRequest) (domain.BusReply, error) {
-				if req.SDP == "fail" {
-					return domain.BusReply{}, fmt.Errorf("no such session: %w", domain.ErrSessionNotFound)
-				}
-				return domain.BusReply{SDP: bus.self + ":" + req.SDP}, nil
+			_ = b.Serve(ctx, func(context.Context, domain.BusRequest) (domain.BusReply, error) {
+				return domain.BusReply{SDP: b.self}, nil
 			})
 		})
 	}
-	defer func() { cancel(); wg.Wait() }()
-	<-a.ready // both subscribed: a call to one not yet listening fails fast
-	<-b.ready
-
-	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
-	defer ccancel()
-	var cw sync.WaitGroup
-	for range 20 { // concurrent calls each get their own reply
-		cw.Go(func() {
-			rep, err := a.Call(cctx, "b", domain.BusRequest{Method: domain.BusOffer, SDP: "ping"})
-			if err != nil || rep.SDP != "b:ping" {
-				t.Errorf("Call(b) = %+v, %v", rep, err)
-			}
-		})
-	}
-	cw.Wait()
-	if _, err := a.Call(cctx, "b", domain.BusRequest{Method: domain.BusOffer, SDP: "fail"}); !errors.Is(err, domain.ErrSessionNotFound) {
-		t.Fatalf("Call whose handler fails = %v, want the handler's ErrSessionNotFound", err)
-	}
-	if _, err := a.Call(cctx, "nobody", domain.BusRequest{Method: domain.BusPing}); !errors.Is(err, domain.ErrUnavailable) {
-		t.Fatalf("Call to an instance not listening = %v, want ErrUnavailable", err)
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, b := range buses {
+		select {
+		case <-b.ready:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("bus %s never listened", b.self)
+		}
 	}
 }
 
-func TestBusCallTimesOut(t *testing.T) {
-	rdb, _ := newClient(t)
-	a, b := NewBus(rdb, "b:", "a", quiet), NewBus(rdb, "b:", "b", quiet)
-	ctx, cancel := context.WithCancel(context.Background())
-	release := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		_ = a.Serve(ctx, func(context.Context, domain.BusRequest) (domain.BusReply, error) { return domain.BusReply{}, nil })
-	})
-	wg.Go(func() {
-		_ = b.Serve(ctx, func(context.Context, domain.BusRequest) (domain.BusReply, error) {
-			<-release
-			return domain.BusReply{}, nil
-		})
-	})
-	defer func() { close(release); cancel(); wg.Wait() }()
-	<-a.ready
-	<-b.ready
-	cctx, ccancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	defer ccancel()
-	if _, err := a.Call(cctx, "b", domain.BusRequest{Method: domain.BusPing}); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Call to a stuck instance = %v, want DeadlineExceeded", err)
-	}
-}
-
-func TestBusPublishSubscribe(t *testing.T) {
-	rdb, _ := newClient(t)
-	bus := NewBus(rdb, "b:", "a", quiet)
-	ctx := context.Background()
-	got := make(chan string, 10)
-	cancel, err := bus.Subscribe(ctx, "topic", func(ev domain.SessionEvent) { got <- ev.Reason })
+// pubsubClients counts the connections in pub/sub mode on the server.
+func pubsubClients(t *testing.T, rdb *redis.Client) int {
+	t.Helper()
+	out, err := rdb.Do(context.Background(), "CLIENT", "LIST", "TYPE", "pubsub").Text()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []string{"1", "2", "3"} {
-		if err := bus.Publish(ctx, "topic", domain.SessionEvent{Type: domain.EventState, Reason: m}); err != nil {
+	return strings.Count(out, "id=")
+}
+
+// An instance relaying many sockets holds one pub/sub connection: each
+// socket's topic is a channel on it, not a connection and goroutine.
+func TestBusOneConnectionPerInstance(t *testing.T) {
+	rdb, _ := newClient(t)
+	a, b := NewBus(rdb, "one:", "a", quiet), NewBus(rdb, "one:", "b", quiet)
+	serveBuses(t, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got atomic.Int64
+	var topics []string
+	for range 50 {
+		topic, stop, err := b.Subscribe(ctx, func(domain.SessionEvent) { got.Add(1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+		topics = append(topics, topic)
+	}
+	if n := pubsubClients(t, rdb); n != 2 {
+		t.Fatalf("%d pub/sub connections for 2 instances and 50 topics, want 2", n)
+	}
+	for _, topic := range topics {
+		if err := a.Publish(ctx, topic, domain.SessionEvent{Type: domain.EventBye}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, want := range []string{"1", "2", "3"} {
-		select {
-		case m := <-got:
-			if m != want {
-				t.Fatalf("got %q, want %q (in order)", m, want)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("message %s not delivered", want)
+	for got.Load() < 50 {
+		if ctx.Err() != nil {
+			t.Fatalf("%d of 50 events delivered", got.Load())
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	cancel()
-	cancel() // idempotent
+}
+
+// After Redis restarts, the connection comes back with its channels:
+// calls and an existing topic work again.
+func TestBusSurvivesRedisRestart(t *testing.T) {
+	rdb, srv := newClient(t)
+	a, b := NewBus(rdb, "rs:", "a", quiet), NewBus(rdb, "rs:", "b", quiet)
+	serveBuses(t, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got := make(chan domain.SessionEvent, 16)
+	topic, stop, err := b.Subscribe(ctx, func(ev domain.SessionEvent) { got <- ev })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	srv.Restart()
+	for {
+		_, cerr := a.Call(ctx, "b", domain.BusRequest{Method: domain.BusPing})
+		perr := a.Publish(ctx, topic, domain.SessionEvent{Type: domain.EventState, State: "back"})
+		if cerr == nil && perr == nil {
+			select {
+			case ev := <-got:
+				if ev.State == "back" {
+					return
+				}
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("bus never came back after the restart: call %v, publish %v", cerr, perr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

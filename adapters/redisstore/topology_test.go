@@ -94,59 +94,6 @@ func TestClusterSpreadsSessions(t *testing.T) {
 	}
 }
 
-// TestBusCluster runs calls, the fast failure of a call to no one, and an
-// event topic over sharded pub/sub on a cluster, with the two instances'
-// channels on different primaries.
-func TestBusCluster(t *testing.T) {
-	rdb := newCluster(t)
-	a, b := NewBus(rdb, "b:", "a", quiet), NewBus(rdb, "b:", "b", quiet)
-	if !a.sharded {
-		t.Fatal("bus on a cluster client does not use sharded pub/sub")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, bus := range []*Bus{a, b} {
-		wg.Go(func() {
-			_ = bus.Serve(ctx, func(_ context.Context, req domain.BusRequest) (domain.BusReply, error) {
-				return domain.BusReply{SDP: bus.self + ":" + req.SDP}, nil
-			})
-		})
-	}
-	defer func() { cancel(); wg.Wait() }()
-	<-a.ready
-	<-b.ready
-	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
-	defer ccancel()
-	for range 10 {
-		if rep, err := a.Call(cctx, "b", domain.BusRequest{Method: domain.BusPing, SDP: "ping"}); err != nil || rep.SDP != "b:ping" {
-			t.Fatalf("a.Call(b) = %+v, %v", rep, err)
-		}
-		if rep, err := b.Call(cctx, "a", domain.BusRequest{Method: domain.BusPing, SDP: "ping"}); err != nil || rep.SDP != "a:ping" {
-			t.Fatalf("b.Call(a) = %+v, %v", rep, err)
-		}
-	}
-	if _, err := a.Call(cctx, "nobody", domain.BusRequest{Method: domain.BusPing}); !errors.Is(err, domain.ErrUnavailable) {
-		t.Fatalf("Call to an instance not listening = %v, want ErrUnavailable", err)
-	}
-	got := make(chan string, 1)
-	stop, err := b.Subscribe(cctx, "session:x:1", func(ev domain.SessionEvent) { got <- ev.Reason })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	if err := a.Publish(cctx, "session:x:1", domain.SessionEvent{Type: domain.EventState, Reason: "hello"}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case m := <-got:
-		if m != "hello" {
-			t.Fatalf("event = %q", m)
-		}
-	case <-cctx.Done():
-		t.Fatal("event not delivered on the cluster")
-	}
-}
-
 // TestLeasesAndRegistryCluster takes, fences and releases a lease and
 // lists instances on a cluster: every script is one slot.
 func TestLeasesAndRegistryCluster(t *testing.T) {

@@ -108,10 +108,10 @@ func (f *Fanout) scanH264(au []byte) bool {
 		if nal == nil {
 			return idr
 		}
-		switch nal[0] & 0x1f {
-		case nalIDR:
+		switch domain.NALType(nal) {
+		case domain.NALTypeIDR:
 			idr = true
-		case nalSPS:
+		case domain.NALTypeSPS:
 			if len(nal) >= 4 {
 				v := uint32(nal[1])<<16 | uint32(nal[2])<<8 | uint32(nal[3])
 				if old := f.sps.Swap(v); old != v && old != 0 {

@@ -2,15 +2,11 @@ package rtc
 
 import "mediasvc/domain"
 
-// NAL unit types the packetizer treats specially (RFC 6184, H.264 §7.4.1).
+// RTP payload structures of RFC 6184 §5.7 and §5.8, in the NAL header's
+// type field (the H.264 NAL unit types themselves are domain's).
 const (
-	nalIDR    = 5
-	nalSPS    = 7
-	nalPPS    = 8
-	nalAUD    = 9
-	nalFiller = 12
-	nalSTAPA  = 24
-	nalFUA    = 28
+	nalSTAPA = 24
+	nalFUA   = 28
 )
 
 // maxAggregate bounds how many NAL units one STAP-A carries.
@@ -41,8 +37,8 @@ func (p *h264Packetizer) pushAU(r *ring, au []byte, ts uint32, keyframe bool) in
 		if nal == nil {
 			break
 		}
-		switch nal[0] & 0x1f {
-		case nalAUD, nalFiller:
+		switch domain.NALType(nal) {
+		case domain.NALTypeAUD, domain.NALTypeFill:
 			continue
 		}
 		if p.np > 0 && (p.np == maxAggregate || p.size+2+len(nal) > p.mtu) {
@@ -98,7 +94,7 @@ func (p *h264Packetizer) flush(r *ring, ts uint32, first bool) bool {
 // fragment writes nal as FU-A fragments.
 func (p *h264Packetizer) fragment(r *ring, nal []byte, ts uint32, first bool) bool {
 	indicator := nal[0]&0xe0 | nalFUA
-	typ := nal[0] & 0x1f
+	typ := domain.NALType(nal)
 	body := nal[1:]
 	max := p.mtu - 2
 	for i := 0; len(body) > 0; i++ {

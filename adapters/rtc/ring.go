@@ -220,13 +220,6 @@ func (r *ring) memory() int {
 	return n + len(r.slots)*int(unsafe.Sizeof(slot{}))
 }
 
-// held returns how many packets the ring holds.
-func (r *ring) held() uint64 {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.head - r.tail
-}
-
 // keyValidLocked reports whether the latest keyframe start is still held.
 func (r *ring) keyValidLocked() bool {
 	return r.hasKey && r.lastKey >= r.tail

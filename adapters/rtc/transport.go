@@ -208,7 +208,13 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 		se.SetInterfaceFilter(ifFilter)
 	}
 	if len(cfg.NAT1To1IPs) > 0 {
-		se.SetNAT1To1IPs(slices.Clone(cfg.NAT1To1IPs), webrtc.ICECandidateTypeHost)
+		// Host candidates carry the public addresses instead of the
+		// local ones (what SetNAT1To1IPs with host candidates did).
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: slices.Clone(cfg.NAT1To1IPs), AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return nil, fmt.Errorf("rtc: nat 1:1 ips %v: %w", cfg.NAT1To1IPs, err)
+		}
 	}
 	if cfg.TCPPort != 0 {
 		network := "tcp"

@@ -115,6 +115,8 @@ type WSConfig struct {
 	SendQueue       int           `koanf:"send_queue"`
 	PingInterval    time.Duration `koanf:"ping_interval"`
 	StatsInterval   time.Duration `koanf:"stats_interval"`
+	WriteTimeout    time.Duration `koanf:"write_timeout"`
+	MaxBadMessages  int           `koanf:"max_bad_messages"`
 }
 
 // LimitsConfig bounds sessions, creation rates, input and ICE.
@@ -146,6 +148,9 @@ type StreamConfig struct {
 	MinBitrateBps   int           `koanf:"min_bitrate_bps"`
 	MaxBitrateBps   int           `koanf:"max_bitrate_bps"`
 	BitrateInterval time.Duration `koanf:"bitrate_interval"`
+	// KeyframeInterval is the least time between two keyframe requests
+	// the fanout passes to a capture.
+	KeyframeInterval time.Duration `koanf:"keyframe_interval"`
 }
 
 // ICEServerConfig is one STUN/TURN server.
@@ -169,6 +174,11 @@ type WebRTCConfig struct {
 	UDPGSO         bool              `koanf:"udp_gso"`
 	IPv6           bool              `koanf:"ipv6"`
 	GatherTimeout  time.Duration     `koanf:"gather_timeout"`
+	// Interfaces, when not empty, limits ICE candidates to these network
+	// interfaces (loopback is always kept).
+	Interfaces []string `koanf:"interfaces"`
+	// MTU is the largest RTP payload the video packetizer produces.
+	MTU int `koanf:"mtu"`
 }
 
 // DemoConfig is the built-in demo device.
@@ -274,6 +284,8 @@ func defaults() map[string]any {
 		"ws.send_queue":                  64,
 		"ws.ping_interval":               "15s",
 		"ws.stats_interval":              "2s",
+		"ws.write_timeout":               "10s",
+		"ws.max_bad_messages":            20,
 		"limits.sessions_total":          2000,
 		"limits.sessions_per_device":     500,
 		"limits.sessions_per_owner":      100,
@@ -293,6 +305,7 @@ func defaults() map[string]any {
 		"stream.min_bitrate_bps":         300000,
 		"stream.max_bitrate_bps":         4000000,
 		"stream.bitrate_interval":        "5s",
+		"stream.keyframe_interval":       "500ms",
 		"webrtc.ice_servers":             []any{},
 		"webrtc.nat_1to1_ips":            []string{},
 		"webrtc.udp_port":                0,
@@ -305,6 +318,8 @@ func defaults() map[string]any {
 		"webrtc.udp_gso":                 true,
 		"webrtc.ipv6":                    true,
 		"webrtc.gather_timeout":          "5s",
+		"webrtc.interfaces":              []string{},
+		"webrtc.mtu":                     1200,
 		"demo.enabled":                   true,
 		"adb.addr":                       "127.0.0.1:5037",
 		"adb.serials":                    []string{},
@@ -550,6 +565,17 @@ func (c Config) validate() []error {
 	positive("ws.send_queue", int64(c.WS.SendQueue))
 	positive("ws.ping_interval", int64(c.WS.PingInterval))
 	positive("ws.stats_interval", int64(c.WS.StatsInterval))
+	positive("ws.write_timeout", int64(c.WS.WriteTimeout))
+	positive("ws.max_bad_messages", int64(c.WS.MaxBadMessages))
+	positive("stream.keyframe_interval", int64(c.Stream.KeyframeInterval))
+	if c.WebRTC.MTU < 100 || c.WebRTC.MTU > 1400 {
+		bad("webrtc.mtu", "must be within [100, 1400], got %d", c.WebRTC.MTU)
+	}
+	for i, name := range c.WebRTC.Interfaces {
+		if strings.TrimSpace(name) == "" {
+			bad(fmt.Sprintf("webrtc.interfaces[%d]", i), "must name an interface")
+		}
+	}
 	nonNeg("limits.sessions_total", int64(c.Limits.SessionsTotal))
 	nonNeg("limits.sessions_per_device", int64(c.Limits.SessionsPerDevice))
 	nonNeg("limits.sessions_per_owner", int64(c.Limits.SessionsPerOwner))

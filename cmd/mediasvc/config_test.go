@@ -93,6 +93,11 @@ webrtc:
   ice_servers:
     - urls: ["turn:turn.example.net"]
   nat_1to1_ips: ["not-an-ip"]
+  mtu: 9000
+  interfaces: [""]
+ws:
+  write_timeout: 0s
+  max_bad_messages: -1
 bogus:
   key: 1
 `)
@@ -103,6 +108,7 @@ bogus:
 	for _, want := range []string{
 		"http.addr", "http.max_body_bytes", "log.level", "stream.ring_packets: replaced by", "stream.ring_max_bytes",
 		"webrtc.ice_servers[0]", "webrtc.nat_1to1_ips", "bogus.key: unknown key", "MEDIASVC_NOPE",
+		"webrtc.mtu", "webrtc.interfaces[0]", "ws.write_timeout", "ws.max_bad_messages",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)

@@ -289,6 +289,7 @@ func parseCodecOptions(s string) error {
 			return errors.New("'=' expected")
 		}
 		if kt == "" {
+			//lint:ignore ST1005 the real scrcpy server's Java exception message, word for word
 			return errors.New("Key may not be null")
 		}
 		_, typ, typed := strings.Cut(kt, ":")
@@ -305,9 +306,11 @@ func parseCodecOptions(s string) error {
 			_, err = strconv.ParseFloat(v, 32)
 		case "string":
 		default:
+			//lint:ignore ST1005 the real scrcpy server's Java exception message, word for word
 			return fmt.Errorf("Invalid codec option type (int, long, float, str): %s", typ)
 		}
 		if err != nil {
+			//lint:ignore ST1005 the real scrcpy server's Java exception message, word for word
 			return fmt.Errorf("For input string: \"%s\"", v)
 		}
 	}
@@ -910,6 +913,7 @@ func (ss *scrcpySession) controlLoop(r io.Reader, reset chan<- struct{}) error {
 			default:
 			}
 		default:
+			//lint:ignore ST1005 the real scrcpy server's Java exception message, word for word
 			return fmt.Errorf("Unknown event type: %d: %w", typ, errScrcpyControl)
 		}
 		d.recordInput("scrcpy " + rec)

@@ -32,7 +32,10 @@ func (n *BusNet) On(self string) *Bus { return &Bus{n: n, self: self} }
 type Bus struct {
 	n    *BusNet
 	self string
-	wg   sync.WaitGroup // calls being served
+
+	mu      sync.Mutex
+	serving bool           // Serve runs and has not begun to end
+	wg      sync.WaitGroup // calls being served; Add only while serving
 }
 
 var _ ports.Bus = (*Bus)(nil)
@@ -66,9 +69,18 @@ func (b *Bus) Call(ctx context.Context, instance string, req domain.BusRequest) 
 // Serve makes handle answer the calls to this instance until ctx is done,
 // then waits for the calls in progress.
 func (b *Bus) Serve(ctx context.Context, handle func(context.Context, domain.BusRequest) (domain.BusReply, error)) error {
+	b.mu.Lock()
+	b.serving = true
+	b.mu.Unlock()
 	b.n.mu.Lock()
 	b.n.handlers[b.self] = func(cctx context.Context, req domain.BusRequest) (domain.BusReply, error) {
+		b.mu.Lock()
+		if !b.serving {
+			b.mu.Unlock()
+			return domain.BusReply{}, fmt.Errorf("bus call: instance %s stopped serving: %w", b.self, domain.ErrUnavailable)
+		}
 		b.wg.Add(1)
+		b.mu.Unlock()
 		defer b.wg.Done()
 		return handle(ctx, req)
 	}
@@ -77,6 +89,9 @@ func (b *Bus) Serve(ctx context.Context, handle func(context.Context, domain.Bus
 	b.n.mu.Lock()
 	delete(b.n.handlers, b.self)
 	b.n.mu.Unlock()
+	b.mu.Lock()
+	b.serving = false
+	b.mu.Unlock()
 	b.wg.Wait()
 	return nil
 }
@@ -95,20 +110,22 @@ func (b *Bus) Publish(_ context.Context, topic string, ev domain.SessionEvent) e
 	return nil
 }
 
-// Subscribe delivers topic's events to fn from one goroutine until cancel.
-func (b *Bus) Subscribe(_ context.Context, topic string, fn func(domain.SessionEvent)) (func(), error) {
+// Subscribe opens a topic and delivers its events to fn from one goroutine
+// until cancel.
+func (b *Bus) Subscribe(ctx context.Context, fn func(domain.SessionEvent)) (string, func(), error) {
+	if err := ctx.Err(); err != nil {
+		return "", nil, fmt.Errorf("bus subscribe: %w", err)
+	}
 	s := &busSub{fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	b.n.mu.Lock()
-	if b.n.subs[topic] == nil {
-		b.n.subs[topic] = map[int]*busSub{}
-	}
 	b.n.next++
 	id := b.n.next
-	b.n.subs[topic][id] = s
+	topic := fmt.Sprintf("%s:ev:%d", b.self, id)
+	b.n.subs[topic] = map[int]*busSub{id: s}
 	b.n.mu.Unlock()
 	go s.run()
 	var once sync.Once
-	return func() {
+	return topic, func() {
 		once.Do(func() {
 			b.n.mu.Lock()
 			delete(b.n.subs[topic], id)
