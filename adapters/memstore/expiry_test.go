@@ -170,16 +170,6 @@ func (m *heapModel) drain() error {
 	return m.pop() // of an empty heap
 }
 
-func cmpKey(a, b expiry) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // heapOp is one operation of the heap model: kind 0 push, 1 reindex,
 // 2 release, 3 pop; pick chooses the entry, d the key after the clock.
 type heapOp struct {

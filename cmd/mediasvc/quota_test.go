@@ -35,7 +35,7 @@ func gauges(t *testing.T, rd *sdkmetric.ManualReader) map[string]int64 {
 					if i > 0 {
 						key += ","
 					}
-					key += string(kv.Key) + "=" + kv.Value.Emit()
+					key += string(kv.Key) + "=" + kv.Value.String()
 				}
 				out[key+"}"] = p.Value
 			}

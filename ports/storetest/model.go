@@ -474,7 +474,7 @@ func (m *Model) Usage() domain.QuotaUsage {
 func (m *Model) Check(ctx context.Context, st ports.SessionStore) error {
 	n, err := st.Count(ctx)
 	if err != nil || n != m.Len() {
-		return fmt.Errorf("Count = %d, %v; want %d", n, err, m.Len())
+		return fmt.Errorf("count = %d, %v; want %d", n, err, m.Len())
 	}
 	if qr, ok := st.(QuotaReporter); ok {
 		got, err := qr.QuotaUsage(ctx)
