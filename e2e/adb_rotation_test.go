@@ -49,7 +49,11 @@ func TestADBRotationKeepsInput(t *testing.T) {
 	t.Run("screenrecord", func(t *testing.T) {
 		srv := adbdevice.StartTestServer(t)
 		d := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_7"})
-		in := startInstance(t, adbConfig(srv).set("adb", "orientation_poll", "200ms"))
+		// Two controllers: rotateAndTap's session still holds control
+		// (its socket's grace) when the bar tap below opens another.
+		in := startInstance(t, adbConfig(srv).
+			set("adb", "orientation_poll", "200ms").
+			set("control", "max_controllers", 2))
 		// The running screenrecord keeps 1280x720 and letterboxes the
 		// 720x1280 screen into it: a 405x720 picture from x=437.5, scale
 		// 0.5625, so video (x,y) is the screen's ((x-437.5)/0.5625, y/0.5625).
