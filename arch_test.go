@@ -12,8 +12,9 @@ import (
 )
 
 type pkg struct {
-	ImportPath string
-	Imports    []string
+	ImportPath  string
+	Imports     []string
+	TestImports []string // in-package _test.go files: fakes, not other adapters
 }
 
 func listPackages(t *testing.T) []pkg {
@@ -42,7 +43,7 @@ func isStd(path string) bool {
 
 func TestDependencyRule(t *testing.T) {
 	for _, p := range listPackages(t) {
-		for _, imp := range p.Imports {
+		for _, imp := range append(p.Imports, p.TestImports...) {
 			if err := allowed(p.ImportPath, imp); err != "" {
 				t.Errorf("%s imports %s: %s", p.ImportPath, imp, err)
 			}
