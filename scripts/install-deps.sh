@@ -2,7 +2,8 @@
 # Installs what the tests need when it is missing: Debian's chromium (the
 # browser e2e test), ffmpeg (ffprobe decodes what e2e clients received),
 # adb, redis-server, redis-sentinel and redis-tools (redis-cli creates the
-# test Redis Cluster) and prometheus (with promtool, for the alert rules).
+# test Redis Cluster), prometheus (with promtool, for the alert rules),
+# firefox-esr (the Firefox e2e tests) and coturn (the TURN relay e2e test).
 # Idempotent; needs root or sudo
 # only when something is missing.
 set -euo pipefail
@@ -16,6 +17,8 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 # Debian's prometheus package ships promtool too.
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need+=(prometheus)
+command -v firefox-esr >/dev/null 2>&1 || need+=(firefox-esr)
+command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
