@@ -109,6 +109,7 @@ func TestHotReload(t *testing.T) {
 	}
 
 	next := cfg(map[string]any{"alice": alice, "bob": bob}, 2, "debug")
+	next.set("limits", "sessions_total", 40)
 	next.set("stream", "grace", "9s") // restart-only
 	in.Rewrite(next)
 	hupped := time.Now()
@@ -120,6 +121,10 @@ func TestHotReload(t *testing.T) {
 	within(t, 2*time.Second-time.Since(hupped), "log level debug", func() bool {
 		_, _ = httpStatus(ctx, in.Base+"/healthz")
 		return strings.Contains(readLog(t, in), `msg="http request"`)
+	})
+	within(t, 2*time.Second-time.Since(hupped), "media_session_quota_limit{scope=total} 40", func() bool {
+		v, n := scrapeMetrics(t, metrics+"/metrics").sum("media_session_quota_limit", "scope=total")
+		return n == 1 && v == 40
 	})
 	// alice's bucket now holds 2: two creations, then 429.
 	for i := range 2 {
