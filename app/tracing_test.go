@@ -35,7 +35,7 @@ func spansByName(exp *tracetest.InMemoryExporter) map[string]tracetest.SpanStub 
 func attr(s tracetest.SpanStub, key string) string {
 	for _, kv := range s.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.AsString()
 		}
 	}
 	return ""
