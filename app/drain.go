@@ -27,6 +27,12 @@ func (s *Service) Drain(ctx context.Context, reason string) error {
 			wg.Go(func() { s.closeLocal(l.id, reason) })
 		}
 		wg.Wait()
+		s.recMu.Lock()
+		rec := s.recorder
+		s.recMu.Unlock()
+		if rec != nil {
+			rec.Close() // its files end before their captures do
+		}
 		s.hub.Close()
 		s.m.unregister()
 		// Last, so a slow store delays no bye: other instances would

@@ -85,6 +85,11 @@ type stream struct {
 	// its fanout, for the capture pump to read without the lock.
 	renditions map[domain.Rendition]*rendition
 	rends      atomic.Pointer[[]*rendition]
+
+	// sinks are the recordings tapping this stream; guarded by Hub.mu,
+	// published in taps for the capture pump to read without the lock.
+	sinks []*recSink
+	taps  atomic.Pointer[[]*recSink]
 }
 
 func newHub(sources *sourceSet, t ports.Transport, tc ports.Transcoders, clock ports.Clock, cfg HubConfig, notify func(domain.DeviceID, string), log *slog.Logger) *Hub {

@@ -177,6 +177,7 @@ func (h *Hub) pump(ctx context.Context, st *stream, capt ports.Capture, tl *time
 			return fmt.Errorf("write frame: %w", err)
 		}
 		st.feedRenditions(f)
+		st.feedSinks(f)
 	}
 }
 

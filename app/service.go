@@ -104,6 +104,9 @@ type Service struct {
 
 	farm *Farm // told when sessions end; nil without the device farm (UseFarm)
 
+	recMu    sync.Mutex
+	recorder *Recorder // closed by Drain before the captures; nil without recordings
+
 	tracer trace.Tracer
 }
 

@@ -355,3 +355,38 @@ type DeviceFiles interface {
 	// Screenshot returns a PNG of the device's screen.
 	Screenshot(ctx context.Context, id domain.DeviceID) ([]byte, error)
 }
+
+// RecordingStore keeps MP4 recordings of device streams as files.
+// Implementation: mp4rec; app's tests use a fake.
+type RecordingStore interface {
+	// Create starts the file of recording rec (its ID chosen by the
+	// caller, domain.ErrInvalidRequest if not Valid) of a stream described
+	// by info. The caller must Close the writer.
+	Create(rec domain.Recording, info domain.StreamInfo) (RecordingWriter, error)
+	// List returns every recording in the store, running ones included,
+	// oldest first.
+	List() ([]domain.Recording, error)
+	// Get returns one recording or domain.ErrRecordingNotFound.
+	Get(id domain.RecordingID) (domain.Recording, error)
+	// Open returns the recording's bytes (for a running one, up to its
+	// last complete fragment) and its metadata; the caller must Close it.
+	// domain.ErrRecordingNotFound when absent.
+	Open(id domain.RecordingID) (io.ReadSeekCloser, domain.Recording, error)
+	// Delete removes a recording that is not running:
+	// domain.ErrRecordingNotFound when absent, domain.ErrConflict while
+	// it records.
+	Delete(id domain.RecordingID) error
+}
+
+// RecordingWriter writes one recording. It is used from one goroutine.
+type RecordingWriter interface {
+	// WriteFrame adds a frame of the stream; frames before the first
+	// video keyframe are dropped. Its PTS is on the stream's timeline.
+	WriteFrame(f domain.Frame) error
+	// Recording returns the metadata so far (bytes and duration of the
+	// complete fragments).
+	Recording() domain.Recording
+	// Close writes what is pending, ends the file with reason and
+	// returns the final metadata. It is safe to call more than once.
+	Close(reason string) (domain.Recording, error)
+}

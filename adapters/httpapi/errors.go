@@ -46,6 +46,8 @@ type errorMapping struct {
 //   - ErrSessionClosed is 409: the session exists but is over.
 //   - ErrReserved is 423 Locked: the device is booked for someone else;
 //     the body names who ("subject") and until when ("until").
+//   - ErrStorageFull is 507: the recordings directory holds its maximum;
+//     a new recording waits until someone deletes old ones.
 //   - ErrNoCommonCodec is 406: the offer is well formed, but nothing it
 //     decodes is what the device sends or a rendition this service makes;
 //     the message names both.
@@ -53,6 +55,8 @@ var errorTable = []errorMapping{
 	{domain.ErrSessionNotFound, http.StatusNotFound, "session_not_found"},
 	{domain.ErrDeviceNotFound, http.StatusNotFound, "device_not_found"},
 	{domain.ErrReservationNotFound, http.StatusNotFound, "reservation_not_found"},
+	{domain.ErrRecordingNotFound, http.StatusNotFound, "recording_not_found"},
+	{domain.ErrStorageFull, http.StatusInsufficientStorage, "storage_full"},
 	{domain.ErrReserved, http.StatusLocked, "reserved"},
 	{domain.ErrInvalidRequest, http.StatusBadRequest, "invalid_request"},
 	{domain.ErrInvalidOffer, http.StatusBadRequest, "invalid_offer"},

@@ -147,6 +147,9 @@ type Config struct {
 	// Admins lists the API key names that are admins (take control, book
 	// for others, read the audit trail). Without API keys every caller is.
 	Admins []string
+	// Recordings enables MP4 recordings of device streams (see
+	// recordings.go); nil leaves their routes out.
+	Recordings Recordings
 }
 
 // WebSocketConfig configures session WebSockets.
@@ -319,6 +322,9 @@ func (s *Server) routes() chi.Router {
 			r.Get("/sessions/{id}/stats", s.handleSessionStats)
 			if s.cfg.Farm != nil {
 				s.farmRoutes(r)
+			}
+			if s.cfg.Recordings != nil {
+				s.recordingRoutes(r)
 			}
 		})
 	})

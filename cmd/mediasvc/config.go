@@ -25,22 +25,23 @@ import (
 // Config is the whole configuration. Every key is documented in
 // mediasvc.yaml at the repository root.
 type Config struct {
-	HTTP      HTTPConfig      `koanf:"http"`
-	Auth      AuthConfig      `koanf:"auth"`
-	WS        WSConfig        `koanf:"ws"`
-	Limits    LimitsConfig    `koanf:"limits"`
-	Session   SessionConfig   `koanf:"session"`
-	Stream    StreamConfig    `koanf:"stream"`
-	WebRTC    WebRTCConfig    `koanf:"webrtc"`
-	Demo      DemoConfig      `koanf:"demo"`
-	Transcode TranscodeConfig `koanf:"transcode"`
-	ADB       ADBConfig       `koanf:"adb"`
-	Log       LogConfig       `koanf:"log"`
-	Instance  InstanceConfig  `koanf:"instance"`
-	Metrics   MetricsConfig   `koanf:"metrics"`
-	Debug     DebugConfig     `koanf:"debug"`
-	Store     StoreConfig     `koanf:"store"`
-	Redis     RedisConfig     `koanf:"redis"`
+	HTTP       HTTPConfig       `koanf:"http"`
+	Auth       AuthConfig       `koanf:"auth"`
+	WS         WSConfig         `koanf:"ws"`
+	Limits     LimitsConfig     `koanf:"limits"`
+	Session    SessionConfig    `koanf:"session"`
+	Stream     StreamConfig     `koanf:"stream"`
+	WebRTC     WebRTCConfig     `koanf:"webrtc"`
+	Demo       DemoConfig       `koanf:"demo"`
+	Transcode  TranscodeConfig  `koanf:"transcode"`
+	Recordings RecordingsConfig `koanf:"recordings"`
+	ADB        ADBConfig        `koanf:"adb"`
+	Log        LogConfig        `koanf:"log"`
+	Instance   InstanceConfig   `koanf:"instance"`
+	Metrics    MetricsConfig    `koanf:"metrics"`
+	Debug      DebugConfig      `koanf:"debug"`
+	Store      StoreConfig      `koanf:"store"`
+	Redis      RedisConfig      `koanf:"redis"`
 
 	Control      ControlConfig      `koanf:"control"`
 	Reservations ReservationsConfig `koanf:"reservations"`
@@ -190,6 +191,16 @@ type TranscodeConfig struct {
 	BitrateBps int    `koanf:"bitrate_bps"`
 }
 
+// RecordingsConfig is where MP4 recordings of device streams go and
+// what bounds them.
+type RecordingsConfig struct {
+	Enabled       bool          `koanf:"enabled"`
+	Dir           string        `koanf:"dir"`
+	MaxDuration   time.Duration `koanf:"max_duration"`
+	MaxTotalBytes int64         `koanf:"max_total_bytes"`
+	MaxConcurrent int           `koanf:"max_concurrent"`
+}
+
 // DemoConfig is the built-in demo device.
 type DemoConfig struct {
 	Enabled bool   `koanf:"enabled"`
@@ -333,6 +344,11 @@ func defaults() map[string]any {
 		"transcode.enabled":              true,
 		"transcode.ffmpeg":               "ffmpeg",
 		"transcode.bitrate_bps":          1500000,
+		"recordings.enabled":             true,
+		"recordings.dir":                 "recordings",
+		"recordings.max_duration":        "1h",
+		"recordings.max_total_bytes":     int64(10 << 30),
+		"recordings.max_concurrent":      4,
 		"adb.addr":                       "127.0.0.1:5037",
 		"adb.serials":                    []string{},
 		"adb.backend":                    "screenrecord",
@@ -636,6 +652,18 @@ func (c Config) validate() []error {
 		if c.Transcode.FFmpeg == "" {
 			bad("transcode.ffmpeg", "must name the ffmpeg binary (a path or a name in PATH)")
 		}
+	}
+	if c.Recordings.Enabled {
+		if c.Recordings.Dir == "" {
+			bad("recordings.dir", "must name a directory")
+		}
+		if c.Recordings.MaxDuration < time.Second {
+			bad("recordings.max_duration", "must be at least 1s, got %s", c.Recordings.MaxDuration)
+		}
+		if c.Recordings.MaxTotalBytes < 1<<20 {
+			bad("recordings.max_total_bytes", "must be at least 1 MiB, got %d", c.Recordings.MaxTotalBytes)
+		}
+		positive("recordings.max_concurrent", int64(c.Recordings.MaxConcurrent))
 	}
 	for i, s := range c.WebRTC.ICEServers {
 		key := fmt.Sprintf("webrtc.ice_servers[%d]", i)

@@ -35,6 +35,7 @@ import (
 	"mediasvc/adapters/adb"
 	"mediasvc/adapters/demo"
 	"mediasvc/adapters/httpapi"
+	"mediasvc/adapters/mp4rec"
 	"mediasvc/adapters/rtc"
 	"mediasvc/adapters/telemetry"
 	"mediasvc/adapters/transcode"
@@ -294,6 +295,19 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 	}, be.farm, be.audit, notifier, nil, log.With("component", "farm"))
 	svc.UseFarm(farm)
 
+	// Recordings: MP4 files of device streams under recordings.dir.
+	var recorder *app.Recorder
+	if cfg.Recordings.Enabled {
+		store, err := mp4rec.Open(cfg.Recordings.Dir, log.With("component", "recordings"))
+		if err != nil {
+			return err
+		}
+		recorder = svc.NewRecorder(store, app.RecorderConfig{Limits: domain.RecordingLimits{
+			MaxDuration: cfg.Recordings.MaxDuration, MaxTotalBytes: cfg.Recordings.MaxTotalBytes,
+			MaxConcurrent: cfg.Recordings.MaxConcurrent,
+		}}, log.With("component", "recordings"))
+	}
+
 	// The HTTP API is rebuilt on a reload that changes who may use it
 	// (keys, hosts, origins); sockets stay with the server that accepted
 	// them, and Shutdown reaches every one.
@@ -323,9 +337,10 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 				WriteTimeout:    cfg.WS.WriteTimeout,
 				MaxBadMessages:  cfg.WS.MaxBadMessages,
 			},
-			Meter:  meter("mediasvc/httpapi"),
-			Farm:   farm,
-			Admins: cfg.Farm.Admins,
+			Meter:      meter("mediasvc/httpapi"),
+			Farm:       farm,
+			Admins:     cfg.Farm.Admins,
+			Recordings: recordings(recorder),
 		}, svc, log.With("component", "http"))
 		if tel != nil && cfg.Metrics.Addr == "" {
 			// With API keys, scrapers present one like any REST client.
@@ -586,4 +601,13 @@ func orientationPoll(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// recordings is r as the HTTP adapter's interface, nil when recordings are
+// off (a nil *app.Recorder in the interface would not be nil).
+func recordings(r *app.Recorder) httpapi.Recordings {
+	if r == nil {
+		return nil
+	}
+	return r
 }
