@@ -67,8 +67,10 @@ func Open(dir string, log *slog.Logger) (*Store, error) {
 // Dir is the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
-func (s *Store) mp4Path(id domain.RecordingID) string  { return filepath.Join(s.dir, string(id)+".mp4") }
-func (s *Store) metaPath(id domain.RecordingID) string { return filepath.Join(s.dir, string(id)+".json") }
+func (s *Store) mp4Path(id domain.RecordingID) string { return filepath.Join(s.dir, string(id)+".mp4") }
+func (s *Store) metaPath(id domain.RecordingID) string {
+	return filepath.Join(s.dir, string(id)+".json")
+}
 
 // meta is what <id>.json holds.
 type meta struct {
