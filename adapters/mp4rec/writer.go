@@ -9,6 +9,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4"
 
 	"mediasvc/domain"
 	"mediasvc/ports"
@@ -170,12 +171,12 @@ func (w *Writer) writeVideo(f domain.Frame) error {
 func (w *Writer) writeInit(sps, pps []byte) error {
 	init := fmp4.Init{Tracks: []*fmp4.InitTrack{{
 		ID: videoTrackID, TimeScale: videoTimeScale,
-		Codec: &fmp4.CodecH264{SPS: sps, PPS: pps},
+		Codec: &mp4.CodecH264{SPS: sps, PPS: pps},
 	}}}
 	if w.rec.Audio == domain.CodecOpus {
 		init.Tracks = append(init.Tracks, &fmp4.InitTrack{
 			ID: audioTrackID, TimeScale: audioTimeScale,
-			Codec: &fmp4.CodecOpus{ChannelCount: 2},
+			Codec: &mp4.CodecOpus{ChannelCount: 2},
 		})
 	}
 	var buf seekablebuffer.Buffer
