@@ -32,7 +32,7 @@ var liveKeys = []string{
 	"limits",                                           // quotas, creation rates, input budget and ICE limits (new sessions)
 	"stream.min_bitrate_bps", "stream.max_bitrate_bps", // the bitrate policy of running captures
 	"metrics.quality_interval",
-	"webrtc.ice_servers", // for new sessions
+	"webrtc.ice_servers", "webrtc.turn", // for new sessions
 }
 
 func isLive(key string) bool {
