@@ -54,6 +54,11 @@ type metrics struct {
 	sourceKeyframes metric.Int64Counter
 	bitrateTarget   metric.Int64Gauge
 	bitrateChanges  metric.Int64Counter
+
+	transcoders        metric.Int64UpDownCounter
+	transcoderRestarts metric.Int64Counter
+	transcoderFailures metric.Int64Counter
+	transcoderKeyReqs  metric.Int64Counter
 }
 
 // newMetrics creates the instruments on m; a nil m records nothing (and
@@ -117,8 +122,43 @@ func newMetrics(m metric.Meter) *metrics {
 		g, _ = noop.NewMeterProvider().Meter("").Int64Gauge("media_capture_bitrate_target_bps")
 	}
 	mt.bitrateTarget = g
+	mt.transcoders = i64ud("media_transcoders_active", "Running transcoders (one per device and rendition with viewers), by device and rendition (vp8, h264-baseline).")
+	mt.transcoderRestarts = i64c("media_transcoder_restarts", "", "Transcoders restarted after they ended or failed while viewers remained, by device and rendition.")
+	mt.transcoderFailures = i64c("media_transcoder_failures", "", "Transcoder starts that failed, by device and rendition.")
+	mt.transcoderKeyReqs = i64c("media_transcoder_keyframe_requests", "", "Keyframe requests of a rendition's viewers forwarded to its transcoder (after coalescing), by device and rendition.")
 	mt.bitrateChanges = i64c("media_bitrate_changes", "", "Capture bitrate changes by the adaptive policy, by device and direction (up, down).")
+	mt.zeroKnownSets()
 	return mt
+}
+
+// createOutcomes are media_sessions_created's outcome values (createOutcome).
+var createOutcomes = []string{"ok", "rate_limited", "limit_exceeded", "not_found", "draining", "invalid", "error"}
+
+// zeroKnownSets adds 0 for every label set drawn from a fixed list, so each
+// is exported from the start and an alert on an increase sees the first
+// one. Sets with a device id are exported as devices appear.
+func (mt *metrics) zeroKnownSets() {
+	ctx := context.Background()
+	for _, kind := range []string{"ws", "whep"} {
+		for _, o := range createOutcomes {
+			mt.created.Add(ctx, 0, metric.WithAttributes(attribute.String("outcome", o), attribute.String("kind", kind)))
+		}
+	}
+	mt.active.Add(ctx, 0, sessionAttrs(domain.RoleViewer, "ws"))
+	mt.active.Add(ctx, 0, sessionAttrs(domain.RoleController, "ws"))
+	mt.active.Add(ctx, 0, sessionAttrs(domain.RoleViewer, "whep"))
+	for _, st := range []ports.PeerState{stateNew, ports.PeerConnecting, ports.PeerConnected, ports.PeerDisconnected, ports.PeerFailed} {
+		mt.iceState.Add(ctx, 0, stateAttr(st))
+		mt.iceTransitions.Add(ctx, 0, stateAttr(st))
+	}
+	mt.iceTransitions.Add(ctx, 0, stateAttr(ports.PeerClosed))
+	for _, r := range []string{"limit", "invalid", "other"} {
+		mt.candRejected.Add(ctx, 0, metric.WithAttributes(attribute.String("reason", r)))
+	}
+	mt.candAdded.Add(ctx, 0)
+	for _, l := range []string{"owner", "global", "input"} {
+		mt.rateLimited.Add(ctx, 0, metric.WithAttributes(attribute.String("limit", l)))
+	}
 }
 
 // Where the app layer recovers panics (media_panics' where label): a piece

@@ -65,6 +65,16 @@ func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64, ud
 		metric.WithDescription("Keyframe requests by origin (viewer PLI/FIR, client, joiner) and result (forwarded to the source, or coalesced).")); err != nil {
 		return in, err
 	}
+	// Every origin × result, and the feedback counters, are exported
+	// from the start at 0.
+	for _, byResult := range keyframeAttrs {
+		for _, a := range byResult {
+			in.keyframeReqs.Add(context.Background(), 0, a)
+		}
+	}
+	in.nacks.Add(context.Background(), 0)
+	in.plis.Add(context.Background(), 0)
+	in.retransmits.Add(context.Background(), 0)
 	frames, err := m.Int64ObservableCounter("media_video_frames_sent", metric.WithDescription("Video frames sent, summed over viewers."))
 	if err != nil {
 		return in, err
