@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +25,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
+
+	"mediasvc/e2e/client"
 )
 
 const turnserverPath = "/usr/bin/turnserver"
@@ -257,7 +260,39 @@ func TestTURNRESTCredentials(t *testing.T) {
 	if err := allocate(ts.Addr, tampered, srv.Credential); turnCode(err) != 401 {
 		t.Fatalf("Allocate with a pushed-out expiry: %v, want 401", err)
 	}
+
+	// A WHEP player finds its session's own credentials in the answer's
+	// Link header (RFC 9725), and coturn takes them.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	v, err := client.Dial(ctx, client.Config{BaseURL: in.Base, Mode: client.ModeWHEP})
+	if err != nil {
+		t.Fatalf("WHEP viewer: %v", err)
+	}
+	defer v.Close()
+	w := v.WHEP()
+	whepID := w.Location[strings.LastIndexByte(w.Location, '/')+1:]
+	var link string
+	for _, l := range w.Header.Values("Link") {
+		if strings.HasPrefix(l, "<turn:"+ts.Addr) {
+			link = l
+		}
+	}
+	m := linkAttrs.FindAllStringSubmatch(link, -1)
+	attrs := map[string]string{}
+	for _, kv := range m {
+		attrs[kv[1]] = kv[2]
+	}
+	if attrs["rel"] != "ice-server" || attrs["credential-type"] != "password" || !strings.HasSuffix(attrs["username"], ":"+whepID) {
+		t.Fatalf("WHEP Link %q (session %s), want rel=ice-server with the session's username and a password credential", link, whepID)
+	}
+	if err := allocate(ts.Addr, attrs["username"], attrs["credential"]); err != nil {
+		t.Fatalf("coturn refused the WHEP session's Link credential: %v", err)
+	}
 }
+
+// linkAttrs matches the quoted attributes of a Link header value.
+var linkAttrs = regexp.MustCompile(`;\s*([a-z-]+)="([^"]*)"`)
 
 // pairStatsJS reports the viewer page's decoded frames and the types of
 // the selected candidate pair's local and remote candidates.
