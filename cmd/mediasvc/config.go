@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"mediasvc/adapters/adb"
+	"mediasvc/adapters/redisstore"
 )
 
 // Config is the whole configuration. Every key is documented in
@@ -82,6 +83,24 @@ type RedisConfig struct {
 	// replicas have them, at most WaitTimeout.
 	WaitReplicas int           `koanf:"wait_replicas"`
 	WaitTimeout  time.Duration `koanf:"wait_timeout"`
+	// BusSecret signs every bus message (HMAC-SHA256); required with
+	// store.backend redis, at least 32 bytes, the same on every instance.
+	BusSecret string `koanf:"bus_secret"`
+	// BusAcceptSecrets are accepted on messages too (never used to sign):
+	// the previous or next secret while one is rotated.
+	BusAcceptSecrets []string `koanf:"bus_accept_secrets"`
+	// BusWindow is how far a bus message's timestamp may be from this
+	// instance's clock.
+	BusWindow time.Duration `koanf:"bus_window"`
+}
+
+// busSecrets is the bus's list of secrets: the signing one first.
+func (c RedisConfig) busSecrets() [][]byte {
+	out := [][]byte{[]byte(c.BusSecret)}
+	for _, s := range c.BusAcceptSecrets {
+		out = append(out, []byte(s))
+	}
+	return out
 }
 
 // HTTPConfig is the listener.
@@ -370,12 +389,16 @@ func defaults() map[string]any {
 		"redis.key_grace":                "1m",
 		"redis.health_interval":          "1s",
 		"redis.max_backoff":              "10s",
+		"redis.bus_secret":               "",
+		"redis.bus_accept_secrets":       []string{},
+		"redis.bus_window":               "30s",
 	}
 }
 
 // secretKeys are masked by `config print`.
 func isSecret(key string) bool {
-	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential") || strings.HasSuffix(key, ".secret")
+	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential") || strings.HasSuffix(key, ".secret") ||
+		key == "redis.bus_secret" || key == "redis.bus_accept_secrets"
 }
 
 // envPrefix starts every environment variable the service reads.
@@ -683,6 +706,18 @@ func (c Config) validate() []error {
 		} else if _, err := newRedisClient(c.Redis, false); err != nil {
 			bad("redis.url", "%v", err)
 		}
+		switch n := len(c.Redis.BusSecret); {
+		case n == 0:
+			bad("redis.bus_secret", "store.backend redis needs a bus secret (at least %d bytes, the same on every instance; MEDIASVC_REDIS_BUS_SECRET): instances sign their bus messages with it", redisstore.MinBusSecret)
+		case n < redisstore.MinBusSecret:
+			bad("redis.bus_secret", "is %d bytes, want at least %d", n, redisstore.MinBusSecret)
+		}
+		for i, s := range c.Redis.BusAcceptSecrets {
+			if len(s) < redisstore.MinBusSecret {
+				bad(fmt.Sprintf("redis.bus_accept_secrets[%d]", i), "is %d bytes, want at least %d", len(s), redisstore.MinBusSecret)
+			}
+		}
+		positive("redis.bus_window", int64(c.Redis.BusWindow))
 	default:
 		bad("store.backend", "must be memory or redis, got %q", c.Store.Backend)
 	}

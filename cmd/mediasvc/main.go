@@ -147,7 +147,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		meter = func(name string) metric.Meter { return tel.Meter(name) }
 	}
 
-	be, err := newBackend(ctx, cfg, domain.Instance{ID: instance, URL: cfg.Instance.AdvertiseURL}, log)
+	be, err := newBackend(ctx, cfg, domain.Instance{ID: instance, URL: cfg.Instance.AdvertiseURL}, log, meter("mediasvc/redisstore"))
 	if err != nil {
 		return err
 	}
