@@ -216,7 +216,13 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		KeyframeInterval: cfg.Stream.KeyframeInterval,
 		RingHistory:      cfg.Stream.RingHistory,
 		RingMaxBytes:     cfg.Stream.RingMaxBytes,
-		Meter:            meter("mediasvc/rtc"),
+		ViewerBudget: rtc.ViewerBudget{
+			RetransmitRate:   cfg.Stream.ViewerRetransmitRate,
+			RetransmitBytes:  cfg.Stream.ViewerRetransmitBytes,
+			RTCPRate:         cfg.Stream.ViewerRTCPRate,
+			KeyframeInterval: cfg.Stream.ViewerKeyframeInterval,
+		},
+		Meter: meter("mediasvc/rtc"),
 	}, log.With("component", "rtc"))
 	if err != nil {
 		return fmt.Errorf("webrtc transport: %w", err)
