@@ -25,10 +25,12 @@ import (
 type Hub struct {
 	sources   *sourceSet
 	transport ports.Transport
-	clock     ports.Clock
-	log       *slog.Logger
-	cfg       HubConfig
-	m         *metrics
+	// transcoders make the renditions; nil serves the original only.
+	transcoders ports.Transcoders
+	clock       ports.Clock
+	log         *slog.Logger
+	cfg         HubConfig
+	m           *metrics
 	// bitrate is the policy in force (cfg.Bitrate until a Reconfigure).
 	bitrate atomic.Pointer[domain.BitratePolicy]
 
@@ -77,9 +79,15 @@ type stream struct {
 
 	viewers int         // guarded by Hub.mu
 	stopT   ports.Timer // guarded by Hub.mu
+
+	// renditions are the transcoded encodings running for this stream's
+	// viewers; guarded by Hub.mu. rends is the same set, once each has
+	// its fanout, for the capture pump to read without the lock.
+	renditions map[domain.Rendition]*rendition
+	rends      atomic.Pointer[[]*rendition]
 }
 
-func newHub(sources *sourceSet, t ports.Transport, clock ports.Clock, cfg HubConfig, notify func(domain.DeviceID, string), log *slog.Logger) *Hub {
+func newHub(sources *sourceSet, t ports.Transport, tc ports.Transcoders, clock ports.Clock, cfg HubConfig, notify func(domain.DeviceID, string), log *slog.Logger) *Hub {
 	if cfg.RetryMin <= 0 {
 		cfg.RetryMin = 250 * time.Millisecond
 	}
@@ -87,7 +95,7 @@ func newHub(sources *sourceSet, t ports.Transport, clock ports.Clock, cfg HubCon
 		cfg.RetryMax = 5 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Hub{sources: sources, transport: t, clock: clock, cfg: cfg, notify: notify, log: log, m: newMetrics(nil),
+	h := &Hub{sources: sources, transport: t, transcoders: tc, clock: clock, cfg: cfg, notify: notify, log: log, m: newMetrics(nil),
 		ctx: ctx, cancel: cancel, streams: make(map[domain.DeviceID]*stream)}
 	h.bitrate.Store(&cfg.Bitrate)
 	return h
@@ -219,6 +227,9 @@ func (h *Hub) stopLocked(st *stream) {
 	if st.stopT != nil {
 		st.stopT.Stop()
 		st.stopT = nil
+	}
+	for _, rd := range st.renditions {
+		h.stopRenditionLocked(rd)
 	}
 	st.cancel()
 	h.wg.Add(1)

@@ -55,6 +55,7 @@ type live struct {
 	peer      ports.Peer
 	fanout    ports.Fanout
 	info      domain.StreamInfo
+	rendition domain.Rendition // what the peer sends: the original or a transcoder's
 	release   func()
 	peerState ports.PeerState // the peer's last state as the owner saw it
 	closed    bool

@@ -54,6 +54,11 @@ type metrics struct {
 	sourceKeyframes metric.Int64Counter
 	bitrateTarget   metric.Int64Gauge
 	bitrateChanges  metric.Int64Counter
+
+	transcoders        metric.Int64UpDownCounter
+	transcoderRestarts metric.Int64Counter
+	transcoderFailures metric.Int64Counter
+	transcoderKeyReqs  metric.Int64Counter
 }
 
 // newMetrics creates the instruments on m; a nil m records nothing (and
@@ -117,6 +122,10 @@ func newMetrics(m metric.Meter) *metrics {
 		g, _ = noop.NewMeterProvider().Meter("").Int64Gauge("media_capture_bitrate_target_bps")
 	}
 	mt.bitrateTarget = g
+	mt.transcoders = i64ud("media_transcoders_active", "Running transcoders (one per device and rendition with viewers), by device and rendition (vp8, h264-baseline).")
+	mt.transcoderRestarts = i64c("media_transcoder_restarts", "", "Transcoders restarted after they ended or failed while viewers remained, by device and rendition.")
+	mt.transcoderFailures = i64c("media_transcoder_failures", "", "Transcoder starts that failed, by device and rendition.")
+	mt.transcoderKeyReqs = i64c("media_transcoder_keyframe_requests", "", "Keyframe requests of a rendition's viewers forwarded to its transcoder (after coalescing), by device and rendition.")
 	mt.bitrateChanges = i64c("media_bitrate_changes", "", "Capture bitrate changes by the adaptive policy, by device and direction (up, down).")
 	return mt
 }

@@ -176,6 +176,7 @@ func (h *Hub) pump(ctx context.Context, st *stream, capt ports.Capture, tl *time
 		if err := st.fanout.WriteFrame(f); err != nil {
 			return fmt.Errorf("write frame: %w", err)
 		}
+		st.feedRenditions(f)
 	}
 }
 

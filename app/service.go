@@ -47,6 +47,10 @@ type Deps struct {
 	Store     ports.SessionStore
 	Sources   []Source
 	Transport ports.Transport
+	// Transcoders make renditions (VP8, Constrained Baseline) for viewers
+	// whose offer cannot take what a device sends; nil serves the
+	// original only, and such a viewer gets domain.ErrNoCommonCodec.
+	Transcoders ports.Transcoders
 	// OwnerLimit limits session creation per owner (API key or client IP);
 	// GlobalLimit limits it overall. Either may be nil.
 	OwnerLimit  ports.RateLimiter
@@ -137,7 +141,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Service {
 	}
 	s := &Service{cfg: cfg, deps: deps, log: log, started: deps.Clock.Now(), src: &sourceSet{list: deps.Sources}, live: make(map[domain.SessionID]*live), leases: make(map[domain.DeviceID]domain.Lease)}
 	s.m = newMetrics(deps.Meter)
-	s.hub = newHub(s.src, deps.Transport, deps.Clock, cfg.Hub, s.deviceCondition, log)
+	s.hub = newHub(s.src, deps.Transport, deps.Transcoders, deps.Clock, cfg.Hub, s.deviceCondition, log)
 	s.qualityReset = make(chan time.Duration, 1)
 	s.tun.Store(&Tunables{Quota: cfg.Quota, ICE: cfg.ICE, InputRate: cfg.InputRate, InputBurst: cfg.InputBurst,
 		Bitrate: cfg.Hub.Bitrate, QualityInterval: cfg.QualityInterval})

@@ -107,7 +107,7 @@ func (s *Service) answer(ctx context.Context, l *live, sdp string, trickle bool)
 	}
 	if peer == nil {
 		var err error
-		if peer, err = s.newPeer(ctx, l, trickle); err != nil {
+		if peer, err = s.newPeer(ctx, l, sdp, trickle); err != nil {
 			return "", err
 		}
 	}
@@ -128,13 +128,42 @@ func (s *Service) answer(ctx context.Context, l *live, sdp string, trickle bool)
 	return answer, nil
 }
 
-// newPeer joins the device's stream and builds the session's peer, whose
-// callbacks only post to the session's owner.
-func (s *Service) newPeer(ctx context.Context, l *live, trickle bool) (ports.Peer, error) {
+// newPeer joins the device's stream — the original, or the rendition the
+// offer needs (one transcoder per device and rendition, shared) — and
+// builds the session's peer, whose callbacks only post to the session's
+// owner. An offer that takes neither is domain.ErrNoCommonCodec.
+func (s *Service) newPeer(ctx context.Context, l *live, offer string, trickle bool) (ports.Peer, error) {
 	fan, info, release, err := s.hub.Attach(ctx, l.device)
 	if err != nil {
 		return nil, fmt.Errorf("offer for session %s: %w", l.id, err)
 	}
+	current := info
+	if ci, ok := s.hub.CurrentInfo(l.device); ok {
+		current = ci
+	}
+	if pl := fan.ProfileLevelID(); pl != "" {
+		current.ProfileLevelID = pl
+	}
+	r, err := s.deps.Transport.Negotiate(offer, current, s.hub.Renditions())
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("offer for session %s: %w", l.id, err)
+	}
+	if r != domain.RenditionOriginal {
+		// l.info stays the original's: input maps to the device's picture.
+		rfan, _, rrelease, err := s.hub.AttachRendition(ctx, l.device, r)
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("offer for session %s: %w", l.id, err)
+		}
+		orig := release
+		fan = rfan
+		release = func() { rrelease(); orig() }
+		l.log.Info("viewer gets a rendition", "rendition", string(r))
+	}
+	l.mu.Lock()
+	l.rendition = r
+	l.mu.Unlock()
 	peer, err := s.deps.Transport.NewPeer(ctx, fan, ports.PeerOptions{
 		Session: l.id,
 		Limits:  s.tunables().ICE,

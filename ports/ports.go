@@ -96,6 +96,43 @@ type Transport interface {
 	NewPeer(ctx context.Context, f Fanout, opts PeerOptions) (Peer, error)
 	// ICEServers returns the STUN/TURN servers clients should use.
 	ICEServers() []domain.ICEServer
+	// Negotiate returns the rendition of a stream described by info that
+	// a viewer's offer takes: domain.RenditionOriginal when it decodes
+	// info's codec and profile, else the first of renditions it decodes.
+	// domain.ErrInvalidOffer (wrapped) for an offer that is malformed or
+	// has no video; a *domain.NoCommonCodecError (errors.Is
+	// domain.ErrNoCommonCodec) when it takes none of them.
+	Negotiate(offer string, info domain.StreamInfo, renditions []domain.Rendition) (domain.Rendition, error)
+}
+
+// Transcoders make renditions of a device's stream (VP8, Constrained
+// Baseline H.264) for viewers that cannot take the original. The hub runs
+// at most one Transcoder per device and rendition. Implementation:
+// transcode (ffmpeg); without one only the original is served.
+type Transcoders interface {
+	// Renditions lists the renditions Start can make.
+	Renditions() []domain.Rendition
+	// Start runs a transcoder making rendition r of a stream described
+	// by in. Errors wrap domain.ErrUnavailable when it cannot run. The
+	// caller must Close the Transcoder.
+	Start(r domain.Rendition, in domain.StreamInfo) (Transcoder, error)
+}
+
+// Transcoder is one running rendition of one stream: fed the source's
+// access units with Write (from the capture pump), read like a capture
+// (from the rendition's pump). Its Info is the rendition's: its codec,
+// the source's size and audio codec; it makes video only (the source's
+// audio is passed on as it is by the caller). RequestKeyframe makes the
+// rendition's next picture made from a source keyframe a keyframe (the
+// caller asks the source for one too); it has a keyframe at least every
+// couple of seconds anyway.
+type Transcoder interface {
+	Capture
+	// Write hands one video access unit of the source to the transcoder
+	// without blocking (audio is ignored); when the transcoder falls
+	// behind it drops input up to the next source keyframe. It returns an
+	// error after Close.
+	Write(f domain.Frame) error
 }
 
 // Fanout is one device stream packetized once and read by many peers.
@@ -109,6 +146,10 @@ type Fanout interface {
 	// RequestKeyframe adds a request to KeyframeRequests (coalesced with
 	// the viewers' own). It never blocks.
 	RequestKeyframe()
+	// ProfileLevelID returns the H.264 profile-level-id of the latest SPS
+	// the stream carried ("" for VP8, or before any SPS): what a new
+	// viewer's offer must take.
+	ProfileLevelID() string
 	// Viewers returns the number of peers attached.
 	Viewers() int
 	// Stats returns the aggregated quality of the attached viewers (worst

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,8 +36,8 @@ const (
 )
 
 // ErrUnavailable is returned when ffmpeg cannot run or lacks the encoder a
-// rendition needs.
-var ErrUnavailable = errors.New("transcoder unavailable")
+// rendition needs. It matches domain.ErrUnavailable.
+var ErrUnavailable = fmt.Errorf("transcoder: %w", domain.ErrUnavailable)
 
 // Config configures transcoders.
 type Config struct {
@@ -102,8 +103,13 @@ func Available(ctx context.Context, ffmpeg string) ([]domain.Rendition, error) {
 }
 
 // args is the ffmpeg command line for rendition r.
-func args(cfg Config, r domain.Rendition) ([]string, error) {
+func args(cfg Config, r domain.Rendition, in domain.StreamInfo) ([]string, error) {
 	kbps := strconv.Itoa(cfg.BitrateBps/1000) + "k"
+	fps := in.FPS
+	if fps <= 0 {
+		fps = 30
+	}
+	gop := strconv.Itoa(max(1, int(cfg.KeyframeInterval.Seconds()*float64(fps))))
 	a := []string{
 		"-hide_banner", "-loglevel", "error", "-nostdin",
 		// Start at once and keep nothing back: a tiny probe, a decoder
@@ -116,18 +122,22 @@ func args(cfg Config, r domain.Rendition) ([]string, error) {
 		// Every packet leaves at once (ffmpeg buffers 32 KiB of output
 		// otherwise: a second of video at a small size).
 		"-an", "-fps_mode", "passthrough", "-flush_packets", "1",
-		"-force_key_frames", fmt.Sprintf("expr:gte(t,n_forced*%g)", cfg.KeyframeInterval.Seconds()),
+		// Every source keyframe makes a keyframe of the rendition: ffmpeg
+		// takes no keyframe request while it runs, so a viewer's request
+		// reaches the rendition through the source (the hub asks it).
+		// Besides, a keyframe at least every KeyframeInterval of frames.
+		"-force_key_frames", "source",
 	}
 	switch r {
 	case domain.RenditionVP8:
 		a = append(a, "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
 			"-b:v", kbps, "-maxrate", kbps, "-bufsize", kbps,
 			"-lag-in-frames", "0", "-auto-alt-ref", "0", "-error-resilient", "1",
-			"-g", "9999", "-threads", "2", "-f", "ivf", "pipe:1")
+			"-g", gop, "-threads", "2", "-f", "ivf", "pipe:1")
 	case domain.RenditionBaseline:
 		a = append(a, "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
 			"-profile:v", "baseline", "-level:v", "3.1", "-pix_fmt", "yuv420p",
-			"-b:v", kbps, "-maxrate", kbps, "-bufsize", kbps, "-bf", "0", "-g", "9999",
+			"-b:v", kbps, "-maxrate", kbps, "-bufsize", kbps, "-bf", "0", "-g", gop,
 			// An AUD opens every access unit (it is how the output is split)
 			// and SPS/PPS precede every keyframe.
 			"-x264-params", "aud=1:repeat-headers=1",
@@ -177,7 +187,45 @@ type Transcoder struct {
 	hdr  [12]byte
 }
 
-var _ ports.Capture = (*Transcoder)(nil)
+var _ ports.Transcoder = (*Transcoder)(nil)
+
+// Transcoders starts ffmpeg renditions: the ports.Transcoders of the hub.
+type Transcoders struct {
+	cfg  Config
+	made []domain.Rendition
+	log  *slog.Logger
+}
+
+var _ ports.Transcoders = (*Transcoders)(nil)
+
+// New asks cfg.FFmpeg which renditions it can make (Available) and
+// returns the Transcoders making them. It returns an error wrapping
+// ErrUnavailable when ffmpeg does not run or makes none.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Transcoders, error) {
+	cfg.defaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	made, err := Available(ctx, cfg.FFmpeg)
+	if err != nil {
+		return nil, err
+	}
+	if len(made) == 0 {
+		return nil, fmt.Errorf("%s has neither libvpx nor libx264: %w", cfg.FFmpeg, ErrUnavailable)
+	}
+	return &Transcoders{cfg: cfg, made: made, log: log}, nil
+}
+
+// Renditions returns what ffmpeg can make.
+func (t *Transcoders) Renditions() []domain.Rendition { return slices.Clone(t.made) }
+
+// Start runs ffmpeg for rendition r (see the package Start).
+func (t *Transcoders) Start(r domain.Rendition, in domain.StreamInfo) (ports.Transcoder, error) {
+	if !slices.Contains(t.made, r) {
+		return nil, fmt.Errorf("rendition %s: %s cannot make it: %w", r, t.cfg.FFmpeg, ErrUnavailable)
+	}
+	return Start(t.cfg, r, in, t.log)
+}
 
 // Start runs ffmpeg for rendition r of a stream described by in. It
 // returns an error wrapping ErrUnavailable when ffmpeg cannot start. The
@@ -187,7 +235,7 @@ func Start(cfg Config, r domain.Rendition, in domain.StreamInfo, log *slog.Logge
 	if log == nil {
 		log = slog.Default()
 	}
-	a, err := args(cfg, r)
+	a, err := args(cfg, r, in)
 	if err != nil {
 		return nil, err
 	}
@@ -389,8 +437,11 @@ func (t *Transcoder) readIVF() ([]byte, error) {
 	return b, nil
 }
 
-// RequestKeyframe is ignored: the rendition has a keyframe every
-// KeyframeInterval, and its ring keeps the latest for joiners.
+// RequestKeyframe does nothing by itself: ffmpeg takes no request while
+// it runs, but makes a keyframe of every source keyframe
+// (-force_key_frames source), so the caller asks the source for one. The
+// rendition has a keyframe at least every KeyframeInterval of frames, and
+// its ring keeps the latest for joiners.
 func (t *Transcoder) RequestKeyframe() {}
 
 // SetBitrate is ignored: ffmpeg's bitrate is fixed at start.

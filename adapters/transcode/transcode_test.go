@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"testing"
 	"time"
 
@@ -22,10 +23,13 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // testAUs returns the access units of a small H.264 clip made by ffmpeg
 // (320x240, 30 fps, Constrained Baseline, SPS/PPS and an IDR every 30
 // frames): small, so the tests stay cheap on a shared machine.
-func testAUs(t *testing.T) [][]byte {
+func testAUs(t *testing.T) [][]byte { return testAUsGOP(t, 30) }
+
+// testAUsGOP is testAUs with an IDR every gop frames.
+func testAUsGOP(t *testing.T, gop int) [][]byte {
 	t.Helper()
 	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=4",
-		"-c:v", "libx264", "-profile:v", "baseline", "-preset", "ultrafast", "-g", "30", "-bf", "0",
+		"-c:v", "libx264", "-profile:v", "baseline", "-preset", "ultrafast", "-g", strconv.Itoa(gop), "-keyint_min", strconv.Itoa(gop), "-sc_threshold", "0", "-bf", "0",
 		"-x264-params", "repeat-headers=1", "-f", "h264", "pipe:1").Output()
 	if err != nil {
 		t.Fatalf("make test clip: %v", err)
@@ -66,6 +70,12 @@ func needFFmpeg(t *testing.T, r domain.Rendition) {
 // the transcoder drop input up to a keyframe: those frames never come.
 func run(t *testing.T, r domain.Rendition, n int) []domain.Frame {
 	t.Helper()
+	return runGOP(t, r, n, 30)
+}
+
+// runGOP is run with a source keyframe every gop frames.
+func runGOP(t *testing.T, r domain.Rendition, n, gop int) []domain.Frame {
+	t.Helper()
 	needFFmpeg(t, r)
 	tc, err := Start(Config{}, r, domain.StreamInfo{Video: domain.CodecH264, Audio: domain.CodecOpus, Width: 320, Height: 240, FPS: 30}, quiet())
 	if err != nil {
@@ -75,14 +85,14 @@ func run(t *testing.T, r domain.Rendition, n int) []domain.Frame {
 	if got := tc.Info(); got.Video != r.Codec() || got.Audio != domain.CodecOpus || got.Width != 320 {
 		t.Fatalf("info %+v", got)
 	}
-	aus := testAUs(t)
+	aus := testAUsGOP(t, gop)
 	fed := make(chan struct{})
 	go func() {
 		defer close(fed)
 		tick := time.NewTicker(time.Second / 30)
 		defer tick.Stop()
 		for i := range n {
-			_ = tc.Write(domain.Frame{Kind: domain.KindVideo, Data: aus[i%len(aus)], PTS: time.Duration(i) * time.Second / 30, Keyframe: i%30 == 0})
+			_ = tc.Write(domain.Frame{Kind: domain.KindVideo, Data: aus[i%len(aus)], PTS: time.Duration(i) * time.Second / 30, Keyframe: i%len(aus)%gop == 0})
 			<-tick.C
 		}
 	}()
@@ -141,9 +151,7 @@ func checkPTS(t *testing.T, out []domain.Frame) {
 }
 
 func TestVP8Rendition(t *testing.T) {
-	start := time.Now()
 	out := run(t, domain.RenditionVP8, 100) // 3.3 s at 30 fps, longer on a busy machine
-	elapsed := time.Since(start)
 	if !out[0].Keyframe || out[0].PTS != 0 {
 		t.Fatalf("first frame keyframe=%v pts=%v", out[0].Keyframe, out[0].PTS)
 	}
@@ -156,12 +164,38 @@ func TestVP8Rendition(t *testing.T) {
 		if len(f.Data) < 3 || (f.Keyframe && !(f.Data[3] == 0x9d && f.Data[4] == 0x01 && f.Data[5] == 0x2a)) {
 			t.Fatalf("frame %d is no VP8 frame", i)
 		}
+		// Each source keyframe (every 30 frames: PTS a whole second) makes
+		// a keyframe, and nothing else does (the GOP of 60 never runs out).
+		if srcKey := f.PTS%time.Second == 0; f.Keyframe != srcKey {
+			t.Fatalf("frame %d (pts %v): keyframe %v, source keyframe %v", i, f.PTS, f.Keyframe, srcKey)
+		}
 	}
-	// Keyframes come every 2 s of the time the frames took to arrive, not
-	// with each input keyframe (every 30 frames): at most one more than
-	// the 2 s periods that elapsed.
-	if max := int(elapsed/(2*time.Second)) + 1; keys > max {
-		t.Fatalf("%d keyframes in %v, want at most %d (one every 2 s)", keys, elapsed, max)
+	if keys < 2 {
+		t.Fatalf("%d keyframes", keys)
+	}
+}
+
+// A source with a long GOP still gets a rendition keyframe every
+// KeyframeInterval (2 s) of frames: 60 at 30 fps.
+func TestRenditionKeyframeInterval(t *testing.T) {
+	for _, r := range []domain.Rendition{domain.RenditionVP8, domain.RenditionBaseline} {
+		t.Run(string(r), func(t *testing.T) {
+			out := runGOP(t, r, 120, 1000)
+			var keys []time.Duration
+			for _, f := range out {
+				if f.Keyframe {
+					keys = append(keys, f.PTS)
+				}
+			}
+			if len(keys) < 2 || keys[0] != 0 {
+				t.Fatalf("keyframes at %v", keys)
+			}
+			for i := 1; i < len(keys); i++ {
+				if gap := keys[i] - keys[i-1]; gap > 2*time.Second {
+					t.Fatalf("keyframes at %v: a gap of %v", keys, gap)
+				}
+			}
+		})
 	}
 }
 

@@ -26,21 +26,22 @@ import (
 // Config is the whole configuration. Every key is documented in
 // mediasvc.yaml at the repository root.
 type Config struct {
-	HTTP     HTTPConfig     `koanf:"http"`
-	Auth     AuthConfig     `koanf:"auth"`
-	WS       WSConfig       `koanf:"ws"`
-	Limits   LimitsConfig   `koanf:"limits"`
-	Session  SessionConfig  `koanf:"session"`
-	Stream   StreamConfig   `koanf:"stream"`
-	WebRTC   WebRTCConfig   `koanf:"webrtc"`
-	Demo     DemoConfig     `koanf:"demo"`
-	ADB      ADBConfig      `koanf:"adb"`
-	Log      LogConfig      `koanf:"log"`
-	Instance InstanceConfig `koanf:"instance"`
-	Metrics  MetricsConfig  `koanf:"metrics"`
-	Debug    DebugConfig    `koanf:"debug"`
-	Store    StoreConfig    `koanf:"store"`
-	Redis    RedisConfig    `koanf:"redis"`
+	HTTP      HTTPConfig      `koanf:"http"`
+	Auth      AuthConfig      `koanf:"auth"`
+	WS        WSConfig        `koanf:"ws"`
+	Limits    LimitsConfig    `koanf:"limits"`
+	Session   SessionConfig   `koanf:"session"`
+	Stream    StreamConfig    `koanf:"stream"`
+	WebRTC    WebRTCConfig    `koanf:"webrtc"`
+	Demo      DemoConfig      `koanf:"demo"`
+	Transcode TranscodeConfig `koanf:"transcode"`
+	ADB       ADBConfig       `koanf:"adb"`
+	Log       LogConfig       `koanf:"log"`
+	Instance  InstanceConfig  `koanf:"instance"`
+	Metrics   MetricsConfig   `koanf:"metrics"`
+	Debug     DebugConfig     `koanf:"debug"`
+	Store     StoreConfig     `koanf:"store"`
+	Redis     RedisConfig     `koanf:"redis"`
 
 	Control      ControlConfig      `koanf:"control"`
 	Reservations ReservationsConfig `koanf:"reservations"`
@@ -207,6 +208,14 @@ type WebRTCConfig struct {
 	MTU int `koanf:"mtu"`
 }
 
+// TranscodeConfig is the ffmpeg transcoder making renditions (VP8,
+// Constrained Baseline) for viewers that cannot take a device's stream.
+type TranscodeConfig struct {
+	Enabled    bool   `koanf:"enabled"`
+	FFmpeg     string `koanf:"ffmpeg"`
+	BitrateBps int    `koanf:"bitrate_bps"`
+}
+
 // DemoConfig is the built-in demo device.
 type DemoConfig struct {
 	Enabled bool   `koanf:"enabled"`
@@ -351,6 +360,9 @@ func defaults() map[string]any {
 		"webrtc.interfaces":               []string{},
 		"webrtc.mtu":                      1200,
 		"demo.enabled":                    true,
+		"transcode.enabled":               true,
+		"transcode.ffmpeg":                "ffmpeg",
+		"transcode.bitrate_bps":           1500000,
 		"adb.addr":                        "127.0.0.1:5037",
 		"adb.serials":                     []string{},
 		"adb.backend":                     "screenrecord",
@@ -649,6 +661,12 @@ func (c Config) validate() []error {
 		bad("stream.bitrate_bps", "must lie within [min_bitrate_bps, max_bitrate_bps]")
 	}
 	positive("stream.bitrate_interval", int64(c.Stream.BitrateInterval))
+	if c.Transcode.Enabled {
+		positive("transcode.bitrate_bps", int64(c.Transcode.BitrateBps))
+		if c.Transcode.FFmpeg == "" {
+			bad("transcode.ffmpeg", "must name the ffmpeg binary (a path or a name in PATH)")
+		}
+	}
 	for i, s := range c.WebRTC.ICEServers {
 		key := fmt.Sprintf("webrtc.ice_servers[%d]", i)
 		if len(s.URLs) == 0 {

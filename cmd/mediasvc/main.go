@@ -37,6 +37,7 @@ import (
 	"mediasvc/adapters/httpapi"
 	"mediasvc/adapters/rtc"
 	"mediasvc/adapters/telemetry"
+	"mediasvc/adapters/transcode"
 	"mediasvc/adapters/webhook"
 	"mediasvc/app"
 	"mediasvc/domain"
@@ -229,6 +230,20 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 	}
 	defer transport.Close()
 
+	// Renditions for viewers that cannot take a device's stream (Firefox
+	// without OpenH264 offers VP8 only): with no usable ffmpeg such a
+	// viewer gets 406 no_common_codec.
+	var transcoders ports.Transcoders
+	if cfg.Transcode.Enabled {
+		tcs, err := transcode.New(ctx, transcode.Config{FFmpeg: cfg.Transcode.FFmpeg, BitrateBps: cfg.Transcode.BitrateBps}, log.With("component", "transcode"))
+		if err != nil {
+			log.Warn("no transcoder: viewers without H.264 get no_common_codec", "err", err)
+		} else {
+			transcoders = tcs
+			log.Info("transcoder ready", "ffmpeg", cfg.Transcode.FFmpeg, "renditions", tcs.Renditions())
+		}
+	}
+
 	svc := app.New(app.Config{
 		Instance:        instance,
 		SessionTTL:      cfg.Session.TTL,
@@ -246,6 +261,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		Store:       be.store,
 		Sources:     sources,
 		Transport:   transport,
+		Transcoders: transcoders,
 		OwnerLimit:  be.ownerLimit,
 		GlobalLimit: be.globalLimit,
 		Healthy:     be.healthy,

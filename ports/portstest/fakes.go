@@ -124,6 +124,8 @@ func (c *Capture) Close() error {
 type Transport struct {
 	NewFanoutFunc func(device domain.DeviceID, info domain.StreamInfo) (ports.Fanout, error)
 	NewPeerFunc   func(ctx context.Context, f ports.Fanout, opts ports.PeerOptions) (ports.Peer, error)
+	// NegotiateFunc decides a viewer's rendition; nil: the original.
+	NegotiateFunc func(offer string, info domain.StreamInfo, renditions []domain.Rendition) (domain.Rendition, error)
 	Servers       []domain.ICEServer
 }
 
@@ -147,6 +149,82 @@ func (t *Transport) NewPeer(ctx context.Context, f ports.Fanout, opts ports.Peer
 
 // ICEServers returns Servers.
 func (t *Transport) ICEServers() []domain.ICEServer { return t.Servers }
+
+// Negotiate calls NegotiateFunc, or chooses the original.
+func (t *Transport) Negotiate(offer string, info domain.StreamInfo, renditions []domain.Rendition) (domain.Rendition, error) {
+	if t.NegotiateFunc == nil {
+		return domain.RenditionOriginal, nil
+	}
+	return t.NegotiateFunc(offer, info, renditions)
+}
+
+// Transcoders is a fake ports.Transcoders whose transcoders "encode" by
+// passing each video frame written on to ReadFrame, with their rendition's
+// codec in Info.
+type Transcoders struct {
+	Made []domain.Rendition
+	// StartFunc, when set, replaces the default Start.
+	StartFunc func(r domain.Rendition, in domain.StreamInfo) (ports.Transcoder, error)
+	mu        sync.Mutex
+	started   []*Transcoder
+}
+
+var _ ports.Transcoders = (*Transcoders)(nil)
+
+// Renditions returns Made.
+func (t *Transcoders) Renditions() []domain.Rendition { return t.Made }
+
+// Start returns a new Transcoder (or calls StartFunc).
+func (t *Transcoders) Start(r domain.Rendition, in domain.StreamInfo) (ports.Transcoder, error) {
+	if t.StartFunc != nil {
+		return t.StartFunc(r, in)
+	}
+	info := in
+	info.Video = r.Codec()
+	tc := &Transcoder{Rendition: r, Capture: NewCapture(info)}
+	tc.Capture.Frames = make(chan domain.Frame, 64)
+	t.mu.Lock()
+	t.started = append(t.started, tc)
+	t.mu.Unlock()
+	return tc, nil
+}
+
+// Started returns the transcoders Start made, in order.
+func (t *Transcoders) Started() []*Transcoder {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]*Transcoder(nil), t.started...)
+}
+
+// Transcoder is a fake ports.Transcoder: Write queues each video frame
+// for ReadFrame (dropping when 64 wait); RequestKeyframe is counted by
+// the embedded Capture.
+type Transcoder struct {
+	Rendition domain.Rendition
+	*Capture
+	Written atomic.Int64
+	wmu     sync.Mutex
+}
+
+var _ ports.Transcoder = (*Transcoder)(nil)
+
+// Write passes a video frame on to ReadFrame; it fails after Close.
+func (t *Transcoder) Write(f domain.Frame) error {
+	if f.Kind != domain.KindVideo {
+		return nil
+	}
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	if t.Closed.Load() {
+		return io.ErrClosedPipe
+	}
+	t.Written.Add(1)
+	select {
+	case t.Frames <- f:
+	default:
+	}
+	return nil
+}
 
 // Fanout is a fake ports.Fanout that records frames.
 type Fanout struct {
@@ -188,6 +266,9 @@ func (f *Fanout) RequestKeyframe() {
 	default:
 	}
 }
+
+// ProfileLevelID returns "" (the StreamInfo's profile stands).
+func (f *Fanout) ProfileLevelID() string { return "" }
 
 // SetViewers sets what Viewers reports.
 func (f *Fanout) SetViewers(n int) { f.viewers.Store(int64(n)) }
