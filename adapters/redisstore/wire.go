@@ -74,7 +74,7 @@ var wireErrors = map[string]error{
 	"device_not_found": domain.ErrDeviceNotFound, "device_unavailable": domain.ErrDeviceUnavailable,
 	"too_many_candidates": domain.ErrTooManyCandidates, "invalid_candidate": domain.ErrInvalidCandidate,
 	"invalid_offer": domain.ErrInvalidOffer, "invalid_input": domain.ErrInvalidInput,
-	"no_common_codec": domain.ErrNoCommonCodec,
+	"no_common_codec": domain.ErrNoCommonCodec, "input_busy": domain.ErrInputBusy,
 	"invalid_request": domain.ErrInvalidRequest, "forbidden": domain.ErrForbidden,
 	"conflict": domain.ErrConflict, "draining": domain.ErrDraining, "unavailable": domain.ErrUnavailable,
 	"unauthorized": domain.ErrUnauthorized, "invalid_transition": domain.ErrInvalidTransition,
@@ -84,7 +84,7 @@ var wireErrors = map[string]error{
 // sentinels always gets the same code.
 var wireCodes = []string{
 	"session_not_found", "limit_exceeded", "session_exists", "session_closed",
-	"device_not_found", "device_unavailable", "too_many_candidates", "invalid_candidate",
+	"device_not_found", "input_busy", "device_unavailable", "too_many_candidates", "invalid_candidate",
 	"invalid_offer", "no_common_codec", "invalid_input", "invalid_request", "forbidden", "conflict", "draining",
 	"unauthorized", "invalid_transition", "unavailable",
 }

@@ -281,4 +281,3 @@ func TestRTCPForUnknownSSRCs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-

@@ -232,6 +232,7 @@ type ADBConfig struct {
 	KeyframeTimeout time.Duration    `koanf:"keyframe_timeout"`
 	CommandTimeout  time.Duration    `koanf:"command_timeout"`
 	PoolSize        int              `koanf:"pool_size"`
+	InputQueue      int              `koanf:"input_queue"`
 	RetryMin        time.Duration    `koanf:"retry_min"`
 	RetryMax        time.Duration    `koanf:"retry_max"`
 	Screenrecord    ScreenrecordConf `koanf:"screenrecord"`
@@ -371,6 +372,7 @@ func defaults() map[string]any {
 		"adb.keyframe_timeout":            "5s",
 		"adb.command_timeout":             "10s",
 		"adb.pool_size":                   4,
+		"adb.input_queue":                 8,
 		"adb.retry_min":                   "500ms",
 		"adb.retry_max":                   "10s",
 		"adb.screenrecord.time_limit":     "180s",
@@ -819,6 +821,7 @@ func (c Config) validate() []error {
 	positive("adb.keyframe_timeout", int64(c.ADB.KeyframeTimeout))
 	positive("adb.command_timeout", int64(c.ADB.CommandTimeout))
 	positive("adb.pool_size", int64(c.ADB.PoolSize))
+	positive("adb.input_queue", int64(c.ADB.InputQueue))
 	positive("adb.retry_min", int64(c.ADB.RetryMin))
 	if c.ADB.RetryMax < c.ADB.RetryMin {
 		bad("adb.retry_max", "must be ≥ adb.retry_min")

@@ -188,6 +188,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 			RetryMin:        cfg.ADB.RetryMin,
 			RetryMax:        cfg.ADB.RetryMax,
 			PoolSize:        cfg.ADB.PoolSize,
+			InputQueue:      cfg.ADB.InputQueue,
 			Breaker: adb.BreakerOptions{
 				Failures: cfg.ADB.Breaker.Failures, OpenFor: cfg.ADB.Breaker.OpenFor, Interval: cfg.ADB.Breaker.Interval,
 			},
