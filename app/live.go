@@ -62,6 +62,8 @@ type live struct {
 
 	iceMu sync.Mutex // guards ice (metrics)
 	ice   iceTracker
+
+	trace setupTrace // the setup's spans (tracing.go)
 }
 
 // maxQueuedRequests bounds the requests (offers) waiting in a session's

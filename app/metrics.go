@@ -127,7 +127,38 @@ func newMetrics(m metric.Meter) *metrics {
 	mt.transcoderFailures = i64c("media_transcoder_failures", "", "Transcoder starts that failed, by device and rendition.")
 	mt.transcoderKeyReqs = i64c("media_transcoder_keyframe_requests", "", "Keyframe requests of a rendition's viewers forwarded to its transcoder (after coalescing), by device and rendition.")
 	mt.bitrateChanges = i64c("media_bitrate_changes", "", "Capture bitrate changes by the adaptive policy, by device and direction (up, down).")
+	mt.zeroKnownSets()
 	return mt
+}
+
+// createOutcomes are media_sessions_created's outcome values (createOutcome).
+var createOutcomes = []string{"ok", "rate_limited", "limit_exceeded", "not_found", "draining", "invalid", "error"}
+
+// zeroKnownSets adds 0 for every label set drawn from a fixed list, so each
+// is exported from the start and an alert on an increase sees the first
+// one. Sets with a device id are exported as devices appear.
+func (mt *metrics) zeroKnownSets() {
+	ctx := context.Background()
+	for _, kind := range []string{"ws", "whep"} {
+		for _, o := range createOutcomes {
+			mt.created.Add(ctx, 0, metric.WithAttributes(attribute.String("outcome", o), attribute.String("kind", kind)))
+		}
+	}
+	mt.active.Add(ctx, 0, sessionAttrs(domain.RoleViewer, "ws"))
+	mt.active.Add(ctx, 0, sessionAttrs(domain.RoleController, "ws"))
+	mt.active.Add(ctx, 0, sessionAttrs(domain.RoleViewer, "whep"))
+	for _, st := range []ports.PeerState{stateNew, ports.PeerConnecting, ports.PeerConnected, ports.PeerDisconnected, ports.PeerFailed} {
+		mt.iceState.Add(ctx, 0, stateAttr(st))
+		mt.iceTransitions.Add(ctx, 0, stateAttr(st))
+	}
+	mt.iceTransitions.Add(ctx, 0, stateAttr(ports.PeerClosed))
+	for _, r := range []string{"limit", "invalid", "other"} {
+		mt.candRejected.Add(ctx, 0, metric.WithAttributes(attribute.String("reason", r)))
+	}
+	mt.candAdded.Add(ctx, 0)
+	for _, l := range []string{"owner", "global", "input"} {
+		mt.rateLimited.Add(ctx, 0, metric.WithAttributes(attribute.String("limit", l)))
+	}
 }
 
 // Where the app layer recovers panics (media_panics' where label): a piece

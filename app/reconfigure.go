@@ -28,6 +28,9 @@ type Tunables struct {
 // tunables returns the settings in force.
 func (s *Service) tunables() *Tunables { return s.tun.Load() }
 
+// Quota returns the session quota in force (the last Reconfigure's).
+func (s *Service) Quota() domain.Quota { return s.tunables().Quota }
+
 // Reconfigure applies t from now on. Sessions in progress keep the ICE
 // limits and input budget they started with, and count against the new
 // quota as they are; a zero field takes the default New gives it.

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"mediasvc/domain"
 	"mediasvc/ports"
 )
@@ -35,6 +38,9 @@ func (s *Service) ServeBus(ctx context.Context) error {
 
 // serveCall serves one forwarded call with the local use cases.
 func (s *Service) serveCall(ctx context.Context, r domain.BusRequest) (rep domain.BusReply, err error) {
+	ctx, span := s.tracer.Start(extractTrace(ctx, r), "bus.serve "+string(r.Method), trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("mediasvc.bus.method", string(r.Method)), attribute.String("mediasvc.instance", s.cfg.Instance)))
+	defer func() { endSpan(span, err) }()
 	defer func() {
 		if p := recover(); p != nil {
 			s.m.panicked(panicForwardedCall)

@@ -10,6 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"mediasvc/domain"
 )
@@ -118,7 +119,11 @@ func onSession[T any](ctx context.Context, s *Service, id domain.SessionID, req 
 func (s *Service) forward(ctx context.Context, instance string, req domain.BusRequest) (domain.BusReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.AnswerTimeout+2*time.Second)
 	defer cancel()
+	ctx, span := s.tracer.Start(ctx, "bus.call "+string(req.Method), trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("mediasvc.bus.method", string(req.Method)), attribute.String("mediasvc.bus.instance", instance)))
+	injectTrace(ctx, &req)
 	rep, err := s.deps.Bus.Call(ctx, instance, req)
+	endSpan(span, err)
 	if err == nil {
 		return rep, nil
 	}
@@ -258,7 +263,10 @@ func (s *Service) storeDelete(ctx context.Context, id domain.SessionID) (sess do
 // role), ErrDeviceNotFound, ErrRateLimited (*domain.RateLimitError),
 // ErrLimitExceeded, ErrUnavailable.
 func (s *Service) CreateSession(ctx context.Context, device domain.DeviceID, role domain.Role, owner string) (domain.Session, string, error) {
+	ctx, span := s.tracer.Start(ctx, "session.create", trace.WithAttributes(
+		attribute.String("mediasvc.device.id", string(device)), attribute.String("mediasvc.session.kind", "ws")))
 	sess, token, err := s.createRouted(ctx, device, role, owner)
+	endSpan(span, err)
 	s.m.created.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", createOutcome(err)), attribute.String("kind", "ws")))
 	return sess, token, err
 }
@@ -285,7 +293,10 @@ func (s *Service) createRouted(ctx context.Context, device domain.DeviceID, role
 // local candidate gathered (RFC 9725), on the instance holding the device.
 // Errors as CreateSession and Offer; on error nothing is left behind.
 func (s *Service) WHEP(ctx context.Context, device domain.DeviceID, owner string, offer string) (domain.Session, string, error) {
+	ctx, span := s.tracer.Start(ctx, "session.create", trace.WithAttributes(
+		attribute.String("mediasvc.device.id", string(device)), attribute.String("mediasvc.session.kind", "whep")))
 	sess, answer, err := s.whepRouted(ctx, device, owner, offer)
+	endSpan(span, err)
 	s.m.created.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", createOutcome(err)), attribute.String("kind", "whep")))
 	return sess, answer, err
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+	nooptrace "go.opentelemetry.io/otel/trace/noop"
 
 	"mediasvc/domain"
 	"mediasvc/ports"
@@ -58,6 +60,9 @@ type Deps struct {
 	Clock       ports.Clock
 	// Meter records the service's metrics; nil records nothing.
 	Meter metric.Meter
+	// Tracer records the spans of session setups and forwarded calls
+	// (tracing.go); nil records none.
+	Tracer trace.Tracer
 	// Healthy reports whether the shared store is usable now: nil, or why
 	// not. While it is not, Ready is false, new sessions are refused with
 	// domain.ErrUnavailable and reaping pauses; live sessions keep playing.
@@ -98,6 +103,8 @@ type Service struct {
 	qualityReset chan time.Duration       // a new QualityInterval for Run
 
 	farm *Farm // told when sessions end; nil without the device farm (UseFarm)
+
+	tracer trace.Tracer
 }
 
 // systemClock is ports.Clock on the time package.
@@ -141,6 +148,10 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Service {
 	}
 	s := &Service{cfg: cfg, deps: deps, log: log, started: deps.Clock.Now(), src: &sourceSet{list: deps.Sources}, live: make(map[domain.SessionID]*live), leases: make(map[domain.DeviceID]domain.Lease)}
 	s.m = newMetrics(deps.Meter)
+	s.tracer = deps.Tracer
+	if s.tracer == nil {
+		s.tracer = nooptrace.NewTracerProvider().Tracer(tracerName)
+	}
 	s.hub = newHub(s.src, deps.Transport, deps.Transcoders, deps.Clock, cfg.Hub, s.deviceCondition, log)
 	s.qualityReset = make(chan time.Duration, 1)
 	s.tun.Store(&Tunables{Quota: cfg.Quota, ICE: cfg.ICE, InputRate: cfg.InputRate, InputBurst: cfg.InputBurst,

@@ -45,6 +45,7 @@ func (s *Service) createLocal(ctx context.Context, device domain.DeviceID, role 
 		created: now, ctx: lctx, cancel: cancel, box: newMailbox(), done: make(chan struct{}),
 		sess: sess,
 	}
+	s.startSetup(ctx, l)
 	s.mu.Lock()
 	s.live[sess.ID] = l
 	s.mu.Unlock()
@@ -131,7 +132,7 @@ func (s *Service) closeLocal(id domain.SessionID, reason string) bool {
 	if release != nil {
 		s.closeStep(l, "release", release)
 	}
-	s.closeStep(l, "metrics", func() { s.sessionEnded(l, reason) })
+	s.closeStep(l, "metrics", func() { s.sessionEnded(l, reason); s.traceClosed(l, reason) })
 	l.mu.Lock()
 	owner := l.sess.Owner
 	l.mu.Unlock()

@@ -90,7 +90,13 @@ func (s *Service) emit(l *live, ev domain.SessionEvent) {
 // offer renegotiates on the same peer (ICE restart, new transceiver).
 // Errors: domain.ErrInvalidOffer, ErrDeviceUnavailable, ErrSessionClosed.
 func (s *Service) offerLocal(ctx context.Context, l *live, sdp string, trickle bool) (string, error) {
-	return call(ctx, l, "offer", func(ctx context.Context) (string, error) { return s.answer(ctx, l, sdp, trickle) })
+	ctx, span := s.offerSpan(ctx, l)
+	answer, err := call(ctx, l, "offer", func(ctx context.Context) (string, error) { return s.answer(ctx, l, sdp, trickle) })
+	if err == nil {
+		s.answered(l)
+	}
+	endSpan(span, err)
+	return answer, err
 }
 
 // answer runs on the session's owner: the first offer joins the device's
@@ -172,7 +178,7 @@ func (s *Service) newPeer(ctx context.Context, l *live, offer string, trickle bo
 			s.emit(l, domain.SessionEvent{Type: domain.EventCandidate, Candidate: &c})
 		},
 		OnState:      func(st ports.PeerState) { l.box.post(func() { s.peerState(l, st) }) },
-		OnFirstFrame: func() { l.box.post(func() { s.firstFrame(l) }) },
+		OnFirstFrame: func() { l.box.post(func() { s.firstFrame(l); s.traceFirstFrame(l) }) },
 	})
 	if err != nil {
 		release()
@@ -197,6 +203,7 @@ func (s *Service) newPeer(ctx context.Context, l *live, offer string, trickle bo
 func (s *Service) peerState(l *live, st ports.PeerState) {
 	l.log.Info("peer state", "state", st)
 	s.iceEnter(l, st)
+	s.traceState(l, st)
 	l.mu.Lock()
 	l.peerState = st
 	l.mu.Unlock()

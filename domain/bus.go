@@ -35,6 +35,11 @@ type BusRequest struct {
 	Role   Role
 	Owner  string
 	Kind   string
+	// TraceParent and TraceState are the caller's W3C Trace Context
+	// (traceparent, tracestate), so the span serving the call continues
+	// the caller's trace; empty when the caller traces nothing.
+	TraceParent string
+	TraceState  string
 }
 
 // BusReply is what a forwarded call returns besides its error.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"mediasvc/e2e/adbdevice"
 	"mediasvc/e2e/client"
 )
 
@@ -108,6 +109,7 @@ func TestHotReload(t *testing.T) {
 	}
 
 	next := cfg(map[string]any{"alice": alice, "bob": bob}, 2, "debug")
+	next.set("limits", "sessions_total", 40)
 	next.set("stream", "grace", "9s") // restart-only
 	in.Rewrite(next)
 	hupped := time.Now()
@@ -119,6 +121,10 @@ func TestHotReload(t *testing.T) {
 	within(t, 2*time.Second-time.Since(hupped), "log level debug", func() bool {
 		_, _ = httpStatus(ctx, in.Base+"/healthz")
 		return strings.Contains(readLog(t, in), `msg="http request"`)
+	})
+	within(t, 2*time.Second-time.Since(hupped), "media_session_quota_limit{scope=total} 40", func() bool {
+		v, n := scrapeMetrics(t, metrics+"/metrics").sum("media_session_quota_limit", "scope=total")
+		return n == 1 && v == 40
 	})
 	// alice's bucket now holds 2: two creations, then 429.
 	for i := range 2 {
@@ -194,4 +200,43 @@ func readLog(t *testing.T, in *Instance) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestHotReloadADBAllowList: adb.serials reloads live against Debian's
+// real adb server: a SIGHUP with a new allow-list shows the device now
+// allowed and hides the one no longer allowed within 2 s, with the same
+// PID; the demo device, outside the allow-list's reach, stays.
+func TestHotReloadADBAllowList(t *testing.T) {
+	srv := adbdevice.StartTestServer(t)
+	d1 := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_7"})
+	d2 := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Galaxy_S24"})
+	cfg := func(serials ...string) Config { return adbConfig(srv).set("adb", "serials", serials) }
+	in := startInstance(t, cfg(d1.Serial()))
+	pid := in.PID()
+	waitDevices(t, in, 5*time.Second, "d1 listed online", func(ds map[string]adbDevice) bool { return ds[d1.Serial()].State == "online" })
+	if _, ok := listDevices(t, in)[d2.Serial()]; ok {
+		t.Fatal("d2 listed outside the allow-list")
+	}
+
+	in.Rewrite(cfg(d2.Serial()))
+	if err := in.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	took := waitDevices(t, in, 2*time.Second, "d2 shown and d1 hidden after SIGHUP", func(ds map[string]adbDevice) bool {
+		_, has1 := ds[d1.Serial()]
+		return ds[d2.Serial()].State == "online" && !has1 && ds["demo"].ID != ""
+	})
+	t.Logf("new allow-list applied %s after SIGHUP", took.Round(time.Millisecond))
+	if !strings.Contains(readLog(t, in), "applied=adb.serials") {
+		t.Fatalf("the reload did not log adb.serials as applied:\n%s", tail(in.LogPath, 20))
+	}
+
+	// Empty: every device.
+	in.Rewrite(cfg())
+	waitDevices(t, in, 3*time.Second, "both listed after the file change", func(ds map[string]adbDevice) bool {
+		return ds[d1.Serial()].State == "online" && ds[d2.Serial()].State == "online"
+	})
+	if in.PID() != pid {
+		t.Fatal("PID changed")
+	}
 }

@@ -135,9 +135,10 @@ type Source struct {
 	client *Client
 	opts   Options
 	log    *slog.Logger
-	allow  map[string]bool
 
 	mu        sync.Mutex
+	allow     map[string]bool // the serials exposed, nil = all; SetSerials replaces it
+	last      []Entry         // the server's last device list, allow-list not applied
 	devices   map[string]*device
 	breakers  map[string]*breaker       // kept across unplug/replug
 	wg        sync.WaitGroup            // size probes and input shells
@@ -191,13 +192,34 @@ func New(opts Options, log *slog.Logger) (*Source, error) {
 		breakers: make(map[string]*breaker),
 		scrcpy:   make(map[string]*scrcpyCapture),
 	}
-	if len(opts.Serials) > 0 {
-		s.allow = make(map[string]bool, len(opts.Serials))
-		for _, serial := range opts.Serials {
-			s.allow[serial] = true
-		}
-	}
+	s.allow = allowList(opts.Serials)
 	return s, nil
+}
+
+// allowList is the set of serials, nil (every device) when there are none.
+func allowList(serials []string) map[string]bool {
+	if len(serials) == 0 {
+		return nil
+	}
+	allow := make(map[string]bool, len(serials))
+	for _, serial := range serials {
+		allow[serial] = true
+	}
+	return allow
+}
+
+// SetSerials replaces the allow-list (empty: every device) while the
+// source runs, as a configuration reload does: a device the server reports
+// that is now allowed appears at once (its size probe bounded by ctx), one
+// no longer allowed vanishes as if unplugged. Captures already running are
+// not stopped here; the app sees the device gone.
+func (s *Source) SetSerials(ctx context.Context, serials []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.allow = allowList(serials)
+	if s.last != nil {
+		s.applyLocked(ctx, s.last)
+	}
 }
 
 // Client returns the source's adb client.
@@ -274,6 +296,12 @@ func (s *Source) markOffline() {
 func (s *Source) update(ctx context.Context, list []Entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.last = list
+	s.applyLocked(ctx, list)
+}
+
+// applyLocked makes the registry the allowed devices of list; s.mu held.
+func (s *Source) applyLocked(ctx context.Context, list []Entry) {
 	seen := make(map[string]bool, len(list))
 	for _, e := range list {
 		if s.allow != nil && !s.allow[e.Serial] {

@@ -81,6 +81,44 @@ func TestSourceTracksDevices(t *testing.T) {
 	}
 }
 
+// TestSourceSetSerials: a reload's new allow-list applies at once to the
+// devices the server already reports, without waiting for the next change
+// from the server; an empty list exposes every device.
+func TestSourceSetSerials(t *testing.T) {
+	sim := &deviceSim{}
+	f := newFakeADB(t, sim.serve)
+	f.setDevice("d1", "device")
+	f.setDevice("d2", "device")
+	s := startSource(t, f, Options{Serials: []string{"d1"}})
+	waitFor(t, "d1", func() bool { _, ok := lookupDev(t, s, "d1"); return ok })
+	if _, ok := lookupDev(t, s, "d2"); ok {
+		t.Fatal("d2 exposed outside the allow-list")
+	}
+
+	s.SetSerials(context.Background(), []string{"d2"})
+	if _, ok := lookupDev(t, s, "d1"); ok {
+		t.Fatal("d1 still exposed after it left the allow-list")
+	}
+	waitFor(t, "d2 with its size", func() bool { d, ok := lookupDev(t, s, "d2"); return ok && d.Width == 1080 })
+
+	s.SetSerials(context.Background(), nil)
+	ds, _ := s.Devices(context.Background())
+	if len(ds) != 2 {
+		t.Fatalf("an empty allow-list exposes %+v, want d1 and d2", ds)
+	}
+	// The server's next change is filtered by the new list too.
+	s.SetSerials(context.Background(), []string{"d1"})
+	f.setDevice("d3", "device")
+	waitFor(t, "the server's next list", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.last) == 3
+	})
+	if ds, _ := s.Devices(context.Background()); len(ds) != 1 || ds[0].ID != "d1" {
+		t.Fatalf("after the server's next list: %+v, want d1 alone", ds)
+	}
+}
+
 func TestSourceSurvivesNoServer(t *testing.T) {
 	s, err := New(Options{Addr: "127.0.0.1:1", RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond}, testLog(t))
 	if err != nil {

@@ -77,6 +77,8 @@ func newInstruments(m metric.Meter) instruments {
 	for _, where := range panicSites {
 		in.panics.Add(context.Background(), 0, metric.WithAttributes(attribute.String("where", where)))
 	}
+	in.wsConns.Add(context.Background(), 0)
+	in.wsDrops.Add(context.Background(), 0)
 	return in
 }
 

@@ -39,6 +39,9 @@ type wireRequest struct {
 	Role      domain.Role        `json:"role,omitempty"`
 	User      string             `json:"user,omitempty"`
 	Kind      string             `json:"kind,omitempty"`
+	// The caller's W3C Trace Context, carried as is.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 }
 
 // wireReply is a domain.BusReply and its error on the wire.
@@ -120,6 +123,7 @@ func encodeRequest(r domain.BusRequest) []byte {
 	b, _ := json.Marshal(wireRequest{
 		Method: r.Method, Session: r.Session, SDP: r.SDP, Candidate: r.Candidate, Input: r.Input,
 		Topic: r.Topic, Reason: r.Reason, Device: r.Device, Role: r.Role, User: r.Owner, Kind: r.Kind,
+		TraceParent: r.TraceParent, TraceState: r.TraceState,
 	})
 	return b
 }
@@ -132,6 +136,7 @@ func decodeRequest(b []byte) (domain.BusRequest, error) {
 	return domain.BusRequest{
 		Method: w.Method, Session: w.Session, SDP: w.SDP, Candidate: w.Candidate, Input: w.Input,
 		Topic: w.Topic, Reason: w.Reason, Device: w.Device, Role: w.Role, Owner: w.User, Kind: w.Kind,
+		TraceParent: w.TraceParent, TraceState: w.TraceState,
 	}, nil
 }
 

@@ -76,6 +76,16 @@ func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64, ud
 		metric.WithDescription("Keyframe requests by origin (viewer PLI/FIR, client, joiner) and result (forwarded to the source, or coalesced).")); err != nil {
 		return in, err
 	}
+	// Every origin × result, and the feedback counters, are exported
+	// from the start at 0.
+	for _, byResult := range keyframeAttrs {
+		for _, a := range byResult {
+			in.keyframeReqs.Add(context.Background(), 0, a)
+		}
+	}
+	in.nacks.Add(context.Background(), 0)
+	in.plis.Add(context.Background(), 0)
+	in.retransmits.Add(context.Background(), 0)
 	if in.rtcpDropped, err = m.Int64Counter("media_rtcp_dropped",
 		metric.WithDescription("RTCP packets from viewers dropped unread: over the viewer's RTCP rate (reason rate), not parseable (malformed), or addressed to an SSRC the viewer's peer does not send (unknown_ssrc).")); err != nil {
 		return in, err
@@ -85,12 +95,11 @@ func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64, ud
 		return in, err
 	}
 	// Exported at 0 from the start, so a rate() over them works at once.
-	ctx := context.Background()
-	in.rtcpDropped.Add(ctx, 0, rtcpDropRate)
-	in.rtcpDropped.Add(ctx, 0, rtcpDropMalformed)
-	in.rtcpDropped.Add(ctx, 0, rtcpDropUnknownSSRC)
-	in.retransmitsDropped.Add(ctx, 0)
-	in.keyframeReqs.Add(ctx, 0, keyframeThrottled)
+	in.rtcpDropped.Add(context.Background(), 0, rtcpDropRate)
+	in.rtcpDropped.Add(context.Background(), 0, rtcpDropMalformed)
+	in.rtcpDropped.Add(context.Background(), 0, rtcpDropUnknownSSRC)
+	in.retransmitsDropped.Add(context.Background(), 0)
+	in.keyframeReqs.Add(context.Background(), 0, keyframeThrottled)
 	frames, err := m.Int64ObservableCounter("media_video_frames_sent", metric.WithDescription("Video frames sent, summed over viewers."))
 	if err != nil {
 		return in, err

@@ -39,6 +39,7 @@ var AlertRules []byte
 // Provider owns the MeterProvider and the Prometheus registry it is read
 // through. Build it with New and Shutdown it when the process ends.
 type Provider struct {
+	z   *zeroes
 	mp  *sdkmetric.MeterProvider
 	reg *prometheus.Registry
 	h   http.Handler
@@ -51,8 +52,10 @@ type Provider struct {
 // runtime instrumentation cannot be registered; nothing is held then.
 func New() (*Provider, error) {
 	reg := prometheus.NewRegistry()
+	z := &zeroes{start: time.Now()}
 	exp, err := otelprom.New(
 		otelprom.WithRegisterer(reg),
+		otelprom.WithProducer(z),
 		otelprom.WithoutScopeInfo(),
 		otelprom.WithoutTargetInfo(),
 	)
@@ -61,6 +64,7 @@ func New() (*Provider, error) {
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
 	p := &Provider{
+		z:   z,
 		mp:  mp,
 		reg: reg,
 		h:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
@@ -104,8 +108,12 @@ func registerProcessGauges(m metric.Meter) error {
 }
 
 // Meter returns a meter named for the instrumenting package
-// (mediasvc/app, mediasvc/rtc, …).
-func (p *Provider) Meter(name string) metric.Meter { return p.mp.Meter(name) }
+// (mediasvc/app, mediasvc/rtc, …). Every synchronous instrument made on
+// it is exported from the start: until its first measurement as one
+// series at 0 without labels (zero.go). An instrument with labels from a
+// known set should add 0 for each at start-up instead, so each label
+// value is there from the start.
+func (p *Provider) Meter(name string) metric.Meter { return zeroMeter{Meter: p.mp.Meter(name), z: p.z} }
 
 // MeterProvider returns the underlying provider.
 func (p *Provider) MeterProvider() metric.MeterProvider { return p.mp }

@@ -166,3 +166,69 @@ func BenchmarkRecordQualitySample(b *testing.B) {
 		}
 	}
 }
+
+// TestUnusedInstrumentsExportedAtZero: a synchronous instrument nobody has
+// measured yet is on /metrics at 0 (a histogram with every bucket 0, its
+// own boundaries), and its first measurement replaces the placeholder
+// with the real series — once, with no duplicate.
+func TestUnusedInstrumentsExportedAtZero(t *testing.T) {
+	p, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Shutdown(context.Background()) }()
+	m := p.Meter("test")
+	c, _ := m.Int64Counter("media_things", metric.WithDescription("things"))
+	ud, _ := m.Int64UpDownCounter("media_open_things")
+	g, _ := m.Int64Gauge("media_thing_target_bps", metric.WithUnit("{bps}"))
+	h, _ := m.Float64Histogram("media_thing_time", metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(0.5, 1))
+	labelled, _ := m.Int64Counter("media_labelled_things")
+	labelled.Add(context.Background(), 0, metric.WithAttributes(attribute.String("kind", "a")))
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		if rec.Code != 200 {
+			t.Fatalf("scrape: %d %s", rec.Code, rec.Body)
+		}
+		return rec.Body.String()
+	}
+	text := scrape()
+	for _, want := range []string{
+		"# HELP media_things_total things\n",
+		"media_things_total 0\n",
+		"media_open_things 0\n",
+		"media_thing_target_bps 0\n",
+		`media_thing_time_seconds_bucket{le="0.5"} 0` + "\n",
+		`media_thing_time_seconds_bucket{le="+Inf"} 0` + "\n",
+		"media_thing_time_seconds_count 0\n",
+		`media_labelled_things_total{kind="a"} 0` + "\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("at start, missing %q", want)
+		}
+	}
+	if strings.Contains(text, "media_labelled_things_total 0") {
+		t.Error("a counter with its label sets added at 0 also has a placeholder")
+	}
+
+	ctx := context.Background()
+	c.Add(ctx, 3, metric.WithAttributes(attribute.String("kind", "x")))
+	ud.Add(ctx, 1)
+	g.Record(ctx, 7)
+	h.Record(ctx, 0.7)
+	text = scrape()
+	for _, want := range []string{
+		`media_things_total{kind="x"} 3` + "\n",
+		"media_open_things 1\n",
+		"media_thing_target_bps 7\n",
+		`media_thing_time_seconds_bucket{le="1"} 1` + "\n",
+		"media_thing_time_seconds_count 1\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("after use, missing %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "media_things_total 0") || strings.Count(text, "media_thing_time_seconds_count") != 1 {
+		t.Errorf("a placeholder outlived the first measurement:\n%s", text)
+	}
+}

@@ -273,8 +273,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 	}, log)
 	be.onUp = svc.Resync
 	if qr, ok := be.store.(quotaReporter); ok {
-		q := domain.Quota{Total: cfg.Limits.SessionsTotal, PerDevice: cfg.Limits.SessionsPerDevice, PerOwner: cfg.Limits.SessionsPerOwner}
-		if err := registerQuotaMetrics(meter("mediasvc/quota"), qr, q, svc.Devices, log.With("component", "quota")); err != nil {
+		if err := registerQuotaMetrics(meter("mediasvc/quota"), qr, svc.Quota, svc.Devices, log.With("component", "quota")); err != nil {
 			return err
 		}
 	}
@@ -448,6 +447,9 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 			}
 			if !reflect.DeepEqual(cfg.WebRTC.ICEServers, old.WebRTC.ICEServers) {
 				transport.SetICEServers(iceServers(cfg))
+			}
+			if adbSrc != nil && !slices.Equal(cfg.ADB.Serials, old.ADB.Serials) {
+				adbSrc.SetSerials(runCtx, cfg.ADB.Serials)
 			}
 		}
 		rl := newReloader(src, cfg, k, meter("mediasvc/config"), func() *slog.Logger { return log }, apply)

@@ -31,10 +31,11 @@ type quotaReporter interface {
 //
 // Owners are never a label: they are API keys or client addresses, an
 // unbounded set. With Redis the counters are those every instance shares.
+// quota returns the limits in force (a reload changes them).
 // A scrape whose read fails reports the limits only, and logs why.
 // devices, if not nil, lists the devices to export even before their first
 // session.
-func registerQuotaMetrics(m metric.Meter, store quotaReporter, q domain.Quota, devices func(context.Context) ([]domain.Device, error), log *slog.Logger) error {
+func registerQuotaMetrics(m metric.Meter, store quotaReporter, quota func() domain.Quota, devices func(context.Context) ([]domain.Device, error), log *slog.Logger) error {
 	if m == nil {
 		return nil
 	}
@@ -64,6 +65,7 @@ func registerQuotaMetrics(m metric.Meter, store quotaReporter, q domain.Quota, d
 	)
 	total, device := attribute.String("scope", "total"), attribute.String("scope", "device")
 	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		q := quota()
 		o.ObserveInt64(limit, int64(q.Total), metric.WithAttributes(total))
 		o.ObserveInt64(limit, int64(q.PerDevice), metric.WithAttributes(device))
 		o.ObserveInt64(limit, int64(q.PerOwner), metric.WithAttributes(attribute.String("scope", "owner")))

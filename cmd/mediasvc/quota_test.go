@@ -52,7 +52,7 @@ func TestQuotaMetrics(t *testing.T) {
 	st := memstore.New(memstore.Options{})
 	q := domain.Quota{Total: 100, PerDevice: 10, PerOwner: 5}
 	listed := func(context.Context) ([]domain.Device, error) { return []domain.Device{{ID: "d3"}}, nil }
-	if err := registerQuotaMetrics(mp.Meter("test"), st, q, listed, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	if err := registerQuotaMetrics(mp.Meter("test"), st, func() domain.Quota { return q }, listed, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
@@ -112,7 +112,7 @@ func TestQuotaMetricsReadFails(t *testing.T) {
 	rd := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
 	defer func() { _ = mp.Shutdown(context.Background()) }()
-	if err := registerQuotaMetrics(mp.Meter("test"), failingUsage{}, domain.Quota{Total: 7}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	if err := registerQuotaMetrics(mp.Meter("test"), failingUsage{}, func() domain.Quota { return domain.Quota{Total: 7} }, nil, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
 	got := gauges(t, rd)

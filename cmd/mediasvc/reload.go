@@ -33,6 +33,7 @@ var liveKeys = []string{
 	"stream.min_bitrate_bps", "stream.max_bitrate_bps", // the bitrate policy of running captures
 	"metrics.quality_interval",
 	"webrtc.ice_servers", // for new sessions
+	"adb.serials",        // the allow-list: devices appear or vanish at once
 }
 
 func isLive(key string) bool {

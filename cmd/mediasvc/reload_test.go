@@ -104,3 +104,31 @@ func TestReloader(t *testing.T) {
 		t.Fatalf("counts = %v", c)
 	}
 }
+
+// TestLiveKeys: every key issue 15 lists as reloadable is live, and keys
+// whose change needs a new listener, store or capture are not.
+func TestLiveKeys(t *testing.T) {
+	for _, k := range []string{
+		"log.level", "log.format",
+		"auth.api_keys.alice", "auth.keys", "auth.jwt.keys", "auth.allow_open",
+		"http.allowed_hosts", "http.allowed_origins",
+		"limits.sessions_total", "limits.create_rate", "limits.input_rate", "limits.max_candidates",
+		"webrtc.ice_servers",
+		"stream.min_bitrate_bps", "stream.max_bitrate_bps",
+		"metrics.quality_interval",
+		"adb.serials",
+	} {
+		if !isLive(k) {
+			t.Errorf("%s should reload live", k)
+		}
+	}
+	for _, k := range []string{
+		"http.addr", "http.allowed_hosts_extra", "store.backend", "redis.url", "stream.grace",
+		"adb.addr", "adb.serials_file", "adb.backend", "webrtc.udp_port", "metrics.addr", "metrics.enabled",
+		"tracing.otlp_endpoint", "tracing.sample_ratio",
+	} {
+		if isLive(k) {
+			t.Errorf("%s should need a restart", k)
+		}
+	}
+}

@@ -47,7 +47,8 @@ func handler(self string, release <-chan struct{}) func(context.Context, domain.
 			if r.Candidate != nil {
 				st.State = r.Candidate.Candidate
 			}
-			return domain.BusReply{SDP: self + ":" + r.SDP + ":" + r.Topic, Session: &sess, Stats: &st, Token: "tok"}, nil
+			// The trace context comes back in the token, to show it crossed.
+			return domain.BusReply{SDP: self + ":" + r.SDP + ":" + r.Topic, Session: &sess, Stats: &st, Token: "tok" + r.TraceParent + r.TraceState}, nil
 		case domain.BusInput:
 			return domain.BusReply{}, errorNamed(r.Input.Key)
 		case domain.BusKeyframe:
@@ -128,6 +129,7 @@ func testCallRoundTrip(t *testing.T, net Network) {
 	req := domain.BusRequest{
 		Method: domain.BusOffer, Session: "s1", SDP: "v=0", Topic: "t", Reason: "why", Device: "dev",
 		Role: domain.RoleController, Owner: "ip:1", Kind: "ws",
+		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "mediasvc=1",
 		Candidate: &domain.Candidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host", SDPMid: &mid, SDPMLineIndex: &idx},
 	}
 	var wg sync.WaitGroup
@@ -148,7 +150,7 @@ func testCallRoundTrip(t *testing.T, net Network) {
 				rep.Session.TTL != time.Minute || !rep.Session.CreatedAt.Equal(time.Unix(1700000000, 0)) || rep.Session.TokenHash != [32]byte{1, 2, 3} {
 				t.Errorf("reply session %+v: fields lost on the way", rep.Session)
 			}
-			if rep.Stats == nil || rep.Stats.State != req.Candidate.Candidate || rep.Stats.PacketsSent != 7 || rep.Stats.RTTMs != 12.5 || rep.Token != "tok" {
+			if rep.Stats == nil || rep.Stats.State != req.Candidate.Candidate || rep.Stats.PacketsSent != 7 || rep.Stats.RTTMs != 12.5 || rep.Token != "tok"+req.TraceParent+req.TraceState {
 				t.Errorf("reply stats %+v token %q: fields lost on the way", rep.Stats, rep.Token)
 			}
 		})
