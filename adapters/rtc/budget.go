@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/transport/v5/packetio"
 
 	"mediasvc/ports"
@@ -201,10 +202,15 @@ func (b pionBuffer) WriteWithAttributes(p []byte, attrs packetio.Attributes) (in
 }
 
 // discardBuffer is the SRTCP buffer of an SSRC the peer does not send:
-// every write is counted and dropped; nothing ever reads it.
+// every write is dropped, and counted unless it is a source description
+// or a goodbye (a browser's SDES names its own receiver SSRC: routine,
+// not hostile); nothing ever reads it.
 type discardBuffer struct{ p *Peer }
 
 func (d discardBuffer) Write(b []byte) (int, error) {
+	if len(b) > 1 && (b[1] == byte(rtcp.TypeSourceDescription) || b[1] == byte(rtcp.TypeGoodbye)) {
+		return len(b), nil
+	}
 	d.p.rtcpDropped.Add(1)
 	d.p.t.m.rtcpDropped.Add(context.Background(), 1, rtcpDropUnknownSSRC)
 	return len(b), nil

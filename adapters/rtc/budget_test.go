@@ -253,6 +253,9 @@ func TestRTCPForUnknownSSRCs(t *testing.T) {
 	stranger := ssrc ^ 0x5a5a5a5a
 	_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: stranger, Nacks: []rtcp.NackPair{{PacketID: first.SequenceNumber + 1}}}})
 	_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: stranger}})
+	// A browser's own source description is routine: not counted.
+	_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{
+		Source: stranger, Items: []rtcp.SourceDescriptionItem{{Type: rtcp.SDESCNAME, Text: "viewer"}}}}}})
 	_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}) // ours, after them
 	s := waitStats(t, p, func(s domain.QualityStats) bool { return s.PLIs == 1 && s.RTCPDropped == 2 })
 	if s.PLIs != 1 || s.NACKs != 0 || s.Retransmits != 0 || s.RTCPDropped != 2 {
