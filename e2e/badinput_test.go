@@ -107,7 +107,7 @@ func readUntilError(ctx context.Context, c *websocket.Conn) ([]string, error) {
 
 func TestBadInput(t *testing.T) {
 	cfg := defaultConfig()
-	cfg.set("ws", "send_queue", 4)
+	cfg.set("ws", "send_queue", 16) // the smallest allowed: a slow reader overflows it soon
 	cfg.set("ws", "ping_interval", "2s")
 	cfg.set("ws", "stats_interval", "100ms")
 	in := startInstance(t, cfg)

@@ -536,6 +536,10 @@ func splitList(v string) []string {
 }
 
 // validate returns one error per bad field.
+// minSendQueue is the smallest ws.send_queue: room for an answer, the local
+// candidates of a host with several interfaces and a state message.
+const minSendQueue = 16
+
 func (c Config) validate() []error {
 	var errs []error
 	bad := func(key, format string, a ...any) {
@@ -610,7 +614,11 @@ func (c Config) validate() []error {
 	}
 	c.validateAuth(bad)
 	positive("ws.max_message_bytes", c.WS.MaxMessageBytes)
-	positive("ws.send_queue", int64(c.WS.SendQueue))
+	// An answer is sent together with the local candidates held back while
+	// it was made, so a smaller queue closes healthy clients on a busy host.
+	if c.WS.SendQueue < minSendQueue {
+		bad("ws.send_queue", "must be at least %d (an answer and its candidates are queued at once), got %d", minSendQueue, c.WS.SendQueue)
+	}
 	positive("ws.ping_interval", int64(c.WS.PingInterval))
 	positive("ws.stats_interval", int64(c.WS.StatsInterval))
 	positive("ws.write_timeout", int64(c.WS.WriteTimeout))

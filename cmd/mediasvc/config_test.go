@@ -98,6 +98,7 @@ webrtc:
 ws:
   write_timeout: 0s
   max_bad_messages: -1
+  send_queue: 4
 bogus:
   key: 1
 `)
@@ -108,7 +109,7 @@ bogus:
 	for _, want := range []string{
 		"http.addr", "http.max_body_bytes", "log.level", "stream.ring_packets: replaced by", "stream.ring_max_bytes",
 		"webrtc.ice_servers[0]", "webrtc.nat_1to1_ips", "bogus.key: unknown key", "MEDIASVC_NOPE",
-		"webrtc.mtu", "webrtc.interfaces[0]", "ws.write_timeout", "ws.max_bad_messages",
+		"webrtc.mtu", "webrtc.interfaces[0]", "ws.write_timeout", "ws.max_bad_messages", "ws.send_queue: must be at least 16",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
