@@ -486,8 +486,8 @@ func TestWebSocketAnswerPrecedesCandidates(t *testing.T) {
 	}
 }
 
-// A slow service call (an input whose store write takes 2 s, many ping
-// intervals) does not stall the socket's reads: pongs are still read, so
+// A slow service call (an input whose store write takes seconds, several
+// ping intervals) does not stall the socket's reads: pongs are still read, so
 // the server's pings are answered and the socket stays up; the reply
 // comes when the call returns, and messages sent meanwhile are answered
 // in order after it (here: the device's input queue is full, input_busy).
@@ -506,7 +506,10 @@ func TestWebSocketSlowCallKeepsPinging(t *testing.T) {
 		}
 		return fmt.Errorf("device d1: queue full: %w", domain.ErrInputBusy)
 	}
-	_, ts := start(t, Config{StatsInterval: -1, WebSocket: WebSocketConfig{PingInterval: 100 * time.Millisecond}}, fake)
+	// A ping interval a loaded host answers in time (a ping unanswered
+	// within one interval drops the socket), the call held for five of them.
+	const ping = 500 * time.Millisecond
+	_, ts := start(t, Config{StatsInterval: -1, WebSocket: WebSocketConfig{PingInterval: ping}}, fake)
 	c := dial(t, ts, testToken, nil)
 	// The client answers pings only while it reads: read in the background.
 	msgs := make(chan Message, 16)
@@ -525,11 +528,11 @@ func TestWebSocketSlowCallKeepsPinging(t *testing.T) {
 	}()
 	sendMsg(t, c, `{"type":"input","action":"tap","x":1,"y":1}`) // slow
 	sendMsg(t, c, `{"type":"input","action":"tap","x":2,"y":2}`) // queued behind it
-	// Twenty ping intervals with the first call stuck: still connected.
+	// Five ping intervals with the first call stuck: still connected.
 	select {
 	case err := <-readErr:
 		t.Fatalf("socket dropped during a slow call: %v", err)
-	case <-time.After(2 * time.Second):
+	case <-time.After(5 * ping):
 	}
 	if rec.has("detach") {
 		t.Fatal("session detached during a slow call")
