@@ -97,7 +97,10 @@ func newMetrics(m metric.Meter) *metrics {
 	mt.iceState = i64ud("media_ice_connection_state", "Peers in each connection state now (new, connecting, connected, disconnected, failed).")
 	mt.iceTransitions = i64c("media_ice_state_transitions", "", "Peer connection state changes, by the state entered.")
 	mt.candAdded = i64c("media_ice_candidates_added", "", "Remote ICE candidates accepted.")
-	mt.candRejected = i64c("media_ice_candidates_rejected", "", "Remote ICE candidates refused, by reason (limit, invalid, other).")
+	mt.candRejected = i64c("media_ice_candidates_rejected", "", "Remote ICE candidates refused, by reason: limit, invalid, other, and the address kinds refused (link_local, multicast, unspecified, loopback, hostname); mdns counts .local candidates, accepted without an error but not resolved.")
+	for _, r := range append([]string{"limit", "invalid", "other", domain.CandidateMDNS}, domain.CandidateRefusals...) {
+		mt.candRejected.Add(context.Background(), 0, metric.WithAttributes(attribute.String("reason", r)))
+	}
 	mt.toConnected = hist("media_time_to_connected", "s", "From the first offer to the peer connected.", bucketsSetup)
 	mt.toFirstFrame = hist("media_time_to_first_frame", "s", "From the first offer to the first video frame sent to the viewer.", bucketsSetup)
 	mt.frameRate = hist("media_video_frame_rate", "{fps}", "Per-viewer sent frame rate, sampled from every connected viewer.", bucketsFrameRate)
@@ -258,7 +261,10 @@ func reasonLabel(r string) string {
 
 // candidateRejection names why a remote candidate was refused.
 func candidateRejection(err error) string {
+	var refused *domain.CandidateRefusedError
 	switch {
+	case errors.As(err, &refused):
+		return refused.Reason
 	case errors.Is(err, domain.ErrTooManyCandidates):
 		return "limit"
 	case errors.Is(err, domain.ErrInvalidCandidate):

@@ -134,7 +134,7 @@ func TestMetricsFollowASession(t *testing.T) {
 		t.Fatalf("ice new = %v", got)
 	}
 	_ = r.svc.AddCandidate(ctx, sess.ID, domain.Candidate{Candidate: "garbage"})
-	if err := r.svc.AddCandidate(ctx, sess.ID, domain.Candidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host"}); err != nil {
+	if err := r.svc.AddCandidate(ctx, sess.ID, domain.Candidate{Candidate: "candidate:1 1 udp 1 192.0.2.1 9 typ host"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := rd.value("media_ice_candidates_added"); got != 1 {

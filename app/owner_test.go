@@ -86,7 +86,7 @@ func TestSlowStoreBlocksOnlyItsSession(t *testing.T) {
 		}
 		lat = append(lat, time.Since(t0))
 	}
-	cand := domain.Candidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host"}
+	cand := domain.Candidate{Candidate: "candidate:1 1 udp 1 192.0.2.1 9 typ host"}
 	for _, id := range append(ids, stuck.ID) {
 		measure("candidate", func() error { return r.svc.AddCandidate(ctx, id, cand) })
 		measure("input", func() error { return r.svc.Input(ctx, id, domain.InputEvent{Type: domain.InputTap, X: 1, Y: 1}) })

@@ -64,9 +64,9 @@ func TestForwardedSignaling(t *testing.T) {
 		t.Fatalf("peers on a %d, on b %d; want the peer on a", peers, bPeers)
 	}
 	// A local candidate on a reaches the socket on b.
-	opts[0].OnCandidate(domain.Candidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host"})
+	opts[0].OnCandidate(domain.Candidate{Candidate: "candidate:1 1 udp 1 192.0.2.1 5000 typ host"})
 	eventually(t, "candidate relayed", func() bool { return ev.has(domain.EventCandidate, "") })
-	if err := b.svc.AddCandidate(ctx, sess.ID, domain.Candidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 5001 typ host"}); err != nil {
+	if err := b.svc.AddCandidate(ctx, sess.ID, domain.Candidate{Candidate: "candidate:1 1 udp 1 192.0.2.1 5001 typ host"}); err != nil {
 		t.Fatalf("AddCandidate on b = %v", err)
 	}
 	if err := b.svc.AddCandidate(ctx, sess.ID, domain.Candidate{Candidate: "garbage"}); !errors.Is(err, domain.ErrInvalidCandidate) {

@@ -28,6 +28,9 @@ type Config struct {
 	Quota domain.Quota
 	// ICE bounds what remote peers may send.
 	ICE domain.ICELimits
+	// Candidates says which addresses remote candidates (trickled or in
+	// an offer) may point the service's agents at.
+	Candidates domain.CandidatePolicy
 	// InputRate and InputBurst limit each controller's input events.
 	InputRate  float64
 	InputBurst int
@@ -213,8 +216,12 @@ func (s *Service) Instances(ctx context.Context) ([]domain.Instance, error) {
 	return s.deps.Instances.Instances(ctx)
 }
 
-// ICEServers returns the STUN/TURN servers handed to clients.
-func (s *Service) ICEServers() []domain.ICEServer { return s.deps.Transport.ICEServers() }
+// ICEServersFor returns the STUN/TURN servers handed to the client of
+// sess: TURN REST servers with the session's own credentials, valid until
+// sess.ExpiresAt.
+func (s *Service) ICEServersFor(sess domain.Session) []domain.ICEServer {
+	return domain.ICEServersFor(s.deps.Transport.ICEServers(), sess.ID, sess.ExpiresAt)
+}
 
 // Devices lists every source's devices with this instance's viewer counts.
 func (s *Service) Devices(ctx context.Context) ([]domain.Device, error) {

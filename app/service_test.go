@@ -216,7 +216,7 @@ func TestSessionLifecycle(t *testing.T) {
 	if _, err := r.svc.Connect(ctx, sess.ID, token, ev.add); !errors.Is(err, domain.ErrConflict) {
 		t.Fatalf("second socket: %v", err)
 	}
-	if err := r.svc.AddCandidate(ctx, sess.ID, domain.Candidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host"}); !errors.Is(err, domain.ErrConflict) {
+	if err := r.svc.AddCandidate(ctx, sess.ID, domain.Candidate{Candidate: "candidate:1 1 udp 1 192.0.2.1 9 typ host"}); !errors.Is(err, domain.ErrConflict) {
 		t.Fatalf("candidate before offer: %v", err)
 	}
 	answer, err := r.svc.Offer(ctx, sess.ID, "offer")

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"strings"
 	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -111,8 +112,11 @@ func (s *Service) answer(ctx context.Context, l *live, sdp string, trickle bool)
 	if closed {
 		return "", fmt.Errorf("offer for session %s: %w", l.id, domain.ErrSessionClosed)
 	}
+	sdp, err := s.filterOffer(ctx, l, sdp)
+	if err != nil {
+		return "", err
+	}
 	if peer == nil {
-		var err error
 		if peer, err = s.newPeer(ctx, l, sdp, trickle); err != nil {
 			return "", err
 		}
@@ -173,7 +177,10 @@ func (s *Service) newPeer(ctx context.Context, l *live, offer string, trickle bo
 	peer, err := s.deps.Transport.NewPeer(ctx, fan, ports.PeerOptions{
 		Session: l.id,
 		Limits:  s.tunables().ICE,
-		Trickle: trickle,
+		// The service's own agent allocates TURN relays under the
+		// session's name too, for one TTL from now.
+		ICEServers: domain.ICEServersFor(s.deps.Transport.ICEServers(), l.id, s.deps.Clock.Now().Add(l.ttl)),
+		Trickle:    trickle,
 		OnCandidate: func(c domain.Candidate) {
 			s.emit(l, domain.SessionEvent{Type: domain.EventCandidate, Candidate: &c})
 		},
@@ -232,14 +239,55 @@ func (s *Service) candidateLocal(ctx context.Context, l *live, c domain.Candidat
 	if peer == nil {
 		return fmt.Errorf("candidate before offer on session %s: %w", l.id, domain.ErrConflict)
 	}
-	if err := peer.AddCandidate(c); err != nil {
+	err := s.cfg.Candidates.Check(c.Candidate)
+	if err == nil {
+		err = peer.AddCandidate(c)
+	}
+	if err != nil {
 		s.m.candRejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", candidateRejection(err))))
 		return fmt.Errorf("add candidate to session %s: %w", l.id, err)
 	}
-	if c.Candidate != "" {
+	switch {
+	case domain.IsMDNSCandidate(c.Candidate):
+		s.m.candRejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", domain.CandidateMDNS)))
+	case c.Candidate != "":
 		s.m.candAdded.Add(ctx, 1)
 	}
 	return nil
+}
+
+// filterOffer removes from an offer the candidates the policy refuses and
+// counts them (and its mDNS ones) in media_ice_candidates_rejected. An
+// offer whose every candidate is refused is refused itself, with the
+// first refusal (domain.ErrInvalidCandidate); one without candidates
+// (trickle) passes.
+func (s *Service) filterOffer(ctx context.Context, l *live, sdp string) (string, error) {
+	out, refused, mdns, total := s.cfg.Candidates.FilterSDP(sdp)
+	for _, r := range refused {
+		s.m.candRejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", r)))
+	}
+	if mdns > 0 {
+		s.m.candRejected.Add(ctx, int64(mdns), metric.WithAttributes(attribute.String("reason", domain.CandidateMDNS)))
+	}
+	if len(refused) == 0 {
+		return sdp, nil
+	}
+	l.log.Info("offer candidates refused", "refused", refused, "candidates", total)
+	if len(refused) == total {
+		return "", fmt.Errorf("offer for session %s: every candidate refused, the first: %w", l.id,
+			s.cfg.Candidates.Check(firstCandidate(sdp)))
+	}
+	return out, nil
+}
+
+// firstCandidate returns the first a=candidate line of sdp.
+func firstCandidate(sdp string) string {
+	for line := range strings.Lines(sdp) {
+		if l := strings.TrimRight(line, "\r\n"); strings.HasPrefix(l, "a=candidate:") {
+			return l
+		}
+	}
+	return ""
 }
 
 // keyframeLocal asks the device's capture for a keyframe on behalf of the

@@ -30,6 +30,10 @@ type ICEServer struct {
 	URLs       []string `json:"urls"`
 	Username   string   `json:"username,omitempty"`
 	Credential string   `json:"credential,omitempty"`
+	// Secret, when set, is a TURN REST shared secret (coturn's
+	// static-auth-secret): each session gets its own Username and
+	// Credential from it (ICEServersFor). It is never handed out.
+	Secret string `json:"-"`
 }
 
 // ValidateCandidate checks that line is, syntactically, an ICE candidate

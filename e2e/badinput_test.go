@@ -290,6 +290,61 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("garbage candidate by PATCH: %v, want 400 invalid_candidate", err)
 		}
 	})
+	// Candidates pointing where the service must not send checks: the
+	// cloud metadata address (link-local), a multicast group, the
+	// unspecified address. (This instance listens on loopback, so
+	// loopback candidates are its viewers' own and pass.)
+	run("ws_link_local_candidate", func(t *testing.T) {
+		before := rejectedCandidates(t, base, "link_local")
+		v := dialNegotiated(ctx, t, base, client.ModeWS)
+		mid, idx := "0", uint16(0)
+		if err := v.SendJSON(ctx, client.Message{Type: "candidate", Candidate: &client.CandidateInit{
+			Candidate: "candidate:7 1 udp 2130706431 169.254.169.254 80 typ host", SDPMid: &mid, SDPMLineIndex: &idx}}); err != nil {
+			t.Fatal(err)
+		}
+		waitError(t, v, "invalid_candidate")
+		if after := rejectedCandidates(t, base, "link_local"); after != before+1 {
+			t.Errorf("media_ice_candidates_rejected_total{reason=link_local} %v → %v, want +1", before, after)
+		}
+		// The viewer's session goes on: a good candidate is still taken.
+		if err := v.SendJSON(ctx, client.Message{Type: "candidate", Candidate: fakeCandidate(0)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		errs := 0
+		for _, m := range v.Messages() {
+			if m.Type == "error" {
+				errs++
+			}
+		}
+		if errs != 1 {
+			t.Errorf("%d error messages after a good candidate, want the one refusal", errs)
+		}
+	})
+	run("whep_multicast_candidate_400", func(t *testing.T) {
+		before := rejectedCandidates(t, base, "multicast")
+		v := dialNegotiated(ctx, t, base, client.ModeWHEP)
+		w := v.WHEP()
+		ufrag, pwd := client.ICECredentials(v.PeerConnection().LocalDescription().SDP)
+		err := client.WHEPPatch(ctx, http.DefaultClient, w.Location, "", w.ETag, client.SDPFrag(ufrag, pwd, "0", []string{"candidate:8 1 udp 2130706431 224.0.0.251 5353 typ host"}, false))
+		var ae *client.APIError
+		if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Code != "invalid_candidate" {
+			t.Errorf("multicast candidate by PATCH: %v, want 400 invalid_candidate", err)
+		}
+		if after := rejectedCandidates(t, base, "multicast"); after != before+1 {
+			t.Errorf("media_ice_candidates_rejected_total{reason=multicast} %v → %v, want +1", before, after)
+		}
+	})
+	run("whep_offer_unspecified_candidate_400", func(t *testing.T) {
+		before := rejectedCandidates(t, base, "unspecified")
+		offer := "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n" +
+			"a=candidate:9 1 udp 2130706431 0.0.0.0 9 typ host\r\n"
+		resp, b := do(t, http.MethodPost, base+"/whep/demo", "application/sdp", []byte(offer), nil)
+		expectStatus(t, resp, b, http.StatusBadRequest, "invalid_candidate")
+		if after := rejectedCandidates(t, base, "unspecified"); after != before+1 {
+			t.Errorf("media_ice_candidates_rejected_total{reason=unspecified} %v → %v, want +1", before, after)
+		}
+	})
 	run("whep_patch_wrong_if_match_412", func(t *testing.T) {
 		v := dialNegotiated(ctx, t, base, client.ModeWHEP)
 		w := v.WHEP()
@@ -511,6 +566,25 @@ func dialNegotiated(ctx context.Context, t *testing.T, base string, mode client.
 	}
 	time.Sleep(300 * time.Millisecond) // let trickled candidates reach the server
 	return v
+}
+
+// rejectedCandidates reads media_ice_candidates_rejected_total{reason} at
+// base/metrics; a reason missing from the export fails the test (every
+// reason is exported from the start).
+func rejectedCandidates(t *testing.T, base, reason string) float64 {
+	t.Helper()
+	for series := range scrapeSeries(t, base) {
+		if strings.HasPrefix(series, "media_ice_candidates_rejected_total{") && strings.Contains(series, `reason="`+reason+`"`) {
+			v, _ := scrapeValue(t, base, series)
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("series %s: value %q", series, v)
+			}
+			return f
+		}
+	}
+	t.Fatalf("media_ice_candidates_rejected_total{reason=%q} is not exported", reason)
+	return 0
 }
 
 // fakeCandidate returns a syntactically valid host candidate on loopback.

@@ -94,7 +94,9 @@ type Transport interface {
 	// negotiated. f must come from the same Transport. The caller must Close
 	// the peer.
 	NewPeer(ctx context.Context, f Fanout, opts PeerOptions) (Peer, error)
-	// ICEServers returns the STUN/TURN servers clients should use.
+	// ICEServers returns the configured STUN/TURN servers. One with a
+	// Secret (TURN REST) must get a session's credentials
+	// (domain.ICEServersFor) before it is handed out or used.
 	ICEServers() []domain.ICEServer
 	// Negotiate returns the rendition of a stream described by info that
 	// a viewer's offer takes: domain.RenditionOriginal when it decodes
@@ -175,6 +177,10 @@ const (
 type PeerOptions struct {
 	Session domain.SessionID
 	Limits  domain.ICELimits
+	// ICEServers are the STUN/TURN servers the peer's own agent uses,
+	// credentials minted (domain.ICEServersFor); nil means the
+	// transport's, less any that need minted credentials.
+	ICEServers []domain.ICEServer
 	// Trickle: when true Answer returns at once and local candidates are
 	// delivered to OnCandidate; when false Answer waits (bounded by ctx)
 	// until candidate gathering completes and the answer carries them all.

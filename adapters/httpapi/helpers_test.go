@@ -22,6 +22,10 @@ var _ Service = (*httpapitest.Service)(nil)
 
 var testNow = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
+// testTURNSecret is the fake's TURN REST secret: the session's own
+// credentials are minted from it, and it must never reach a client.
+const testTURNSecret = "fake-turn-rest-secret"
+
 const (
 	testDevice  = domain.DeviceID("dev1")
 	testSession = domain.SessionID("sess1")
@@ -157,11 +161,12 @@ func newFake(rec *calls, sessOwner string) *httpapitest.Service {
 			s.Kind = "whep"
 			return s, "v=0\r\nwhep-answer\r\n", nil
 		},
-		ICEServersFunc: func() []domain.ICEServer {
-			return []domain.ICEServer{
+		ICEServersForFunc: func(sess domain.Session) []domain.ICEServer {
+			return domain.ICEServersFor([]domain.ICEServer{
 				{URLs: []string{"stun:stun.example.net:3478"}},
 				{URLs: []string{"turn:turn.example.net?transport=udp"}, Username: "user", Credential: `pa"ss`},
-			}
+				{URLs: []string{"turn:rest.example.net:3478"}, Secret: testTURNSecret},
+			}, sess.ID, sess.ExpiresAt)
 		},
 	}
 }

@@ -189,7 +189,7 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ice := s.svc.ICEServers()
+	ice := s.svc.ICEServersFor(sess)
 	if ice == nil {
 		ice = []domain.ICEServer{}
 	}

@@ -96,8 +96,18 @@ func TestRESTHappyPaths(t *testing.T) {
 		if got.WSURL != wantWS {
 			t.Fatalf("ws_url %q, want %q", got.WSURL, wantWS)
 		}
-		if len(got.ICEServers) != 2 || got.ExpiresAt.IsZero() {
+		if len(got.ICEServers) != 3 || got.ExpiresAt.IsZero() {
 			t.Fatalf("ice/expiry %+v", got)
+		}
+		// The TURN REST server carries this session's own credentials,
+		// valid until the session's expiry, and never the secret.
+		wantUser, wantCred := domain.TURNCredentials(testTURNSecret, testSession, got.ExpiresAt)
+		if rest := got.ICEServers[2]; rest.Username != wantUser || rest.Credential != wantCred ||
+			rest.Username != fmt.Sprintf("%d:%s", testNow.Add(time.Minute).Unix(), testSession) {
+			t.Fatalf("TURN REST server %+v, want username %q credential %q", rest, wantUser, wantCred)
+		}
+		if strings.Contains(string(r.body), testTURNSecret) {
+			t.Fatalf("the TURN secret is in the response: %s", r.body)
 		}
 		rec.mu.Lock()
 		owner := rec.owner

@@ -54,8 +54,9 @@ type Service interface {
 	Devices(ctx context.Context) ([]domain.Device, error)
 	// Device returns one device or domain.ErrDeviceNotFound.
 	Device(ctx context.Context, id domain.DeviceID) (domain.Device, error)
-	// ICEServers returns the STUN/TURN servers clients should use.
-	ICEServers() []domain.ICEServer
+	// ICEServersFor returns the STUN/TURN servers the client of sess
+	// should use, with its own TURN credentials where they are minted.
+	ICEServersFor(sess domain.Session) []domain.ICEServer
 	// Ready reports false while draining or when a dependency is down.
 	Ready() bool
 	// Instances lists the live instances sharing the session store;

@@ -177,7 +177,7 @@ func (s *Server) handleWHEPOffer(w http.ResponseWriter, r *http.Request) {
 	h.Set("ETag", etag(sess.ID))
 	h.Set("Accept-Patch", mimeSDPFrag)
 	h.Set("Cache-Control", "no-store")
-	for _, l := range iceLinks(s.svc.ICEServers()) {
+	for _, l := range iceLinks(s.svc.ICEServersFor(sess)) {
 		h.Add("Link", l)
 	}
 	w.WriteHeader(http.StatusCreated)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"mediasvc/domain"
 )
@@ -36,9 +37,11 @@ func TestWHEP(t *testing.T) {
 		t.Fatalf("ETag %q", tag)
 	}
 	links := r.header.Values("Link")
+	user, cred := domain.TURNCredentials(testTURNSecret, testSession, testNow.Add(time.Minute))
 	want := []string{
 		`<stun:stun.example.net:3478>; rel="ice-server"`,
 		`<turn:turn.example.net?transport=udp>; rel="ice-server"; username="user"; credential="pa\"ss"; credential-type="password"`,
+		`<turn:rest.example.net:3478>; rel="ice-server"; username="` + user + `"; credential="` + cred + `"; credential-type="password"`,
 	}
 	if fmt.Sprint(links) != fmt.Sprint(want) {
 		t.Fatalf("Link\n got %q\nwant %q", links, want)

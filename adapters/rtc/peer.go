@@ -179,7 +179,7 @@ func (p *Peer) setup(choice videoChoice) error {
 		webrtc.WithSettingEngine(se),
 		webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
 	)
-	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: p.t.iceServers()})
+	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: p.t.iceServers(p.opts)})
 	if err != nil {
 		return err
 	}

@@ -75,6 +75,13 @@ type Config struct {
 	// interface names. Loopback candidates are always gathered so that
 	// everything works on 127.0.0.1.
 	Interfaces []string
+	// LoopbackOnly gathers host candidates on loopback addresses only:
+	// the shared UDP sockets bind 127.0.0.1 and ::1, the ICE-TCP listener
+	// 127.0.0.1, so nothing of the service listens beyond the machine. For a
+	// service whose HTTP listener is on loopback; not with Interfaces or
+	// NAT1To1IPs. Relay (TURN) and server-reflexive candidates are
+	// gathered as usual.
+	LoopbackOnly bool
 	// GatherTimeout bounds how long a non-trickle Answer waits for
 	// candidate gathering; the answer then carries what was gathered.
 	GatherTimeout time.Duration
@@ -181,6 +188,9 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	if cfg.SendBatch < 1 || cfg.SendBatch > maxSendBatch {
 		return nil, fmt.Errorf("rtc config: send batch %d outside [1, %d]", cfg.SendBatch, maxSendBatch)
 	}
+	if cfg.LoopbackOnly && (len(cfg.Interfaces) > 0 || len(cfg.NAT1To1IPs) > 0) {
+		return nil, fmt.Errorf("rtc config: loopback only excludes interfaces and nat 1:1 ips")
+	}
 	cfg.ICEServers = slices.Clone(cfg.ICEServers)
 
 	t := &Transport{cfg: cfg, log: logger}
@@ -203,7 +213,7 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	}
 	if cfg.TCPPort != 0 {
 		networks = append(networks, webrtc.NetworkTypeTCP4)
-		if !cfg.NoIPv6 {
+		if !cfg.NoIPv6 && !cfg.LoopbackOnly {
 			networks = append(networks, webrtc.NetworkTypeTCP6)
 		}
 	}
@@ -213,6 +223,11 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 		allow := slices.Clone(cfg.Interfaces)
 		ifFilter = func(name string) bool { return slices.Contains(allow, name) || isLoopbackName(name) }
 		se.SetInterfaceFilter(ifFilter)
+	}
+	var ipFilter func(net.IP) bool
+	if cfg.LoopbackOnly {
+		ipFilter = func(ip net.IP) bool { return ip.IsLoopback() }
+		se.SetIPFilter(ipFilter)
 	}
 	if len(cfg.NAT1To1IPs) > 0 {
 		// Host candidates carry the public addresses instead of the
@@ -224,15 +239,11 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 		}
 	}
 	if cfg.TCPPort != 0 {
-		network := "tcp"
-		if cfg.NoIPv6 {
-			network = "tcp4"
-		}
-		ln, err := net.Listen(network, ":"+strconv.Itoa(cfg.TCPPort))
+		mux, err := listenTCP(cfg.TCPPort, cfg.NoIPv6, cfg.LoopbackOnly)
 		if err != nil {
-			return nil, fmt.Errorf("rtc: listen on tcp port %d: %w", cfg.TCPPort, err)
+			return nil, fmt.Errorf("rtc: %w", err)
 		}
-		t.tcpMux = webrtc.NewICETCPMux(nil, ln, 8)
+		t.tcpMux = mux
 		se.SetICETCPMux(t.tcpMux)
 	}
 	if cfg.NoUDP {
@@ -244,6 +255,9 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 		}
 		if ifFilter != nil {
 			opts = append(opts, ice.UDPMuxFromPortWithInterfaceFilter(ifFilter))
+		}
+		if ipFilter != nil {
+			opts = append(opts, ice.UDPMuxFromPortWithIPFilter(ipFilter))
 		}
 		if cfg.SendBatch > 1 {
 			opt, err := t.batchedSockets(cfg.SendBatch, !cfg.NoGSO)
@@ -272,6 +286,28 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 }
 
 func isLoopbackName(name string) bool { return name == "lo" || name == "lo0" }
+
+// listenTCP opens the ICE-TCP listener on port: on every address, or with
+// loopbackOnly on 127.0.0.1 alone (New gathers no TCP6 candidates then).
+func listenTCP(port int, noIPv6, loopbackOnly bool) (ice.TCPMux, error) {
+	p := strconv.Itoa(port)
+	if !loopbackOnly {
+		network := "tcp"
+		if noIPv6 {
+			network = "tcp4"
+		}
+		ln, err := net.Listen(network, ":"+p)
+		if err != nil {
+			return nil, fmt.Errorf("listen on tcp port %d: %w", port, err)
+		}
+		return webrtc.NewICETCPMux(nil, ln, 8), nil
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:"+p)
+	if err != nil {
+		return nil, fmt.Errorf("listen on tcp port %d: %w", port, err)
+	}
+	return webrtc.NewICETCPMux(nil, ln, 8), nil
+}
 
 // Codec parameters the transport answers with. Each peer's MediaEngine
 // holds only the video codec its offer chose (see Peer.setup) and Opus.
@@ -312,28 +348,45 @@ func (t *Transport) ICEServers() []domain.ICEServer {
 	defer t.iceMu.RUnlock()
 	out := make([]domain.ICEServer, len(t.ice))
 	for i, s := range t.ice {
-		out[i] = domain.ICEServer{URLs: slices.Clone(s.URLs), Username: s.Username, Credential: s.Credential}
+		out[i] = domain.ICEServer{URLs: slices.Clone(s.URLs), Username: s.Username, Credential: s.Credential, Secret: s.Secret}
 	}
 	return out
 }
 
 // SetICEServers replaces the STUN/TURN servers for the peers made from now
 // on and for ICEServers (a configuration reload); peers already made keep
-// theirs.
+// theirs. A server with a Secret (TURN REST) reaches a peer only through
+// PeerOptions.ICEServers, with the session's credentials.
 func (t *Transport) SetICEServers(servers []domain.ICEServer) {
 	ice := make([]domain.ICEServer, len(servers))
-	web := make([]webrtc.ICEServer, len(servers))
 	for i, s := range servers {
-		ice[i] = domain.ICEServer{URLs: slices.Clone(s.URLs), Username: s.Username, Credential: s.Credential}
-		web[i] = webrtc.ICEServer{URLs: slices.Clone(s.URLs), Username: s.Username, Credential: s.Credential}
+		ice[i] = domain.ICEServer{URLs: slices.Clone(s.URLs), Username: s.Username, Credential: s.Credential, Secret: s.Secret}
 	}
+	web := pionServers(ice)
 	t.iceMu.Lock()
 	t.ice, t.servers = ice, web
 	t.iceMu.Unlock()
 }
 
-// iceServers returns the servers for a new peer.
-func (t *Transport) iceServers() []webrtc.ICEServer {
+// pionServers converts servers for pion, leaving out those whose
+// credentials are still to be minted.
+func pionServers(servers []domain.ICEServer) []webrtc.ICEServer {
+	web := make([]webrtc.ICEServer, 0, len(servers))
+	for _, s := range servers {
+		if s.Secret != "" {
+			continue
+		}
+		web = append(web, webrtc.ICEServer{URLs: slices.Clone(s.URLs), Username: s.Username, Credential: s.Credential})
+	}
+	return web
+}
+
+// iceServers returns the servers for a new peer: those of its options
+// when set, else the transport's.
+func (t *Transport) iceServers(opts ports.PeerOptions) []webrtc.ICEServer {
+	if opts.ICEServers != nil {
+		return pionServers(opts.ICEServers)
+	}
 	t.iceMu.RLock()
 	defer t.iceMu.RUnlock()
 	return t.servers

@@ -187,9 +187,25 @@ type ICEServerConfig struct {
 	Credential string   `koanf:"credential"`
 }
 
+// TURNConfig is the TURN server every session is handed (webrtc.turn),
+// with static credentials or a TURN REST secret (coturn's
+// use-auth-secret / static-auth-secret) from which each session gets its
+// own, expiring with it.
+type TURNConfig struct {
+	URLs       []string `koanf:"urls"`
+	Username   string   `koanf:"username"`
+	Credential string   `koanf:"credential"`
+	Secret     string   `koanf:"secret"`
+}
+
+// minTURNSecret is the shortest TURN REST secret accepted: every viewer
+// holds a username and its HMAC, enough to try secrets offline.
+const minTURNSecret = 16
+
 // WebRTCConfig is NAT traversal.
 type WebRTCConfig struct {
 	ICEServers     []ICEServerConfig `koanf:"ice_servers"`
+	TURN           TURNConfig        `koanf:"turn"`
 	NAT1To1IPs     []string          `koanf:"nat_1to1_ips"`
 	UDPPort        int               `koanf:"udp_port"`
 	TCPPort        int               `koanf:"tcp_port"`
@@ -347,6 +363,10 @@ func defaults() map[string]any {
 		"stream.viewer_retransmit_bytes":  524288,
 		"stream.viewer_rtcp_rate":         200,
 		"webrtc.ice_servers":              []any{},
+		"webrtc.turn.urls":                []string{},
+		"webrtc.turn.username":            "",
+		"webrtc.turn.credential":          "",
+		"webrtc.turn.secret":              "",
 		"webrtc.nat_1to1_ips":             []string{},
 		"webrtc.udp_port":                 0,
 		"webrtc.tcp_port":                 0,
@@ -694,6 +714,26 @@ func (c Config) validate() []error {
 			}
 		}
 	}
+	if t := c.WebRTC.TURN; len(t.URLs) > 0 || t.Username != "" || t.Credential != "" || t.Secret != "" {
+		if len(t.URLs) == 0 {
+			bad("webrtc.turn.urls", "needs at least one turn: or turns: URL with webrtc.turn's credentials or secret")
+		}
+		for _, u := range t.URLs {
+			if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") || strings.ContainsAny(u, "<>\" \r\n") {
+				bad("webrtc.turn.urls", "%q is not a turn: or turns: URL", u)
+			}
+		}
+		switch static := t.Username != "" || t.Credential != ""; {
+		case static && t.Secret != "":
+			bad("webrtc.turn.secret", "either a secret (TURN REST, credentials per session) or username and credential (static), not both")
+		case static && (t.Username == "" || t.Credential == ""):
+			bad("webrtc.turn.credential", "static TURN credentials need both username and credential")
+		case t.Secret != "" && len(t.Secret) < minTURNSecret:
+			bad("webrtc.turn.secret", "must be at least %d characters (coturn's static-auth-secret)", minTURNSecret)
+		case !static && t.Secret == "":
+			bad("webrtc.turn.secret", "TURN servers need a secret (TURN REST) or username and credential")
+		}
+	}
 	for _, ip := range c.WebRTC.NAT1To1IPs {
 		if net.ParseIP(ip) == nil {
 			bad("webrtc.nat_1to1_ips", "%q is not an IP address", ip)
@@ -706,8 +746,8 @@ func (c Config) validate() []error {
 	}
 	portKey("webrtc.udp_port", c.WebRTC.UDPPort)
 	portKey("webrtc.tcp_port", c.WebRTC.TCPPort)
-	if !c.WebRTC.UDP && c.WebRTC.TCPPort == 0 && len(c.WebRTC.ICEServers) == 0 {
-		bad("webrtc.udp", "without UDP viewers need webrtc.tcp_port or a TURN server in webrtc.ice_servers")
+	if !c.WebRTC.UDP && c.WebRTC.TCPPort == 0 && len(c.WebRTC.ICEServers) == 0 && len(c.WebRTC.TURN.URLs) == 0 {
+		bad("webrtc.udp", "without UDP viewers need webrtc.tcp_port or a TURN server (webrtc.turn or webrtc.ice_servers)")
 	}
 	portKey("webrtc.udp_port_min", c.WebRTC.UDPPortMin)
 	portKey("webrtc.udp_port_max", c.WebRTC.UDPPortMax)
@@ -912,6 +952,20 @@ func (c Config) allowedHosts(listenAddr string) []string {
 		add(h)
 	}
 	return hosts
+}
+
+// loopbackListener reports whether http.addr binds loopback only: the
+// service's viewers then run on this machine, ICE gathers on loopback
+// (unless webrtc.interfaces or webrtc.nat_1to1_ips say where else) and
+// loopback remote candidates are accepted.
+func (c Config) loopbackListener() bool {
+	host, _, err := net.SplitHostPort(c.HTTP.Addr)
+	return err == nil && isLoopback(host)
+}
+
+// loopbackICE reports whether ICE gathers on loopback only.
+func (c Config) loopbackICE() bool {
+	return c.loopbackListener() && len(c.WebRTC.Interfaces) == 0 && len(c.WebRTC.NAT1To1IPs) == 0
 }
 
 func isLoopback(host string) bool {

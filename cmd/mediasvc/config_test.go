@@ -457,3 +457,82 @@ func indentLines(s, pre string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+func TestTURNConfig(t *testing.T) {
+	const secret = "a-coturn-static-auth-secret"
+	file := writeFile(t, `
+webrtc:
+  ice_servers:
+    - urls: ["stun:stun.example.net:3478"]
+  turn:
+    urls: ["turn:turn.example.net:3478?transport=udp", "turns:turn.example.net:5349"]
+    secret: `+secret+"\n")
+	cfg, _, err := loadConfig([]string{"-config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := iceServers(cfg)
+	if len(servers) != 2 || servers[1].Secret != secret || len(servers[1].URLs) != 2 || servers[1].Username != "" {
+		t.Fatalf("iceServers = %+v, want the STUN server then the TURN REST one", servers)
+	}
+	// The secret is masked by config print.
+	var out, errb bytes.Buffer
+	if code := run([]string{"config", "print", "-config", file}, nil, &out, &errb); code != 0 || strings.Contains(out.String(), secret) {
+		t.Fatalf("config print exit %d, secret shown: %v\n%s%s", code, strings.Contains(out.String(), secret), out.String(), errb.String())
+	}
+	// From the environment, static credentials.
+	cfg, _, err = loadConfig(nil, []string{"MEDIASVC_WEBRTC_TURN_URLS=turn:127.0.0.1:3478", "MEDIASVC_WEBRTC_TURN_USERNAME=u", "MEDIASVC_WEBRTC_TURN_CREDENTIAL=p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := iceServers(cfg); len(s) != 1 || s[0].Username != "u" || s[0].Credential != "p" || s[0].Secret != "" {
+		t.Fatalf("static TURN from env: %+v", s)
+	}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"MEDIASVC_WEBRTC_TURN_SECRET=" + secret}, "webrtc.turn.urls: needs at least one"},
+		{[]string{"MEDIASVC_WEBRTC_TURN_URLS=stun:x.example:3478", "MEDIASVC_WEBRTC_TURN_SECRET=" + secret}, `"stun:x.example:3478" is not a turn: or turns: URL`},
+		{[]string{"MEDIASVC_WEBRTC_TURN_URLS=turn:x.example", "MEDIASVC_WEBRTC_TURN_SECRET=short"}, "webrtc.turn.secret: must be at least 16"},
+		{[]string{"MEDIASVC_WEBRTC_TURN_URLS=turn:x.example", "MEDIASVC_WEBRTC_TURN_SECRET=" + secret, "MEDIASVC_WEBRTC_TURN_USERNAME=u", "MEDIASVC_WEBRTC_TURN_CREDENTIAL=p"}, "either a secret"},
+		{[]string{"MEDIASVC_WEBRTC_TURN_URLS=turn:x.example", "MEDIASVC_WEBRTC_TURN_USERNAME=u"}, "need both username and credential"},
+		{[]string{"MEDIASVC_WEBRTC_TURN_URLS=turn:x.example"}, "need a secret (TURN REST) or username and credential"},
+	} {
+		_, _, err := loadConfig(nil, tc.env)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err %v, want %q", tc.env, err, tc.want)
+		}
+	}
+	// Without UDP, a TURN server in webrtc.turn is enough.
+	if _, _, err := loadConfig(nil, []string{"MEDIASVC_WEBRTC_UDP=false", "MEDIASVC_WEBRTC_TURN_URLS=turn:x.example?transport=tcp", "MEDIASVC_WEBRTC_TURN_SECRET=" + secret}); err != nil {
+		t.Errorf("no UDP with webrtc.turn: %v", err)
+	}
+}
+
+func TestLoopbackICE(t *testing.T) {
+	keys := []string{"MEDIASVC_AUTH_ALLOW_OPEN=true"}
+	for _, tc := range []struct {
+		addr             string
+		env              []string
+		listener, iceOff bool // loopbackListener, loopbackICE
+	}{
+		{"127.0.0.1:8080", nil, true, true},
+		{"localhost:8080", nil, true, true},
+		{"[::1]:8080", nil, true, true},
+		{"127.0.0.1:8080", []string{"MEDIASVC_WEBRTC_INTERFACES=eth0"}, true, false},
+		{"127.0.0.1:8080", []string{"MEDIASVC_WEBRTC_NAT_1TO1_IPS=203.0.113.7"}, true, false},
+		{"0.0.0.0:8080", keys, false, false},
+		{":8080", keys, false, false},
+		{"192.0.2.2:8080", keys, false, false},
+	} {
+		cfg, _, err := loadConfig([]string{"--http.addr", tc.addr}, tc.env)
+		if err != nil {
+			t.Fatalf("%s %v: %v", tc.addr, tc.env, err)
+		}
+		if cfg.loopbackListener() != tc.listener || cfg.loopbackICE() != tc.iceOff {
+			t.Errorf("%s %v: loopback listener %v, loopback ICE %v; want %v, %v", tc.addr, tc.env,
+				cfg.loopbackListener(), cfg.loopbackICE(), tc.listener, tc.iceOff)
+		}
+	}
+}

@@ -214,6 +214,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		NoIPv6:           !cfg.WebRTC.IPv6,
 		GatherTimeout:    cfg.WebRTC.GatherTimeout,
 		Interfaces:       cfg.WebRTC.Interfaces,
+		LoopbackOnly:     cfg.loopbackICE(),
 		MTU:              cfg.WebRTC.MTU,
 		KeyframeInterval: cfg.Stream.KeyframeInterval,
 		RingHistory:      cfg.Stream.RingHistory,
@@ -250,6 +251,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		SessionTTL:      cfg.Session.TTL,
 		Quota:           tunables(cfg).Quota,
 		ICE:             tunables(cfg).ICE,
+		Candidates:      domain.CandidatePolicy{AllowLoopback: cfg.loopbackListener()},
 		InputRate:       cfg.Limits.InputRate,
 		InputBurst:      cfg.Limits.InputBurst,
 		QualityInterval: cfg.Metrics.QualityInterval,
@@ -445,7 +447,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 			if tunables(cfg) != tunables(old) {
 				svc.Reconfigure(tunables(cfg))
 			}
-			if !reflect.DeepEqual(cfg.WebRTC.ICEServers, old.WebRTC.ICEServers) {
+			if !reflect.DeepEqual(cfg.WebRTC.ICEServers, old.WebRTC.ICEServers) || !reflect.DeepEqual(cfg.WebRTC.TURN, old.WebRTC.TURN) {
 				transport.SetICEServers(iceServers(cfg))
 			}
 			if adbSrc != nil && !slices.Equal(cfg.ADB.Serials, old.ADB.Serials) {
@@ -553,11 +555,15 @@ func tunables(cfg Config) app.Tunables {
 	}
 }
 
-// iceServers are cfg's STUN/TURN servers.
+// iceServers are cfg's STUN/TURN servers: webrtc.ice_servers, then
+// webrtc.turn (whose secret, if any, mints each session's credentials).
 func iceServers(cfg Config) []domain.ICEServer {
-	servers := make([]domain.ICEServer, 0, len(cfg.WebRTC.ICEServers))
+	servers := make([]domain.ICEServer, 0, len(cfg.WebRTC.ICEServers)+1)
 	for _, s := range cfg.WebRTC.ICEServers {
 		servers = append(servers, domain.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	if t := cfg.WebRTC.TURN; len(t.URLs) > 0 {
+		servers = append(servers, domain.ICEServer{URLs: slices.Clone(t.URLs), Username: t.Username, Credential: t.Credential, Secret: t.Secret})
 	}
 	return servers
 }

@@ -32,8 +32,8 @@ var liveKeys = []string{
 	"limits",                                           // quotas, creation rates, input budget and ICE limits (new sessions)
 	"stream.min_bitrate_bps", "stream.max_bitrate_bps", // the bitrate policy of running captures
 	"metrics.quality_interval",
-	"webrtc.ice_servers", // for new sessions
-	"adb.serials",        // the allow-list: devices appear or vanish at once
+	"webrtc.ice_servers", "webrtc.turn", // for new sessions
+	"adb.serials", // the allow-list: devices appear or vanish at once
 }
 
 func isLive(key string) bool {

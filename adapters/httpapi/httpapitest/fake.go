@@ -26,7 +26,7 @@ type Service struct {
 	WHEPFunc            func(ctx context.Context, device domain.DeviceID, owner string, offer string) (domain.Session, string, error)
 	DevicesFunc         func(ctx context.Context) ([]domain.Device, error)
 	DeviceFunc          func(ctx context.Context, id domain.DeviceID) (domain.Device, error)
-	ICEServersFunc      func() []domain.ICEServer
+	ICEServersForFunc   func(sess domain.Session) []domain.ICEServer
 	ReadyFunc           func() bool
 	InstancesFunc       func(ctx context.Context) ([]domain.Instance, error)
 	PushFileFunc        func(ctx context.Context, id domain.DeviceID, name string, r io.Reader, size int64) (string, error)
@@ -162,12 +162,12 @@ func (f *Service) Device(ctx context.Context, id domain.DeviceID) (domain.Device
 	return f.DeviceFunc(ctx, id)
 }
 
-// ICEServers calls ICEServersFunc.
-func (f *Service) ICEServers() []domain.ICEServer {
-	if f.ICEServersFunc == nil {
+// ICEServersFor calls ICEServersForFunc.
+func (f *Service) ICEServersFor(sess domain.Session) []domain.ICEServer {
+	if f.ICEServersForFunc == nil {
 		return nil
 	}
-	return f.ICEServersFunc()
+	return f.ICEServersForFunc(sess)
 }
 
 // Instances calls InstancesFunc.

@@ -16,6 +16,9 @@
   // An access link (?access_token=<JWT>) authenticates every call of this
   // page; it is kept across the page's own navigation.
   const accessToken = new URLSearchParams(location.search).get('access_token') || '';
+  // ?relay=1 forces every connection through the session's TURN servers
+  // (iceTransportPolicy "relay"), to try a TURN setup from a browser.
+  const relayOnly = new URLSearchParams(location.search).get('relay') === '1';
   const withToken = (path) => accessToken ? path + (path.includes('?') ? '&' : '?') + 'access_token=' + encodeURIComponent(accessToken) : path;
   const apiKey = () => sessionStorage.getItem(KEY_STORE) || accessToken;
   $('#apikey').value = sessionStorage.getItem(KEY_STORE) || '';
@@ -119,7 +122,9 @@
     setState('connecting');
     const ws = new WebSocket(session.ws_url);
     state.ws = ws;
-    const pc = new RTCPeerConnection({ iceServers: session.ice_servers || [] });
+    // The session's own ICE servers: TURN REST credentials are minted per
+    // session and expire with it.
+    const pc = new RTCPeerConnection({ iceServers: session.ice_servers || [], iceTransportPolicy: relayOnly ? 'relay' : 'all' });
     state.pc = pc;
     window.mediasvc.pc = pc;
     state.pending = [];
