@@ -574,14 +574,15 @@ func (f *Farm) deliver(c domain.Control) {
 // that have passed, delivers changes made elsewhere, and enforces and
 // announces reservations as they start and end.
 func (f *Farm) Run(ctx context.Context) error {
-	t := time.NewTicker(f.cfg.PollInterval)
+	t := f.clock.NewTimer(f.cfg.PollInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-t.C():
 			f.poll(ctx)
+			t.Reset(f.cfg.PollInterval)
 		}
 	}
 }
@@ -733,7 +734,7 @@ func (f *Farm) groupOne(ctx context.Context, who Actor, d domain.DeviceID, g dom
 // tells the notifier which came online and which went away (or offline).
 // The first listing only sets the baseline.
 func (f *Farm) WatchDevices(ctx context.Context, interval time.Duration, list func(context.Context) ([]domain.Device, error)) {
-	t := time.NewTicker(interval)
+	t := f.clock.NewTimer(interval)
 	defer t.Stop()
 	var known map[domain.DeviceID]bool
 	for {
@@ -763,7 +764,8 @@ func (f *Farm) WatchDevices(ctx context.Context, interval time.Duration, list fu
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
+			t.Reset(interval)
 		}
 	}
 }

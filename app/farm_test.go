@@ -10,31 +10,13 @@ import (
 	"mediasvc/adapters/memstore"
 	"mediasvc/app"
 	"mediasvc/domain"
-	"mediasvc/ports"
 	"mediasvc/ports/portstest"
 )
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// fakeClock is the farm tests' clock: portstest.Clock, moved by add.
+type fakeClock struct{ *portstest.Clock }
 
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-// NewTimer and AfterFunc complete ports.Clock; the farm runs no timer on
-// it, so they never fire.
-func (c *fakeClock) NewTimer(d time.Duration) ports.Timer {
-	return portstest.NewClock(c.Now()).NewTimer(d)
-}
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) ports.Timer {
-	return portstest.NewClock(c.Now()).AfterFunc(d, f)
-}
-
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func (c fakeClock) add(d time.Duration) { c.Advance(d) }
 
 type notices struct {
 	mu   sync.Mutex
@@ -58,7 +40,7 @@ func (n *notices) types() []domain.NoticeType {
 
 type farmRig struct {
 	farm  *app.Farm
-	clock *fakeClock
+	clock fakeClock
 	audit *memstore.Audit
 	store *memstore.Farm
 	notes *notices
@@ -66,7 +48,7 @@ type farmRig struct {
 
 func newFarmRig(t *testing.T, cfg app.FarmConfig) *farmRig {
 	t.Helper()
-	clock := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := fakeClock{portstest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))}
 	r := &farmRig{clock: clock, audit: memstore.NewAudit(1000), store: memstore.NewFarm(clock.Now), notes: &notices{}}
 	cfg.Instance = "i1"
 	r.farm = app.NewFarm(cfg, r.store, r.audit, r.notes, clock, nil)
@@ -247,7 +229,8 @@ func TestFarmHideAndFutureReservation(t *testing.T) {
 	defer stop()
 	done := make(chan struct{})
 	go func() { defer close(done); r.farm.Run(ctx) }()
-	r.clock.add(time.Minute)
+	waitPending(t, r.clock)  // Run has armed its poll timer
+	r.clock.add(time.Minute) // the poll falls due as the reservation begins
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, _ := r.farm.Control(ctx, "d")
@@ -257,7 +240,7 @@ func TestFarmHideAndFutureReservation(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("bob kept control after alice's reservation began: %+v", c)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 	if r.farm.Visible(ctx, bob, "d") || !r.farm.Visible(ctx, alice, "d") || !r.farm.Visible(ctx, admin, "d") {
 		t.Fatal("hide does not hide the device from bob only")
@@ -281,5 +264,68 @@ func TestFarmRecordsTextByLength(t *testing.T) {
 	r = newFarmRig(t, app.FarmConfig{RecordText: true})
 	if _, detail := r.farm.InputDetail(domain.InputEvent{Type: domain.InputText, Text: "secret"}); detail != `length 6 text "secret"` {
 		t.Fatalf("InputDetail with record_text = %q", detail)
+	}
+}
+
+// TestFarmWatchDevicesOnClock: the device watch lists on the farm's clock,
+// once per interval, so a fake clock drives it without real time passing.
+func TestFarmWatchDevicesOnClock(t *testing.T) {
+	r := newFarmRig(t, app.FarmConfig{})
+	listings := [][]domain.Device{
+		{{ID: "a", State: domain.DeviceOnline}},
+		{{ID: "a", State: domain.DeviceOnline}, {ID: "b", State: domain.DeviceOnline}},
+		{{ID: "b", State: domain.DeviceOnline}},
+	}
+	calls := make(chan int, len(listings))
+	var n int
+	list := func(context.Context) ([]domain.Device, error) {
+		i := min(n, len(listings)-1)
+		n++
+		calls <- i
+		return listings[i], nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.farm.WatchDevices(ctx, time.Hour, list) }()
+	defer func() { cancel(); <-done }()
+	for i := range listings {
+		select {
+		case got := <-calls:
+			if got != i {
+				t.Fatalf("listing %d, want %d", got, i)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no listing %d after the clock moved an interval", i)
+		}
+		if i == len(listings)-1 {
+			break
+		}
+		waitPending(t, r.clock) // the watch waits on its timer
+		if len(calls) != 0 {
+			t.Fatal("the watch listed again before its interval passed")
+		}
+		r.clock.add(time.Hour)
+	}
+	want := []domain.NoticeType{domain.NoticeDeviceOnline, domain.NoticeDeviceOffline}
+	for deadline := time.Now().Add(10 * time.Second); len(r.notes.types()) < len(want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("notices = %v, want %v", r.notes.types(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	got := r.notes.types()
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("notices = %v, want %v", got, want)
+	}
+}
+
+// waitPending waits until a timer is armed on c, failing after 10 s: a
+// loop that sleeps on real time instead never arms one.
+func waitPending(t *testing.T, c fakeClock) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); c.Pending() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no timer armed on the clock after 10 s")
+		}
 	}
 }

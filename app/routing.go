@@ -213,9 +213,24 @@ func (s *Service) Connect(ctx context.Context, id domain.SessionID, token string
 	return s.connectRemote(ctx, sess.Instance, sess, token, notify)
 }
 
-// Session returns a stored session or domain.ErrSessionNotFound.
+// Session returns a stored session or domain.ErrSessionNotFound. A
+// session live here that the store lost (a Redis restarted empty, before
+// Resync put it back) is returned as this instance holds it: it exists,
+// and closing it must still reach its socket.
 func (s *Service) Session(ctx context.Context, id domain.SessionID) (domain.Session, error) {
-	return s.deps.Store.Get(ctx, id)
+	sess, err := s.deps.Store.Get(ctx, id)
+	if !errors.Is(err, domain.ErrSessionNotFound) {
+		return sess, err
+	}
+	if l := s.liveSession(id); l != nil {
+		l.mu.Lock()
+		held, closed := l.sess, l.closed
+		l.mu.Unlock()
+		if !closed {
+			return held, nil
+		}
+	}
+	return sess, err
 }
 
 // CloseSession ends a session: it is removed from the store, its peer

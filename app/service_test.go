@@ -642,6 +642,32 @@ func TestResyncPutsSessionsBack(t *testing.T) {
 	}
 }
 
+// TestSessionLostByStoreStillCloses: a store that lost a live session (a
+// Redis restarted empty, before Resync) does not make it vanish here: it
+// is still found, and closing it tells its socket bye (the e2e stress test
+// lost byes this way: DELETE answered 404 and the session played on).
+func TestSessionLostByStoreStillCloses(t *testing.T) {
+	r := newRig(t, app.Config{SessionTTL: time.Minute})
+	ctx := context.Background()
+	sess, ev := r.connect(t)
+	if _, err := r.store.Delete(ctx, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.svc.Session(ctx, sess.ID)
+	if err != nil || got.ID != sess.ID || got.State != domain.StateConnected {
+		t.Fatalf("live session the store lost = %+v, %v", got, err)
+	}
+	if err := r.svc.CloseSession(ctx, sess.ID, "deleted"); err != nil {
+		t.Fatalf("close a live session the store lost: %v", err)
+	}
+	if !ev.has(domain.EventBye, "deleted") {
+		t.Fatal("no bye for a live session the store lost")
+	}
+	if _, err := r.svc.Session(ctx, sess.ID); !errors.Is(err, domain.ErrSessionNotFound) {
+		t.Fatalf("closed session = %v, want not found", err)
+	}
+}
+
 func TestInstancesWithoutRegistry(t *testing.T) {
 	r := newRig(t, app.Config{Instance: "solo"})
 	ins, err := r.svc.Instances(context.Background())

@@ -133,8 +133,12 @@ func TestBusSurvivesRedisRestart(t *testing.T) {
 	defer stop()
 	srv.Restart()
 	for {
-		_, cerr := a.Call(ctx, "b", domain.BusRequest{Method: domain.BusPing})
-		perr := a.Publish(ctx, topic, domain.SessionEvent{Type: domain.EventState, State: "back"})
+		// Each attempt on its own deadline: a call published before b's
+		// connection resubscribed is lost, and its caller waits only that long.
+		actx, acancel := context.WithTimeout(ctx, time.Second)
+		_, cerr := a.Call(actx, "b", domain.BusRequest{Method: domain.BusPing})
+		perr := a.Publish(actx, topic, domain.SessionEvent{Type: domain.EventState, State: "back"})
+		acancel()
 		if cerr == nil && perr == nil {
 			select {
 			case ev := <-got:

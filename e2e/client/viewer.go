@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
@@ -104,6 +105,9 @@ type Config struct {
 	WSHeader http.Header
 	// MaxAges bounds how many frame ages are kept (default 10000).
 	MaxAges int
+	// SenderReports reads the video receiver's RTCP and keeps the sender
+	// reports of the video stream (up to MaxAges).
+	SenderReports bool
 }
 
 // Stats is what a viewer saw. Times are zero until the event happens.
@@ -136,10 +140,38 @@ type Stats struct {
 	// FrameArrivals when each of them arrived (same index).
 	FrameAges     []time.Duration
 	FrameArrivals []time.Time
+	// FrameRTP is each of those frames' RTP timestamp (same index).
+	FrameRTP []uint32
+	// SenderReports are the video stream's sender reports, in arrival
+	// order (Config.SenderReports).
+	SenderReports []SenderReport
 	// FirstLoss is when the first sequence gap was seen.
 	FirstLoss time.Time
 	// Problems are the first structural errors seen, for a test to show.
 	Problems []string
+}
+
+// SenderReport is one RTCP sender report of the video stream: the
+// sender's wall-clock time NTP at which its RTP clock read RTP.
+type SenderReport struct {
+	Received time.Time
+	NTP      time.Time
+	RTP      uint32
+}
+
+// Map returns the sender's wall-clock time of RTP timestamp ts at clock
+// Hz, by this report's NTP/RTP pair.
+func (r SenderReport) Map(ts uint32, clock int64) time.Time {
+	d := int32(ts - r.RTP) // RTP timestamps wrap; a frame is near its report
+	return r.NTP.Add(time.Duration(int64(d) * int64(time.Second) / clock))
+}
+
+// ntpToTime converts a 64-bit NTP timestamp.
+func ntpToTime(ntp uint64) time.Time {
+	const ntpEpochOffset = 2208988800
+	sec := int64(ntp>>32) - ntpEpochOffset
+	frac := int64((ntp & 0xffffffff) * 1e9 >> 32)
+	return time.Unix(sec, frac)
 }
 
 // Viewer is one connected viewer.
@@ -219,7 +251,7 @@ func (v *Viewer) dial(ctx context.Context) error {
 			return fmt.Errorf("add %s transceiver: %w", k, err)
 		}
 	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		v.wg.Add(1)
 		go func() {
 			defer v.wg.Done()
@@ -229,6 +261,10 @@ func (v *Viewer) dial(ctx context.Context) error {
 				v.readAudio(tr)
 			}
 		}()
+		if v.cfg.SenderReports && tr.Kind() == webrtc.RTPCodecTypeVideo {
+			v.wg.Add(1)
+			go func() { defer v.wg.Done(); v.readSenderReports(recv, uint32(tr.SSRC())) }()
+		}
 	})
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		v.mu.Lock()
@@ -604,6 +640,8 @@ func (v *Viewer) Stats() Stats {
 	st := v.st
 	st.FrameAges = append([]time.Duration(nil), v.st.FrameAges...)
 	st.FrameArrivals = append([]time.Time(nil), v.st.FrameArrivals...)
+	st.FrameRTP = append([]uint32(nil), v.st.FrameRTP...)
+	st.SenderReports = append([]SenderReport(nil), v.st.SenderReports...)
 	st.Problems = append([]string(nil), v.st.Problems...)
 	st.FirstAUTypes = append([]int(nil), v.st.FirstAUTypes...)
 	return st
@@ -715,6 +753,30 @@ func (v *Viewer) readAudio(tr *webrtc.TrackRemote) {
 		v.st.AudioPackets++
 		v.st.AudioBytes += uint64(n)
 		v.mu.Unlock()
+	}
+}
+
+// readSenderReports keeps the sender reports of SSRC ssrc until the
+// connection closes.
+func (v *Viewer) readSenderReports(recv *webrtc.RTPReceiver, ssrc uint32) {
+	for {
+		pkts, _, err := recv.ReadRTCP()
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		for _, pk := range pkts {
+			sr, ok := pk.(*rtcp.SenderReport)
+			if !ok || sr.SSRC != ssrc {
+				continue
+			}
+			v.mu.Lock()
+			if len(v.st.SenderReports) < v.cfg.MaxAges {
+				v.st.SenderReports = append(v.st.SenderReports, SenderReport{Received: now, NTP: ntpToTime(sr.NTPTime), RTP: sr.RTPTime})
+				v.changedLocked()
+			}
+			v.mu.Unlock()
+		}
 	}
 }
 
@@ -895,6 +957,7 @@ func (v *Viewer) finishAU(au *auState, arrival time.Time) {
 		if len(v.st.FrameAges) < v.cfg.MaxAges {
 			v.st.FrameAges = append(v.st.FrameAges, arrival.Sub(ingest))
 			v.st.FrameArrivals = append(v.st.FrameArrivals, arrival)
+			v.st.FrameRTP = append(v.st.FrameRTP, au.ts)
 		}
 	}
 	v.changedLocked()
