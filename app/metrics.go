@@ -126,7 +126,7 @@ func newMetrics(m metric.Meter) *metrics {
 	}
 	mt.bitrateTarget = g
 	mt.transcoders = i64ud("media_transcoders_active", "Running transcoders (one per device and rendition with viewers), by device and rendition (vp8, h264-baseline).")
-	mt.transcoderRestarts = i64c("media_transcoder_restarts", "", "Transcoders restarted after they ended or failed while viewers remained, by device and rendition.")
+	mt.transcoderRestarts = i64c("media_transcoder_restarts", "", "Transcoders restarted after they ended or failed while viewers remained, or for a new source size (a rotation), by device and rendition.")
 	mt.transcoderFailures = i64c("media_transcoder_failures", "", "Transcoder starts that failed, by device and rendition.")
 	mt.transcoderKeyReqs = i64c("media_transcoder_keyframe_requests", "", "Keyframe requests of a rendition's viewers forwarded to its transcoder (after coalescing), by device and rendition.")
 	mt.bitrateChanges = i64c("media_bitrate_changes", "", "Capture bitrate changes by the adaptive policy, by device and direction (up, down).")

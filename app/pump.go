@@ -163,6 +163,7 @@ func (h *Hub) pump(ctx context.Context, st *stream, capt ports.Capture, tl *time
 			return err
 		}
 		f.PTS = tl.next(f.PTS, h.clock.Now())
+		var cur domain.StreamInfo
 		if f.Keyframe {
 			// A rotation may have changed the size (scrcpy restarts its
 			// encoder); input maps to the picture from this keyframe on.
@@ -171,12 +172,13 @@ func (h *Hub) pump(ctx context.Context, st *stream, capt ports.Capture, tl *time
 			if info.Width != st.current.Width || info.Height != st.current.Height {
 				st.current = info
 			}
+			cur = st.current
 			h.mu.Unlock()
 		}
 		if err := st.fanout.WriteFrame(f); err != nil {
 			return fmt.Errorf("write frame: %w", err)
 		}
-		st.feedRenditions(f)
+		st.feedRenditions(f, cur)
 	}
 }
 

@@ -41,6 +41,12 @@ type rendition struct {
 	// while the transcoder restarts. Nothing under it blocks.
 	mu sync.Mutex
 	tc ports.Transcoder
+	// runCancel ends the current transcoder's run; inW, inH is the
+	// source size it was started for; resized says the capture pump
+	// ended it because the source's size changed. Guarded by mu.
+	runCancel context.CancelFunc
+	inW, inH  int
+	resized   bool
 
 	viewers int         // guarded by Hub.mu
 	stopT   ports.Timer // guarded by Hub.mu
@@ -164,21 +170,27 @@ func (h *Hub) publishRenditionsLocked(st *stream) {
 }
 
 // feedRenditions hands one frame of the capture to every running
-// rendition: video to its transcoder, audio to its fanout as it is. It is
-// called by the capture pump only and never blocks.
-func (st *stream) feedRenditions(f domain.Frame) {
+// rendition: video to its transcoder, audio to its fanout as it is. At a
+// keyframe whose picture size (cur, the capture's now) differs from the
+// one a transcoder was started for, that transcoder is ended (its
+// rendition starts a new one for the new size). It is called by the
+// capture pump only and never blocks.
+func (st *stream) feedRenditions(f domain.Frame, cur domain.StreamInfo) {
 	rs := st.rends.Load()
 	if rs == nil {
 		return
 	}
 	for _, rd := range *rs {
 		rd.mu.Lock()
-		if f.Kind == domain.KindVideo {
-			if rd.tc != nil {
-				_ = rd.tc.Write(f) // fails only once closed, on its way out
-			}
-		} else {
+		switch {
+		case f.Kind != domain.KindVideo:
 			_ = rd.fanout.WriteFrame(f)
+		case rd.tc == nil:
+		case f.Keyframe && cur.Width != 0 && (cur.Width != rd.inW || cur.Height != rd.inH):
+			rd.tc, rd.resized = nil, true
+			rd.runCancel() // closes the transcoder on its own goroutine
+		default:
+			_ = rd.tc.Write(f) // fails only once closed, on its way out
 		}
 		rd.mu.Unlock()
 	}
@@ -203,7 +215,7 @@ func (h *Hub) runRendition(rd *rendition, in domain.StreamInfo) {
 		return
 	}
 	rd.fanout = fan
-	rd.tc = tc
+	runCtx := rd.setTranscoder(tc, in)
 	h.mu.Lock()
 	if rd.st.renditions[rd.r] == rd {
 		h.publishRenditionsLocked(rd.st)
@@ -226,28 +238,36 @@ func (h *Hub) runRendition(rd *rendition, in domain.StreamInfo) {
 	backoff := h.cfg.RetryMin
 	for {
 		started := h.clock.Now()
-		err := h.pumpRendition(rd, tc)
-		rd.mu.Lock()
-		rd.tc = nil
-		rd.mu.Unlock()
+		err := h.pumpRendition(runCtx, rd, tc)
+		resized := rd.clearTranscoder()
 		_ = tc.Close()
 		if rd.ctx.Err() != nil {
 			return
 		}
-		if h.clock.Now().Sub(started) > h.cfg.RetryMax {
-			backoff = h.cfg.RetryMin // it ran well for a while
-		}
 		h.m.transcoderRestarts.Add(rd.ctx, 1, rd.attrs)
-		log.Warn("transcoder ended; restarting", "err", err, "retry_in", backoff)
-		for {
-			t := h.clock.NewTimer(backoff)
-			select {
-			case <-rd.ctx.Done():
-				t.Stop()
-				return
-			case <-t.C():
+		wait := backoff
+		if resized {
+			// The source's picture changed size (a rotated device): a
+			// new ffmpeg for the new size, at once.
+			log.Info("source size changed; restarting the transcoder")
+			wait = 0
+		} else {
+			if h.clock.Now().Sub(started) > h.cfg.RetryMax {
+				wait = h.cfg.RetryMin // it ran well for a while
 			}
-			backoff = min(backoff*2, h.cfg.RetryMax)
+			log.Warn("transcoder ended; restarting", "err", err, "retry_in", wait)
+		}
+		for {
+			if wait > 0 {
+				t := h.clock.NewTimer(wait)
+				select {
+				case <-rd.ctx.Done():
+					t.Stop()
+					return
+				case <-t.C():
+				}
+				backoff = min(wait*2, h.cfg.RetryMax)
+			}
 			h.mu.Lock()
 			in = rd.st.current
 			h.mu.Unlock()
@@ -255,13 +275,36 @@ func (h *Hub) runRendition(rd *rendition, in domain.StreamInfo) {
 				break
 			}
 			h.m.transcoderFailures.Add(rd.ctx, 1, rd.attrs)
-			log.Warn("transcoder restart failed", "err", err, "retry_in", backoff)
+			wait = max(backoff, h.cfg.RetryMin)
+			log.Warn("transcoder restart failed", "err", err, "retry_in", wait)
 		}
-		rd.mu.Lock()
-		rd.tc = tc
-		rd.mu.Unlock()
+		runCtx = rd.setTranscoder(tc, in)
 		rd.st.fanout.RequestKeyframe()
 	}
+}
+
+// setTranscoder makes tc, started for a source of in's size, the one the
+// capture pump feeds, and returns the context of its run: cancelled when
+// the rendition stops or the source's size changes.
+func (rd *rendition) setTranscoder(tc ports.Transcoder, in domain.StreamInfo) context.Context {
+	ctx, cancel := context.WithCancel(rd.ctx)
+	rd.mu.Lock()
+	rd.tc, rd.runCancel, rd.inW, rd.inH, rd.resized = tc, cancel, in.Width, in.Height, false
+	rd.mu.Unlock()
+	return ctx
+}
+
+// clearTranscoder stops feeding the current transcoder and reports
+// whether it was stopped for a change of the source's size.
+func (rd *rendition) clearTranscoder() bool {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	rd.tc = nil
+	if rd.runCancel != nil {
+		rd.runCancel()
+		rd.runCancel = nil
+	}
+	return rd.resized
 }
 
 // failRendition records a failed first start: the waiting viewers get
@@ -277,11 +320,11 @@ func (h *Hub) failRendition(rd *rendition, err error) {
 }
 
 // pumpRendition moves the transcoder's frames into the rendition's fanout
-// until it ends or rd.ctx is done (which closes it: its ReadFrame does
-// not watch a context).
-func (h *Hub) pumpRendition(rd *rendition, tc ports.Transcoder) (err error) {
+// until it ends or ctx (its run's) is done, which closes it: its ReadFrame
+// does not watch a context.
+func (h *Hub) pumpRendition(ctx context.Context, rd *rendition, tc ports.Transcoder) (err error) {
 	closed := make(chan struct{})
-	stop := context.AfterFunc(rd.ctx, func() {
+	stop := context.AfterFunc(ctx, func() {
 		defer close(closed)
 		_ = tc.Close()
 	})
@@ -297,7 +340,7 @@ func (h *Hub) pumpRendition(rd *rendition, tc ports.Transcoder) (err error) {
 		}
 	}()
 	for {
-		f, err := tc.ReadFrame(rd.ctx)
+		f, err := tc.ReadFrame(ctx)
 		if err != nil {
 			return err
 		}

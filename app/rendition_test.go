@@ -181,3 +181,42 @@ func TestRenditionUnavailable(t *testing.T) {
 		t.Fatalf("%d transcoders running", n)
 	}
 }
+
+// A source whose picture changes size (a rotated device) gets a new
+// transcoder for the new size from its keyframe on; the viewers keep the
+// rendition's fanout.
+func TestRenditionFollowsSourceSize(t *testing.T) {
+	tcs := &portstest.Transcoders{Made: []domain.Rendition{domain.RenditionVP8}}
+	r := newRigOn(t, app.Config{}, newMemstore(), nil, withRenditions(tcs))
+	if _, err := r.offer(t, "vp8"); err != nil {
+		t.Fatal(err)
+	}
+	capt := <-r.captures
+	first := tcs.Started()[0]
+	key := domain.Frame{Kind: domain.KindVideo, Keyframe: true, Data: []byte{0, 0, 0, 1, 0x65}}
+	capt.Frames <- key
+	eventually(t, "the first keyframe through the transcoder", func() bool { return first.Written.Load() == 1 })
+	rotated := capt.Info()
+	rotated.Width, rotated.Height = rotated.Height, rotated.Width
+	capt.SetInfo(rotated)
+	key.PTS = time.Second
+	capt.Frames <- key
+	eventually(t, "a second transcoder", func() bool { return len(tcs.Started()) == 2 })
+	eventually(t, "the first one closed", first.Closed.Load)
+	second := tcs.Started()[1]
+	if got := second.Info(); got.Width != rotated.Width || got.Height != rotated.Height {
+		t.Fatalf("second transcoder for %dx%d, want %dx%d", got.Width, got.Height, rotated.Width, rotated.Height)
+	}
+	if first.Written.Load() != 1 {
+		t.Fatalf("the old transcoder got the new size's keyframe")
+	}
+	key.PTS = 2 * time.Second
+	capt.Frames <- key
+	eventually(t, "frames into the new transcoder", func() bool { return second.Written.Load() == 1 })
+	r.mu.Lock()
+	nfan := len(r.fanouts)
+	r.mu.Unlock()
+	if nfan != 2 {
+		t.Fatalf("%d fanouts, want the original's and the one rendition's", nfan)
+	}
+}

@@ -306,10 +306,12 @@ func (s *Service) keyframeLocal(l *live) error {
 // statsLocal returns the session's quality; zeros before its peer exists.
 func (s *Service) statsLocal(l *live) domain.QualityStats {
 	l.mu.Lock()
-	peer := l.peer
+	peer, r := l.peer, l.rendition
 	l.mu.Unlock()
 	if peer == nil {
 		return domain.QualityStats{At: s.deps.Clock.Now(), State: "new"}
 	}
-	return peer.Stats()
+	q := peer.Stats()
+	q.Rendition = r.String()
+	return q
 }

@@ -24,4 +24,8 @@ type QualityStats struct {
 	// EstimatedBps is the receiver's bandwidth estimate (REMB), 0 when the
 	// viewer sends none.
 	EstimatedBps float64 `json:"estimated_bitrate_bps"`
+	// Rendition is what the viewer is sent: "original" (the device's
+	// stream), "vp8" or "h264-baseline" (a transcoder's); empty before
+	// its first offer.
+	Rendition string `json:"rendition,omitempty"`
 }

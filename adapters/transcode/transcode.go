@@ -52,6 +52,9 @@ type Config struct {
 	// full the transcoder drops input up to the next keyframe (counted)
 	// rather than slow the capture.
 	QueueFrames int
+	// LogLevel is ffmpeg's -loglevel ("error" when empty); the tail of
+	// what it writes is kept for the error of a transcoder that fails.
+	LogLevel string
 }
 
 func (c *Config) defaults() {
@@ -66,6 +69,9 @@ func (c *Config) defaults() {
 	}
 	if c.QueueFrames <= 0 {
 		c.QueueFrames = DefaultQueueFrames
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "error"
 	}
 }
 
@@ -111,13 +117,21 @@ func args(cfg Config, r domain.Rendition, in domain.StreamInfo) ([]string, error
 	}
 	gop := strconv.Itoa(max(1, int(cfg.KeyframeInterval.Seconds()*float64(fps))))
 	a := []string{
-		"-hide_banner", "-loglevel", "error", "-nostdin",
+		"-hide_banner", "-loglevel", cfg.LogLevel, "-nostdin",
 		// Start at once and keep nothing back: a tiny probe, a decoder
 		// that outputs each picture at once (low_delay; -fflags nobuffer
-		// would make it lag a GOP behind), real-time timestamps
-		// (screenrecord's frame rate varies).
+		// would make it lag a GOP behind).
 		"-probesize", "32", "-flags", "low_delay",
-		"-use_wallclock_as_timestamps", "1",
+		// Timestamps: frame n is at n/fps. Not the wall clock
+		// (-use_wallclock_as_timestamps): frames that reach ffmpeg in a
+		// burst (a pump a busy machine held back) or closer than the
+		// encoder's time base (1/25 s, guessed from too few frames) got
+		// equal or falling DTS, which the muxers "fix" with a warning per
+		// frame (TestNoTimestampWarnings). ffmpeg's timestamps steer only
+		// its rate control here (a source below fps frames/s then gets
+		// under the target bitrate, never over it): each output frame is
+		// given its input frame's PTS by the transcoder.
+		"-framerate", strconv.Itoa(fps),
 		"-f", "h264", "-i", "pipe:0",
 		// Every packet leaves at once (ffmpeg buffers 32 KiB of output
 		// otherwise: a second of video at a small size).

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -278,5 +279,65 @@ func TestStartFailures(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if _, err = tc.ReadFrame(context.Background()); err == nil {
 		t.Fatal("read after exit succeeded")
+	}
+}
+
+// ffmpeg must not complain about its timestamps (non-monotonic DTS, PTS
+// it had to change) however the frames arrive: here in bursts, as they
+// come from a capture pump that a busy machine held back, and spaced
+// less than a frame apart.
+func TestNoTimestampWarnings(t *testing.T) {
+	for _, r := range []domain.Rendition{domain.RenditionBaseline, domain.RenditionVP8} {
+		t.Run(string(r), func(t *testing.T) {
+			needFFmpeg(t, r)
+			tc, err := Start(Config{LogLevel: "warning", QueueFrames: 200}, r, domain.StreamInfo{Video: domain.CodecH264, Width: 320, Height: 240, FPS: 30}, quiet())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tc.Close()
+			aus := testAUs(t)
+			n := 0
+			readErr := make(chan error, 1)
+			go func() {
+				for {
+					if _, err := tc.ReadFrame(context.Background()); err != nil {
+						readErr <- err
+						return
+					}
+					n++
+				}
+			}()
+			for i, au := range aus {
+				_ = tc.Write(domain.Frame{Kind: domain.KindVideo, Data: au, PTS: time.Duration(i) * time.Second / 30, Keyframe: i%30 == 0})
+				switch {
+				case i%10 == 9:
+					time.Sleep(200 * time.Millisecond) // a stall, then a burst
+				case i%10 >= 5:
+					// a burst: no wait at all
+				default:
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			for len(tc.in) > 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond) // the last write
+			_ = tc.stdin.Close()               // end of input: ffmpeg flushes and exits
+			if err := <-readErr; !errors.Is(err, io.EOF) {
+				t.Fatalf("read: %v", err)
+			}
+			tc.mu.Lock()
+			log := string(tc.stderr)
+			tc.mu.Unlock()
+			if n < len(aus)/2 {
+				t.Fatalf("%d of %d frames out; ffmpeg said:\n%s", n, len(aus), log)
+			}
+			for _, bad := range []string{"onotonous", "onotonic", "Invalid timestamps", "changing to", "Past duration"} {
+				if strings.Contains(log, bad) {
+					t.Fatalf("%d frames out; ffmpeg warned about timestamps (%q):\n%s", n, bad, log)
+				}
+			}
+			t.Logf("%d frames out, ffmpeg said: %q", n, log)
+		})
 	}
 }

@@ -1,7 +1,8 @@
 'use strict';
 // mediasvc viewer: lists devices, plays one over WebRTC with the session
 // WebSocket for signaling, and sends touches and keys back. window.mediasvc
-// exposes {pc, session} for tests.
+// exposes {pc, session, media} for tests (media: the codec, rendition,
+// transport and resolution the page shows under the picture).
 (() => {
   const $ = (sel) => document.querySelector(sel);
   const KEY_STORE = 'mediasvc.apiKey';
@@ -10,7 +11,7 @@
   const MAX_DURATION_MS = 10000;
 
   const state = { session: null, ws: null, pc: null, pending: [], statsTimer: 0, last: null, role: '' };
-  window.mediasvc = { pc: null, session: null };
+  window.mediasvc = { pc: null, session: null, media: null, timing: {} };
 
   // ---- API key or access link ----
   // An access link (?access_token=<JWT>) authenticates every call of this
@@ -130,6 +131,13 @@
     state.pending = [];
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
+    // timing: ms since navigation of the offer and of the first frame
+    // shown (for the first-frame figures in BENCHMARKS.md).
+    const timing = window.mediasvc.timing = {};
+    const v0 = $('#video');
+    const firstFrame = () => { if (!timing.firstFrame) timing.firstFrame = performance.now(); };
+    if (v0.requestVideoFrameCallback) v0.requestVideoFrameCallback(firstFrame);
+    else v0.addEventListener('loadeddata', firstFrame, { once: true });
     pc.ontrack = (ev) => {
       const v = $('#video');
       if (!v.srcObject) v.srcObject = ev.streams[0] || new MediaStream();
@@ -150,6 +158,7 @@
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
         send({ type: 'offer', sdp: pc.localDescription.sdp });
+        timing.offer = performance.now();
         setState('negotiating', 'warn');
       } catch (err) {
         show($('#player-msg'), 'WebRTC error: ' + err.message);
@@ -170,12 +179,17 @@
           show($('#player-msg'), m.state === 'device_unavailable' ? 'The device is unavailable' + (m.reason ? ': ' + m.reason : '') + '.' : '');
           break;
         case 'stats':
+          state.rendition = (m.stats || {}).rendition || state.rendition;
           renderStats($('#server-stats'), serverStats(m.stats || {}));
           break;
         case 'control':
           renderControl(m);
           break;
         case 'error':
+          if (m.code === 'no_common_codec') {
+            show($('#player-msg'), 'This browser and the device have no video codec in common: ' + m.message);
+            break;
+          }
           show($('#player-msg'), 'Server: ' + m.message + (m.code === 'reserved' && m.subject ? ' (reserved for ' + m.subject + ' until ' + m.until + ')' : ''));
           break;
         case 'bye':
@@ -218,6 +232,9 @@
     const v = $('#video');
     v.srcObject = null;
     state.last = null;
+    state.rendition = '';
+    window.mediasvc.media = null;
+    $('#media-line').textContent = '—';
     setState('stopped');
   }
 
@@ -251,12 +268,19 @@
     const pc = state.pc;
     if (!pc) return;
     const report = await pc.getStats();
-    let video = null, pair = null;
+    let video = null, pair = null, selected = '';
     report.forEach((r) => {
       if (r.type === 'inbound-rtp' && r.kind === 'video') video = r;
-      if (r.type === 'candidate-pair' && r.state === 'succeeded' && (r.nominated || !pair)) pair = r;
+      if (r.type === 'transport' && r.selectedCandidatePairId) selected = r.selectedCandidatePairId;
+    });
+    report.forEach((r) => {
+      if (r.type !== 'candidate-pair') return;
+      // Chromium names the selected pair in its transport stats, Firefox
+      // marks it selected.
+      if (selected ? r.id === selected : (r.selected || (r.state === 'succeeded' && (r.nominated || !pair)))) pair = r;
     });
     if (!video) return;
+    renderMedia(report, video, pair);
     let bitrate = 0;
     if (state.last) {
       const dt = (video.timestamp - state.last.timestamp) / 1000;
@@ -271,6 +295,29 @@
       ['jitter', ((video.jitter || 0) * 1000).toFixed(1) + ' ms'],
       ['rtt', pair && pair.currentRoundTripTime !== undefined ? (pair.currentRoundTripTime * 1000).toFixed(0) + ' ms' : '—'],
     ]);
+  }
+
+  // renderMedia shows what the browser gets: the codec (with its H.264
+  // profile), the server's rendition (pushed in its stats), the transport
+  // of the selected candidate pair (udp, tcp, relay) and the picture size.
+  function renderMedia(report, video, pair) {
+    const c = video.codecId && report.get(video.codecId);
+    let codec = c ? c.mimeType.replace(/^video\//, '') : '?';
+    const plid = c && /profile-level-id=([0-9a-fA-F]{6})/.exec(c.sdpFmtpLine || '');
+    if (plid) codec += ' ' + plid[1].toLowerCase();
+    let transport = '?';
+    const local = pair && report.get(pair.localCandidateId);
+    if (local) {
+      transport = local.candidateType === 'relay' ? 'relay' + (local.relayProtocol ? ' (' + local.relayProtocol + ')' : '') : (local.protocol || '?');
+    }
+    const v = $('#video');
+    const media = {
+      codec, rendition: state.rendition || '?', transport,
+      resolution: v.videoWidth ? v.videoWidth + '×' + v.videoHeight : '—',
+    };
+    window.mediasvc.media = media;
+    $('#media-line').textContent = media.codec + ' · ' + (media.rendition === 'original' ? 'original stream' : 'rendition ' + media.rendition) +
+      ' · ' + media.transport + ' · ' + media.resolution;
   }
 
   // ---- input ----

@@ -1,0 +1,183 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// browserStatsJS reads what the viewer page's peer connection and video
+// element have: decoded frames and the codec of the inbound video, audio
+// packets, the picture's size and clock.
+const browserStatsJS = `(async () => {
+  const m = window.mediasvc;
+  const v = document.querySelector('#video');
+  const out = {ready: false, framesDecoded: 0, audioPackets: 0, codec: '', videoWidth: v ? v.videoWidth : 0,
+    videoHeight: v ? v.videoHeight : 0, currentTime: v ? v.currentTime : 0, paused: v ? v.paused : true,
+    now: performance.now(), page: (document.querySelector('#client-stats') || {}).innerText || '',
+    msg: (document.querySelector('#player-msg') || {}).innerText || '',
+    media: (window.mediasvc && window.mediasvc.media) || null, line: (document.querySelector('#media-line') || {}).innerText || '',
+    timing: (window.mediasvc && window.mediasvc.timing) || {}};
+  if (!m || !m.pc) return out;
+  out.ready = true;
+  out.state = m.pc.connectionState;
+  const r = await m.pc.getStats();
+  r.forEach(s => {
+    if (s.type !== 'inbound-rtp') return;
+    const kind = s.kind || s.mediaType;
+    if (kind === 'video') {
+      out.framesDecoded = s.framesDecoded || 0;
+      const c = s.codecId && r.get(s.codecId);
+      out.codec = c ? c.mimeType : '';
+    } else if (kind === 'audio') {
+      out.audioPackets = s.packetsReceived || 0;
+    }
+  });
+  return out;
+})()`
+
+type browserStats struct {
+	Ready         bool    `json:"ready"`
+	State         string  `json:"state"`
+	FramesDecoded int     `json:"framesDecoded"`
+	AudioPackets  int     `json:"audioPackets"`
+	Codec         string  `json:"codec"`
+	VideoWidth    int     `json:"videoWidth"`
+	VideoHeight   int     `json:"videoHeight"`
+	CurrentTime   float64 `json:"currentTime"`
+	Paused        bool    `json:"paused"`
+	Now           float64 `json:"now"` // ms since the page's navigation started
+	Page          string  `json:"page"`
+	Msg           string  `json:"msg"`
+	Media         *struct {
+		Codec      string `json:"codec"`
+		Rendition  string `json:"rendition"`
+		Transport  string `json:"transport"`
+		Resolution string `json:"resolution"`
+	} `json:"media"`
+	Line   string `json:"line"`
+	Timing struct {
+		Offer      float64 `json:"offer"`
+		FirstFrame float64 `json:"firstFrame"`
+	} `json:"timing"`
+}
+
+// Debian's Firefox without OpenH264 (it fetches it from Cisco at run
+// time; nothing may here) offers VP8, VP9 and AV1 only: it plays the demo
+// through the VP8 rendition, with the device's audio, and the page works
+// (its controls, no console error).
+func TestFirefoxPlaysDemoVP8(t *testing.T) {
+	in := startInstance(t, nil)
+	ff := startFirefox(t)
+	defer func() {
+		if t.Failed() {
+			t.Logf("page console:\n%s", joinLogs(ff.consoleLogs()))
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := ff.navigate(ctx, in.Base+"/?device=demo"); err != nil {
+		t.Fatalf("navigate: %v", err)
+	}
+	var last, first browserStats
+	deadline := time.Now().Add(90 * time.Second) // ffmpeg and Firefox on a loaded 2-core machine
+	for {
+		var st browserStats
+		err := ff.eval(ctx, browserStatsJS, &st)
+		if err != nil {
+			t.Logf("stats: %v", err)
+		} else {
+			last = st
+			if first.CurrentTime == 0 && st.CurrentTime > 0 {
+				first = st
+			}
+			if st.FramesDecoded > 60 && st.AudioPackets > 0 && st.VideoWidth > 0 && first.CurrentTime > 0 && st.CurrentTime > first.CurrentTime {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			ff.screenshot(ctx, t, "firefox-demo")
+			t.Fatalf("within 90 s the page reached only %+v; want framesDecoded > 60, audio packets, a picture whose clock advances", last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("firefox: %+v", last)
+	t.Logf("first-frame firefox vp8: first frame shown %.0f ms after navigation, %.0f ms after the offer", last.Timing.FirstFrame, last.Timing.FirstFrame-last.Timing.Offer)
+	if !strings.EqualFold(last.Codec, "video/VP8") {
+		t.Errorf("inbound video codec %q, want video/VP8 (Firefox has no WebRTC H.264 here)", last.Codec)
+	}
+	if last.VideoWidth != 1280 || last.VideoHeight != 720 {
+		t.Errorf("picture %dx%d, want the demo's 1280x720", last.VideoWidth, last.VideoHeight)
+	}
+	if last.Paused {
+		t.Error("the video element is paused")
+	}
+
+	// The controls: Unmute unmutes, Keyframe asks for one (a PLI the
+	// server forwards to the transcoder and the source), and frames keep
+	// being decoded.
+	var ctl struct {
+		Muted       bool `json:"muted"`
+		UnmuteShown bool `json:"unmuteShown"`
+	}
+	if err := ff.eval(ctx, `(async () => {
+	  document.querySelector('#unmute').click();
+	  document.querySelector('#keyframe').click();
+	  await new Promise(r => setTimeout(r, 500));
+	  return {muted: document.querySelector('#video').muted, unmuteShown: !document.querySelector('#unmute').hidden};
+	})()`, &ctl); err != nil {
+		t.Fatalf("controls: %v", err)
+	}
+	if ctl.Muted || ctl.UnmuteShown {
+		t.Errorf("after Unmute: muted %v, button shown %v", ctl.Muted, ctl.UnmuteShown)
+	}
+	before := last.FramesDecoded
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var st browserStats
+		if err := ff.eval(ctx, browserStatsJS, &st); err == nil {
+			last = st
+			if st.FramesDecoded > before+30 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("frames stopped after the controls: %+v", last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The line under the picture says what the browser gets (the
+	// rendition arrives with the server's stats, every few seconds).
+	for deadline := time.Now().Add(30 * time.Second); last.Media == nil || last.Media.Rendition != "vp8"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the page never showed the vp8 rendition: %+v %q", last.Media, last.Line)
+		}
+		time.Sleep(500 * time.Millisecond)
+		_ = ff.eval(ctx, browserStatsJS, &last)
+	}
+	if m := last.Media; m.Codec != "VP8" || m.Transport != "udp" || m.Resolution != "1280×720" {
+		t.Errorf("media line %q: %+v, want VP8, rendition vp8, udp, 1280×720", last.Line, *m)
+	}
+	t.Logf("media line: %q", last.Line)
+	if last.Msg != "" {
+		t.Errorf("the page shows a message: %q", last.Msg)
+	}
+	ff.screenshot(ctx, t, "firefox-demo")
+	for _, l := range ff.consoleLogs() {
+		if l.Level == "error" || l.Type == "javascript" {
+			t.Errorf("page console: %s", l)
+		}
+	}
+}
+
+func joinLogs(ls []bidiLog) string {
+	var b strings.Builder
+	for _, l := range ls {
+		b.WriteString(l.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
