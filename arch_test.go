@@ -48,6 +48,16 @@ func TestDependencyRule(t *testing.T) {
 				t.Errorf("%s imports %s: %s", p.ImportPath, imp, err)
 			}
 		}
+		// app records through the OTel APIs only (metric, trace); the SDKs
+		// and exporters are wired in cmd (its tests may read spans through
+		// the SDK's in-memory exporter).
+		if p.ImportPath == "mediasvc/app" {
+			for _, imp := range p.Imports {
+				if strings.HasPrefix(imp, "go.opentelemetry.io/otel/sdk") || strings.HasPrefix(imp, "go.opentelemetry.io/otel/exporters") {
+					t.Errorf("app imports %s: app uses the OpenTelemetry API; the SDK is wired in cmd", imp)
+				}
+			}
+		}
 	}
 }
 

@@ -4,9 +4,13 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"mediasvc/e2e/adbdevice"
 )
 
 // browserStatsJS reads what the viewer page's peer connection and video
@@ -180,4 +184,77 @@ func joinLogs(ls []bidiLog) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// TestFirefoxPlaysADBDevice: Firefox (VP8 only) plays an emulated device
+// behind the real adb server through the VP8 rendition, and a real click
+// on the picture (WebDriver BiDi input actions) arrives as a tap where it
+// was clicked.
+func TestFirefoxPlaysADBDevice(t *testing.T) {
+	srv := adbdevice.StartTestServer(t)
+	d := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_7"})
+	in := startInstance(t, adbConfig(srv))
+	waitDevices(t, in, 5*time.Second, "device online", func(ds map[string]adbDevice) bool { return ds[d.Serial()].Width > 0 })
+	ff := startFirefox(t)
+	defer func() {
+		if t.Failed() {
+			t.Logf("page console:\n%s", joinLogs(ff.consoleLogs()))
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := ff.navigate(ctx, in.Base+"/?device="+url.QueryEscape(d.Serial())); err != nil {
+		t.Fatalf("navigate: %v", err)
+	}
+	var last browserStats
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		if err := ff.eval(ctx, browserStatsJS, &last); err == nil && last.FramesDecoded > 30 && last.VideoWidth > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			ff.screenshot(ctx, t, "firefox-adb")
+			t.Fatalf("within 90 s the page reached only %+v; want framesDecoded > 30", last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("firefox on %s: %+v", d.Serial(), last)
+	if !strings.EqualFold(last.Codec, "video/VP8") || last.VideoWidth != 1280 || last.VideoHeight != 720 {
+		t.Errorf("codec %q, picture %dx%d; want video/VP8, 1280x720", last.Codec, last.VideoWidth, last.VideoHeight)
+	}
+
+	d.ResetInputs()
+	var r struct{ X, Y, W, H float64 }
+	if err := ff.eval(ctx, `(() => { const b = document.querySelector('#video').getBoundingClientRect(); return {X: b.x, Y: b.y, W: b.width, H: b.height}; })()`, &r); err != nil {
+		t.Fatalf("video rect: %v", err)
+	}
+	x, y := int(r.X+r.W/2), int(r.Y+r.H/2)
+	if _, err := ff.call(ctx, "input.performActions", map[string]any{"context": ff.context, "actions": []any{map[string]any{
+		"type": "pointer", "id": "mouse", "parameters": map[string]any{"pointerType": "mouse"},
+		"actions": []any{
+			map[string]any{"type": "pointerMove", "x": x, "y": y},
+			map[string]any{"type": "pointerDown", "button": 0},
+			map[string]any{"type": "pointerUp", "button": 0},
+		},
+	}}}); err != nil {
+		t.Fatalf("click: %v", err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+	defer wcancel()
+	got, err := d.WaitInputs(wctx, 1)
+	if err != nil {
+		t.Fatalf("no input at the device after a click: %v", err)
+	}
+	var tx, ty int
+	if _, err := fmt.Sscanf(got[0], "tap %d %d", &tx, &ty); err != nil {
+		t.Fatalf("device recorded %q, want a tap", got[0])
+	}
+	if tx < 640-64 || tx > 640+64 || ty < 360-36 || ty > 360+36 {
+		t.Errorf("tap at (%d,%d), want near (640,360)", tx, ty)
+	}
+	ff.screenshot(ctx, t, "firefox-adb")
+	for _, l := range ff.consoleLogs() {
+		if l.Level == "error" || l.Type == "javascript" {
+			t.Errorf("page console: %s", l)
+		}
+	}
 }

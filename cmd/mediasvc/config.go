@@ -38,6 +38,7 @@ type Config struct {
 	Log       LogConfig       `koanf:"log"`
 	Instance  InstanceConfig  `koanf:"instance"`
 	Metrics   MetricsConfig   `koanf:"metrics"`
+	Tracing   TracingConfig   `koanf:"tracing"`
 	Debug     DebugConfig     `koanf:"debug"`
 	Store     StoreConfig     `koanf:"store"`
 	Redis     RedisConfig     `koanf:"redis"`
@@ -380,6 +381,8 @@ func defaults() map[string]any {
 		"adb.breaker.open_for":           "30s",
 		"adb.breaker.interval":           "60s",
 		"log.level":                      "info",
+		"tracing.otlp_endpoint":          "",
+		"tracing.sample_ratio":           1.0,
 		"log.format":                     "text",
 		"instance.id":                    "",
 		"metrics.enabled":                true,
@@ -724,6 +727,14 @@ func (c Config) validate() []error {
 		bad("webrtc.send_batch", "must be 1..1024, got %d", c.WebRTC.SendBatch)
 	}
 	positive("webrtc.gather_timeout", int64(c.WebRTC.GatherTimeout))
+	if c.Tracing.OTLPEndpoint != "" {
+		if _, err := otlpURL(c.Tracing.OTLPEndpoint); err != nil {
+			bad("tracing.otlp_endpoint", "%v", err)
+		}
+	}
+	if c.Tracing.SampleRatio < 0 || c.Tracing.SampleRatio > 1 {
+		bad("tracing.sample_ratio", "must be 0..1, got %v", c.Tracing.SampleRatio)
+	}
 	if c.Metrics.Addr != "" {
 		if host, port, err := net.SplitHostPort(c.Metrics.Addr); err != nil {
 			bad("metrics.addr", "%q is not host:port", c.Metrics.Addr)

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // logSwitch is the service's logging, reloadable: the level is a shared
@@ -56,6 +58,9 @@ type switchHandler struct {
 	sw    *logSwitch
 	ops   []func(slog.Handler) slog.Handler
 	cache atomic.Pointer[baseHandler]
+	// traced: the chain already names a trace_id (a session's logger),
+	// so the span in a record's context is not added again.
+	traced bool
 }
 
 func (h *switchHandler) current() slog.Handler {
@@ -73,21 +78,33 @@ func (h *switchHandler) current() slog.Handler {
 
 func (h *switchHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.sw.level.Level() }
 
+// Handle adds trace_id and span_id when ctx carries a span (one a tracer
+// recorded or one that came from another instance), then logs.
 func (h *switchHandler) Handle(ctx context.Context, r slog.Record) error {
+	if !h.traced && ctx != nil {
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			r = r.Clone()
+			r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+		}
+	}
 	return h.current().Handle(ctx, r)
 }
 
 func (h *switchHandler) with(op func(slog.Handler) slog.Handler) slog.Handler {
 	ops := make([]func(slog.Handler) slog.Handler, len(h.ops), len(h.ops)+1)
 	copy(ops, h.ops)
-	return &switchHandler{sw: h.sw, ops: append(ops, op)}
+	return &switchHandler{sw: h.sw, ops: append(ops, op), traced: h.traced}
 }
 
 func (h *switchHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	if len(as) == 0 {
 		return h
 	}
-	return h.with(func(b slog.Handler) slog.Handler { return b.WithAttrs(as) })
+	n := h.with(func(b slog.Handler) slog.Handler { return b.WithAttrs(as) }).(*switchHandler)
+	for _, a := range as {
+		n.traced = n.traced || a.Key == "trace_id"
+	}
+	return n
 }
 
 func (h *switchHandler) WithGroup(name string) slog.Handler {

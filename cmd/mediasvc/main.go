@@ -148,6 +148,19 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		meter = func(name string) metric.Meter { return tel.Meter(name) }
 	}
 
+	// Traces: off (a nil tracer, every span a no-op) without an endpoint.
+	tracer, stopTracing, err := newTracer(cfg.Tracing, instance, log.With("component", "tracing"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("tracing: flush at exit", "err", err)
+		}
+	}()
+
 	be, err := newBackend(ctx, cfg, domain.Instance{ID: instance, URL: cfg.Instance.AdvertiseURL}, log)
 	if err != nil {
 		return err
@@ -265,6 +278,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		Bus:         be.bus,
 		Leases:      be.leases,
 		Meter:       meter("mediasvc/app"),
+		Tracer:      tracer,
 	}, log)
 	be.onUp = svc.Resync
 	if qr, ok := be.store.(quotaReporter); ok {
