@@ -354,9 +354,9 @@ func (h *Hub) pumpRendition(ctx context.Context, rd *rendition, tc ports.Transco
 }
 
 // renditionKeyframes forwards the rendition's viewers' coalesced keyframe
-// requests to its transcoder, and to the capture: the transcoder makes a
-// keyframe of the next source keyframe (it has one every couple of
-// seconds regardless).
+// requests to its transcoder, and to the capture (a transcoder that makes
+// keyframes of the source's would need it; ffmpeg's has one every couple
+// of seconds regardless).
 func (h *Hub) renditionKeyframes(rd *rendition) {
 	for {
 		select {

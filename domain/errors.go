@@ -15,6 +15,9 @@ var (
 	ErrInvalidTransition = errors.New("invalid session state transition")
 	ErrDeviceNotFound    = errors.New("device not found")
 	ErrDeviceUnavailable = errors.New("device unavailable")
+	// ErrInputBusy: the device's input queue is full (each shell input
+	// starts a process on the phone); try again once it has caught up.
+	ErrInputBusy         = errors.New("device input busy")
 	ErrTooManyCandidates = errors.New("too many ICE candidates")
 	ErrInvalidCandidate  = errors.New("invalid ICE candidate")
 	ErrInvalidOffer      = errors.New("invalid SDP offer")

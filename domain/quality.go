@@ -21,6 +21,12 @@ type QualityStats struct {
 	PLIs          uint64    `json:"plis"`
 	Retransmits   uint64    `json:"retransmits"`
 	KeyframeSkips uint64    `json:"keyframe_skips"`
+	// What the viewer sent beyond its budget and was dropped: RTCP packets
+	// over its rate or malformed, PLI/FIR within its keyframe interval,
+	// NACKed packets over its retransmission budget.
+	RTCPDropped        uint64 `json:"rtcp_dropped"`
+	PLIsDropped        uint64 `json:"plis_dropped"`
+	RetransmitsDropped uint64 `json:"retransmits_dropped"`
 	// EstimatedBps is the receiver's bandwidth estimate (REMB), 0 when the
 	// viewer sends none.
 	EstimatedBps float64 `json:"estimated_bitrate_bps"`

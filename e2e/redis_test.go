@@ -65,11 +65,16 @@ func (e *redisEnv) flush(t *testing.T) {
 
 // redisConfig is defaultConfig on the shared Redis of env, checking it
 // often so outage tests run quickly.
+// e2eBusSecret is the redis.bus_secret every instance of a Redis test
+// shares.
+const e2eBusSecret = "e2e-bus-secret-shared-by-the-instances"
+
 func redisConfig(env *redisEnv, id string) Config {
 	cfg := defaultConfig()
 	cfg.set("store", "backend", "redis")
 	cfg.set("redis", "mode", env.mode)
 	cfg.set("redis", "url", env.url)
+	cfg.set("redis", "bus_secret", e2eBusSecret)
 	cfg.set("redis", "health_interval", "200ms")
 	cfg.set("redis", "max_backoff", "1s")
 	cfg.set("instance", "id", id)

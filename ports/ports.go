@@ -124,10 +124,9 @@ type Transcoders interface {
 // access units with Write (from the capture pump), read like a capture
 // (from the rendition's pump). Its Info is the rendition's: its codec,
 // the source's size and audio codec; it makes video only (the source's
-// audio is passed on as it is by the caller). RequestKeyframe makes the
-// rendition's next picture made from a source keyframe a keyframe (the
-// caller asks the source for one too); it has a keyframe at least every
-// couple of seconds anyway.
+// audio is passed on as it is by the caller). RequestKeyframe asks for a
+// keyframe soon; one that cannot make one on demand (ffmpeg) ignores it
+// and has a keyframe every couple of seconds anyway.
 type Transcoder interface {
 	Capture
 	// Write hands one video access unit of the source to the transcoder

@@ -26,15 +26,15 @@ for a, b in zip(starts, starts[1:]):
         cur = b""
 
 COMMON = ["-hide_banner", "-loglevel", "error", "-nostdin", "-probesize", "32", "-flags", "low_delay",
-          "-use_wallclock_as_timestamps", "1", "-f", "h264", "-i", "pipe:0",
+          "-framerate", "30", "-f", "h264", "-i", "pipe:0",
           "-an", "-fps_mode", "passthrough", "-flush_packets", "1", "-force_key_frames", "expr:gte(t,n_forced*2)"]
 ARGS = {
     "vp8": COMMON + ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1500k", "-maxrate", "1500k",
                      "-bufsize", "1500k", "-lag-in-frames", "0", "-auto-alt-ref", "0", "-error-resilient", "1",
-                     "-g", "9999", "-threads", "2", "-f", "ivf", "pipe:1"],
+                     "-g", "60", "-threads", "2", "-f", "ivf", "pipe:1"],
     "h264-baseline": COMMON + ["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "baseline",
                                "-level:v", "3.1", "-pix_fmt", "yuv420p", "-b:v", "1500k", "-maxrate", "1500k", "-bufsize", "1500k",
-                               "-bf", "0", "-g", "9999", "-x264-params", "aud=1:repeat-headers=1", "-f", "h264", "pipe:1"],
+                               "-bf", "0", "-g", "60", "-x264-params", "aud=1:repeat-headers=1", "-f", "h264", "pipe:1"],
 }
 
 def cpu_seconds(pid):

@@ -217,7 +217,10 @@ type deviceSim struct {
 	commands []string
 	execs    int
 	failExec string // FAIL reason for screenrecord, when set
-	help     string // screenrecord --help output
+	// inputGate, when set, holds each shell line's completion until a
+	// value is received from it (the phone still running `input`).
+	inputGate chan struct{}
+	help      string // screenrecord --help output
 }
 
 func (d *deviceSim) serve(c net.Conn, serial, svc string) {
@@ -261,9 +264,22 @@ func (d *deviceSim) serve(c net.Conn, serial, svc string) {
 		okay(c)
 		sc := bufio.NewScanner(c)
 		for sc.Scan() {
+			line := sc.Text()
+			// A pty echoes the line back; then each command runs in turn,
+			// the completion echo last.
+			_, _ = io.WriteString(c, line+"\r\n")
+			cmd, hasDone := strings.CutSuffix(line, inputDoneCmd)
 			d.mu.Lock()
-			d.lines = append(d.lines, sc.Text())
+			d.lines = append(d.lines, cmd)
+			gate := d.inputGate
 			d.mu.Unlock()
+			if !hasDone {
+				continue
+			}
+			if gate != nil {
+				<-gate
+			}
+			_, _ = io.WriteString(c, inputDone+"\r\n")
 		}
 	case strings.HasPrefix(svc, "shell,v2,raw:"):
 		okay(c)

@@ -1,6 +1,8 @@
 package adb
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mediasvc/domain"
@@ -180,11 +183,55 @@ func pointerCommand(ev domain.InputEvent) (string, error) {
 // inputShell is one device's persistent interactive shell: each event is
 // one command line written to it, so no adb connection or process per
 // event on the host side (`input` itself still starts on the device).
+//
+// The shell runs its lines one after another and each `input` starts a
+// JVM on the phone (hundreds of ms), so lines written faster than that
+// queue on the device. The queue is bounded: each line ends by echoing
+// inputDone, the reader counts those, and at most limit lines are
+// outstanding; past that write refuses with domain.ErrInputBusy.
 type inputShell struct {
-	rc   io.ReadWriteCloser
-	mu   sync.Mutex
-	dead chan struct{}
-	once sync.Once
+	rc      io.ReadWriteCloser
+	mu      sync.Mutex
+	dead    chan struct{}
+	once    sync.Once
+	pending atomic.Int64 // lines written whose inputDone has not come back
+	limit   int64
+}
+
+// inputDone is what the shell prints after each line; the line spells it
+// in two quoted halves (inputDoneCmd), so a terminal echoing the line back
+// never prints it.
+const (
+	inputDone    = "mediasvc-input-done"
+	inputDoneCmd = " ; echo 'mediasvc''-input-done'"
+)
+
+// DefaultInputQueue is how many input commands may wait on a device's
+// shell by default.
+const DefaultInputQueue = 8
+
+// busy reports whether the shell's queue is full.
+func (sh *inputShell) busy() bool { return sh.pending.Load() >= sh.limit }
+
+// readOutput reads the shell's output until it ends, counting the
+// completions of the lines written; everything else (echo, prompts, the
+// output of input) is dropped.
+func (sh *inputShell) readOutput() {
+	br := bufio.NewReaderSize(sh.rc, 4096)
+	for {
+		line, err := br.ReadSlice('\n')
+		if bytes.Contains(line, []byte(inputDone)) {
+			for {
+				n := sh.pending.Load()
+				if n <= 0 || sh.pending.CompareAndSwap(n, n-1) {
+					break
+				}
+			}
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
 }
 
 // openInputShell opens "shell:" and drains its output (echo, prompts) so
@@ -200,11 +247,11 @@ func (s *Source) openInputShell(serial string) (*inputShell, error) {
 	if cc, ok := rc.(*conn); ok {
 		cc.stop()
 	}
-	sh := &inputShell{rc: rc, dead: make(chan struct{})}
+	sh := &inputShell{rc: rc, dead: make(chan struct{}), limit: int64(s.opts.InputQueue)}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		_, _ = io.Copy(io.Discard, rc)
+		sh.readOutput()
 		sh.close()
 	}()
 	return sh, nil
@@ -226,15 +273,27 @@ func (sh *inputShell) alive() bool {
 	}
 }
 
+// write queues line on the shell; errInputBusy when limit lines are
+// outstanding already.
 func (sh *inputShell) write(line string, timeout time.Duration) error {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	if sh.pending.Add(1) > sh.limit {
+		sh.pending.Add(-1)
+		return errInputBusy
+	}
 	if d, ok := sh.rc.(interface{ SetWriteDeadline(time.Time) error }); ok {
 		_ = d.SetWriteDeadline(time.Now().Add(timeout))
 	}
-	_, err := io.WriteString(sh.rc, line+"\n")
+	_, err := io.WriteString(sh.rc, line+inputDoneCmd+"\n")
+	if err != nil {
+		sh.pending.Add(-1)
+	}
 	return err
 }
+
+// errInputBusy is a full input queue: not a device failure.
+var errInputBusy = fmt.Errorf("device input queue full: %w", domain.ErrInputBusy)
 
 // shell returns the device's input shell, opening it when needed.
 func (s *Source) shell(id domain.DeviceID) (*inputShell, error) {
@@ -304,7 +363,17 @@ func (s *Source) Input(ctx context.Context, id domain.DeviceID, ev domain.InputE
 	if line == "" {
 		return nil // nothing the shell can or need do
 	}
-	return s.breaker(string(id)).Do(func() error {
+	s.mu.Lock()
+	var cur *inputShell
+	if d, ok := s.devices[string(id)]; ok {
+		cur = d.input
+	}
+	s.mu.Unlock()
+	if cur != nil && cur.alive() && cur.busy() {
+		return fmt.Errorf("input to %s: %w", id, errInputBusy)
+	}
+	busy := false
+	err = s.breaker(string(id)).Do(func() error {
 		var err error
 		for attempt := 0; attempt < 2; attempt++ {
 			var sh *inputShell
@@ -314,6 +383,10 @@ func (s *Source) Input(ctx context.Context, id domain.DeviceID, ev domain.InputE
 			if err = sh.write(line, s.opts.CommandTimeout); err == nil {
 				return nil
 			}
+			if errors.Is(err, domain.ErrInputBusy) {
+				busy = true // not the device's failure
+				return nil
+			}
 			sh.close() // a stale shell (device replugged): retry on a fresh one
 		}
 		if ctx.Err() != nil {
@@ -321,4 +394,8 @@ func (s *Source) Input(ctx context.Context, id domain.DeviceID, ev domain.InputE
 		}
 		return fmt.Errorf("input shell on %s: %w: %w", id, domain.ErrDeviceUnavailable, err)
 	})
+	if busy {
+		return fmt.Errorf("input to %s: %w", id, errInputBusy)
+	}
+	return err
 }

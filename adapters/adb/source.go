@@ -79,6 +79,10 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// PoolSize bounds concurrent command connections (default 4).
 	PoolSize int
+	// InputQueue bounds the input commands waiting on a device's shell
+	// (default DefaultInputQueue); past it Input returns
+	// domain.ErrInputBusy.
+	InputQueue int
 	// Breaker tunes each device's circuit breaker.
 	Breaker BreakerOptions
 }
@@ -110,6 +114,9 @@ func (o *Options) defaults() {
 	}
 	if o.CommandTimeout <= 0 {
 		o.CommandTimeout = 10 * time.Second
+	}
+	if o.InputQueue <= 0 {
+		o.InputQueue = DefaultInputQueue
 	}
 	if o.RetryMin <= 0 {
 		o.RetryMin = 500 * time.Millisecond

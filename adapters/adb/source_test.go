@@ -310,6 +310,52 @@ func TestInputThroughPersistentShell(t *testing.T) {
 	}
 }
 
+// The device's shell runs one input command at a time, each starting a
+// JVM on a phone: at most InputQueue wait there; the next gets
+// ErrInputBusy at once (not a breaker failure), and input is taken again
+// as soon as the phone finishes one.
+func TestInputQueueIsBounded(t *testing.T) {
+	gate := make(chan struct{})
+	sim := &deviceSim{inputGate: gate}
+	f := newFakeADB(t, sim.serve)
+	f.setDevice("d1", "device")
+	s := startSource(t, f, Options{InputQueue: 3, Breaker: BreakerOptions{Failures: 1}})
+	waitFor(t, "d1", func() bool { _, ok := lookupDev(t, s, "d1"); return ok })
+	ctx := context.Background()
+	tap := domain.InputEvent{Type: domain.InputTap, X: 1, Y: 2}
+	for i := range 3 {
+		if err := s.Input(ctx, "d1", tap); err != nil {
+			t.Fatalf("input %d: %v", i, err)
+		}
+	}
+	for range 5 {
+		if err := s.Input(ctx, "d1", tap); !errors.Is(err, domain.ErrInputBusy) {
+			t.Fatalf("input beyond the queue: %v, want ErrInputBusy", err)
+		}
+	}
+	if d, _ := lookupDev(t, s, "d1"); d.Breaker != domain.BreakerClosed {
+		t.Fatalf("breaker %s after busy refusals, want closed", d.Breaker)
+	}
+	gate <- struct{}{} // the phone finishes one command
+	waitFor(t, "a free slot", func() bool { return s.Input(ctx, "d1", tap) == nil })
+	if err := s.Input(ctx, "d1", tap); !errors.Is(err, domain.ErrInputBusy) {
+		t.Fatalf("input with the queue full again: %v", err)
+	}
+	// The four taken reach the device once it catches up; the refused
+	// ones never do.
+	go func() {
+		for range 3 {
+			gate <- struct{}{}
+		}
+	}()
+	waitFor(t, "four lines", func() bool { return len(sim.snapshotLines()) == 4 })
+	for _, l := range sim.snapshotLines() {
+		if l != "input tap 1 2" {
+			t.Fatalf("line %q", l)
+		}
+	}
+}
+
 func TestSetBitrateRestartsWithNewBitrate(t *testing.T) {
 	sim := &deviceSim{aus: clipAUs(t, 30), interval: 10 * time.Millisecond}
 	f := newFakeADB(t, sim.serve)

@@ -25,6 +25,8 @@ const (
 	codeMethodNotAllowed = "method_not_allowed"
 	codeNotImplemented   = "not_implemented"
 	codePrecondition     = "precondition_failed"
+	// codeBusy: a WebSocket message found the socket's queue full.
+	codeBusy = "busy"
 )
 
 // errorMapping is one row of the error table.
@@ -44,6 +46,8 @@ type errorMapping struct {
 //     429 without Retry-After: the client may try again once one of its
 //     sessions ends.
 //   - ErrSessionClosed is 409: the session exists but is over.
+//   - ErrInputBusy is 429 input_busy: the device's input queue is full;
+//     it drains as the phone runs the queued commands.
 //   - ErrReserved is 423 Locked: the device is booked for someone else;
 //     the body names who ("subject") and until when ("until").
 //   - ErrStorageFull is 507: the recordings directory holds its maximum;
@@ -80,6 +84,7 @@ var errorTable = []errorMapping{
 	{domain.ErrSessionExists, http.StatusConflict, "session_exists"},
 	{domain.ErrInvalidTransition, http.StatusConflict, "invalid_transition"},
 	{domain.ErrSessionClosed, http.StatusConflict, "session_closed"},
+	{domain.ErrInputBusy, http.StatusTooManyRequests, "input_busy"},
 	{domain.ErrRateLimited, http.StatusTooManyRequests, "rate_limited"},
 	{domain.ErrLimitExceeded, http.StatusTooManyRequests, "limit_exceeded"},
 	{domain.ErrDraining, http.StatusServiceUnavailable, "draining"},

@@ -287,6 +287,8 @@ func TestErrorTable(t *testing.T) {
 		{domain.ErrDraining, 503, "draining"},
 		{domain.ErrUnavailable, 503, "unavailable"},
 		{domain.ErrDeviceUnavailable, 503, "device_unavailable"},
+		{domain.ErrInputBusy, 429, "input_busy"},
+		{fmt.Errorf("input shell: %w: %w", domain.ErrInputBusy, domain.ErrDeviceUnavailable), 429, "input_busy"},
 		{&http.MaxBytesError{Limit: 10}, 413, codeBodyTooLarge},
 		{errors.New("redis: connection refused at 10.0.0.5"), 500, codeInternal},
 	}

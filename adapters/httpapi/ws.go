@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -326,11 +328,43 @@ func (c *socket) enqueueError(err error) {
 	c.enqueue(Message{Type: msgError, Code: code, Message: msg, Subject: d.Subject, Until: d.Until})
 }
 
-// readLoop reads and handles client messages until the socket ends. It
-// reports whether the client closed the socket normally (1000 or 1001)
-// without the server having asked to close first.
+// wsInQueue and wsInBytes bound the client messages that may wait for the
+// socket's handler while it runs a slow call (a browser trickles its
+// candidates right behind its offer: up to limits.max_candidates); one
+// more gets an error and is dropped.
+const (
+	wsInQueue = 64
+	wsInBytes = 1 << 20
+)
+
+// wsIn is one client message read, waiting for the handler.
+type wsIn struct {
+	typ  websocket.MessageType
+	data []byte
+}
+
+// readLoop reads client messages until the socket ends and hands them, in
+// order, to a handler goroutine of its own, so reading — and with it the
+// pongs that answer the server's pings — never waits for a service call
+// (a store write can take seconds). A message that finds wsInQueue others
+// (or wsInBytes) waiting gets {"type":"error","code":"busy"} and is
+// dropped. It waits for
+// the handler before it returns, and reports whether the client closed the
+// socket normally (1000 or 1001) without the server having asked to close
+// first.
 func (c *socket) readLoop(ctx context.Context) (clientClosed bool) {
-	bad := 0
+	in := make(chan wsIn, wsInQueue)
+	var queued atomic.Int64 // bytes in in
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer c.recoverPanic("handler", panicWSMessage)
+		c.handleLoop(ctx, in, &queued)
+	}()
+	defer func() {
+		close(in)
+		<-done
+	}()
 	for {
 		typ, data, err := c.conn.Read(ctx)
 		if err != nil {
@@ -351,12 +385,37 @@ func (c *socket) readLoop(ctx context.Context) (clientClosed bool) {
 			continue // closing: drain until the close frame
 		default:
 		}
+		if queued.Add(int64(len(data))) <= wsInBytes {
+			select {
+			case in <- wsIn{typ: typ, data: data}:
+				continue
+			default:
+			}
+		}
+		queued.Add(-int64(len(data)))
+		c.srv.recordMessage(dirIn, "dropped")
+		c.enqueue(Message{Type: msgError, Code: codeBusy,
+			Message: fmt.Sprintf("%d messages (at most %d bytes) may wait for a slow call; this one was dropped", wsInQueue, wsInBytes)})
+	}
+}
+
+// handleLoop handles the messages readLoop hands over, one at a time, until
+// in is closed.
+func (c *socket) handleLoop(ctx context.Context, in <-chan wsIn, queued *atomic.Int64) {
+	bad := 0
+	for m := range in {
+		queued.Add(-int64(len(m.data)))
+		select {
+		case <-c.quit:
+			continue // closing
+		default:
+		}
 		var herr error
-		if typ != websocket.MessageText {
+		if m.typ != websocket.MessageText {
 			c.srv.recordMessage(dirIn, "invalid")
 			herr = badRequest("binary messages are not supported")
 		} else {
-			herr = c.safeHandle(ctx, data)
+			herr = c.safeHandle(ctx, m.data)
 		}
 		if herr == nil {
 			continue

@@ -485,3 +485,68 @@ func TestWebSocketAnswerPrecedesCandidates(t *testing.T) {
 		}
 	}
 }
+
+// A slow service call (an input whose store write takes seconds, several
+// ping intervals) does not stall the socket's reads: pongs are still read, so
+// the server's pings are answered and the socket stays up; the reply
+// comes when the call returns, and messages sent meanwhile are answered
+// in order after it (here: the device's input queue is full, input_busy).
+func TestWebSocketSlowCallKeepsPinging(t *testing.T) {
+	rec := &calls{}
+	fake, _ := wsFake(rec)
+	release := make(chan struct{})
+	var inputs atomic.Int64
+	fake.InputFunc = func(ctx context.Context, id domain.SessionID, ev domain.InputEvent) error {
+		if inputs.Add(1) == 1 {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}
+		return fmt.Errorf("device d1: queue full: %w", domain.ErrInputBusy)
+	}
+	// A ping interval a loaded host answers in time (a ping unanswered
+	// within one interval drops the socket), the call held for five of them.
+	const ping = 500 * time.Millisecond
+	_, ts := start(t, Config{StatsInterval: -1, WebSocket: WebSocketConfig{PingInterval: ping}}, fake)
+	c := dial(t, ts, testToken, nil)
+	// The client answers pings only while it reads: read in the background.
+	msgs := make(chan Message, 16)
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			_, b, err := c.Read(context.Background())
+			if err != nil {
+				readErr <- err
+				return
+			}
+			var m Message
+			_ = json.Unmarshal(b, &m)
+			msgs <- m
+		}
+	}()
+	sendMsg(t, c, `{"type":"input","action":"tap","x":1,"y":1}`) // slow
+	sendMsg(t, c, `{"type":"input","action":"tap","x":2,"y":2}`) // queued behind it
+	// Five ping intervals with the first call stuck: still connected.
+	select {
+	case err := <-readErr:
+		t.Fatalf("socket dropped during a slow call: %v", err)
+	case <-time.After(5 * ping):
+	}
+	if rec.has("detach") {
+		t.Fatal("session detached during a slow call")
+	}
+	close(release)
+	select {
+	case m := <-msgs:
+		if m.Type != "error" || m.Code != "input_busy" {
+			t.Fatalf("after the slow call: %+v, want the queued message's input_busy", m)
+		}
+	case err := <-readErr:
+		t.Fatalf("socket dropped: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the queued message was never answered")
+	}
+	_ = c.Close(websocket.StatusNormalClosure, "")
+}

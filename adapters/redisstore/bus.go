@@ -2,14 +2,18 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"mediasvc/domain"
 	"mediasvc/ports"
@@ -43,8 +47,15 @@ var _ ports.Bus = (*Bus)(nil)
 // instance in one slot, so its one connection carries them all. Elsewhere
 // (single Redis, Sentinel) it uses classic pub/sub, which Redis 6 has too.
 //
-// The wire format (envelopes, requests, replies, events, errors) is
-// wire.go's.
+// Every message is signed (HMAC-SHA256 with the shared bus secret, over
+// the channel, a timestamp and the payload; see wire.go): a message that
+// is unsigned, badly signed or outside BusOptions.Window is dropped before
+// it is parsed, and counted in media_bus_rejected_total{reason}; so is a
+// request whose id was already served within the window (a replay). A caller
+// whose request is dropped times out as if the holder were silent.
+//
+// The wire format (envelopes, requests, replies, events, errors, the
+// signed frame) is wire.go's.
 type Bus struct {
 	rdb     redis.UniversalClient
 	sharded bool // SPUBLISH/SSUBSCRIBE: rdb is a cluster client
@@ -53,7 +64,10 @@ type Bus struct {
 	log     *slog.Logger
 	maxBusy int // request handlers at once
 	maxWait int // requests queued for them
+	sign    signer
+	boot    string // self and a random nonce: request ids stay unique across restarts
 
+	rejected  [rejectReasons]atomic.Uint64
 	seq       atomic.Uint64
 	ready     chan struct{} // closed once Serve listens
 	readyOnce sync.Once
@@ -80,16 +94,94 @@ type event struct {
 	payload []byte
 }
 
-// NewBus returns the bus of instance self. Calls and subscriptions wait
-// for Serve to start.
-func NewBus(rdb redis.UniversalClient, prefix, self string, log *slog.Logger) *Bus {
-	if prefix == "" {
-		prefix = "mediasvc:"
+// DefaultBusWindow is how far a bus message's timestamp may be from the
+// receiver's clock by default.
+const DefaultBusWindow = 30 * time.Second
+
+// MinBusSecret is the shortest bus secret NewBus accepts, in bytes.
+const MinBusSecret = 32
+
+// BusOptions configure a Bus.
+type BusOptions struct {
+	// Prefix starts every channel; empty means "mediasvc:".
+	Prefix string
+	// Self is this instance's id.
+	Self string
+	// Secrets sign and verify messages: the first signs, every one is
+	// accepted (to rotate, deploy [new, old] everywhere, then [new]).
+	// At least one, each at least MinBusSecret bytes.
+	Secrets [][]byte
+	// Window is how far a message's timestamp may be from this instance's
+	// clock, either way; 0 means DefaultBusWindow.
+	Window time.Duration
+	// Log receives the bus's warnings; nil means slog.Default().
+	Log *slog.Logger
+	// Meter records media_bus_rejected_total; nil records nothing.
+	Meter metric.Meter
+
+	now func() time.Time // tests
+}
+
+// NewBus returns the bus of instance opts.Self. Calls and subscriptions
+// wait for Serve to start. It returns an error when a secret is missing or
+// shorter than MinBusSecret, or the meter refuses the instrument.
+func NewBus(rdb redis.UniversalClient, opts BusOptions) (*Bus, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = "mediasvc:"
+	}
+	if len(opts.Secrets) == 0 {
+		return nil, errors.New("new bus: no bus secret")
+	}
+	for i, s := range opts.Secrets {
+		if len(s) < MinBusSecret {
+			return nil, fmt.Errorf("new bus: secret %d is %d bytes, want at least %d", i, len(s), MinBusSecret)
+		}
+	}
+	if opts.Window <= 0 {
+		opts.Window = DefaultBusWindow
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
 	}
 	_, sharded := rdb.(*redis.ClusterClient)
-	return &Bus{rdb: rdb, sharded: sharded, prefix: prefix, self: self, log: log, maxBusy: 256, maxWait: 1024,
+	b := &Bus{rdb: rdb, sharded: sharded, prefix: opts.Prefix, self: opts.Self, log: opts.Log, maxBusy: 256, maxWait: 1024,
+		sign:  signer{secrets: opts.Secrets, window: opts.Window, now: opts.now},
+		boot:  opts.Self + ":" + strconv.FormatUint(rand.Uint64(), 36),
 		ready: make(chan struct{}), pending: make(map[string]chan []byte), subs: make(map[string]*subscription),
 		confirm: make(map[string][]chan struct{})}
+	if opts.Meter != nil {
+		c, err := opts.Meter.Int64ObservableCounter("media_bus_rejected",
+			metric.WithDescription("Bus messages dropped on arrival by reason: unsigned, bad_signature (no accepted secret), stale (outside redis.bus_window), replay (a request id seen within the window)."))
+		if err != nil {
+			return nil, fmt.Errorf("new bus: %w", err)
+		}
+		attrs := [rejectReasons]metric.ObserveOption{}
+		for i, name := range rejectNames {
+			attrs[i] = metric.WithAttributes(attribute.String("reason", name))
+		}
+		if _, err := opts.Meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			for i := range b.rejected {
+				o.ObserveInt64(c, int64(b.rejected[i].Load()), attrs[i])
+			}
+			return nil
+		}, c); err != nil {
+			return nil, fmt.Errorf("new bus: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// reject counts a dropped frame; the first of each reason is logged as a
+// warning, later ones at debug level, so a flood does not flood the log.
+func (b *Bus) reject(channel string, reason int) {
+	lvl := slog.LevelDebug
+	if b.rejected[reason].Add(1) == 1 {
+		lvl = slog.LevelWarn
+	}
+	b.log.Log(context.Background(), lvl, "bus: message dropped", "channel", channel, "reason", rejectNames[reason])
 }
 
 func (b *Bus) reqChan(instance string) string { return b.prefix + "{bus:" + instance + "}req" }
@@ -137,7 +229,7 @@ func (b *Bus) Call(ctx context.Context, instance string, req domain.BusRequest) 
 	if err := b.waitReady(ctx, "bus call to "+instance); err != nil {
 		return domain.BusReply{}, err
 	}
-	id := b.self + ":" + strconv.FormatUint(b.seq.Add(1), 36)
+	id := b.boot + ":" + strconv.FormatUint(b.seq.Add(1), 36)
 	ch := make(chan []byte, 1)
 	b.mu.Lock()
 	b.pending[id] = ch
@@ -147,8 +239,9 @@ func (b *Bus) Call(ctx context.Context, instance string, req domain.BusRequest) 
 		delete(b.pending, id)
 		b.mu.Unlock()
 	}()
-	msg := encodeEnvelope(envelope{ID: id, ReplyTo: b.repChan(b.self), Body: encodeRequest(req)})
-	n, err := b.publish(ctx, b.reqChan(instance), msg).Result()
+	to := b.reqChan(instance)
+	msg := b.sign.seal(to, encodeEnvelope(envelope{ID: id, ReplyTo: b.repChan(b.self), Body: encodeRequest(req)}))
+	n, err := b.publish(ctx, to, msg).Result()
 	if err != nil {
 		return domain.BusReply{}, unavailable("bus call to "+instance, err)
 	}
@@ -198,6 +291,7 @@ func (b *Bus) Serve(ctx context.Context, handle func(context.Context, domain.Bus
 	}
 	wg.Go(func() { b.dispatch(ctx, events) })
 
+	seen := replayCache{ids: make(map[string]int64), window: b.sign.window}
 	msgs := ps.ChannelWithSubscriptions(redis.WithChannelSize(1024))
 	wg.Go(func() {
 		for _, c := range confirmed {
@@ -222,17 +316,22 @@ func (b *Bus) Serve(ctx context.Context, handle func(context.Context, domain.Bus
 				b.confirmed(m.Channel)
 			}
 		case *redis.Message:
-			b.route(ctx, m, req, rep, work, events)
+			b.route(ctx, m, req, rep, work, events, &seen)
 		}
 	}
 }
 
 // route hands one message on without waiting: a reply to its caller, a
 // request to the handlers' queue, an event to the dispatcher.
-func (b *Bus) route(ctx context.Context, m *redis.Message, req, rep string, work chan<- envelope, events chan<- event) {
+func (b *Bus) route(ctx context.Context, m *redis.Message, req, rep string, work chan<- envelope, events chan<- event, seen *replayCache) {
+	payload, reason := b.sign.open(m.Channel, []byte(m.Payload))
+	if reason >= 0 {
+		b.reject(m.Channel, reason)
+		return
+	}
 	switch m.Channel {
 	case rep, req:
-		env, err := decodeEnvelope([]byte(m.Payload))
+		env, err := decodeEnvelope(payload)
 		if err != nil {
 			b.log.Warn("bus: malformed message", "channel", m.Channel, "err", err)
 			return
@@ -249,6 +348,10 @@ func (b *Bus) route(ctx context.Context, m *redis.Message, req, rep string, work
 			}
 			return
 		}
+		if !seen.first(env.ID, b.sign.now()) {
+			b.reject(m.Channel, rejectReplay)
+			return
+		}
 		select {
 		case work <- env:
 		default:
@@ -262,11 +365,39 @@ func (b *Bus) route(ctx context.Context, m *redis.Message, req, rep string, work
 			return
 		}
 		select {
-		case events <- event{sub: sub, payload: []byte(m.Payload)}:
+		case events <- event{sub: sub, payload: payload}:
 		default:
 			b.log.Warn("bus: event queue full; event dropped", "channel", m.Channel)
 		}
 	}
+}
+
+// replayCache remembers the ids of the requests served within the signing
+// window, so a captured request replayed onto its channel while its
+// timestamp is still fresh is not served twice. Owned by Serve's reader.
+type replayCache struct {
+	ids    map[string]int64 // id -> unix nanos it may be forgotten
+	window time.Duration
+	pruned int64
+}
+
+// first records id and reports whether it was new.
+func (c *replayCache) first(id string, now time.Time) bool {
+	n := now.UnixNano()
+	if n-c.pruned > int64(c.window) {
+		for k, until := range c.ids {
+			if until < n {
+				delete(c.ids, k)
+			}
+		}
+		c.pruned = n
+	}
+	if until, ok := c.ids[id]; ok && until >= n {
+		return false
+	}
+	// Twice the window: a frame is fresh up to window on either side.
+	c.ids[id] = n + 2*int64(c.window)
+	return true
 }
 
 // serveOne answers one request and publishes the reply.
@@ -279,7 +410,7 @@ func (b *Bus) serveOne(ctx context.Context, handle func(context.Context, domain.
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := b.publish(pctx, env.ReplyTo, out).Err(); err != nil {
+	if err := b.publish(pctx, env.ReplyTo, b.sign.seal(env.ReplyTo, out)).Err(); err != nil {
 		b.log.Warn("bus: reply lost", "to", env.ReplyTo, "err", err)
 	}
 }
@@ -337,7 +468,7 @@ func (b *Bus) dropConfirm(channel string) {
 
 // Publish sends ev to topic's subscribers.
 func (b *Bus) Publish(ctx context.Context, topic string, ev domain.SessionEvent) error {
-	if err := b.publish(ctx, topic, encodeEvent(ev)).Err(); err != nil {
+	if err := b.publish(ctx, topic, b.sign.seal(topic, encodeEvent(ev))).Err(); err != nil {
 		return unavailable("bus publish", err)
 	}
 	return nil

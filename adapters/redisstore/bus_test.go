@@ -23,8 +23,22 @@ var busPrefixes atomic.Int64
 func busNet(rdb redis.UniversalClient) bustest.Network {
 	return func(t *testing.T) func(string) ports.Bus {
 		prefix := fmt.Sprintf("bus%d:", busPrefixes.Add(1))
-		return func(id string) ports.Bus { return NewBus(rdb, prefix, id, quiet) }
+		return func(id string) ports.Bus { return newBus(t, rdb, prefix, id) }
 	}
+}
+
+// testSecret is the bus secret the tests' instances share.
+var testSecret = []byte("a-test-bus-secret-of-32-bytes-or-more")
+
+// newBus is the bus of instance id on rdb under prefix, signing with
+// testSecret.
+func newBus(t testing.TB, rdb redis.UniversalClient, prefix, id string) *Bus {
+	t.Helper()
+	b, err := NewBus(rdb, BusOptions{Prefix: prefix, Self: id, Secrets: [][]byte{testSecret}, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestBusContract(t *testing.T) {
@@ -73,7 +87,7 @@ func pubsubClients(t *testing.T, rdb *redis.Client) int {
 // socket's topic is a channel on it, not a connection and goroutine.
 func TestBusOneConnectionPerInstance(t *testing.T) {
 	rdb, _ := newClient(t)
-	a, b := NewBus(rdb, "one:", "a", quiet), NewBus(rdb, "one:", "b", quiet)
+	a, b := newBus(t, rdb, "one:", "a"), newBus(t, rdb, "one:", "b")
 	serveBuses(t, a, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -107,7 +121,7 @@ func TestBusOneConnectionPerInstance(t *testing.T) {
 // calls and an existing topic work again.
 func TestBusSurvivesRedisRestart(t *testing.T) {
 	rdb, srv := newClient(t)
-	a, b := NewBus(rdb, "rs:", "a", quiet), NewBus(rdb, "rs:", "b", quiet)
+	a, b := newBus(t, rdb, "rs:", "a"), newBus(t, rdb, "rs:", "b")
 	serveBuses(t, a, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

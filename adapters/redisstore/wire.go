@@ -1,9 +1,14 @@
 package redisstore
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"mediasvc/domain"
@@ -11,8 +16,8 @@ import (
 
 // The bus's wire format, in one place: the envelope every request and reply
 // travels in, the JSON of forwarded calls and session events, and how
-// domain errors keep their identity across instances. Whatever signs or
-// versions bus messages belongs here.
+// domain errors keep their identity across instances, and the signed frame
+// every message travels in.
 
 // envelope is one request or reply on the wire.
 type envelope struct {
@@ -72,7 +77,7 @@ var wireErrors = map[string]error{
 	"device_not_found": domain.ErrDeviceNotFound, "device_unavailable": domain.ErrDeviceUnavailable,
 	"too_many_candidates": domain.ErrTooManyCandidates, "invalid_candidate": domain.ErrInvalidCandidate,
 	"invalid_offer": domain.ErrInvalidOffer, "invalid_input": domain.ErrInvalidInput,
-	"no_common_codec": domain.ErrNoCommonCodec,
+	"no_common_codec": domain.ErrNoCommonCodec, "input_busy": domain.ErrInputBusy,
 	"invalid_request": domain.ErrInvalidRequest, "forbidden": domain.ErrForbidden,
 	"conflict": domain.ErrConflict, "draining": domain.ErrDraining, "unavailable": domain.ErrUnavailable,
 	"unauthorized": domain.ErrUnauthorized, "invalid_transition": domain.ErrInvalidTransition,
@@ -82,7 +87,7 @@ var wireErrors = map[string]error{
 // sentinels always gets the same code.
 var wireCodes = []string{
 	"session_not_found", "limit_exceeded", "session_exists", "session_closed",
-	"device_not_found", "device_unavailable", "too_many_candidates", "invalid_candidate",
+	"device_not_found", "input_busy", "device_unavailable", "too_many_candidates", "invalid_candidate",
 	"invalid_offer", "no_common_codec", "invalid_input", "invalid_request", "forbidden", "conflict", "draining",
 	"unauthorized", "invalid_transition", "unavailable",
 }
@@ -178,4 +183,98 @@ func decodeEnvelope(b []byte) (envelope, error) {
 		return envelope{}, fmt.Errorf("malformed bus envelope: %w", domain.ErrInvalidRequest)
 	}
 	return e, nil
+}
+
+// Signed frames. Every message on the bus — request, reply, session event —
+// travels as
+//
+//	v1.<unix ms>.<base64url HMAC-SHA256>.<payload>
+//
+// where the MAC covers "v1." + channel + "." + <unix ms> + "." + payload
+// under the shared bus secret. Binding the channel means a message
+// captured on one instance's channel cannot be replayed onto another's;
+// the timestamp bounds how long a captured message can be replayed onto
+// its own (BusOptions.Window). A receiver drops, and counts, a frame that
+// is unsigned (not this shape), badly signed (no accepted secret gives its
+// MAC) or stale (its time further than the window from the receiver's
+// clock, either way).
+
+// frameVersion starts every signed frame.
+const frameVersion = "v1"
+
+// Reasons a received frame is dropped; the label values of
+// media_bus_rejected_total.
+const (
+	rejectUnsigned = iota
+	rejectBadSignature
+	rejectStale
+	rejectReplay // a request whose id was already served within the window
+	rejectReasons
+)
+
+var rejectNames = [rejectReasons]string{"unsigned", "bad_signature", "stale", "replay"}
+
+// signer seals and opens frames with a list of secrets: the first signs,
+// every one verifies (so a secret can be rotated in without a flag day).
+type signer struct {
+	secrets [][]byte
+	window  time.Duration
+	now     func() time.Time
+}
+
+func (s *signer) mac(key []byte, channel, ts string, payload []byte) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte(frameVersion + "." + channel + "." + ts + "."))
+	h.Write(payload)
+	return h.Sum(nil)
+}
+
+// seal signs payload for channel with the first secret.
+func (s *signer) seal(channel string, payload []byte) []byte {
+	ts := strconv.FormatInt(s.now().UnixMilli(), 10)
+	sig := base64.RawURLEncoding.EncodeToString(s.mac(s.secrets[0], channel, ts, payload))
+	out := make([]byte, 0, len(frameVersion)+len(ts)+len(sig)+3+len(payload))
+	out = append(out, frameVersion+"."+ts+"."+sig+"."...)
+	return append(out, payload...)
+}
+
+// open checks a frame received on channel and returns its payload, or the
+// reason (rejectUnsigned, rejectBadSignature, rejectStale) it is refused.
+func (s *signer) open(channel string, frame []byte) ([]byte, int) {
+	rest, ok := bytes.CutPrefix(frame, []byte(frameVersion+"."))
+	if !ok {
+		return nil, rejectUnsigned
+	}
+	ts, rest, ok := bytes.Cut(rest, []byte("."))
+	if !ok || len(ts) == 0 || len(ts) > 19 {
+		return nil, rejectUnsigned
+	}
+	sig64, payload, ok := bytes.Cut(rest, []byte("."))
+	if !ok {
+		return nil, rejectUnsigned
+	}
+	ms, err := strconv.ParseInt(string(ts), 10, 64)
+	if err != nil {
+		return nil, rejectUnsigned
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(string(sig64))
+	if err != nil || len(sig) != sha256.Size {
+		return nil, rejectBadSignature
+	}
+	good := false
+	for _, key := range s.secrets {
+		if hmac.Equal(sig, s.mac(key, channel, string(ts), payload)) {
+			good = true
+			break
+		}
+	}
+	if !good {
+		return nil, rejectBadSignature
+	}
+	// The MAC is checked first, so a forged timestamp is a bad signature
+	// and stale counts only what a holder of the secret once sent.
+	if d := s.now().Sub(time.UnixMilli(ms)); d > s.window || d < -s.window {
+		return nil, rejectStale
+	}
+	return payload, -1
 }

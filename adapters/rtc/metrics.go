@@ -25,7 +25,18 @@ type sentMark struct {
 // RTCP rate (per feedback packet), never per media packet.
 type instruments struct {
 	nacks, plis, retransmits, keyframeReqs metric.Int64Counter
+	// Viewer budgets (budget.go): RTCP dropped by reason, NACKed packets
+	// not retransmitted.
+	rtcpDropped, retransmitsDropped metric.Int64Counter
 }
+
+// Precomputed attributes of the budget counters.
+var (
+	rtcpDropRate        = metric.WithAttributes(attribute.String("reason", "rate"))
+	rtcpDropMalformed   = metric.WithAttributes(attribute.String("reason", "malformed"))
+	rtcpDropUnknownSSRC = metric.WithAttributes(attribute.String("reason", "unknown_ssrc"))
+	keyframeThrottled   = metric.WithAttributes(attribute.String("from", "viewer"), attribute.String("result", "throttled"))
+)
 
 // Keyframe request origins and outcomes, precomputed so recording does not
 // allocate.
@@ -75,6 +86,20 @@ func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64, ud
 	in.nacks.Add(context.Background(), 0)
 	in.plis.Add(context.Background(), 0)
 	in.retransmits.Add(context.Background(), 0)
+	if in.rtcpDropped, err = m.Int64Counter("media_rtcp_dropped",
+		metric.WithDescription("RTCP packets from viewers dropped unread: over the viewer's RTCP rate (reason rate), not parseable (malformed), or addressed to an SSRC the viewer's peer does not send (unknown_ssrc).")); err != nil {
+		return in, err
+	}
+	if in.retransmitsDropped, err = m.Int64Counter("media_retransmits_dropped",
+		metric.WithDescription("Packets viewers NACKed that were not retransmitted: over the viewer's retransmission budget.")); err != nil {
+		return in, err
+	}
+	// Exported at 0 from the start, so a rate() over them works at once.
+	in.rtcpDropped.Add(context.Background(), 0, rtcpDropRate)
+	in.rtcpDropped.Add(context.Background(), 0, rtcpDropMalformed)
+	in.rtcpDropped.Add(context.Background(), 0, rtcpDropUnknownSSRC)
+	in.retransmitsDropped.Add(context.Background(), 0)
+	in.keyframeReqs.Add(context.Background(), 0, keyframeThrottled)
 	frames, err := m.Int64ObservableCounter("media_video_frames_sent", metric.WithDescription("Video frames sent, summed over viewers."))
 	if err != nil {
 		return in, err

@@ -75,6 +75,14 @@ type Peer struct {
 	retransmits atomic.Uint64
 	skips       atomic.Uint64
 
+	budget             *viewerBudget
+	ownSSRC            [2]atomic.Uint64 // the senders' SSRCs + 1, once setup made them
+	unknownSSRCs       atomic.Int64     // SSRCs RTCP named that no sender has
+	aborted            bool             // guarded by runMu
+	rtcpDropped        atomic.Uint64    // over the RTCP rate, or malformed
+	plisDropped        atomic.Uint64    // PLI/FIR within the viewer's keyframe interval
+	retransmitsDropped atomic.Uint64    // NACKed packets over the retransmission budget
+
 	statMu    sync.Mutex
 	frameRate float64
 	bitrate   float64
@@ -127,6 +135,7 @@ func (t *Transport) newPeer(ctx context.Context, pf ports.Fanout, opts ports.Pee
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		buf:    make([]byte, slotCap),
+		budget: newViewerBudget(t.cfg.ViewerBudget),
 	}
 	streamID := "mediasvc-" + string(f.device)
 	mime := webrtc.MimeTypeH264
@@ -163,9 +172,11 @@ func (p *Peer) setup(choice videoChoice) error {
 	// An empty interceptor registry on purpose: pion's default NACK
 	// responder keeps a copy of the last packets per viewer; we answer
 	// NACKs from the shared ring and send our own sender reports instead.
+	se := p.t.se
+	se.BufferFactory = p.bufferFactory
 	api := webrtc.NewAPI(
 		webrtc.WithMediaEngine(m),
-		webrtc.WithSettingEngine(p.t.se),
+		webrtc.WithSettingEngine(se),
 		webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
 	)
 	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: p.t.iceServers(p.opts)})
@@ -184,6 +195,9 @@ func (p *Peer) setup(choice videoChoice) error {
 			return fmt.Errorf("add %s track: %w", tr.id, err)
 		}
 		senders = append(senders, x.Sender())
+		if enc := x.Sender().GetParameters().Encodings; len(enc) > 0 {
+			p.ownSSRC[len(senders)-1].Store(uint64(enc[0].SSRC) + 1)
+		}
 	}
 	pc.OnICECandidate(p.onCandidate)
 	pc.OnConnectionStateChange(p.onState)
@@ -594,39 +608,53 @@ func ntpTime(t time.Time) uint64 {
 	return sec<<32 | frac
 }
 
+// rtcpBufSize holds any RTCP packet the transport can deliver (pion reads
+// datagrams of at most its receive MTU, 1460 bytes by default).
+const rtcpBufSize = 1 << 14
+
 // readRTCP reads the RTCP pion routes to one sender until the connection
 // closes: NACKs are answered from the ring, PLI/FIR become keyframe
-// requests, receiver reports feed Stats.
+// requests, receiver reports feed Stats — all within the viewer's budget
+// (budget.go). pion hands over each packet of a compound on its own, and
+// only those addressed to this sender's SSRC (others are dropped by pion
+// before they reach us). A packet that does not parse is dropped and
+// counted; it never ends the reader.
 func (p *Peer) readRTCP(s *webrtc.RTPSender, tr *sendTrack, kind int) {
 	defer p.wg.Done()
+	buf := make([]byte, rtcpBufSize)
+	ctx := context.Background()
 	for {
-		pkts, _, err := s.ReadRTCP()
+		n, _, err := s.Read(buf)
 		if err != nil {
 			return
 		}
 		now := time.Now()
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			p.rtcpDropped.Add(1)
+			p.t.m.rtcpDropped.Add(ctx, 1, rtcpDropMalformed)
+			continue
+		}
 		for _, pkt := range pkts {
+			if !p.budget.allowRTCP(now) {
+				p.rtcpDropped.Add(1)
+				p.t.m.rtcpDropped.Add(ctx, 1, rtcpDropRate)
+				continue
+			}
 			switch r := pkt.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				p.plis.Add(1)
-				p.t.m.plis.Add(context.Background(), 1)
+				p.t.m.plis.Add(ctx, 1)
+				if !p.budget.allowKeyframe(now) {
+					p.plisDropped.Add(1)
+					p.t.m.keyframeReqs.Add(ctx, 1, keyframeThrottled)
+					continue
+				}
 				p.f.requestKeyframeFrom(fromViewer)
 			case *rtcp.TransportLayerNack:
 				p.nacks.Add(1)
-				p.t.m.nacks.Add(context.Background(), 1)
-				var n int64
-				for i := range r.Nacks {
-					r.Nacks[i].Range(func(seq uint16) bool {
-						if tr.retransmit(p.f.ring, seq) {
-							p.retransmits.Add(1)
-							n++
-						}
-						return true
-					})
-				}
-				if n > 0 {
-					p.t.m.retransmits.Add(context.Background(), n)
-				}
+				p.t.m.nacks.Add(ctx, 1)
+				p.answerNACK(r, tr, now)
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
 				p.statMu.Lock()
 				p.remb = float64(r.Bitrate)
@@ -637,6 +665,41 @@ func (p *Peer) readRTCP(s *webrtc.RTPSender, tr *sendTrack, kind int) {
 				p.onReports(r.Reports, tr, kind, now)
 			}
 		}
+	}
+}
+
+// answerNACK retransmits what r names from the ring while the viewer's
+// retransmission budget lasts; the rest of it is counted as dropped
+// without being looked up.
+func (p *Peer) answerNACK(r *rtcp.TransportLayerNack, tr *sendTrack, now time.Time) {
+	var sent, dropped int64
+	spent := false
+	for i := range r.Nacks {
+		r.Nacks[i].Range(func(seq uint16) bool {
+			if !spent && p.budget.retransmitSpent(now) {
+				spent = true
+			}
+			if spent {
+				dropped++
+				return true
+			}
+			switch tr.retransmit(p.f.ring, seq, p.budget, now) {
+			case rtxSent:
+				sent++
+			case rtxOverBudget:
+				dropped++
+			}
+			return true
+		})
+	}
+	ctx := context.Background()
+	if sent > 0 {
+		p.retransmits.Add(uint64(sent))
+		p.t.m.retransmits.Add(ctx, sent)
+	}
+	if dropped > 0 {
+		p.retransmitsDropped.Add(uint64(dropped))
+		p.t.m.retransmitsDropped.Add(ctx, dropped)
 	}
 }
 
@@ -679,6 +742,10 @@ func (p *Peer) Stats() domain.QualityStats {
 		PLIs:          p.plis.Load(),
 		Retransmits:   p.retransmits.Load(),
 		KeyframeSkips: p.skips.Load(),
+
+		RTCPDropped:        p.rtcpDropped.Load(),
+		PLIsDropped:        p.plisDropped.Load(),
+		RetransmitsDropped: p.retransmitsDropped.Load(),
 	}
 	if pc := p.pc.Load(); pc != nil {
 		s.State = pc.ConnectionState().String()

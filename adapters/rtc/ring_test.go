@@ -266,14 +266,16 @@ func TestSendTrackRewriteAndRetransmit(t *testing.T) {
 			t.Fatalf("sequence not contiguous: %v", seqs)
 		}
 	}
-	if !tr.retransmit(r, seqs[2]) || w.last.SequenceNumber != seqs[2] {
+	budget := newViewerBudget(ViewerBudget{RetransmitRate: 1000, RetransmitBytes: 1 << 20, RTCPRate: 1, KeyframeInterval: time.Second})
+	now := time.Now()
+	if tr.retransmit(r, seqs[2], budget, now) != rtxSent || w.last.SequenceNumber != seqs[2] {
 		t.Fatalf("retransmit of %d failed (last %+v)", seqs[2], w.last)
 	}
-	if tr.retransmit(r, seqs[len(seqs)-1]+5) {
+	if tr.retransmit(r, seqs[len(seqs)-1]+5, budget, now) != rtxMissing {
 		t.Fatal("retransmitted a packet never sent")
 	}
 	pushFrames(r, &p, false, 40) // overwrite the ring
-	if tr.retransmit(r, seqs[2]) {
+	if tr.retransmit(r, seqs[2], budget, now) != rtxMissing {
 		t.Fatal("retransmitted a packet the ring no longer holds")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -149,24 +150,34 @@ func (t *sendTrack) send(m *pktMeta, payload []byte) error {
 	return err
 }
 
+// Outcomes of a retransmission.
+const (
+	rtxMissing = iota // the ring no longer holds it (or never sent it)
+	rtxSent
+	rtxOverBudget // the viewer's retransmission budget is spent
+)
+
 // retransmit re-sends the packet that carried seq if the ring still holds
-// it, with the same sequence number and timestamp. It reports whether it
-// did.
-func (t *sendTrack) retransmit(r *ring, seq uint16) bool {
+// it and budget allows its size, with the same sequence number and
+// timestamp. It reports rtxSent, rtxMissing or rtxOverBudget.
+func (t *sendTrack) retransmit(r *ring, seq uint16, budget *viewerBudget, now time.Time) int {
 	b := t.bound.Load()
 	if b == nil || !t.started.Load() || t.hist == nil {
-		return false
+		return rtxMissing
 	}
 	e := t.hist[seq%histSize].Load()
 	if e == 0 || uint16(e>>48) != seq {
-		return false
+		return rtxMissing
 	}
 	idx := e&(1<<48-1) - 1
 	t.rtxMu.Lock()
 	defer t.rtxMu.Unlock()
 	m, ok := r.readAt(idx, t.rtxBuf)
 	if !ok {
-		return false
+		return rtxMissing
+	}
+	if !budget.allowRetransmit(now, m.n) {
+		return rtxOverBudget
 	}
 	h := &t.rtxHdr
 	h.PayloadType = b.pt
@@ -174,6 +185,8 @@ func (t *sendTrack) retransmit(r *ring, seq uint16) bool {
 	h.SequenceNumber = seq
 	h.Timestamp = m.ts + t.tsOff.Load()
 	h.Marker = m.marker
-	_, err := b.w.WriteRTP(h, t.rtxBuf[:m.n])
-	return err == nil
+	if _, err := b.w.WriteRTP(h, t.rtxBuf[:m.n]); err != nil {
+		return rtxMissing
+	}
+	return rtxSent
 }

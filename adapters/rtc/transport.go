@@ -99,6 +99,9 @@ type Config struct {
 	// KeyframeInterval is the minimum time between two keyframe requests a
 	// Fanout delivers.
 	KeyframeInterval time.Duration
+	// ViewerBudget bounds what each viewer's RTCP may cost (zero fields
+	// take the defaults in budget.go).
+	ViewerBudget ViewerBudget
 	// Meter records the transport's metrics (sent frames, packets and
 	// bytes, NACKs, PLIs, retransmissions, keyframe requests and skips);
 	// nil records nothing.
@@ -156,6 +159,10 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	}
 	if cfg.KeyframeInterval <= 0 {
 		cfg.KeyframeInterval = DefaultKeyframeInterval
+	}
+	var err error
+	if cfg.ViewerBudget, err = cfg.ViewerBudget.withDefaults(); err != nil {
+		return nil, err
 	}
 	if cfg.UDPPort < 0 || cfg.UDPPort > 65535 {
 		return nil, fmt.Errorf("rtc config: udp port %d out of range", cfg.UDPPort)

@@ -136,11 +136,11 @@ func args(cfg Config, r domain.Rendition, in domain.StreamInfo) ([]string, error
 		// Every packet leaves at once (ffmpeg buffers 32 KiB of output
 		// otherwise: a second of video at a small size).
 		"-an", "-fps_mode", "passthrough", "-flush_packets", "1",
-		// Every source keyframe makes a keyframe of the rendition: ffmpeg
-		// takes no keyframe request while it runs, so a viewer's request
-		// reaches the rendition through the source (the hub asks it).
-		// Besides, a keyframe at least every KeyframeInterval of frames.
-		"-force_key_frames", "source",
+		// A keyframe every KeyframeInterval (of frames: t is n/fps).
+		// Not one per source keyframe (-force_key_frames source): with the
+		// demo's 1 s GOP libvpx's rate control, its buffer a second of
+		// bitrate, fell to ~185 kbit/s and seconds of delay (BENCHMARKS.md).
+		"-force_key_frames", fmt.Sprintf("expr:gte(t,n_forced*%g)", cfg.KeyframeInterval.Seconds()),
 	}
 	switch r {
 	case domain.RenditionVP8:
@@ -451,11 +451,9 @@ func (t *Transcoder) readIVF() ([]byte, error) {
 	return b, nil
 }
 
-// RequestKeyframe does nothing by itself: ffmpeg takes no request while
-// it runs, but makes a keyframe of every source keyframe
-// (-force_key_frames source), so the caller asks the source for one. The
-// rendition has a keyframe at least every KeyframeInterval of frames, and
-// its ring keeps the latest for joiners.
+// RequestKeyframe does nothing: ffmpeg takes no keyframe request while it
+// runs. The rendition has a keyframe every KeyframeInterval, and its ring
+// keeps the latest for joiners.
 func (t *Transcoder) RequestKeyframe() {}
 
 // SetBitrate is ignored: ffmpeg's bitrate is fixed at start.

@@ -165,14 +165,11 @@ func TestVP8Rendition(t *testing.T) {
 		if len(f.Data) < 3 || (f.Keyframe && !(f.Data[3] == 0x9d && f.Data[4] == 0x01 && f.Data[5] == 0x2a)) {
 			t.Fatalf("frame %d is no VP8 frame", i)
 		}
-		// Each source keyframe (every 30 frames: PTS a whole second) makes
-		// a keyframe, and nothing else does (the GOP of 60 never runs out).
-		if srcKey := f.PTS%time.Second == 0; f.Keyframe != srcKey {
-			t.Fatalf("frame %d (pts %v): keyframe %v, source keyframe %v", i, f.PTS, f.Keyframe, srcKey)
-		}
 	}
-	if keys < 2 {
-		t.Fatalf("%d keyframes", keys)
+	// A keyframe every 2 s of frames (60), not one per source keyframe
+	// (every 30 frames): at most one per 60 frames out, plus the first.
+	if keys < 1 || keys > len(out)/60+1 {
+		t.Fatalf("%d keyframes in %d frames, want one every 60", keys, len(out))
 	}
 }
 

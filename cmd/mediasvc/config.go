@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"mediasvc/adapters/adb"
+	"mediasvc/adapters/redisstore"
 )
 
 // Config is the whole configuration. Every key is documented in
@@ -85,6 +86,24 @@ type RedisConfig struct {
 	// replicas have them, at most WaitTimeout.
 	WaitReplicas int           `koanf:"wait_replicas"`
 	WaitTimeout  time.Duration `koanf:"wait_timeout"`
+	// BusSecret signs every bus message (HMAC-SHA256); required with
+	// store.backend redis, at least 32 bytes, the same on every instance.
+	BusSecret string `koanf:"bus_secret"`
+	// BusAcceptSecrets are accepted on messages too (never used to sign):
+	// the previous or next secret while one is rotated.
+	BusAcceptSecrets []string `koanf:"bus_accept_secrets"`
+	// BusWindow is how far a bus message's timestamp may be from this
+	// instance's clock.
+	BusWindow time.Duration `koanf:"bus_window"`
+}
+
+// busSecrets is the bus's list of secrets: the signing one first.
+func (c RedisConfig) busSecrets() [][]byte {
+	out := [][]byte{[]byte(c.BusSecret)}
+	for _, s := range c.BusAcceptSecrets {
+		out = append(out, []byte(s))
+	}
+	return out
 }
 
 // HTTPConfig is the listener.
@@ -154,6 +173,13 @@ type StreamConfig struct {
 	// KeyframeInterval is the least time between two keyframe requests
 	// the fanout passes to a capture.
 	KeyframeInterval time.Duration `koanf:"keyframe_interval"`
+	// Per-viewer budgets on what a viewer's RTCP may cost: keyframe
+	// requests (PLI/FIR) passed on, packets retransmitted for its NACKs
+	// (per second, and bytes per second), RTCP packets read per second.
+	ViewerKeyframeInterval time.Duration `koanf:"viewer_keyframe_interval"`
+	ViewerRetransmitRate   int           `koanf:"viewer_retransmit_rate"`
+	ViewerRetransmitBytes  int           `koanf:"viewer_retransmit_bytes"`
+	ViewerRTCPRate         int           `koanf:"viewer_rtcp_rate"`
 }
 
 // ICEServerConfig is one STUN/TURN server.
@@ -234,6 +260,7 @@ type ADBConfig struct {
 	KeyframeTimeout time.Duration    `koanf:"keyframe_timeout"`
 	CommandTimeout  time.Duration    `koanf:"command_timeout"`
 	PoolSize        int              `koanf:"pool_size"`
+	InputQueue      int              `koanf:"input_queue"`
 	RetryMin        time.Duration    `koanf:"retry_min"`
 	RetryMax        time.Duration    `koanf:"retry_max"`
 	Screenrecord    ScreenrecordConf `koanf:"screenrecord"`
@@ -296,137 +323,146 @@ type InstanceConfig struct {
 // demo device.
 func defaults() map[string]any {
 	return map[string]any{
-		"http.addr":                      "127.0.0.1:8080",
-		"http.public_url":                "",
-		"http.allowed_hosts":             []string{},
-		"http.allowed_origins":           []string{},
-		"http.trust_proxy":               false,
-		"http.max_body_bytes":            65536,
-		"http.drain_timeout":             "10s",
-		"http.shutdown_delay":            "1s",
-		"http.read_header_timeout":       "5s",
-		"http.read_timeout":              "30s",
-		"http.write_timeout":             "60s",
-		"http.idle_timeout":              "120s",
-		"http.max_header_bytes":          16384,
-		"auth.api_keys":                  map[string]any{},
-		"auth.allow_open":                false,
-		"auth.keys":                      []any{},
-		"auth.jwt.audience":              "mediasvc",
-		"auth.jwt.issuer":                "",
-		"auth.jwt.max_ttl":               "24h",
-		"auth.jwt.leeway":                "30s",
-		"auth.jwt.keys":                  []any{},
-		"ws.max_message_bytes":           65536,
-		"ws.send_queue":                  64,
-		"ws.ping_interval":               "15s",
-		"ws.stats_interval":              "2s",
-		"ws.write_timeout":               "10s",
-		"ws.max_bad_messages":            20,
-		"limits.sessions_total":          2000,
-		"limits.sessions_per_device":     500,
-		"limits.sessions_per_owner":      100,
-		"limits.create_rate":             5,
-		"limits.create_burst":            20,
-		"limits.global_create_rate":      100,
-		"limits.global_create_burst":     200,
-		"limits.input_rate":              30,
-		"limits.input_burst":             60,
-		"limits.max_candidates":          50,
-		"limits.max_candidate_bytes":     1024,
-		"session.ttl":                    "60s",
-		"stream.grace":                   "5s",
-		"stream.ring_history":            "2s",
-		"stream.ring_max_bytes":          33554432,
-		"stream.bitrate_bps":             2000000,
-		"stream.min_bitrate_bps":         300000,
-		"stream.max_bitrate_bps":         4000000,
-		"stream.bitrate_interval":        "5s",
-		"stream.keyframe_interval":       "500ms",
-		"webrtc.ice_servers":             []any{},
-		"webrtc.turn.urls":               []string{},
-		"webrtc.turn.username":           "",
-		"webrtc.turn.credential":         "",
-		"webrtc.turn.secret":             "",
-		"webrtc.nat_1to1_ips":            []string{},
-		"webrtc.udp_port":                0,
-		"webrtc.tcp_port":                0,
-		"webrtc.udp":                     true,
-		"webrtc.udp_port_min":            0,
-		"webrtc.udp_port_max":            0,
-		"webrtc.ephemeral_ports":         false,
-		"webrtc.send_batch":              64,
-		"webrtc.udp_gso":                 true,
-		"webrtc.ipv6":                    true,
-		"webrtc.gather_timeout":          "5s",
-		"webrtc.interfaces":              []string{},
-		"webrtc.mtu":                     1200,
-		"demo.enabled":                   true,
-		"transcode.enabled":              true,
-		"transcode.ffmpeg":               "ffmpeg",
-		"transcode.bitrate_bps":          1500000,
-		"recordings.enabled":             true,
-		"recordings.dir":                 "recordings",
-		"recordings.max_duration":        "1h",
-		"recordings.max_total_bytes":     int64(10 << 30),
-		"recordings.max_concurrent":      4,
-		"adb.addr":                       "127.0.0.1:5037",
-		"adb.serials":                    []string{},
-		"adb.backend":                    "screenrecord",
-		"adb.max_width":                  0,
-		"adb.max_height":                 0,
-		"adb.keyframe_timeout":           "5s",
-		"adb.command_timeout":            "10s",
-		"adb.pool_size":                  4,
-		"adb.retry_min":                  "500ms",
-		"adb.retry_max":                  "10s",
-		"adb.screenrecord.time_limit":    "180s",
-		"adb.screenrecord.restart_lead":  "2s",
-		"adb.screenrecord.idle_flush":    "50ms",
-		"adb.scrcpy.server":              "",
-		"adb.scrcpy.version":             "3.3.4",
-		"adb.scrcpy.audio":               true,
-		"adb.scrcpy.stay_awake":          false,
-		"adb.scrcpy.power_off_on_close":  false,
-		"adb.scrcpy.max_fps":             0,
-		"adb.scrcpy.video_codec_options": "",
-		"adb.scrcpy.display_id":          0,
-		"adb.scrcpy.clipboard_sync":      true,
-		"adb.orientation_poll":           "2s",
-		"adb.breaker.failures":           3,
-		"adb.breaker.open_for":           "30s",
-		"adb.breaker.interval":           "60s",
-		"log.level":                      "info",
-		"tracing.otlp_endpoint":          "",
-		"tracing.sample_ratio":           1.0,
-		"log.format":                     "text",
-		"instance.id":                    "",
-		"metrics.enabled":                true,
-		"metrics.addr":                   "",
-		"metrics.allow_open":             false,
-		"metrics.quality_interval":       "5s",
-		"debug.pprof_addr":               "",
-		"instance.advertise_url":         "",
-		"instance.heartbeat_ttl":         "15s",
-		"instance.lease_ttl":             "10s",
-		"demo.owner":                     "",
-		"store.backend":                  "memory",
-		"redis.mode":                     "single",
-		"redis.url":                      "",
-		"redis.wait_replicas":            0,
-		"redis.wait_timeout":             "500ms",
-		"redis.key_prefix":               "mediasvc:",
-		"redis.timeout":                  "1s",
-		"redis.touch_throttle":           "5s",
-		"redis.key_grace":                "1m",
-		"redis.health_interval":          "1s",
-		"redis.max_backoff":              "10s",
+		"http.addr":                       "127.0.0.1:8080",
+		"http.public_url":                 "",
+		"http.allowed_hosts":              []string{},
+		"http.allowed_origins":            []string{},
+		"http.trust_proxy":                false,
+		"http.max_body_bytes":             65536,
+		"http.drain_timeout":              "10s",
+		"http.shutdown_delay":             "1s",
+		"http.read_header_timeout":        "5s",
+		"http.read_timeout":               "30s",
+		"http.write_timeout":              "60s",
+		"http.idle_timeout":               "120s",
+		"http.max_header_bytes":           16384,
+		"auth.api_keys":                   map[string]any{},
+		"auth.allow_open":                 false,
+		"auth.keys":                       []any{},
+		"auth.jwt.audience":               "mediasvc",
+		"auth.jwt.issuer":                 "",
+		"auth.jwt.max_ttl":                "24h",
+		"auth.jwt.leeway":                 "30s",
+		"auth.jwt.keys":                   []any{},
+		"ws.max_message_bytes":            65536,
+		"ws.send_queue":                   64,
+		"ws.ping_interval":                "15s",
+		"ws.stats_interval":               "2s",
+		"ws.write_timeout":                "10s",
+		"ws.max_bad_messages":             20,
+		"limits.sessions_total":           2000,
+		"limits.sessions_per_device":      500,
+		"limits.sessions_per_owner":       100,
+		"limits.create_rate":              5,
+		"limits.create_burst":             20,
+		"limits.global_create_rate":       100,
+		"limits.global_create_burst":      200,
+		"limits.input_rate":               30,
+		"limits.input_burst":              60,
+		"limits.max_candidates":           50,
+		"limits.max_candidate_bytes":      1024,
+		"session.ttl":                     "60s",
+		"stream.grace":                    "5s",
+		"stream.ring_history":             "2s",
+		"stream.ring_max_bytes":           33554432,
+		"stream.bitrate_bps":              2000000,
+		"stream.min_bitrate_bps":          300000,
+		"stream.max_bitrate_bps":          4000000,
+		"stream.bitrate_interval":         "5s",
+		"stream.keyframe_interval":        "500ms",
+		"stream.viewer_keyframe_interval": "1s",
+		"stream.viewer_retransmit_rate":   400,
+		"stream.viewer_retransmit_bytes":  524288,
+		"stream.viewer_rtcp_rate":         200,
+		"webrtc.ice_servers":              []any{},
+		"webrtc.turn.urls":                []string{},
+		"webrtc.turn.username":            "",
+		"webrtc.turn.credential":          "",
+		"webrtc.turn.secret":              "",
+		"webrtc.nat_1to1_ips":             []string{},
+		"webrtc.udp_port":                 0,
+		"webrtc.tcp_port":                 0,
+		"webrtc.udp":                      true,
+		"webrtc.udp_port_min":             0,
+		"webrtc.udp_port_max":             0,
+		"webrtc.ephemeral_ports":          false,
+		"webrtc.send_batch":               64,
+		"webrtc.udp_gso":                  true,
+		"webrtc.ipv6":                     true,
+		"webrtc.gather_timeout":           "5s",
+		"webrtc.interfaces":               []string{},
+		"webrtc.mtu":                      1200,
+		"demo.enabled":                    true,
+		"transcode.enabled":               true,
+		"transcode.ffmpeg":                "ffmpeg",
+		"transcode.bitrate_bps":           1500000,
+		"recordings.enabled":              true,
+		"recordings.dir":                  "recordings",
+		"recordings.max_duration":         "1h",
+		"recordings.max_total_bytes":      int64(10 << 30),
+		"recordings.max_concurrent":       4,
+		"adb.addr":                        "127.0.0.1:5037",
+		"adb.serials":                     []string{},
+		"adb.backend":                     "screenrecord",
+		"adb.max_width":                   0,
+		"adb.max_height":                  0,
+		"adb.keyframe_timeout":            "5s",
+		"adb.command_timeout":             "10s",
+		"adb.pool_size":                   4,
+		"adb.input_queue":                 8,
+		"adb.retry_min":                   "500ms",
+		"adb.retry_max":                   "10s",
+		"adb.screenrecord.time_limit":     "180s",
+		"adb.screenrecord.restart_lead":   "2s",
+		"adb.screenrecord.idle_flush":     "50ms",
+		"adb.scrcpy.server":               "",
+		"adb.scrcpy.version":              "3.3.4",
+		"adb.scrcpy.audio":                true,
+		"adb.scrcpy.stay_awake":           false,
+		"adb.scrcpy.power_off_on_close":   false,
+		"adb.scrcpy.max_fps":              0,
+		"adb.scrcpy.video_codec_options":  "",
+		"adb.scrcpy.display_id":           0,
+		"adb.scrcpy.clipboard_sync":       true,
+		"adb.orientation_poll":            "2s",
+		"adb.breaker.failures":            3,
+		"adb.breaker.open_for":            "30s",
+		"adb.breaker.interval":            "60s",
+		"log.level":                       "info",
+		"tracing.otlp_endpoint":           "",
+		"tracing.sample_ratio":            1.0,
+		"log.format":                      "text",
+		"instance.id":                     "",
+		"metrics.enabled":                 true,
+		"metrics.addr":                    "",
+		"metrics.allow_open":              false,
+		"metrics.quality_interval":        "5s",
+		"debug.pprof_addr":                "",
+		"instance.advertise_url":          "",
+		"instance.heartbeat_ttl":          "15s",
+		"instance.lease_ttl":              "10s",
+		"demo.owner":                      "",
+		"store.backend":                   "memory",
+		"redis.mode":                      "single",
+		"redis.url":                       "",
+		"redis.wait_replicas":             0,
+		"redis.wait_timeout":              "500ms",
+		"redis.key_prefix":                "mediasvc:",
+		"redis.timeout":                   "1s",
+		"redis.touch_throttle":            "5s",
+		"redis.key_grace":                 "1m",
+		"redis.health_interval":           "1s",
+		"redis.max_backoff":               "10s",
+		"redis.bus_secret":                "",
+		"redis.bus_accept_secrets":        []string{},
+		"redis.bus_window":                "30s",
 	}
 }
 
 // secretKeys are masked by `config print`.
 func isSecret(key string) bool {
-	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential") || strings.HasSuffix(key, ".secret")
+	return strings.HasPrefix(key, "auth.api_keys.") || strings.HasSuffix(key, ".credential") || strings.HasSuffix(key, ".secret") ||
+		key == "redis.bus_secret" || key == "redis.bus_accept_secrets"
 }
 
 // envPrefix starts every environment variable the service reads.
@@ -627,6 +663,10 @@ func (c Config) validate() []error {
 	positive("ws.write_timeout", int64(c.WS.WriteTimeout))
 	positive("ws.max_bad_messages", int64(c.WS.MaxBadMessages))
 	positive("stream.keyframe_interval", int64(c.Stream.KeyframeInterval))
+	positive("stream.viewer_keyframe_interval", int64(c.Stream.ViewerKeyframeInterval))
+	positive("stream.viewer_retransmit_rate", int64(c.Stream.ViewerRetransmitRate))
+	positive("stream.viewer_retransmit_bytes", int64(c.Stream.ViewerRetransmitBytes))
+	positive("stream.viewer_rtcp_rate", int64(c.Stream.ViewerRTCPRate))
 	if c.WebRTC.MTU < 100 || c.WebRTC.MTU > 1400 {
 		bad("webrtc.mtu", "must be within [100, 1400], got %d", c.WebRTC.MTU)
 	}
@@ -788,6 +828,18 @@ func (c Config) validate() []error {
 		} else if _, err := newRedisClient(c.Redis, false); err != nil {
 			bad("redis.url", "%v", err)
 		}
+		switch n := len(c.Redis.BusSecret); {
+		case n == 0:
+			bad("redis.bus_secret", "store.backend redis needs a bus secret (at least %d bytes, the same on every instance; MEDIASVC_REDIS_BUS_SECRET): instances sign their bus messages with it", redisstore.MinBusSecret)
+		case n < redisstore.MinBusSecret:
+			bad("redis.bus_secret", "is %d bytes, want at least %d", n, redisstore.MinBusSecret)
+		}
+		for i, s := range c.Redis.BusAcceptSecrets {
+			if len(s) < redisstore.MinBusSecret {
+				bad(fmt.Sprintf("redis.bus_accept_secrets[%d]", i), "is %d bytes, want at least %d", len(s), redisstore.MinBusSecret)
+			}
+		}
+		positive("redis.bus_window", int64(c.Redis.BusWindow))
 	default:
 		bad("store.backend", "must be memory or redis, got %q", c.Store.Backend)
 	}
@@ -856,6 +908,7 @@ func (c Config) validate() []error {
 	positive("adb.keyframe_timeout", int64(c.ADB.KeyframeTimeout))
 	positive("adb.command_timeout", int64(c.ADB.CommandTimeout))
 	positive("adb.pool_size", int64(c.ADB.PoolSize))
+	positive("adb.input_queue", int64(c.ADB.InputQueue))
 	positive("adb.retry_min", int64(c.ADB.RetryMin))
 	if c.ADB.RetryMax < c.ADB.RetryMin {
 		bad("adb.retry_max", "must be ≥ adb.retry_min")

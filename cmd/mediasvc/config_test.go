@@ -194,8 +194,11 @@ func TestMetricsConfig(t *testing.T) {
 	}
 }
 
+// testBusSecret is a valid redis.bus_secret for configurations that use Redis.
+const testBusSecret = "MEDIASVC_REDIS_BUS_SECRET=a-bus-secret-of-at-least-32-bytes!"
+
 func TestRedisConfig(t *testing.T) {
-	cfg, _, err := loadConfig(nil, []string{"MEDIASVC_STORE_BACKEND=redis", "MEDIASVC_REDIS_URL=redis://:hunter2secret@127.0.0.1:6390/2"})
+	cfg, _, err := loadConfig(nil, []string{"MEDIASVC_STORE_BACKEND=redis", "MEDIASVC_REDIS_URL=redis://:hunter2secret@127.0.0.1:6390/2", testBusSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,17 +206,25 @@ func TestRedisConfig(t *testing.T) {
 		t.Fatalf("redis config: %+v %+v", cfg.Store, cfg.Redis)
 	}
 	var out, errb bytes.Buffer
-	if code := run([]string{"config", "print"}, []string{"MEDIASVC_REDIS_URL=redis://:hunter2secret@127.0.0.1:6390/2"}, &out, &errb); code != 0 {
+	if code := run([]string{"config", "print"}, []string{"MEDIASVC_REDIS_URL=redis://:hunter2secret@127.0.0.1:6390/2", testBusSecret,
+		"MEDIASVC_REDIS_BUS_ACCEPT_SECRETS=an-older-bus-secret-of-32-bytes-too"}, &out, &errb); code != 0 {
 		t.Fatalf("config print: exit %d %s", code, errb.String())
 	}
 	if strings.Contains(out.String(), "hunter2secret") || !strings.Contains(out.String(), "127.0.0.1:6390") {
 		t.Fatalf("redis.url not masked:\n%s", out.String())
 	}
+	if strings.Contains(out.String(), "a-bus-secret") || strings.Contains(out.String(), "older-bus-secret") {
+		t.Fatalf("bus secrets not masked:\n%s", out.String())
+	}
 	for _, c := range []struct {
 		env  []string
 		want string
 	}{
-		{[]string{"MEDIASVC_STORE_BACKEND=redis"}, "redis.url"},
+		{[]string{"MEDIASVC_STORE_BACKEND=redis", testBusSecret}, "redis.url"},
+		{[]string{"MEDIASVC_STORE_BACKEND=redis", "MEDIASVC_REDIS_URL=redis://127.0.0.1:6390"}, "redis.bus_secret: store.backend redis needs a bus secret"},
+		{[]string{"MEDIASVC_STORE_BACKEND=redis", "MEDIASVC_REDIS_URL=redis://127.0.0.1:6390", "MEDIASVC_REDIS_BUS_SECRET=short"}, "redis.bus_secret: is 5 bytes, want at least 32"},
+		{[]string{"MEDIASVC_STORE_BACKEND=redis", "MEDIASVC_REDIS_URL=redis://127.0.0.1:6390", testBusSecret, "MEDIASVC_REDIS_BUS_ACCEPT_SECRETS=old"}, "redis.bus_accept_secrets[0]"},
+		{[]string{"MEDIASVC_STORE_BACKEND=redis", "MEDIASVC_REDIS_URL=redis://127.0.0.1:6390", testBusSecret, "MEDIASVC_REDIS_BUS_WINDOW=0s"}, "redis.bus_window"},
 		{[]string{"MEDIASVC_STORE_BACKEND=redis", "MEDIASVC_REDIS_URL=http://x"}, "redis.url"},
 		{[]string{"MEDIASVC_STORE_BACKEND=etcd"}, "store.backend"},
 		{[]string{"MEDIASVC_REDIS_TOUCH_THROTTLE=30s"}, "redis.touch_throttle"},
@@ -239,7 +250,7 @@ func TestRedisTopologyURLs(t *testing.T) {
 		{"MEDIASVC_REDIS_MODE=sentinel", "MEDIASVC_REDIS_URL=redis://10.0.0.1:26379/1?master_name=mymaster&addr=10.0.0.2:26379&password=hunter2secret",
 			"MEDIASVC_REDIS_WAIT_REPLICAS=1"},
 	} {
-		env = append(env, "MEDIASVC_STORE_BACKEND=redis")
+		env = append(env, "MEDIASVC_STORE_BACKEND=redis", testBusSecret)
 		if _, _, err := loadConfig(nil, env); err != nil {
 			t.Errorf("%v: %v", env, err)
 		}

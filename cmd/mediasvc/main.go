@@ -162,7 +162,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		}
 	}()
 
-	be, err := newBackend(ctx, cfg, domain.Instance{ID: instance, URL: cfg.Instance.AdvertiseURL}, log)
+	be, err := newBackend(ctx, cfg, domain.Instance{ID: instance, URL: cfg.Instance.AdvertiseURL}, log, meter("mediasvc/redisstore"))
 	if err != nil {
 		return err
 	}
@@ -202,6 +202,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 			RetryMin:        cfg.ADB.RetryMin,
 			RetryMax:        cfg.ADB.RetryMax,
 			PoolSize:        cfg.ADB.PoolSize,
+			InputQueue:      cfg.ADB.InputQueue,
 			Breaker: adb.BreakerOptions{
 				Failures: cfg.ADB.Breaker.Failures, OpenFor: cfg.ADB.Breaker.OpenFor, Interval: cfg.ADB.Breaker.Interval,
 			},
@@ -232,7 +233,13 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		KeyframeInterval: cfg.Stream.KeyframeInterval,
 		RingHistory:      cfg.Stream.RingHistory,
 		RingMaxBytes:     cfg.Stream.RingMaxBytes,
-		Meter:            meter("mediasvc/rtc"),
+		ViewerBudget: rtc.ViewerBudget{
+			RetransmitRate:   cfg.Stream.ViewerRetransmitRate,
+			RetransmitBytes:  cfg.Stream.ViewerRetransmitBytes,
+			RTCPRate:         cfg.Stream.ViewerRTCPRate,
+			KeyframeInterval: cfg.Stream.ViewerKeyframeInterval,
+		},
+		Meter: meter("mediasvc/rtc"),
 	}, log.With("component", "rtc"))
 	if err != nil {
 		return fmt.Errorf("webrtc transport: %w", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
 
 	"mediasvc/adapters/memstore"
 	"mediasvc/adapters/redisstore"
@@ -93,7 +94,7 @@ func newRedisClient(cfg RedisConfig, open bool) (redis.UniversalClient, error) {
 // the instance registry. With Redis it checks the keyspace schema at once:
 // a schema mismatch stops the start; an unreachable Redis does not (the
 // instance starts unready and the monitor keeps trying).
-func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog.Logger) (*backend, error) {
+func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog.Logger, meter metric.Meter) (*backend, error) {
 	if cfg.Store.Backend != "redis" {
 		b := &backend{store: memstore.New(memstore.Options{}), close: func() {},
 			farm: memstore.NewFarm(nil), audit: memstore.NewAudit(cfg.Audit.MaxEvents),
@@ -127,7 +128,14 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 	case err != nil:
 		log.Warn("redis unreachable at start; starting unready", "err", err)
 	}
-	bus := redisstore.NewBus(rdb, prefix, self.ID, log.With("component", "bus"))
+	bus, err := redisstore.NewBus(rdb, redisstore.BusOptions{
+		Prefix: prefix, Self: self.ID, Secrets: cfg.Redis.busSecrets(), Window: cfg.Redis.BusWindow,
+		Log: log.With("component", "bus"), Meter: meter,
+	})
+	if err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
 	reg := redisstore.NewRegistry(rdb, prefix, self, cfg.Instance.HeartbeatTTL, log.With("component", "registry"))
 	b := &backend{
 		store: redisstore.New(rdb, redisstore.Options{
