@@ -104,15 +104,25 @@ func TestViewerSendNoAlloc(t *testing.T) {
 	opus := make([]byte, 120)
 	var pts time.Duration
 	f.ring.start(&p.cur)
-	allocs := testing.AllocsPerRun(50, func() {
-		_ = f.WriteFrame(domain.Frame{Kind: domain.KindVideo, Data: key, PTS: pts, Keyframe: true})
-		_ = f.WriteFrame(domain.Frame{Kind: domain.KindVideo, Data: delta, PTS: pts + 33*time.Millisecond})
-		_ = f.WriteFrame(domain.Frame{Kind: domain.KindAudio, Data: opus, PTS: pts})
-		pts += 66 * time.Millisecond
-		p.drain()
-	})
+	// AllocsPerRun counts every goroutine's allocations, so a background
+	// goroutine of the runtime or the race detector that runs during the
+	// measurement adds noise on a loaded host. An allocation on the send
+	// path itself happens on every run, so it fails all attempts.
+	var allocs float64
+	for attempt := 0; attempt < 3; attempt++ {
+		allocs = testing.AllocsPerRun(50, func() {
+			_ = f.WriteFrame(domain.Frame{Kind: domain.KindVideo, Data: key, PTS: pts, Keyframe: true})
+			_ = f.WriteFrame(domain.Frame{Kind: domain.KindVideo, Data: delta, PTS: pts + 33*time.Millisecond})
+			_ = f.WriteFrame(domain.Frame{Kind: domain.KindAudio, Data: opus, PTS: pts})
+			pts += 66 * time.Millisecond
+			p.drain()
+		})
+		if allocs == 0 {
+			break
+		}
+	}
 	if allocs != 0 {
-		t.Fatalf("allocs per write+drain = %v, want 0", allocs)
+		t.Fatalf("allocs per write+drain = %v in each of 3 attempts, want 0", allocs)
 	}
 	if w.n == 0 {
 		t.Fatal("nothing sent")
