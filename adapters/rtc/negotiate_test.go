@@ -67,6 +67,7 @@ func TestNegotiateRealOffers(t *testing.T) {
 		"chromium":         readOffer(t, "chromium156.sdp"),
 		"firefox+openh264": firefox,
 		"firefox":          withoutPayloadTypes(firefox, "126", "127", "97", "98"),
+		"firefox-esr":      readOffer(t, "firefox153esr-no-openh264.sdp"),
 		"safari-macos":     safari,
 		"safari-ios":       strings.ReplaceAll(safari, "a=sendrecv", "a=recvonly"),
 		"loadgen":          loadgenOffer(t),
@@ -97,6 +98,10 @@ func TestNegotiateRealOffers(t *testing.T) {
 		{"firefox", cb, nil, "-", 0, ""},
 		{"firefox", cb, all, domain.RenditionVP8, 120, ""},
 		{"firefox", high, all, domain.RenditionVP8, 120, ""},
+		{"firefox-esr", cb, nil, "-", 0, ""},
+		{"firefox-esr", cb, all, domain.RenditionVP8, 120, ""},
+		{"firefox-esr", high, all, domain.RenditionVP8, 120, ""},
+		{"firefox-esr", base, []domain.Rendition{domain.RenditionBaseline}, "-", 0, ""},
 		{"safari-macos", cb, nil, domain.RenditionOriginal, 98, cb},
 		{"safari-macos", high, nil, "-", 0, ""}, // Constrained High does not decode High
 		{"safari-macos", high, all, domain.RenditionBaseline, 98, cb},
