@@ -550,3 +550,75 @@ func TestWebSocketSlowCallKeepsPinging(t *testing.T) {
 	}
 	_ = c.Close(websocket.StatusNormalClosure, "")
 }
+
+// TestWebSocketHandlerQueueFullIsBusy: with a service call stuck, the
+// reader queues wsInQueue messages for the handler and answers each one
+// beyond that with "busy" at once; the socket stays up, and once the call
+// returns every queued message is handled, in order.
+func TestWebSocketHandlerQueueFullIsBusy(t *testing.T) {
+	rec := &calls{}
+	fake, _ := wsFake(rec)
+	release := make(chan struct{})
+	var inputs atomic.Int64
+	fake.InputFunc = func(ctx context.Context, id domain.SessionID, ev domain.InputEvent) error {
+		if inputs.Add(1) == 1 {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}
+		return fmt.Errorf("device d1: queue full: %w", domain.ErrInputBusy)
+	}
+	_, ts := start(t, Config{StatsInterval: -1, WebSocket: WebSocketConfig{SendQueue: 256}}, fake)
+	c := dial(t, ts, testToken, nil)
+	msgs := make(chan Message, 256)
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			_, b, err := c.Read(context.Background())
+			if err != nil {
+				readErr <- err
+				return
+			}
+			var m Message
+			_ = json.Unmarshal(b, &m)
+			msgs <- m
+		}
+	}()
+	const extra = 10
+	sendMsg(t, c, `{"type":"input","action":"tap","x":1,"y":1}`) // stuck
+	for i := 0; i < wsInQueue+extra; i++ {
+		sendMsg(t, c, `{"type":"input","action":"tap","x":2,"y":2}`)
+	}
+	wait := func(code string, n int) {
+		t.Helper()
+		for got := 0; got < n; {
+			select {
+			case m := <-msgs:
+				if m.Type != "error" || m.Code != code {
+					t.Fatalf("message %d of %d: %+v, want error %s", got+1, n, m, code)
+				}
+				got++
+			case err := <-readErr:
+				t.Fatalf("socket dropped after %d of %d %s: %v", got, n, code, err)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d of %d %s errors", got, n, code)
+			}
+		}
+	}
+	wait(codeBusy, extra) // while the call is stuck: only the overflow is answered
+	close(release)
+	wait("input_busy", wsInQueue) // then every queued message, none lost
+	select {
+	case m := <-msgs:
+		t.Fatalf("unexpected message %+v", m)
+	case err := <-readErr:
+		t.Fatalf("socket dropped: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if got := inputs.Load(); got != wsInQueue+1 {
+		t.Fatalf("service saw %d inputs, want %d", got, wsInQueue+1)
+	}
+	_ = c.Close(websocket.StatusNormalClosure, "")
+}
