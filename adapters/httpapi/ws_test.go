@@ -495,37 +495,14 @@ func TestWebSocketSlowCallKeepsPinging(t *testing.T) {
 	rec := &calls{}
 	fake, _ := wsFake(rec)
 	release := make(chan struct{})
-	var inputs atomic.Int64
-	fake.InputFunc = func(ctx context.Context, id domain.SessionID, ev domain.InputEvent) error {
-		if inputs.Add(1) == 1 {
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-			return nil
-		}
-		return fmt.Errorf("device d1: queue full: %w", domain.ErrInputBusy)
-	}
+	stickFirstInput(fake, release)
 	// A ping interval a loaded host answers in time (a ping unanswered
 	// within one interval drops the socket), the call held for five of them.
 	const ping = 500 * time.Millisecond
 	_, ts := start(t, Config{StatsInterval: -1, WebSocket: WebSocketConfig{PingInterval: ping}}, fake)
 	c := dial(t, ts, testToken, nil)
 	// The client answers pings only while it reads: read in the background.
-	msgs := make(chan Message, 16)
-	readErr := make(chan error, 1)
-	go func() {
-		for {
-			_, b, err := c.Read(context.Background())
-			if err != nil {
-				readErr <- err
-				return
-			}
-			var m Message
-			_ = json.Unmarshal(b, &m)
-			msgs <- m
-		}
-	}()
+	msgs, readErr := readInBackground(c, 16)
 	sendMsg(t, c, `{"type":"input","action":"tap","x":1,"y":1}`) // slow
 	sendMsg(t, c, `{"type":"input","action":"tap","x":2,"y":2}`) // queued behind it
 	// Five ping intervals with the first call stuck: still connected.
@@ -559,33 +536,10 @@ func TestWebSocketHandlerQueueFullIsBusy(t *testing.T) {
 	rec := &calls{}
 	fake, _ := wsFake(rec)
 	release := make(chan struct{})
-	var inputs atomic.Int64
-	fake.InputFunc = func(ctx context.Context, id domain.SessionID, ev domain.InputEvent) error {
-		if inputs.Add(1) == 1 {
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-			return nil
-		}
-		return fmt.Errorf("device d1: queue full: %w", domain.ErrInputBusy)
-	}
+	inputs := stickFirstInput(fake, release)
 	_, ts := start(t, Config{StatsInterval: -1, WebSocket: WebSocketConfig{SendQueue: 256}}, fake)
 	c := dial(t, ts, testToken, nil)
-	msgs := make(chan Message, 256)
-	readErr := make(chan error, 1)
-	go func() {
-		for {
-			_, b, err := c.Read(context.Background())
-			if err != nil {
-				readErr <- err
-				return
-			}
-			var m Message
-			_ = json.Unmarshal(b, &m)
-			msgs <- m
-		}
-	}()
+	msgs, readErr := readInBackground(c, 256)
 	const extra = 10
 	sendMsg(t, c, `{"type":"input","action":"tap","x":1,"y":1}`) // stuck
 	for i := 0; i < wsInQueue+extra; i++ {
@@ -621,4 +575,42 @@ func TestWebSocketHandlerQueueFullIsBusy(t *testing.T) {
 		t.Fatalf("service saw %d inputs, want %d", got, wsInQueue+1)
 	}
 	_ = c.Close(websocket.StatusNormalClosure, "")
+}
+
+// stickFirstInput makes fake's first input call wait for release (a slow
+// service call) and every later one fail with ErrInputBusy; it returns the
+// count of calls.
+func stickFirstInput(fake *httpapitest.Service, release <-chan struct{}) *atomic.Int64 {
+	var inputs atomic.Int64
+	fake.InputFunc = func(ctx context.Context, id domain.SessionID, ev domain.InputEvent) error {
+		if inputs.Add(1) == 1 {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}
+		return fmt.Errorf("device d1: queue full: %w", domain.ErrInputBusy)
+	}
+	return &inputs
+}
+
+// readInBackground reads c until it fails (so the client answers pings),
+// handing each message, decoded, to msgs and the final error to readErr.
+func readInBackground(c *websocket.Conn, buf int) (msgs <-chan Message, readErr <-chan error) {
+	m := make(chan Message, buf)
+	e := make(chan error, 1)
+	go func() {
+		for {
+			_, b, err := c.Read(context.Background())
+			if err != nil {
+				e <- err
+				return
+			}
+			var msg Message
+			_ = json.Unmarshal(b, &msg)
+			m <- msg
+		}
+	}()
+	return m, e
 }
