@@ -39,6 +39,8 @@ type Fanout struct {
 	// maps "now" to a source RTP timestamp for sender reports.
 	epoch atomic.Int64
 
+	pool *sendPool // drains the viewers (sendpool.go)
+
 	mu      sync.Mutex // serializes attach/detach
 	viewers atomic.Pointer[[]*Peer]
 	closed  atomic.Bool
@@ -74,6 +76,7 @@ func (t *Transport) newFanout(device domain.DeviceID, info domain.StreamInfo) (*
 		vp8:         vp8Packetizer{mtu: t.cfg.MTU},
 		keyReq:      make(chan struct{}, 1),
 		keyInterval: t.cfg.KeyframeInterval,
+		pool:        newSendPool(t.batch),
 	}
 	if pl, err := domain.ParseProfileLevelID(info.ProfileLevelID); err == nil && info.Video == domain.CodecH264 {
 		b, _ := hex.DecodeString(pl.ID)
@@ -190,23 +193,13 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 	return nil
 }
 
-// wakeAll wakes every viewer to send what the ring has for it. With batched
-// sockets it first takes a hold for each sending viewer, all before the
-// first wake, so that the frame's packets for every viewer queue up and
-// leave together when the last viewer is done (see batch.go).
+// wakeAll has every viewer send what the ring has for it: those in steady
+// state through the send workers, a chunk of viewers per worker woken
+// (sendpool.go). With batched sockets each worker holds the batch until its
+// chunk is written, so the frame's packets for every viewer queue up and
+// leave together when the last worker is done (see batch.go).
 func (f *Fanout) wakeAll() {
-	viewers := *f.viewers.Load()
-	if g := f.t.batch; g != nil {
-		for _, p := range viewers {
-			p.takeHold(g)
-		}
-	}
-	for _, p := range viewers {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
-	}
+	f.pool.dispatch(*f.viewers.Load())
 }
 
 // rtpTime converts a presentation time to an RTP timestamp at clock Hz,
@@ -311,6 +304,7 @@ func (f *Fanout) attach(p *Peer) error {
 	cur := *f.viewers.Load()
 	next := append(slices.Clip(cur), p)
 	f.viewers.Store(&next)
+	f.pool.start()
 	return nil
 }
 
@@ -339,6 +333,9 @@ func (f *Fanout) Close() error {
 	empty := []*Peer{}
 	f.viewers.Store(&empty)
 	f.mu.Unlock()
+	// The workers serve what is queued (the ring is closed: each viewer
+	// goes back to its own goroutine, which ends its sender) and end.
+	f.pool.stop()
 	for _, p := range old {
 		select {
 		case p.wake <- struct{}{}:

@@ -21,8 +21,9 @@ import (
 // stream has audio, a sendonly Opus track, fed from its Fanout's ring.
 //
 // Goroutines: one sender (started when the connection first reaches
-// "connected") and one RTCP reader per track (started by NewPeer). Close
-// ends them all and waits for them.
+// "connected"; in steady state the Fanout's send workers drain the viewer
+// instead, see sendpool.go) and one RTCP reader per track (started by
+// NewPeer). Close ends them all and waits for them.
 type Peer struct {
 	t      *Transport
 	f      *Fanout
@@ -36,11 +37,11 @@ type Peer struct {
 
 	video, audio *sendTrack
 
-	wake chan struct{} // capacity 1, non-blocking notify from the fanout
-	// hold is the batch hold the fanout took for this viewer's sender
-	// (holdIdle, holdTaken) or holdOff while no sender runs.
-	hold atomic.Int32
-	done chan struct{} // closed by Close
+	wake chan struct{} // capacity 1, non-blocking notify to the sender goroutine
+	// sched says who drains the viewer: its own sender goroutine or a
+	// send worker (sendpool.go).
+	sched atomic.Int32
+	done  chan struct{} // closed by Close
 	wg   sync.WaitGroup
 
 	runMu   sync.Mutex // guards started against Close
@@ -58,17 +59,18 @@ type Peer struct {
 	stateMu   sync.Mutex // serializes OnState delivery
 	lastState ports.PeerState
 
-	// Sender goroutine only.
+	// Whoever sched names (the sender goroutine or a send worker).
 	cur        cursor
 	buf        []byte
 	paced      int         // backlog packets sent since the last pause
 	pauses     int         // catch-up pauses taken (tests read it)
 	paceTimer  *time.Timer // reused for catch-up pauses
+	framed     bool        // OnFirstFrame has been called
+	// Sender goroutine only.
 	lastTick   time.Time
 	lastFrames uint64
 	lastBytes  uint64
 	folded     sentMark // what foldSent has added to the Transport's totals
-	framed     bool     // OnFirstFrame has been called
 
 	nacks       atomic.Uint64
 	plis        atomic.Uint64
@@ -418,31 +420,32 @@ func (p *Peer) startSender() {
 	go p.run()
 }
 
-// run is the sender goroutine: it copies packets from the ring, rewrites
-// and writes them, and sends sender reports once a second. It ends when the
-// peer or the fanout closes.
+// run is the sender goroutine: it sends sender reports once a second and
+// drains the viewer itself while it owns it — from the join through the
+// paced catch-up, and whenever a worker hands it back — then leaves it to
+// the Fanout's send workers. It ends when the peer or the fanout closes.
 func (p *Peer) run() {
 	defer p.wg.Done()
-	p.hold.Store(holdIdle)
-	defer func() {
-		if p.hold.Swap(holdOff) == holdTaken {
-			p.t.batch.release()
-		}
-	}()
-	p.f.ring.start(&p.cur)
+	p.f.ring.start(&p.cur) // sched is schedOwn until we hand over below
 	p.keyframeNeeded()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	p.lastTick = time.Now()
 	for {
-		if !p.drain() {
-			return
+		if p.sched.Load() == schedOwn {
+			if !p.drain() {
+				return
+			}
+			p.sched.CompareAndSwap(schedOwn, schedIdle)
 		}
-		p.releaseHold()
 		select {
 		case <-p.done:
 			return
 		case <-p.wake:
+			// The fanout closed (its workers hand every viewer back), a
+			// worker handed the viewer back, or a stale wake-up: drain
+			// unless a worker has it.
+			p.sched.CompareAndSwap(schedIdle, schedOwn)
 		case now := <-tick.C:
 			p.tick(now)
 		}
@@ -456,14 +459,39 @@ func (p *Peer) keyframeNeeded() {
 	}
 }
 
-// drain sends every packet available to the viewer. It reports false when
-// the peer or the ring is closed.
-func (p *Peer) drain() bool {
+// Outcomes of drainAs.
+const (
+	drainEmpty      = iota // everything available was sent
+	drainStop              // the peer is closed
+	drainRingClosed        // the fanout is closed
+	drainPace              // a catch-up pause is due (workers only)
+)
+
+// drain sends every packet available to the viewer, pausing during a
+// catch-up. It reports false when the peer or the ring is closed.
+func (p *Peer) drain() bool { return p.drainAs(true) == drainEmpty }
+
+// drainAs sends every packet available to the viewer. own is the viewer's
+// own sender goroutine, which takes the catch-up pauses itself; a worker
+// stops with drainPace instead.
+func (p *Peer) drainAs(own bool) int {
 	for {
-		select {
-		case <-p.done:
-			return false
-		default:
+		if p.closed.Load() {
+			return drainStop
+		}
+		if p.paced >= catchupBurst {
+			if p.cur.next >= p.cur.catchupEnd {
+				p.paced = 0 // the backlog is sent: live packets are not paced
+			} else {
+				if !own {
+					return drainPace
+				}
+				p.paced = 0
+				p.pauses++
+				if !p.pause(catchupGap) {
+					return drainStop
+				}
+			}
 		}
 		skips := p.cur.skips
 		m, st := p.f.ring.read(&p.cur, p.buf)
@@ -474,9 +502,9 @@ func (p *Peer) drain() bool {
 		p.keyframeNeeded()
 		switch st {
 		case readClosed:
-			return false
+			return drainRingClosed
 		case readEmpty:
-			return true
+			return drainEmpty
 		}
 		tr := p.video
 		if m.kind == domain.KindAudio {
@@ -494,42 +522,8 @@ func (p *Peer) drain() bool {
 			}
 		}
 		if m.idx < p.cur.catchupEnd {
-			if p.paced++; p.paced >= catchupBurst {
-				p.paced = 0
-				p.pauses++
-				p.releaseHold()
-				if !p.pause(catchupGap) {
-					return false
-				}
-			}
+			p.paced++
 		}
-	}
-}
-
-// Batch hold states of a Peer.
-const (
-	holdOff   int32 = iota // no sender goroutine: never hold
-	holdIdle               // sender running, no hold
-	holdTaken              // the fanout holds the batch for this sender
-)
-
-// takeHold holds g's flushes until this viewer's sender has written what it
-// was woken for; it does nothing when a hold is out already or no sender
-// runs.
-func (p *Peer) takeHold(g *batchGroup) {
-	if p.hold.Load() != holdIdle {
-		return
-	}
-	g.hold()
-	if !p.hold.CompareAndSwap(holdIdle, holdTaken) {
-		g.release()
-	}
-}
-
-// releaseHold ends the sender's hold, if one is out.
-func (p *Peer) releaseHold() {
-	if p.hold.CompareAndSwap(holdTaken, holdIdle) {
-		p.t.batch.release()
 	}
 }
 
@@ -782,6 +776,7 @@ func (p *Peer) Close() error {
 			}
 		}
 		p.f.detach(p)
+		p.unschedule()
 		p.wg.Wait()
 		p.foldSent()
 	})
