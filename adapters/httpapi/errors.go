@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +56,11 @@ type errorMapping struct {
 //   - ErrNoCommonCodec is 406: the offer is well formed, but nothing it
 //     decodes is what the device sends or a rendition this service makes;
 //     the message names both.
+//   - context.DeadlineExceeded (the service's own time limit on a request
+//     ran out: building an answer under load, a slow store) is 503
+//     "timeout" with Retry-After (timeoutRetryAfter), last, so a domain
+//     error wrapped beside it wins: the request may well succeed later,
+//     it is not a fault of the service.
 var errorTable = []errorMapping{
 	{domain.ErrSessionNotFound, http.StatusNotFound, "session_not_found"},
 	{domain.ErrDeviceNotFound, http.StatusNotFound, "device_not_found"},
@@ -90,7 +96,16 @@ var errorTable = []errorMapping{
 	{domain.ErrDraining, http.StatusServiceUnavailable, "draining"},
 	{domain.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{domain.ErrDeviceUnavailable, http.StatusServiceUnavailable, "device_unavailable"},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable, codeTimeout},
 }
+
+// A request that ran out of its time: its code, the message the client
+// gets and the Retry-After it carries.
+const (
+	codeTimeout       = "timeout"
+	timeoutMessage    = "the service did not finish the request in time; try again"
+	timeoutRetryAfter = 2 * time.Second
+)
 
 // apiError is an error the adapter itself raises with a status and code
 // (bad content type, body too large); it is not a domain error.
@@ -128,6 +143,9 @@ func classify(err error) (status int, code, message string) {
 	}
 	for _, m := range errorTable {
 		if errors.Is(err, m.err) {
+			if m.err == context.DeadlineExceeded {
+				return m.status, m.code, timeoutMessage
+			}
 			if m.status >= 500 {
 				return m.status, m.code, m.err.Error()
 			}
@@ -141,10 +159,19 @@ func classify(err error) (status int, code, message string) {
 // least 1, and whether err carries one.
 func retryAfter(err error) (int, bool) {
 	var rl *domain.RateLimitError
-	if !errors.As(err, &rl) {
+	var d time.Duration
+	switch {
+	case errors.As(err, &rl):
+		d = rl.RetryAfter
+	case errors.Is(err, context.DeadlineExceeded):
+		if st, _, _ := classify(err); st != http.StatusServiceUnavailable {
+			return 0, false // a domain error beside it decided the status
+		}
+		d = timeoutRetryAfter
+	default:
 		return 0, false
 	}
-	s := int(math.Ceil(rl.RetryAfter.Seconds()))
+	s := int(math.Ceil(d.Seconds()))
 	if s < 1 {
 		s = 1
 	}

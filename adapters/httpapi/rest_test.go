@@ -287,6 +287,8 @@ func TestErrorTable(t *testing.T) {
 		{domain.ErrDraining, 503, "draining"},
 		{domain.ErrUnavailable, 503, "unavailable"},
 		{domain.ErrDeviceUnavailable, 503, "device_unavailable"},
+		{context.DeadlineExceeded, 503, codeTimeout},
+		{fmt.Errorf("%w: %w", domain.ErrDeviceNotFound, context.DeadlineExceeded), 404, "device_not_found"},
 		{domain.ErrInputBusy, 429, "input_busy"},
 		{fmt.Errorf("input shell: %w: %w", domain.ErrInputBusy, domain.ErrDeviceUnavailable), 429, "input_busy"},
 		{&http.MaxBytesError{Limit: 10}, 413, codeBodyTooLarge},
@@ -313,6 +315,10 @@ func TestErrorTable(t *testing.T) {
 			}
 			if tt.status == 401 && w.Header().Get("WWW-Authenticate") == "" {
 				t.Fatal("401 without WWW-Authenticate")
+			}
+			wantRA := tt.code == codeTimeout || errors.As(tt.err, new(*domain.RateLimitError))
+			if ra := w.Header().Get("Retry-After"); (ra != "") != wantRA {
+				t.Fatalf("Retry-After %q on %d %s", ra, w.Code, tt.code)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -199,5 +200,22 @@ func TestParseSDPFrag(t *testing.T) {
 				t.Fatalf("%d candidates, want %d", got, tt.n)
 			}
 		})
+	}
+}
+
+// A WHEP offer that runs out of the service's time (its answer timeout
+// under load) is 503 "timeout" with Retry-After, never 500.
+func TestWHEPTimeoutIs503(t *testing.T) {
+	fake := newFake(&calls{}, "")
+	fake.WHEPFunc = func(context.Context, domain.DeviceID, string, string) (domain.Session, string, error) {
+		return domain.Session{}, "", fmt.Errorf("offer on session s1: answer for session s1: answer: wait for candidates: %w", context.DeadlineExceeded)
+	}
+	_, ts := start(t, Config{}, fake)
+	r := do(t, ts, req{method: "POST", path: "/whep/dev1", header: map[string]string{"Content-Type": "application/sdp"}, body: "v=0\r\noffer\r\n"})
+	if r.status != 503 || r.header.Get("Retry-After") != "2" || errCode(t, r.body) != codeTimeout {
+		t.Fatalf("got %d Retry-After=%q %s", r.status, r.header.Get("Retry-After"), r.body)
+	}
+	if strings.Contains(string(r.body), "candidates") {
+		t.Fatalf("503 body leaks detail: %s", r.body)
 	}
 }

@@ -42,7 +42,7 @@ type Peer struct {
 	// send worker (sendpool.go).
 	sched atomic.Int32
 	done  chan struct{} // closed by Close
-	wg   sync.WaitGroup
+	wg    sync.WaitGroup
 
 	runMu   sync.Mutex // guards started against Close
 	started bool
@@ -60,12 +60,12 @@ type Peer struct {
 	lastState ports.PeerState
 
 	// Whoever sched names (the sender goroutine or a send worker).
-	cur        cursor
-	buf        []byte
-	paced      int         // backlog packets sent since the last pause
-	pauses     int         // catch-up pauses taken (tests read it)
-	paceTimer  *time.Timer // reused for catch-up pauses
-	framed     bool        // OnFirstFrame has been called
+	cur       cursor
+	buf       []byte
+	paced     int         // backlog packets sent since the last pause
+	pauses    int         // catch-up pauses taken (tests read it)
+	paceTimer *time.Timer // reused for catch-up pauses
+	framed    bool        // OnFirstFrame has been called
 	// Sender goroutine only.
 	lastTick   time.Time
 	lastFrames uint64
