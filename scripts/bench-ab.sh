@@ -6,6 +6,9 @@
 # Usage: scripts/bench-ab.sh VIEWERS ROUNDS DURATION LOADGEN OUTDIR ARM...
 # Each run writes OUTDIR/<label>-<round>.json (the loadgen report) and a
 # line to stdout; load average before each run goes to OUTDIR/load.txt.
+# PROF=SECONDS also takes a CPU profile of that length from each server
+# (OUTDIR/<label>-<round>.cpu.pprof, a goroutine count in .gor.txt), starting
+# 5 s after the ramp.
 set -euo pipefail
 viewers=$1 rounds=$2 duration=$3 loadgen=$4 out=$5
 shift 5
@@ -14,6 +17,8 @@ port=${PORT:-18480}
 mode=${MODE:-whep}
 ramp=${RAMP:-10s}
 extra_args=${LOADGEN_ARGS:-}
+prof=${PROF:-}
+pprof_port=$((port + 1))
 for round in $(seq 1 "$rounds"); do
   for arm in "$@"; do
     label=${arm%%=*}; rest=${arm#*=}
@@ -26,10 +31,16 @@ limits: {sessions_total: 10000, sessions_per_device: 10000, sessions_per_owner: 
 log: {level: warn}
 $yaml
 YAML
+    [ -n "$prof" ] && echo "debug: {pprof_addr: \"127.0.0.1:$pprof_port\"}" >> "$cfg"
     "$bin" -config "$cfg" > "$out/$label-$round.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
     echo "$(date -u +%FT%TZ) $label round $round load $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/load.txt"
+    if [ -n "$prof" ]; then
+      ( sleep $(( ${ramp%s} + 5 ))
+        curl -fs "http://127.0.0.1:$pprof_port/debug/pprof/profile?seconds=$prof" -o "$out/$label-$round.cpu.pprof"
+        curl -fs "http://127.0.0.1:$pprof_port/debug/pprof/goroutine?debug=1" | head -1 > "$out/$label-$round.gor.txt" ) &
+    fi
     # shellcheck disable=SC2086
     "$loadgen" -url "http://127.0.0.1:$port" -viewers "$viewers" -mode "$mode" -duration "$duration" -ramp "$ramp" -pid "$pid" -json $extra_args \
       > "$out/$label-$round.txt" 2>&1 || true
