@@ -8,11 +8,13 @@ import (
 )
 
 // Who sends a viewer's packets. A viewer in steady state is drained by its
-// Fanout's send workers: a new frame wakes one worker per chunk of viewers
-// (at most GOMAXPROCS of them), not a goroutine per viewer, so a frame costs
-// a few wake-ups instead of one per viewer, and a worker goes through its
-// viewers back to back while the batched sockets queue their packets (the
-// worker holds the batch for its chunk; see batch.go). What a worker must
+// Fanout's send lanes: the goroutine that writes the frame drains the first
+// chunk of viewers itself and wakes one send worker per further chunk (at
+// most GOMAXPROCS lanes in all, a chunk at least minChunk viewers), not a
+// goroutine per viewer. So a frame costs no wake-up at all for a device
+// with a few viewers and one per extra core for hundreds, and each lane
+// goes through its viewers back to back while the batched sockets queue
+// their packets (a lane holds the batch for its chunk; see batch.go). What a worker must
 // not do — sleep for a joiner's paced catch-up, notice the ring closing —
 // goes back to the viewer's own sender goroutine, which also sends the
 // sender reports.
@@ -37,8 +39,13 @@ const (
 	schedOff
 )
 
-// minChunk is the fewest viewers worth a worker wake-up of their own.
-const minChunk = 32
+// minChunk is the fewest viewers worth a worker wake-up of their own;
+// a worker yields its P after every yieldEvery viewers it has drained
+// (~0.5 ms of work at 8 packets a frame).
+const (
+	minChunk   = 32
+	yieldEvery = 16
+)
 
 // sendWorker drains the viewers queued to it.
 type sendWorker struct {
@@ -50,10 +57,11 @@ type sendWorker struct {
 	wake    chan struct{}
 }
 
-// sendPool is a Fanout's send workers. They start with the first viewer
-// and end with the Fanout.
+// sendPool is a Fanout's send lanes: the writer's own (inline) and the
+// send workers, which start with the first viewer and end with the Fanout.
 type sendPool struct {
 	g       *batchGroup // nil: unbatched sockets, no holds
+	inline  sendWorker  // drained by dispatch's caller
 	workers []*sendWorker
 	quit    chan struct{}
 	wg      sync.WaitGroup
@@ -61,7 +69,7 @@ type sendPool struct {
 }
 
 func newSendPool(g *batchGroup) *sendPool {
-	n := min(runtime.GOMAXPROCS(0), 4)
+	n := min(runtime.GOMAXPROCS(0), 4) - 1
 	sp := &sendPool{g: g, quit: make(chan struct{})}
 	for range n {
 		sp.workers = append(sp.workers, &sendWorker{wake: make(chan struct{}, 1)})
@@ -95,18 +103,22 @@ func (sp *sendPool) stop() {
 	}
 }
 
-// dispatch queues every viewer that is not being drained to a worker,
-// holding the batch once per worker woken, and nudges viewers drained by
-// their own goroutine. It never blocks and does not allocate once the
-// lists have grown.
+// dispatch queues every viewer that is not being drained to a lane,
+// holding the batch once per lane, nudges viewers drained by their own
+// goroutine, and drains the first lane's viewers before it returns. It is
+// called by one goroutine at a time (the Fanout's writer) and does not
+// allocate once the lists have grown.
 func (sp *sendPool) dispatch(viewers []*Peer) {
 	n := len(viewers)
 	if n == 0 {
 		return
 	}
-	nw := min(len(sp.workers), (n+minChunk-1)/minChunk)
-	for i := range nw {
-		w := sp.workers[i]
+	nw := min(len(sp.workers)+1, (n+minChunk-1)/minChunk)
+	for i := nw - 1; i >= 0; i-- { // the workers first, so they start early
+		w := &sp.inline
+		if i > 0 {
+			w = sp.workers[i-1]
+		}
 		part := viewers[i*n/nw : (i+1)*n/nw]
 		w.mu.Lock()
 		if w.stopped {
@@ -127,13 +139,14 @@ func (sp *sendPool) dispatch(viewers []*Peer) {
 			}
 		}
 		w.mu.Unlock()
-		if added {
+		if added && i > 0 {
 			select {
 			case w.wake <- struct{}{}:
 			default:
 			}
 		}
 	}
+	sp.serveAll(&sp.inline)
 }
 
 func (sp *sendPool) loop(w *sendWorker) {
@@ -160,6 +173,11 @@ func (sp *sendPool) serveAll(w *sendWorker) {
 	for i, p := range list {
 		p.serve()
 		list[i] = nil
+		if i%yieldEvery == yieldEvery-1 {
+			// Let what waits for this P run (a controller's input, signaling):
+			// a chunk of 100 viewers is milliseconds of work.
+			runtime.Gosched()
+		}
 	}
 	w.mu.Lock()
 	w.spare = list[:0]
