@@ -8,13 +8,15 @@ import (
 )
 
 // Who sends a viewer's packets. A viewer in steady state is drained by its
-// Fanout's send lanes: the goroutine that writes the frame drains the first
-// chunk of viewers itself and wakes one send worker per further chunk (at
-// most GOMAXPROCS lanes in all, a chunk at least minChunk viewers), not a
-// goroutine per viewer. So a frame costs no wake-up at all for a device
-// with a few viewers and one per extra core for hundreds, and each lane
-// goes through its viewers back to back while the batched sockets queue
-// their packets (a lane holds the batch for its chunk; see batch.go). What a worker must
+// Fanout's send lanes, not by a goroutine of its own: a frame for fewer
+// than minChunk viewers is drained by the goroutine that writes it (no
+// wake-up at all: a device of a farm with a few viewers), a larger one by
+// one send worker per chunk of at least minChunk viewers (at most
+// GOMAXPROCS workers). Each lane goes through its viewers back to back
+// while the batched sockets queue their packets (a lane holds the batch for
+// its chunk; see batch.go). Draining a chunk of hundreds in the writer
+// too, and yielding the P every 16 viewers, measured worse (BENCHMARKS.md,
+// "Issue 14, second pass"). What a worker must
 // not do — sleep for a joiner's paced catch-up, notice the ring closing —
 // goes back to the viewer's own sender goroutine, which also sends the
 // sender reports.
@@ -39,13 +41,8 @@ const (
 	schedOff
 )
 
-// minChunk is the fewest viewers worth a worker wake-up of their own;
-// a worker yields its P after every yieldEvery viewers it has drained
-// (~0.5 ms of work at 8 packets a frame).
-const (
-	minChunk   = 32
-	yieldEvery = 16
-)
+// minChunk is the fewest viewers worth a worker wake-up of their own.
+const minChunk = 32
 
 // sendWorker drains the viewers queued to it.
 type sendWorker struct {
@@ -69,7 +66,7 @@ type sendPool struct {
 }
 
 func newSendPool(g *batchGroup) *sendPool {
-	n := min(runtime.GOMAXPROCS(0), 4) - 1
+	n := min(runtime.GOMAXPROCS(0), 4)
 	sp := &sendPool{g: g, quit: make(chan struct{})}
 	for range n {
 		sp.workers = append(sp.workers, &sendWorker{wake: make(chan struct{}, 1)})
@@ -104,20 +101,24 @@ func (sp *sendPool) stop() {
 }
 
 // dispatch queues every viewer that is not being drained to a lane,
-// holding the batch once per lane, nudges viewers drained by their own
-// goroutine, and drains the first lane's viewers before it returns. It is
-// called by one goroutine at a time (the Fanout's writer) and does not
-// allocate once the lists have grown.
+// holding the batch once per lane, and nudges viewers drained by their own
+// goroutine; with fewer than minChunk viewers it drains them itself before
+// it returns. It is called by one goroutine at a time (the Fanout's
+// writer) and does not allocate once the lists have grown.
 func (sp *sendPool) dispatch(viewers []*Peer) {
 	n := len(viewers)
 	if n == 0 {
 		return
 	}
-	nw := min(len(sp.workers)+1, (n+minChunk-1)/minChunk)
-	for i := nw - 1; i >= 0; i-- { // the workers first, so they start early
+	inline := n < minChunk || len(sp.workers) == 0
+	nw := 1
+	if !inline {
+		nw = min(len(sp.workers), (n+minChunk-1)/minChunk)
+	}
+	for i := range nw {
 		w := &sp.inline
-		if i > 0 {
-			w = sp.workers[i-1]
+		if !inline {
+			w = sp.workers[i]
 		}
 		part := viewers[i*n/nw : (i+1)*n/nw]
 		w.mu.Lock()
@@ -139,14 +140,16 @@ func (sp *sendPool) dispatch(viewers []*Peer) {
 			}
 		}
 		w.mu.Unlock()
-		if added && i > 0 {
+		if added && !inline {
 			select {
 			case w.wake <- struct{}{}:
 			default:
 			}
 		}
 	}
-	sp.serveAll(&sp.inline)
+	if inline {
+		sp.serveAll(&sp.inline)
+	}
 }
 
 func (sp *sendPool) loop(w *sendWorker) {
@@ -173,11 +176,6 @@ func (sp *sendPool) serveAll(w *sendWorker) {
 	for i, p := range list {
 		p.serve()
 		list[i] = nil
-		if i%yieldEvery == yieldEvery-1 {
-			// Let what waits for this P run (a controller's input, signaling):
-			// a chunk of 100 viewers is milliseconds of work.
-			runtime.Gosched()
-		}
 	}
 	w.mu.Lock()
 	w.spare = list[:0]
