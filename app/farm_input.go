@@ -23,6 +23,18 @@ func (f *Farm) Guard(ctx context.Context, who Actor, d domain.DeviceID, action d
 	return err
 }
 
+// GuardUse runs do, an action on device d outside a session (a file
+// push, an install), when who may use d (MayUse), and records it in the
+// audit trail with its outcome either way.
+func (f *Farm) GuardUse(ctx context.Context, who Actor, d domain.DeviceID, action domain.AuditAction, detail string, do func() error) error {
+	err := f.MayUse(ctx, who, d)
+	if err == nil {
+		err = do()
+	}
+	f.record(ctx, who, d, action, err, detail)
+	return err
+}
+
 // GroupInput sends g to every device in devices (at most maxGroup, each
 // once), mapped to each device's screen (size returns it; send delivers
 // the event in those pixels). A device where who

@@ -399,6 +399,34 @@ func TestFarmReservations(t *testing.T) {
 	alice := dialAs(ctx, t, b, serial, "controller", "alice")
 	waitYou(ctx, t, alice, "controller")
 
+	// Uploads obey the booking too, and are audited: bob's push is
+	// refused with who holds the device, alice's lands on the device.
+	files := a.Base + "/api/v1/devices/" + url.PathEscape(serial) + "/files?name=notes.txt"
+	upload := func(who string) (int, []byte) {
+		resp, rb := do(t, "POST", files, "application/octet-stream", []byte("booked"), http.Header{"Authorization": {"Bearer " + farmKeys[who]}})
+		return resp.StatusCode, rb
+	}
+	if code, body := upload("bob"); code != http.StatusLocked || !strings.Contains(string(body), `"subject":"alice"`) {
+		t.Errorf("bob pushes a file to alice's booking = %d %s, want 423 naming alice", code, body)
+	}
+	if code, body := upload("alice"); code != http.StatusCreated || string(d.Files()["/sdcard/Download/notes.txt"].Data) != "booked" {
+		t.Errorf("alice pushes a file = %d %s", code, body)
+	}
+	code, body = api(t, "GET", a.Base+"/api/v1/audit?device="+url.QueryEscape(serial), "root", nil)
+	var pushes struct {
+		Events []struct{ Action, Subject, Outcome, Detail string } `json:"events"`
+	}
+	json.Unmarshal(body, &pushes)
+	var got []string
+	for _, e := range pushes.Events {
+		if e.Action == "file_push" {
+			got = append(got, e.Subject+":"+e.Outcome+":"+e.Detail)
+		}
+	}
+	if want := `bob:reserved:"notes.txt", 6 bytes alice:ok:"notes.txt", 6 bytes`; code != http.StatusOK || strings.Join(got, " ") != want {
+		t.Errorf("audit of the pushes = %d %q, want %q", code, got, want)
+	}
+
 	bres := b.Base + "/api/v1/devices/" + url.PathEscape(serial) + "/reservations"
 	code, body = api(t, "GET", bres, "bob", nil)
 	if code != http.StatusOK || !strings.Contains(string(body), booking.ID) {
