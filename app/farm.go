@@ -292,6 +292,9 @@ func (f *Farm) Visible(ctx context.Context, who Actor, d domain.DeviceID) bool {
 	return f.allows(ctx, who, d, f.clock.Now()) == nil
 }
 
+// Watch calls fn with device d's control state whenever it changes, from
+// this instance's changes at once and from others' within PollInterval,
+// until the returned cancel is called. fn must not block.
 func (f *Farm) Watch(d domain.DeviceID, fn func(domain.Control)) (cancel func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
