@@ -26,6 +26,9 @@ type FarmConfig struct {
 	// instance (or a grace that ran out there) reaches this instance's
 	// viewers; 1 s when zero.
 	PollInterval time.Duration
+	// GroupLimit, when set, takes one token per group input call, keyed
+	// by the caller's subject; a refusal is a *domain.RateLimitError.
+	GroupLimit ports.RateLimiter
 }
 
 // Actor is who asks; see domain.Actor.
