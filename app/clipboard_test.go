@@ -15,8 +15,7 @@ import (
 func clipRig(t *testing.T) (*rig, *portstest.Clipboard) {
 	t.Helper()
 	clip := &portstest.Clipboard{}
-	var r *rig
-	r = newRigOn(t, app.Config{}, memstore.New(memstore.Options{}), nil, func(d *app.Deps) {
+	r := newRigOn(t, app.Config{}, memstore.New(memstore.Options{}), nil, func(d *app.Deps) {
 		d.Sources = []app.Source{{Screen: d.Sources[0].Screen, Input: d.Sources[0].Input, Clipboard: clip}}
 	})
 	eventually(t, "the clipboard watched", func() bool { return clip.Watchers() == 1 })
