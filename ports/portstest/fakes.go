@@ -198,13 +198,17 @@ func (t *Transcoders) Started() []*Transcoder {
 
 // Transcoder is a fake ports.Transcoder: Write queues each video frame
 // for ReadFrame (dropping when 64 wait); RequestKeyframe is counted by
-// the embedded Capture.
+// the embedded Capture; NeedSource is what NeedsSourceKeyframe reports.
 type Transcoder struct {
 	Rendition domain.Rendition
 	*Capture
-	Written atomic.Int64
-	wmu     sync.Mutex
+	Written    atomic.Int64
+	NeedSource atomic.Bool
+	wmu        sync.Mutex
 }
+
+// NeedsSourceKeyframe returns NeedSource.
+func (t *Transcoder) NeedsSourceKeyframe() bool { return t.NeedSource.Load() }
 
 var _ ports.Transcoder = (*Transcoder)(nil)
 

@@ -1,8 +1,9 @@
 'use strict';
 // mediasvc viewer: lists devices, plays one over WebRTC with the session
 // WebSocket for signaling, and sends touches and keys back. window.mediasvc
-// exposes {pc, session, media} for tests (media: the codec, rendition,
-// transport and resolution the page shows under the picture).
+// exposes {pc, session, media, mediaLines} for tests (media: the codec,
+// rendition, transport and resolution the page shows under the picture;
+// mediaLines: every text that line has shown, in order).
 (() => {
   const $ = (sel) => document.querySelector(sel);
   const KEY_STORE = 'mediasvc.apiKey';
@@ -11,7 +12,7 @@
   const MAX_DURATION_MS = 10000;
 
   const state = { session: null, ws: null, pc: null, pending: [], statsTimer: 0, last: null, role: '' };
-  window.mediasvc = { pc: null, session: null, media: null, timing: {} };
+  window.mediasvc = { pc: null, session: null, media: null, mediaLines: [], timing: {} };
 
   // ---- API key or access link ----
   // An access link (?access_token=<JWT>) authenticates every call of this
@@ -171,6 +172,9 @@
         case 'answer':
           await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
           for (const c of state.pending.splice(0)) await addCandidate(c);
+          // The rendition is chosen by the time the answer comes: ask
+          // for it now rather than wait for the first pushed stats.
+          fetchRendition(session, pc);
           break;
         case 'candidate':
           if (pc.remoteDescription) await addCandidate(m.candidate); else state.pending.push(m.candidate);
@@ -207,6 +211,14 @@
       setState('closed', 'bad');
     };
     state.statsTimer = setInterval(pollStats, 1000);
+  }
+
+  // fetchRendition reads the session's rendition from its stats once,
+  // right after the answer (the pushed stats update it later).
+  function fetchRendition(session, pc) {
+    api('GET', '/api/v1/sessions/' + encodeURIComponent(session.session_id) + '/stats').then((st) => {
+      if (state.pc === pc && st && st.rendition && !state.rendition) state.rendition = st.rendition;
+    }).catch(() => { /* the pushed stats bring it */ });
   }
 
   // renderControl shows who controls the device and who waits: every
@@ -321,26 +333,28 @@
   }
 
   // renderMedia shows what the browser gets: the codec (with its H.264
-  // profile), the server's rendition (pushed in its stats), the transport
-  // of the selected candidate pair (udp, tcp, relay) and the picture size.
+  // profile), the server's rendition (read after the answer, then pushed
+  // in its stats), the transport of the selected candidate pair (udp, tcp,
+  // relay) and the picture size. The line keeps its last text (at first
+  // "—") until all four are known: it never shows a guess.
   function renderMedia(report, video, pair) {
     const c = video.codecId && report.get(video.codecId);
-    let codec = c ? c.mimeType.replace(/^video\//, '') : '?';
-    const plid = c && /profile-level-id=([0-9a-fA-F]{6})/.exec(c.sdpFmtpLine || '');
-    if (plid) codec += ' ' + plid[1].toLowerCase();
-    let transport = '?';
     const local = pair && report.get(pair.localCandidateId);
-    if (local) {
-      transport = local.candidateType === 'relay' ? 'relay' + (local.relayProtocol ? ' (' + local.relayProtocol + ')' : '') : (local.protocol || '?');
-    }
     const v = $('#video');
-    const media = {
-      codec, rendition: state.rendition || '?', transport,
-      resolution: v.videoWidth ? v.videoWidth + '×' + v.videoHeight : '—',
-    };
+    if (!c || !c.mimeType || !local || !state.rendition || !v.videoWidth) return;
+    let codec = c.mimeType.replace(/^video\//, '');
+    const plid = /profile-level-id=([0-9a-fA-F]{6})/.exec(c.sdpFmtpLine || '');
+    if (plid) codec += ' ' + plid[1].toLowerCase();
+    const transport = local.candidateType === 'relay' ? 'relay' + (local.relayProtocol ? ' (' + local.relayProtocol + ')' : '') : local.protocol;
+    if (!transport) return;
+    const media = { codec, rendition: state.rendition, transport, resolution: v.videoWidth + '×' + v.videoHeight };
     window.mediasvc.media = media;
-    $('#media-line').textContent = media.codec + ' · ' + (media.rendition === 'original' ? 'original stream' : 'rendition ' + media.rendition) +
+    const line = media.codec + ' · ' + (media.rendition === 'original' ? 'original stream' : 'rendition ' + media.rendition) +
       ' · ' + media.transport + ' · ' + media.resolution;
+    if ($('#media-line').textContent !== line) {
+      $('#media-line').textContent = line;
+      window.mediasvc.mediaLines.push(line);
+    }
   }
 
   // ---- input ----
