@@ -399,3 +399,12 @@ type RecordingWriter interface {
 	// returns the final metadata. It is safe to call more than once.
 	Close(reason string) (domain.Recording, error)
 }
+
+// DeviceClipboard tells of changes of a device's clipboard (scrcpy's
+// clipboard autosync). Implementation: adb; app's tests use a fake.
+type DeviceClipboard interface {
+	// WatchClipboard calls fn with the device and its new clipboard text
+	// on every change, until the returned cancel is called. fn must not
+	// block; it may be called from several goroutines.
+	WatchClipboard(fn func(id domain.DeviceID, text string)) (cancel func())
+}

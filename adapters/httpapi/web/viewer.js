@@ -189,6 +189,9 @@
         case 'control':
           renderControl(m);
           break;
+        case 'clipboard':
+          deviceClipboard(m);
+          break;
         case 'error':
           if (m.code === 'no_common_codec') {
             show($('#player-msg'), 'This browser and the device have no video codec in common: ' + m.message);
@@ -232,6 +235,24 @@
     b.addEventListener('click', () => send({ type: 'control', action: b.dataset.control }));
   }
 
+  // deviceClipboard offers the device's clipboard (sent to controllers
+  // only, as it changes) for copying to this computer's clipboard.
+  function deviceClipboard(m) {
+    state.deviceClip = m.text || '';
+    window.mediasvc.deviceClipboard = state.deviceClip;
+    const b = $('#device-clip');
+    const n = [...state.deviceClip].length;
+    b.textContent = 'Device clipboard: copy (' + n + ' char' + (n === 1 ? '' : 's') + (m.truncated ? ', cut' : '') + ')';
+    b.title = state.deviceClip.slice(0, 200);
+    b.hidden = false;
+  }
+  $('#device-clip').addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(state.deviceClip || '');
+      show($('#player-msg'), 'Copied the device clipboard.');
+    } catch (err) { show($('#player-msg'), 'Copy failed: ' + err.message); }
+  });
+
   async function addCandidate(c) {
     try { await state.pc.addIceCandidate(c); } catch (err) { console.warn('addIceCandidate', err); }
   }
@@ -245,6 +266,8 @@
     v.srcObject = null;
     state.last = null;
     state.rendition = '';
+    state.deviceClip = '';
+    $('#device-clip').hidden = true;
     window.mediasvc.media = null;
     $('#media-line').textContent = '—';
     setState('stopped');
