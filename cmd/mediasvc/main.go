@@ -211,7 +211,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 			return fmt.Errorf("adb source: %w", err)
 		}
 		// With Redis, an instance may own the devices its own adb server sees.
-		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Files: adbSrc, Claim: true})
+		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Files: adbSrc, Clipboard: adbSrc, Claim: true})
 	}
 
 	transport, err := rtc.New(rtc.Config{
@@ -315,6 +315,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 			Hide: cfg.Reservations.Hide, MaxDuration: cfg.Reservations.MaxDuration, MaxAhead: cfg.Reservations.MaxAhead,
 		},
 		RecordText: cfg.Audit.RecordText,
+		GroupLimit: svc.CountedLimiter(be.groupLimit, "group_input"),
 	}, be.farm, be.audit, notifier, nil, log.With("component", "farm"))
 	svc.UseFarm(farm)
 
