@@ -17,6 +17,9 @@ type Source struct {
 	// Files may be nil for a source whose devices take no files and give
 	// no screenshots.
 	Files ports.DeviceFiles
+	// Keyframes, for a source without Files, gives the latest keyframe
+	// that Deps.Stills decodes into a screenshot (the demo); may be nil.
+	Keyframes ports.Keyframes
 	// Clipboard may be nil for a source whose devices never tell of
 	// their clipboard.
 	Clipboard ports.DeviceClipboard

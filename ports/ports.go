@@ -408,3 +408,20 @@ type DeviceClipboard interface {
 	// block; it may be called from several goroutines.
 	WatchClipboard(fn func(id domain.DeviceID, text string)) (cancel func())
 }
+
+// Keyframes gives the latest keyframe of a device that has no screenshot
+// of its own. Implementation: demo; app's tests use a fake.
+type Keyframes interface {
+	// Keyframe returns the device's latest H.264 keyframe, Annex-B with
+	// its SPS and PPS. domain.ErrDeviceNotFound for an unknown device.
+	Keyframe(ctx context.Context, id domain.DeviceID) ([]byte, error)
+}
+
+// StillDecoder decodes one keyframe to a picture. Implementation:
+// transcode (ffmpeg); app's tests use a fake.
+type StillDecoder interface {
+	// DecodeStill returns a PNG of the keyframe au. domain.ErrUnavailable
+	// when the decoder cannot run (or runs too long, or writes too much),
+	// domain.ErrInvalidRequest when au holds no picture.
+	DecodeStill(ctx context.Context, au []byte) ([]byte, error)
+}

@@ -177,7 +177,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		// With Redis, the demo device is owned by demo.owner, or by
 		// whichever instance claims it first when that is empty.
 		claim := cfg.Demo.Owner == "" || cfg.Demo.Owner == instance
-		sources = append(sources, app.Source{Screen: d, Input: d, Claim: claim})
+		sources = append(sources, app.Source{Screen: d, Input: d, Keyframes: d, Claim: claim})
 	}
 
 	var adbSrc *adb.Source
@@ -279,6 +279,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		Sources:     sources,
 		Transport:   transport,
 		Transcoders: transcoders,
+		Stills:      transcode.NewStills(cfg.Transcode.FFmpeg, 0),
 		OwnerLimit:  be.ownerLimit,
 		GlobalLimit: be.globalLimit,
 		Healthy:     be.healthy,
