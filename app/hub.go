@@ -49,7 +49,7 @@ type Hub struct {
 	// (sources with Secondary captures only; wall.go).
 	walls  map[domain.DeviceID]*stream
 	closed bool
-	wg      sync.WaitGroup
+	wg     sync.WaitGroup
 }
 
 // HubConfig tunes the hub.
