@@ -14,8 +14,12 @@ import (
 // asked size from the display. The emulated device makes the same: its
 // clip scaled to that size and encoded at the asked --bit-rate with
 // Debian's ffmpeg (libx264, Constrained Baseline as a device's AVC encoder
-// gives by default), once per clip, size and bit rate for the whole
+// gives by default, ultrafast: the first screenrecord of a size waits for it), once per clip, size and bit rate for the whole
 // process, so a farm of emulated devices encodes each size once.
+
+// scaledPictures is how many pictures of the clip a scaled clip has: 2 s
+// at 30 fps.
+const scaledPictures = 60
 
 // maxEncoderSide is the largest side the emulated AVC encoder configures
 // (a phone's is 4096 or less).
@@ -81,8 +85,16 @@ func scaledClip(c *clip, w, h int, bitrate int64) (*clip, error) {
 
 // encodeScaled runs ffmpeg over c's pictures.
 func encodeScaled(c *clip, w, h int, bitrate int64) (*clip, error) {
+	// The first scaledPictures pictures only (a couple of GOPs, looped
+	// like the whole clip): the first screenrecord of a size waits for
+	// the encode, which must stay well within a capture's keyframe
+	// timeout on a loaded machine.
+	pics := c.pics
+	if len(pics) > scaledPictures {
+		pics = pics[:scaledPictures]
+	}
 	var in bytes.Buffer
-	for i, p := range c.pics {
+	for i, p := range pics {
 		if p.key && i > 0 {
 			in.Write(c.params)
 		}
@@ -98,9 +110,9 @@ func encodeScaled(c *clip, w, h int, bitrate int64) (*clip, error) {
 	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
 		"-f", "h264", "-i", "pipe:0", "-an",
 		"-vf", fmt.Sprintf("scale=%d:%d", w, h),
-		"-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "baseline",
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline",
 		"-pix_fmt", "yuv420p", "-b:v", kbps, "-maxrate", kbps, "-bufsize", kbps, "-bf", "0",
-		"-g", "30", "-threads", "1", "-x264-params", "repeat-headers=1",
+		"-g", "30", "-threads", "2", "-x264-params", "repeat-headers=1",
 		"-f", "h264", "pipe:1")
 	cmd.Stdin = &in
 	var out, stderr bytes.Buffer
