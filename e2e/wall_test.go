@@ -324,13 +324,6 @@ func nearTap(got string, w, h int, fx, fy float64) bool {
 	return math.Abs(float64(gx)/float64(w)-fx) <= 0.02 && math.Abs(float64(gy)/float64(h)-fy) <= 0.02
 }
 
-func abs(n int) int {
-	if n < 0 {
-		return -n
-	}
-	return n
-}
-
 // TestWallLoad measures a wall of MEDIASVC_WALL_N (default 30) emulated
 // devices in headless Chromium: the browser's and the server's CPU over
 // MEDIASVC_WALL_SECONDS (default 20) once every tile decodes, and the

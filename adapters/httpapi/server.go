@@ -220,15 +220,15 @@ type Server struct {
 	hosts  HostPolicy
 	m      instruments
 
-	mu       sync.Mutex
-	sockets  map[*socket]struct{}
+	mu      sync.Mutex
+	sockets map[*socket]struct{}
 	// pendingWalls are wall tokens waiting for their WebSocket;
 	// wallSockets the open walls' sockets.
 	pendingWalls map[string]pendingWall
 	wallSockets  map[*wallSocket]struct{}
-	draining bool
-	reason   string         // Shutdown's reason, for sockets that open while draining
-	wg       sync.WaitGroup // one per live socket handler
+	draining     bool
+	reason       string         // Shutdown's reason, for sockets that open while draining
+	wg           sync.WaitGroup // one per live socket handler
 }
 
 // New returns a Server for svc. A nil logger discards logs.
