@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,9 @@ type FarmConfig struct {
 	// instance (or a grace that ran out there) reaches this instance's
 	// viewers; 1 s when zero.
 	PollInterval time.Duration
+	// GroupLimit, when set, takes one token per group input call, keyed
+	// by the caller's subject; a refusal is a *domain.RateLimitError.
+	GroupLimit ports.RateLimiter
 }
 
 // Actor is who asks; see domain.Actor.
@@ -232,6 +236,34 @@ func (f *Farm) MayInput(ctx context.Context, who Actor, d domain.DeviceID) error
 	return fmt.Errorf("input to %s: not in control: %w", d, domain.ErrForbidden)
 }
 
+// MayUse returns nil when the actor may act on device d outside a
+// session (push a file, install an app): no reservation for another
+// subject holds, and nobody controls d or one of the actor's own
+// sessions does. Otherwise a *domain.ReservedError, or
+// domain.ErrForbidden naming who controls it. A device nobody controls
+// is open to automation that never opens a session; one somebody is
+// driving is not disturbed behind their back.
+func (f *Farm) MayUse(ctx context.Context, who Actor, d domain.DeviceID) error {
+	if err := f.allows(ctx, who, d, f.clock.Now()); err != nil {
+		return err
+	}
+	c, err := f.Control(ctx, d)
+	if err != nil {
+		return err
+	}
+	if len(c.Controllers) == 0 {
+		return nil
+	}
+	var others []string
+	for _, h := range c.Controllers {
+		if h.Subject == who.Subject {
+			return nil
+		}
+		others = append(others, h.Subject)
+	}
+	return fmt.Errorf("%s is controlled by %s: %w", d, strings.Join(others, ", "), domain.ErrForbidden)
+}
+
 // allows returns the *domain.ReservedError that keeps who from device d,
 // if any. Admins are not kept out.
 func (f *Farm) allows(ctx context.Context, who Actor, d domain.DeviceID, now time.Time) error {
@@ -263,6 +295,9 @@ func (f *Farm) Visible(ctx context.Context, who Actor, d domain.DeviceID) bool {
 	return f.allows(ctx, who, d, f.clock.Now()) == nil
 }
 
+// Watch calls fn with device d's control state whenever it changes, from
+// this instance's changes at once and from others' within PollInterval,
+// until the returned cancel is called. fn must not block.
 func (f *Farm) Watch(d domain.DeviceID, fn func(domain.Control)) (cancel func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -23,6 +23,18 @@ func (f *Farm) Guard(ctx context.Context, who Actor, d domain.DeviceID, action d
 	return err
 }
 
+// GuardUse runs do, an action on device d outside a session (a file
+// push, an install), when who may use d (MayUse), and records it in the
+// audit trail with its outcome either way.
+func (f *Farm) GuardUse(ctx context.Context, who Actor, d domain.DeviceID, action domain.AuditAction, detail string, do func() error) error {
+	err := f.MayUse(ctx, who, d)
+	if err == nil {
+		err = do()
+	}
+	f.record(ctx, who, d, action, err, detail)
+	return err
+}
+
 // GroupInput sends g to every device in devices (at most maxGroup, each
 // once), mapped to each device's screen (size returns it; send delivers
 // the event in those pixels). A device where who
@@ -30,11 +42,17 @@ func (f *Farm) Guard(ctx context.Context, who Actor, d domain.DeviceID, action d
 // *domain.ReservedError) and the others still get the input; each
 // attempt is audited. The errors returned are one per device, in order,
 // nil where the input was delivered. It returns domain.ErrInvalidRequest
-// for an empty, oversized or repeating list.
+// for an empty, oversized or repeating list, and the GroupLimit's
+// refusal (nothing sent) when who calls too often.
 func (f *Farm) GroupInput(ctx context.Context, who Actor, devices []domain.DeviceID, g domain.GroupInput,
 	size func(context.Context, domain.DeviceID) (w, h int, err error),
 	send func(context.Context, domain.DeviceID, domain.InputEvent) error,
 ) ([]error, error) {
+	if f.cfg.GroupLimit != nil {
+		if err := f.cfg.GroupLimit.Allow(ctx, who.Subject); err != nil {
+			return nil, fmt.Errorf("group input by %q: %w", who.Subject, err)
+		}
+	}
 	if len(devices) == 0 || len(devices) > maxGroup {
 		return nil, fmt.Errorf("group input: 1..%d devices, got %d: %w", maxGroup, len(devices), domain.ErrInvalidRequest)
 	}

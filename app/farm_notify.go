@@ -27,9 +27,6 @@ func (f *Farm) notify(n domain.Notice) {
 	f.notifier.Notify(n)
 }
 
-// Watch calls fn with device d's control state whenever it changes, from
-// this instance's changes at once and from others' within PollInterval,
-// until the returned cancel is called. fn must not block.
 // WatchDevices lists the devices every interval until ctx is done and
 // tells the notifier which came online and which went away (or offline).
 // The first listing only sets the baseline.

@@ -329,3 +329,52 @@ func waitPending(t *testing.T, c fakeClock) {
 		}
 	}
 }
+
+// TestFarmGuardUse: a push or install outside a session is open on a
+// device nobody controls, refused (403) while somebody else controls it
+// and (423) while it is reserved for another, allowed to the controller's
+// own subject, and audited every time with its outcome.
+func TestFarmGuardUse(t *testing.T) {
+	r := newFarmRig(t, app.FarmConfig{Control: domain.ControlPolicy{MaxControllers: 1, Grace: time.Second}})
+	ctx := context.Background()
+	script := app.Actor{Subject: "ci"}
+	ran := 0
+	do := func() error { ran++; return nil }
+	if err := r.farm.GuardUse(ctx, script, "d", domain.AuditInstall, "10 bytes", do); err != nil || ran != 1 {
+		t.Fatalf("free device: %v (ran %d)", err, ran)
+	}
+	if _, _, err := r.farm.RequestControl(ctx, alice, "d"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.farm.GuardUse(ctx, script, "d", domain.AuditFilePush, `"a", 1 bytes`, do); !errors.Is(err, domain.ErrForbidden) || ran != 1 {
+		t.Fatalf("alice controls: %v (ran %d), want forbidden", err, ran)
+	}
+	if err := r.farm.GuardUse(ctx, app.Actor{Subject: "alice"}, "d", domain.AuditFilePush, `"a", 1 bytes`, do); err != nil || ran != 2 {
+		t.Fatalf("alice herself: %v (ran %d)", err, ran)
+	}
+	if _, err := r.farm.ReleaseControl(ctx, alice, "d"); err != nil {
+		t.Fatal(err)
+	}
+	now := r.clock.Now()
+	if _, err := r.farm.Reserve(ctx, bob, "d", "bob", now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var re *domain.ReservedError
+	if err := r.farm.GuardUse(ctx, script, "d", domain.AuditInstall, "10 bytes", do); !errors.As(err, &re) || re.Subject != "bob" || ran != 2 {
+		t.Fatalf("reserved for bob: %v (ran %d)", err, ran)
+	}
+	if err := r.farm.GuardUse(ctx, app.Actor{Subject: "bob"}, "d", domain.AuditInstall, "10 bytes", do); err != nil || ran != 3 {
+		t.Fatalf("bob on his booking: %v (ran %d)", err, ran)
+	}
+	var got []string
+	es, _ := r.audit.Query(ctx, domain.AuditFilter{Limit: domain.MaxAuditLimit})
+	for _, e := range es {
+		if e.Action == domain.AuditInstall || e.Action == domain.AuditFilePush {
+			got = append(got, e.Subject+":"+string(e.Action)+":"+e.Outcome)
+		}
+	}
+	want := []string{"ci:install:ok", "ci:file_push:forbidden", "alice:file_push:ok", "ci:install:reserved", "bob:install:ok"}
+	if !equal(got, want) {
+		t.Fatalf("audit = %v\nwant %v", got, want)
+	}
+}

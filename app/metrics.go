@@ -112,7 +112,7 @@ func newMetrics(m metric.Meter) *metrics {
 	mt.loss = hist("media_packet_loss_ratio", "{ratio}", "Per-viewer loss fraction from RTCP receiver reports, sampled from every connected viewer.", bucketsLoss)
 	mt.jitter = hist("media_jitter_milliseconds", "{ms}", "Per-viewer interarrival jitter from RTCP receiver reports.", bucketsMillis)
 	mt.rtt = hist("media_rtt_milliseconds", "{ms}", "Per-viewer round-trip time from RTCP receiver reports (LSR/DLSR).", bucketsMillis)
-	mt.rateLimited = i64c("media_rate_limited", "", "Requests refused by a rate limit, by limit (owner, global, input).")
+	mt.rateLimited = i64c("media_rate_limited", "", "Requests refused by a rate limit, by limit (owner, global, input, group_input).")
 	mt.captures = i64ud("media_captures_active", "Running captures (one per watched device), by device.")
 	mt.wallCaptures = i64ud("media_wall_captures_active", "Running second, small captures for device wall tiles (one per device on a watched wall), by device.")
 	mt.walls = i64ud("media_walls_active", "Device walls with a connected WebSocket.")
@@ -167,7 +167,7 @@ func (mt *metrics) zeroKnownSets() {
 		mt.candRejected.Add(ctx, 0, metric.WithAttributes(attribute.String("reason", r)))
 	}
 	mt.candAdded.Add(ctx, 0)
-	for _, l := range []string{"owner", "global", "input"} {
+	for _, l := range []string{"owner", "global", "input", "group_input"} {
 		mt.rateLimited.Add(ctx, 0, metric.WithAttributes(attribute.String("limit", l)))
 	}
 }
@@ -300,6 +300,25 @@ func stateAttr(st ports.PeerState) metric.MeasurementOption {
 
 func sessionAttrs(role domain.Role, kind string) metric.MeasurementOption {
 	return metric.WithAttributes(attribute.String("role", string(role)), attribute.String("kind", kind))
+}
+
+// CountedLimiter returns l counting its refusals in
+// media_rate_limited_total{limit}, for limits applied outside the
+// Service (the farm's group input).
+func (s *Service) CountedLimiter(l ports.RateLimiter, limit string) ports.RateLimiter {
+	return countedLimiter{l: l, s: s, limit: limit}
+}
+
+type countedLimiter struct {
+	l     ports.RateLimiter
+	s     *Service
+	limit string
+}
+
+func (c countedLimiter) Allow(ctx context.Context, key string) error {
+	err := c.l.Allow(ctx, key)
+	c.s.rateLimited(ctx, err, c.limit)
+	return err
 }
 
 // rateLimited counts a refusal by limit when err is a rate-limit error.

@@ -399,6 +399,34 @@ func TestFarmReservations(t *testing.T) {
 	alice := dialAs(ctx, t, b, serial, "controller", "alice")
 	waitYou(ctx, t, alice, "controller")
 
+	// Uploads obey the booking too, and are audited: bob's push is
+	// refused with who holds the device, alice's lands on the device.
+	files := a.Base + "/api/v1/devices/" + url.PathEscape(serial) + "/files?name=notes.txt"
+	upload := func(who string) (int, []byte) {
+		resp, rb := do(t, "POST", files, "application/octet-stream", []byte("booked"), http.Header{"Authorization": {"Bearer " + farmKeys[who]}})
+		return resp.StatusCode, rb
+	}
+	if code, body := upload("bob"); code != http.StatusLocked || !strings.Contains(string(body), `"subject":"alice"`) {
+		t.Errorf("bob pushes a file to alice's booking = %d %s, want 423 naming alice", code, body)
+	}
+	if code, body := upload("alice"); code != http.StatusCreated || string(d.Files()["/sdcard/Download/notes.txt"].Data) != "booked" {
+		t.Errorf("alice pushes a file = %d %s", code, body)
+	}
+	code, body = api(t, "GET", a.Base+"/api/v1/audit?device="+url.QueryEscape(serial), "root", nil)
+	var pushes struct {
+		Events []struct{ Action, Subject, Outcome, Detail string } `json:"events"`
+	}
+	json.Unmarshal(body, &pushes)
+	var got []string
+	for _, e := range pushes.Events {
+		if e.Action == "file_push" {
+			got = append(got, e.Subject+":"+e.Outcome+":"+e.Detail)
+		}
+	}
+	if want := `bob:reserved:"notes.txt", 6 bytes alice:ok:"notes.txt", 6 bytes`; code != http.StatusOK || strings.Join(got, " ") != want {
+		t.Errorf("audit of the pushes = %d %q, want %q", code, got, want)
+	}
+
 	bres := b.Base + "/api/v1/devices/" + url.PathEscape(serial) + "/reservations"
 	code, body = api(t, "GET", bres, "bob", nil)
 	if code != http.StatusOK || !strings.Contains(string(body), booking.ID) {
@@ -456,7 +484,11 @@ func TestFarmGroupInput(t *testing.T) {
 	d1 := adbdevice.PlugTestDevice(t, as, adbdevice.Options{Model: "Pixel_7", Width: 1280, Height: 720})
 	d2 := adbdevice.PlugTestDevice(t, as, adbdevice.Options{Model: "Pixel_8", Width: 1080, Height: 1920})
 	d3 := adbdevice.PlugTestDevice(t, as, adbdevice.Options{Model: "Pixel_9", Width: 720, Height: 1280})
-	in := startInstance(t, farmConfig(rs, as, "a"))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	in := startInstance(t, farmConfig(rs, as, "a").
+		set("metrics", "addr", metricsAddr).
+		set("limits", "group_input_rate", 0.1).
+		set("limits", "group_input_burst", 8))
 	waitOnline(t, in, d1.Serial(), d2.Serial(), d3.Serial())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -516,6 +548,49 @@ func TestFarmGroupInput(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(body), "invalid_input") {
 		t.Errorf("group tap at x=1.5 = %d %s, want a per-device invalid_input", code, body)
 	}
+	// A flood of group calls: past the subject's burst the whole call is
+	// refused with 429 and Retry-After, and nothing reaches the device;
+	// another subject's budget is its own.
+	d1.ResetInputs()
+	home := map[string]any{"devices": []string{d1.Serial()}, "input": map[string]any{"action": "home"}}
+	sent, limited := 0, false
+	for range 12 {
+		resp, body := do(t, "POST", in.Base+"/api/v1/input", "application/json", mustJSON(t, home), http.Header{"Authorization": {"Bearer " + farmKeys["alice"]}})
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"rate_limited"`) {
+				t.Errorf("limited call = %v %s, want Retry-After and rate_limited", resp.Header, body)
+			}
+			limited = true
+			break
+		}
+		sent++
+	}
+	if !limited {
+		t.Fatalf("12 group calls in a row were all taken (burst 8)")
+	}
+	if n := metricSum(t, "http://"+metricsAddr, "media_rate_limited_total", `limit="group_input"`); n < 1 {
+		t.Errorf("media_rate_limited_total{limit=group_input} = %v after a refusal", n)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	_, _ = d1.WaitInputs(wctx, sent)
+	wcancel()
+	time.Sleep(200 * time.Millisecond)
+	if got := d1.Inputs(); len(got) != sent {
+		t.Errorf("%d calls taken, device got %d inputs: %q", sent, len(got), got)
+	}
+	code, body = api(t, "POST", in.Base+"/api/v1/input", "bob", map[string]any{"devices": []string{d3.Serial()}, "input": map[string]any{"action": "home"}})
+	if code != http.StatusOK {
+		t.Errorf("bob's group call while alice is limited = %d %s", code, body)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestFarmExpiredControllerReleased: a controller session that took

@@ -38,6 +38,10 @@ type Farm interface {
 	Visible(ctx context.Context, who domain.Actor, d domain.DeviceID) bool
 	// Guard runs do when who may send input to d, auditing either way.
 	Guard(ctx context.Context, who domain.Actor, d domain.DeviceID, action domain.AuditAction, detail string, do func() error) error
+	// GuardUse runs do, a file push or install outside a session, when d
+	// is not reserved for another and controlled by nobody else, auditing
+	// either way.
+	GuardUse(ctx context.Context, who domain.Actor, d domain.DeviceID, action domain.AuditAction, detail string, do func() error) error
 	// InputDetail is the audit action and detail of an input event.
 	InputDetail(ev domain.InputEvent) (domain.AuditAction, string)
 	// Reserve, ExtendReservation, CancelReservation, Reservations and

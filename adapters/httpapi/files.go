@@ -72,8 +72,12 @@ func (s *Server) handleUpload(apk bool) http.HandlerFunc {
 		}
 		body := http.MaxBytesReader(w, r.Body, size)
 		ctx := r.Context() // an upload takes as long as its body does
+		dev := domain.DeviceID(id)
 		if apk {
-			if err := s.svc.InstallAPK(ctx, domain.DeviceID(id), body, size); err != nil {
+			err := s.guardUpload(r, dev, domain.AuditInstall, fmt.Sprintf("%d bytes", size), func() error {
+				return s.svc.InstallAPK(ctx, dev, body, size)
+			})
+			if err != nil {
 				s.writeError(w, r, uploadError(err))
 				return
 			}
@@ -90,13 +94,29 @@ func (s *Server) handleUpload(apk bool) http.HandlerFunc {
 			s.writeError(w, r, badRequest("a file upload needs a name (?name= or Content-Disposition filename)"))
 			return
 		}
-		path, err := s.svc.PushFile(ctx, domain.DeviceID(id), name, body, size)
+		var path string
+		err = s.guardUpload(r, dev, domain.AuditFilePush, fmt.Sprintf("%q, %d bytes", name, size), func() (err error) {
+			path, err = s.svc.PushFile(ctx, dev, name, body, size)
+			return err
+		})
 		if err != nil {
 			s.writeError(w, r, uploadError(err))
 			return
 		}
 		writeJSON(w, http.StatusCreated, uploadResponse{Path: path, Bytes: size})
 	}
+}
+
+// guardUpload runs do, an upload to device d, under the farm's rules
+// when there is a farm: a reservation for another subject refuses it
+// (423), so does a device somebody else controls (403), and the attempt
+// and its outcome go to the audit trail. Without a farm the role check
+// already made suffices.
+func (s *Server) guardUpload(r *http.Request, d domain.DeviceID, action domain.AuditAction, detail string, do func() error) error {
+	if s.cfg.Farm == nil {
+		return do()
+	}
+	return s.cfg.Farm.GuardUse(r.Context(), s.actor(r, d), d, action, detail, func() error { return uploadError(do()) })
 }
 
 // uploadError keeps a body that broke off from reading as the device's

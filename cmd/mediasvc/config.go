@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -152,6 +153,10 @@ type LimitsConfig struct {
 	GlobalCreateBurst int     `koanf:"global_create_burst"`
 	InputRate         float64 `koanf:"input_rate"`
 	InputBurst        int     `koanf:"input_burst"`
+	// GroupInputRate and GroupInputBurst bound POST /api/v1/input calls
+	// per subject (each call reaches up to 100 devices).
+	GroupInputRate    float64 `koanf:"group_input_rate"`
+	GroupInputBurst   int     `koanf:"group_input_burst"`
 	MaxCandidates     int     `koanf:"max_candidates"`
 	MaxCandidateBytes int     `koanf:"max_candidate_bytes"`
 }
@@ -359,6 +364,8 @@ func defaults() map[string]any {
 		"limits.global_create_burst":      200,
 		"limits.input_rate":               30,
 		"limits.input_burst":              60,
+		"limits.group_input_rate":         10,
+		"limits.group_input_burst":        20,
 		"limits.max_candidates":           50,
 		"limits.max_candidate_bytes":      1024,
 		"session.ttl":                     "60s",
@@ -690,6 +697,10 @@ func (c Config) validate() []error {
 	positive("limits.create_burst", int64(c.Limits.CreateBurst))
 	positive("limits.global_create_burst", int64(c.Limits.GlobalCreateBurst))
 	positive("limits.input_burst", int64(c.Limits.InputBurst))
+	if !(c.Limits.GroupInputRate > 0) || math.IsInf(c.Limits.GroupInputRate, 1) {
+		bad("limits.group_input_rate", "must be > 0 and finite")
+	}
+	positive("limits.group_input_burst", int64(c.Limits.GroupInputBurst))
 	positive("limits.max_candidates", int64(c.Limits.MaxCandidates))
 	positive("limits.max_candidate_bytes", int64(c.Limits.MaxCandidateBytes))
 	if c.Session.TTL < time.Second {

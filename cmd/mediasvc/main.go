@@ -316,6 +316,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 			Hide: cfg.Reservations.Hide, MaxDuration: cfg.Reservations.MaxDuration, MaxAhead: cfg.Reservations.MaxAhead,
 		},
 		RecordText: cfg.Audit.RecordText,
+		GroupLimit: svc.CountedLimiter(be.groupLimit, "group_input"),
 	}, be.farm, be.audit, notifier, nil, log.With("component", "farm"))
 	svc.UseFarm(farm)
 

@@ -24,8 +24,9 @@ type backend struct {
 	store       ports.SessionStore
 	ownerLimit  *swapLimiter
 	globalLimit *swapLimiter
-	// limiters builds the creation rate limiters for a configuration.
-	limiters  func(LimitsConfig) (owner, global ports.RateLimiter, err error)
+	groupLimit  *swapLimiter
+	// limiters builds the rate limiters for a configuration.
+	limiters  func(LimitsConfig) (limitSet, error)
 	healthy   func() error
 	instances ports.InstanceRegistry
 	bus       ports.Bus
@@ -98,13 +99,15 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 	if cfg.Store.Backend != "redis" {
 		b := &backend{store: memstore.New(memstore.Options{}), close: func() {},
 			farm: memstore.NewFarm(nil), audit: memstore.NewAudit(cfg.Audit.MaxEvents),
-			limiters: func(l LimitsConfig) (ports.RateLimiter, ports.RateLimiter, error) {
-				owner, err := memstore.NewLimiter("owner", l.CreateRate, l.CreateBurst, 100_000)
-				if err != nil {
-					return nil, nil, err
+			limiters: func(l LimitsConfig) (ls limitSet, err error) {
+				if ls.owner, err = memstore.NewLimiter("owner", l.CreateRate, l.CreateBurst, 100_000); err != nil {
+					return ls, err
 				}
-				global, err := memstore.NewLimiter("global", l.GlobalCreateRate, l.GlobalCreateBurst, 1)
-				return owner, global, err
+				if ls.global, err = memstore.NewLimiter("global", l.GlobalCreateRate, l.GlobalCreateBurst, 1); err != nil {
+					return ls, err
+				}
+				ls.group, err = memstore.NewLimiter("group_input", l.GroupInputRate, l.GroupInputBurst, 100_000)
+				return ls, err
 			}}
 		return b, b.initLimits(cfg.Limits)
 	}
@@ -143,13 +146,15 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 			Wait: redisstore.Wait{Replicas: cfg.Redis.WaitReplicas, Timeout: cfg.Redis.WaitTimeout},
 		}),
 		instances: reg,
-		limiters: func(l LimitsConfig) (ports.RateLimiter, ports.RateLimiter, error) {
-			owner, err := redisstore.NewLimiter(rdb, prefix, "owner", l.CreateRate, l.CreateBurst)
-			if err != nil {
-				return nil, nil, err
+		limiters: func(l LimitsConfig) (ls limitSet, err error) {
+			if ls.owner, err = redisstore.NewLimiter(rdb, prefix, "owner", l.CreateRate, l.CreateBurst); err != nil {
+				return ls, err
 			}
-			global, err := redisstore.NewLimiter(rdb, prefix, "global", l.GlobalCreateRate, l.GlobalCreateBurst)
-			return owner, global, err
+			if ls.global, err = redisstore.NewLimiter(rdb, prefix, "global", l.GlobalCreateRate, l.GlobalCreateBurst); err != nil {
+				return ls, err
+			}
+			ls.group, err = redisstore.NewLimiter(rdb, prefix, "group_input", l.GroupInputRate, l.GroupInputBurst)
+			return ls, err
 		},
 		bus:    bus,
 		leases: redisstore.NewLeases(rdb, prefix, cfg.Instance.LeaseTTL),
@@ -189,26 +194,31 @@ func newBackend(ctx context.Context, cfg Config, self domain.Instance, log *slog
 	return b, nil
 }
 
-// initLimits builds the first creation rate limiters.
+// limitSet is the rate limiters one configuration makes: session
+// creation per owner and for all, and group input per subject.
+type limitSet struct{ owner, global, group ports.RateLimiter }
+
+// initLimits builds the first rate limiters.
 func (b *backend) initLimits(l LimitsConfig) error {
-	owner, global, err := b.limiters(l)
+	ls, err := b.limiters(l)
 	if err != nil {
 		return err
 	}
-	b.ownerLimit, b.globalLimit = newSwapLimiter(owner), newSwapLimiter(global)
+	b.ownerLimit, b.globalLimit, b.groupLimit = newSwapLimiter(ls.owner), newSwapLimiter(ls.global), newSwapLimiter(ls.group)
 	return nil
 }
 
-// setLimits replaces the creation rate limiters (a reload). In memory the
+// setLimits replaces the rate limiters (a reload). In memory the
 // buckets start full again; in Redis the new rate applies to the state
 // already there.
 func (b *backend) setLimits(l LimitsConfig) error {
-	owner, global, err := b.limiters(l)
+	ls, err := b.limiters(l)
 	if err != nil {
 		return err
 	}
-	b.ownerLimit.set(owner)
-	b.globalLimit.set(global)
+	b.ownerLimit.set(ls.owner)
+	b.globalLimit.set(ls.global)
+	b.groupLimit.set(ls.group)
 	return nil
 }
 
