@@ -17,6 +17,12 @@ func (f *Farm) Record(ctx context.Context, who Actor, d domain.DeviceID, action 
 	f.record(ctx, who, d, action, err, detail)
 }
 
+// ClipboardSent records that the device's clipboard text went to who's
+// client: its length only, unless the operator records text.
+func (f *Farm) ClipboardSent(ctx context.Context, who Actor, d domain.DeviceID, text string) {
+	f.record(ctx, who, d, domain.AuditDeviceClipboard, nil, domain.TextDetail(text, f.cfg.RecordText))
+}
+
 // InputDetail is the audit detail of an input event: its kind, and for
 // text its length (its contents only when the operator records text).
 func (f *Farm) InputDetail(ev domain.InputEvent) (domain.AuditAction, string) {

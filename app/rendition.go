@@ -355,9 +355,9 @@ func (h *Hub) pumpRendition(ctx context.Context, rd *rendition, tc ports.Transco
 }
 
 // renditionKeyframes forwards the rendition's viewers' coalesced keyframe
-// requests to its transcoder, and to the capture (a transcoder that makes
-// keyframes of the source's would need it; ffmpeg's has one every couple
-// of seconds regardless).
+// requests to its transcoder, which makes one of its own; to the capture
+// only when the transcoder cannot (none runs, or it waits for a source
+// keyframe), so that a PLI costs one keyframe, not two.
 func (h *Hub) renditionKeyframes(rd *rendition) {
 	for {
 		select {
@@ -366,11 +366,14 @@ func (h *Hub) renditionKeyframes(rd *rendition) {
 		case <-rd.fanout.KeyframeRequests():
 			h.m.transcoderKeyReqs.Add(rd.ctx, 1, rd.attrs)
 			rd.mu.Lock()
-			if rd.tc != nil {
-				rd.tc.RequestKeyframe()
-			}
+			tc := rd.tc
 			rd.mu.Unlock()
-			rd.st.fanout.RequestKeyframe()
+			if tc != nil {
+				tc.RequestKeyframe()
+			}
+			if tc == nil || tc.NeedsSourceKeyframe() {
+				rd.st.fanout.RequestKeyframe()
+			}
 		}
 	}
 }

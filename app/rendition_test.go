@@ -119,10 +119,20 @@ func TestRenditionSharedFedAndStopped(t *testing.T) {
 		t.Fatalf("rendition got %d video, %d audio; transcoder written %d", video, audio, tc.Written.Load())
 	}
 
-	// A VP8 viewer's PLI (its fanout's coalesced request).
+	// A VP8 viewer's PLI (its fanout's coalesced request): the transcoder
+	// makes the keyframe; the source is asked only while the transcoder
+	// waits for one of its keyframes.
 	rend.RequestKeyframe()
 	eventually(t, "the keyframe request at the transcoder", func() bool { return tc.Keyframes.Load() == 1 })
-	eventually(t, "and at the source", func() bool { return capt.Keyframes.Load() == 2 })
+	time.Sleep(50 * time.Millisecond)
+	if n := capt.Keyframes.Load(); n != 1 {
+		t.Fatalf("the source was asked for %d keyframes, want only the first", n)
+	}
+	tc.NeedSource.Store(true)
+	rend.RequestKeyframe()
+	eventually(t, "the second request at the transcoder", func() bool { return tc.Keyframes.Load() == 2 })
+	eventually(t, "and at the source, the transcoder waiting for its keyframe", func() bool { return capt.Keyframes.Load() == 2 })
+	tc.NeedSource.Store(false)
 
 	if err := r.svc.CloseSession(ctx, a.ID, "bye"); err != nil {
 		t.Fatal(err)

@@ -169,10 +169,16 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Service {
 	return s
 }
 
-// Run reaps expired sessions and, with a Meter, samples the viewers'
-// quality into the quality histograms, until ctx is done. Expired sessions
+// Run reaps expired sessions, delivers device clipboards to controllers
+// (clipboard.go) and, with a Meter, samples the viewers' quality into the
+// quality histograms, until ctx is done. Expired sessions
 // are found through the store's expiry index and closed outside any lock.
 func (s *Service) Run(ctx context.Context) error {
+	cctx, stopClip := context.WithCancel(ctx)
+	var clip sync.WaitGroup
+	clip.Go(func() { s.runClipboards(cctx) })
+	defer clip.Wait()
+	defer stopClip()
 	t := s.deps.Clock.NewTimer(s.cfg.CleanupInterval)
 	defer t.Stop()
 	quality := s.tunables().QualityInterval

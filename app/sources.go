@@ -17,6 +17,9 @@ type Source struct {
 	// Files may be nil for a source whose devices take no files and give
 	// no screenshots.
 	Files ports.DeviceFiles
+	// Clipboard may be nil for a source whose devices never tell of
+	// their clipboard.
+	Clipboard ports.DeviceClipboard
 	// Claim lets this instance take the leases of the source's devices
 	// (Deps.Leases): it can capture them and may be their owner.
 	Claim bool

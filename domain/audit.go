@@ -14,8 +14,10 @@ const (
 	AuditInput     AuditAction = "input"     // a pointer, key or scroll event
 	AuditText      AuditAction = "text"      // text typed into the device
 	AuditClipboard AuditAction = "clipboard" // the device clipboard set
-	AuditFilePush  AuditAction = "file_push" // a file pushed to the device
-	AuditInstall   AuditAction = "install"   // an APK installed
+	// AuditDeviceClipboard: the device's clipboard sent to a controller.
+	AuditDeviceClipboard AuditAction = "device_clipboard"
+	AuditFilePush        AuditAction = "file_push" // a file pushed to the device
+	AuditInstall         AuditAction = "install"   // an APK installed
 
 	AuditControlRequest AuditAction = "control_request" // granted or queued
 	AuditControlRelease AuditAction = "control_release" // given up, or grace passed

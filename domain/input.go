@@ -242,3 +242,16 @@ func (e InputEvent) MapToDevice(vw, vh, dw, dh int) (InputEvent, error) {
 	}
 	return e, nil
 }
+
+// ClipText cuts text to at most max bytes at a UTF-8 boundary and reports
+// whether it cut.
+func ClipText(text string, max int) (string, bool) {
+	if len(text) <= max {
+		return text, false
+	}
+	n := max
+	for n > 0 && !utf8.RuneStart(text[n]) {
+		n--
+	}
+	return text[:n], true
+}

@@ -24,6 +24,8 @@ const browserStatsJS = `(async () => {
     now: performance.now(), page: (document.querySelector('#client-stats') || {}).innerText || '',
     msg: (document.querySelector('#player-msg') || {}).innerText || '',
     media: (window.mediasvc && window.mediasvc.media) || null, line: (document.querySelector('#media-line') || {}).innerText || '',
+    lines: (window.mediasvc && window.mediasvc.mediaLines) || [],
+    answer: (m && m.pc && m.pc.remoteDescription) ? m.pc.remoteDescription.sdp : '', fmtp: '',
     timing: (window.mediasvc && window.mediasvc.timing) || {}};
   if (!m || !m.pc) return out;
   out.ready = true;
@@ -36,6 +38,7 @@ const browserStatsJS = `(async () => {
       out.framesDecoded = s.framesDecoded || 0;
       const c = s.codecId && r.get(s.codecId);
       out.codec = c ? c.mimeType : '';
+      out.fmtp = c ? (c.sdpFmtpLine || '') : '';
     } else if (kind === 'audio') {
       out.audioPackets = s.packetsReceived || 0;
     }
@@ -62,7 +65,13 @@ type browserStats struct {
 		Transport  string `json:"transport"`
 		Resolution string `json:"resolution"`
 	} `json:"media"`
-	Line   string `json:"line"`
+	Line string `json:"line"`
+	// Lines is every text the media line has shown, in order.
+	Lines []string `json:"lines"`
+	// Answer is the answer SDP the page applied; Fmtp the fmtp line of the
+	// inbound video's codec.
+	Answer string `json:"answer"`
+	Fmtp   string `json:"fmtp"`
 	Timing struct {
 		Offer      float64 `json:"offer"`
 		FirstFrame float64 `json:"firstFrame"`
@@ -162,10 +171,7 @@ func TestFirefoxPlaysDemoVP8(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		_ = ff.eval(ctx, browserStatsJS, &last)
 	}
-	if m := last.Media; m.Codec != "VP8" || m.Transport != "udp" || m.Resolution != "1280×720" {
-		t.Errorf("media line %q: %+v, want VP8, rendition vp8, udp, 1280×720", last.Line, *m)
-	}
-	t.Logf("media line: %q", last.Line)
+	checkMediaLine(t, last, "VP8 · rendition vp8 · udp · 1280×720")
 	if last.Msg != "" {
 		t.Errorf("the page shows a message: %q", last.Msg)
 	}
@@ -174,6 +180,28 @@ func TestFirefoxPlaysDemoVP8(t *testing.T) {
 		if l.Level == "error" || l.Type == "javascript" {
 			t.Errorf("page console: %s", l)
 		}
+	}
+}
+
+// checkMediaLine fails t unless the page's media line says want and
+// every text it showed before was final too: no placeholder ("?", "—")
+// ever, the rendition right from the first text on.
+func checkMediaLine(t *testing.T, st browserStats, want string) {
+	t.Helper()
+	t.Logf("media line: %q (shown before: %q)", st.Line, st.Lines)
+	if st.Line != want || st.Media == nil {
+		t.Errorf("media line %q (%+v), want %q", st.Line, st.Media, want)
+	}
+	if len(st.Lines) == 0 {
+		t.Errorf("the page recorded no media line, yet shows %q", st.Line)
+	}
+	for _, l := range st.Lines {
+		if strings.ContainsAny(l, "?—") {
+			t.Errorf("the media line showed a placeholder: %q", l)
+		}
+	}
+	if len(st.Lines) > 0 && st.Lines[0] != want {
+		t.Errorf("the media line first said %q, want %q from the start", st.Lines[0], want)
 	}
 }
 

@@ -124,9 +124,9 @@ type Transcoders interface {
 // access units with Write (from the capture pump), read like a capture
 // (from the rendition's pump). Its Info is the rendition's: its codec,
 // the source's size and audio codec; it makes video only (the source's
-// audio is passed on as it is by the caller). RequestKeyframe asks for a
-// keyframe soon; one that cannot make one on demand (ffmpeg) ignores it
-// and has a keyframe every couple of seconds anyway.
+// audio is passed on as it is by the caller). RequestKeyframe makes the
+// rendition's next frame a keyframe, without the source's help; besides,
+// it has one every couple of seconds.
 type Transcoder interface {
 	Capture
 	// Write hands one video access unit of the source to the transcoder
@@ -134,6 +134,10 @@ type Transcoder interface {
 	// behind it drops input up to the next source keyframe. It returns an
 	// error after Close.
 	Write(f domain.Frame) error
+	// NeedsSourceKeyframe reports whether the transcoder drops input
+	// until the source's next keyframe: until then RequestKeyframe cannot
+	// help and the source must be asked.
+	NeedsSourceKeyframe() bool
 }
 
 // Fanout is one device stream packetized once and read by many peers.
@@ -437,4 +441,13 @@ type WallPeer interface {
 	TileStats(key string) (domain.QualityStats, bool)
 	// Close tears the wall down with every tile. Safe to call more than once.
 	Close() error
+}
+
+// DeviceClipboard tells of changes of a device's clipboard (scrcpy's
+// clipboard autosync). Implementation: adb; app's tests use a fake.
+type DeviceClipboard interface {
+	// WatchClipboard calls fn with the device and its new clipboard text
+	// on every change, until the returned cancel is called. fn must not
+	// block; it may be called from several goroutines.
+	WatchClipboard(fn func(id domain.DeviceID, text string)) (cancel func())
 }

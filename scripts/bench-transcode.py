@@ -27,7 +27,7 @@ for a, b in zip(starts, starts[1:]):
 
 COMMON = ["-hide_banner", "-loglevel", "error", "-nostdin", "-probesize", "32", "-flags", "low_delay",
           "-framerate", "30", "-f", "h264", "-i", "pipe:0",
-          "-an", "-fps_mode", "passthrough", "-flush_packets", "1", "-force_key_frames", "expr:gte(t,n_forced*2)"]
+          "-an", "-fps_mode", "passthrough", "-flush_packets", "1", "-force_key_frames", "source"]
 ARGS = {
     "vp8": COMMON + ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1500k", "-maxrate", "1500k",
                      "-bufsize", "1500k", "-lag-in-frames", "0", "-auto-alt-ref", "0", "-error-resilient", "1",

@@ -18,9 +18,10 @@ import (
 )
 
 var (
-	_ ports.ScreenSource = (*Source)(nil)
-	_ ports.DeviceInput  = (*Source)(nil)
-	_ ports.DeviceFiles  = (*Source)(nil)
+	_ ports.ScreenSource    = (*Source)(nil)
+	_ ports.DeviceInput     = (*Source)(nil)
+	_ ports.DeviceFiles     = (*Source)(nil)
+	_ ports.DeviceClipboard = (*Source)(nil)
 )
 
 // Backends.
@@ -51,9 +52,6 @@ type Options struct {
 	// to a rotated screen letterboxed in the stream (default 2 s; negative
 	// = never). scrcpy needs no poll: its video follows the rotation.
 	OrientationPoll time.Duration
-	// OnClipboard, when set, is told each clipboard text a device pushes
-	// (scrcpy's clipboard autosync). It must not block.
-	OnClipboard func(id domain.DeviceID, text string)
 	// MaxWidth and MaxHeight bound the capture size (0 = the device's own);
 	// the aspect ratio is kept.
 	MaxWidth, MaxHeight int
@@ -144,6 +142,10 @@ type Source struct {
 	wg        sync.WaitGroup            // size probes and input shells
 	inputOpen sync.Mutex                // serializes opening input shells
 	scrcpy    map[string]*scrcpyCapture // running scrcpy captures, for input; guarded by mu
+
+	clipMu    sync.Mutex // guards clipWatch and clipNext; never held across a call out
+	clipWatch map[int]func(domain.DeviceID, string)
+	clipNext  int
 }
 
 // device is one entry of the registry; guarded by Source.mu.
@@ -353,6 +355,37 @@ func (s *Source) Clipboard(id domain.DeviceID) (string, time.Time, error) {
 		return "", time.Time{}, fmt.Errorf("adb device %q: %w", id, domain.ErrDeviceNotFound)
 	}
 	return d.clipboard, d.clipAt, nil
+}
+
+// WatchClipboard calls fn with every clipboard text a device pushes
+// (scrcpy's clipboard autosync, while a scrcpy capture runs), from the
+// capture's control reader, until cancel is called. fn must not block.
+func (s *Source) WatchClipboard(fn func(id domain.DeviceID, text string)) (cancel func()) {
+	s.clipMu.Lock()
+	defer s.clipMu.Unlock()
+	if s.clipWatch == nil {
+		s.clipWatch = map[int]func(domain.DeviceID, string){}
+	}
+	k := s.clipNext
+	s.clipNext++
+	s.clipWatch[k] = fn
+	return func() {
+		s.clipMu.Lock()
+		defer s.clipMu.Unlock()
+		delete(s.clipWatch, k)
+	}
+}
+
+func (s *Source) clipboardChanged(id domain.DeviceID, text string) {
+	s.clipMu.Lock()
+	fns := make([]func(domain.DeviceID, string), 0, len(s.clipWatch))
+	for _, fn := range s.clipWatch {
+		fns = append(fns, fn)
+	}
+	s.clipMu.Unlock()
+	for _, fn := range fns {
+		fn(id, text)
+	}
 }
 
 var curSizeRE = regexp.MustCompile(`\bcur=(\d+)x(\d+)`)
@@ -700,9 +733,7 @@ func (s *Source) openScrcpy(ctx context.Context, id domain.DeviceID, brk *breake
 					d.clipboard, d.clipAt = text, time.Now()
 				}
 				s.mu.Unlock()
-				if s.opts.OnClipboard != nil {
-					s.opts.OnClipboard(id, text)
-				}
+				s.clipboardChanged(id, text)
 			},
 			onClose: func(c *scrcpyCapture) {
 				s.mu.Lock()

@@ -131,9 +131,19 @@ func quoteShort(s string) string {
 }
 
 // checkHost is the Server's host guard; it runs before routing, so every
-// route (and an unmatched one) is covered.
+// route (and an unmatched one) is covered — except a GET of
+// /healthz and /readyz: orchestrators probe those by the pod's address
+// (Kubernetes sends Host: <pod IP>:<port>), and all they tell a page that
+// rebinds a name to us is {"status":"ok"} or whether we are ready.
 func (s *Server) checkHost(next http.Handler) http.Handler {
-	return s.hosts.Guard(next)
+	guarded := s.hosts.Guard(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		guarded.ServeHTTP(w, r)
+	})
 }
 
 // originAllowed reports whether r's Origin may use the API from a browser:

@@ -57,8 +57,8 @@ func TestMisdirectedHostOnEveryRoute(t *testing.T) {
 		extra                     map[string]string
 	}{
 		{"GET", "/", "", "", nil},
-		{"GET", "/healthz", "", "", nil},
-		{"GET", "/readyz", "", "", nil},
+		{"POST", "/healthz", "", "", nil},
+		{"GET", "/healthz/x", "", "", nil},
 		{"GET", "/metrics", "", "", nil},
 		{"GET", "/api/v1/devices", "", "", nil},
 		{"GET", "/api/v1/devices/dev1", "", "", nil},
@@ -109,6 +109,28 @@ func TestMisdirectedHostOnEveryRoute(t *testing.T) {
 	defer rec.mu.Unlock()
 	if len(rec.names) != 0 || rec.owner != "" {
 		t.Fatalf("a misdirected request reached the service: %v owner %q", rec.names, rec.owner)
+	}
+}
+
+// TestProbesAnswerAnyHost: an orchestrator's liveness and readiness
+// probes (Host: the pod's IP) are answered whatever the Host; they carry
+// only the status.
+func TestProbesAnswerAnyHost(t *testing.T) {
+	_, ts := start(t, Config{}, newFake(&calls{}, "ip:127.0.0.1"))
+	for _, path := range []string{"/healthz", "/readyz"} {
+		for _, method := range []string{"GET"} {
+			hr, _ := http.NewRequest(method, ts.URL+path, nil)
+			hr.Host = "10.244.3.17:8080"
+			res, err := ts.Client().Do(hr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK || (!strings.Contains(string(b), `"status"`)) {
+				t.Errorf("%s %s Host 10.244.3.17:8080 = %d %s, want 200", method, path, res.StatusCode, b)
+			}
+		}
 	}
 }
 

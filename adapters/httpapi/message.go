@@ -22,6 +22,9 @@ const (
 	msgStats     = "stats"     // server → client: {stats}
 	msgState     = "state"     // server → client: {state, reason}
 	msgError     = "error"     // server → client: {code, message[, subject, until]}
+	// msgClipboard: server → client {text[, truncated]}, the device's
+	// clipboard as it changes, to controllers only.
+	msgClipboard = "clipboard"
 	// msgControl: client → server {action: request|release|take}; server →
 	// client {control:{controllers,queue,…}, you: controller|queued|viewer,
 	// position} on every change of the device's control (farm only).
@@ -72,6 +75,9 @@ type Message struct {
 	Alt         bool    `json:"alt,omitempty"`
 	Meta        bool    `json:"meta,omitempty"`
 	Paste       bool    `json:"paste,omitempty"`
+	// Truncated marks a "clipboard" message whose text was cut to the
+	// clipboard limit.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // InputEvent returns the input carried by an "input" message.

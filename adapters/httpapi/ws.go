@@ -98,6 +98,9 @@ func (c *socket) notify(ev domain.SessionEvent) {
 		c.enqueue(Message{Type: msgCandidate, Candidate: ev.Candidate})
 	case domain.EventState:
 		c.enqueue(Message{Type: msgState, State: ev.State, Reason: ev.Reason})
+	case domain.EventClipboard:
+		// The app sends it to the device's controllers only.
+		c.enqueue(Message{Type: msgClipboard, Text: ev.Text, Truncated: ev.Truncated})
 	case domain.EventBye:
 		c.mu.Lock()
 		c.sessionEnded = true

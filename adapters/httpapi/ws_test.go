@@ -614,3 +614,24 @@ func readInBackground(c *websocket.Conn, buf int) (msgs <-chan Message, readErr 
 	}()
 	return m, e
 }
+
+// TestWebSocketDeviceClipboard: the device's clipboard the app hands a
+// socket reaches its client as {"type":"clipboard","text":…}, a text
+// the app cut to the clipboard limit marked "truncated", whole.
+func TestWebSocketDeviceClipboard(t *testing.T) {
+	rec := &calls{}
+	fake, notifies := wsFake(rec)
+	_, ts := start(t, Config{StatsInterval: -1}, fake)
+	c := dial(t, ts, testToken, nil)
+	c.SetReadLimit(1 << 20)
+	notify := <-notifies
+	notify(domain.SessionEvent{Type: domain.EventClipboard, Text: "copié"})
+	if m := readMsg(t, c); m.Type != msgClipboard || m.Text != "copié" || m.Truncated {
+		t.Fatalf("want clipboard, got %+v", m)
+	}
+	big := strings.Repeat("x", domain.MaxClipboardText)
+	notify(domain.SessionEvent{Type: domain.EventClipboard, Text: big, Truncated: true})
+	if m := readMsg(t, c); m.Type != msgClipboard || m.Text != big || !m.Truncated {
+		t.Fatalf("want the whole big clipboard, got %d bytes truncated=%v", len(m.Text), m.Truncated)
+	}
+}

@@ -59,6 +59,8 @@ type wireEvent struct {
 	Candidate *domain.Candidate `json:"candidate,omitempty"`
 	State     string            `json:"state,omitempty"`
 	Reason    string            `json:"reason,omitempty"`
+	Text      string            `json:"text,omitempty"`
+	Truncated bool              `json:"truncated,omitempty"`
 }
 
 // wireError carries a domain error across instances.
@@ -160,7 +162,8 @@ func decodeReply(instance string, b []byte) (domain.BusReply, error) {
 }
 
 func encodeEvent(ev domain.SessionEvent) []byte {
-	b, _ := json.Marshal(wireEvent{Type: ev.Type, Candidate: ev.Candidate, State: ev.State, Reason: ev.Reason})
+	b, _ := json.Marshal(wireEvent{Type: ev.Type, Candidate: ev.Candidate, State: ev.State, Reason: ev.Reason,
+		Text: ev.Text, Truncated: ev.Truncated})
 	return b
 }
 
@@ -169,7 +172,8 @@ func decodeEvent(b []byte) (domain.SessionEvent, error) {
 	if err := json.Unmarshal(b, &w); err != nil || w.Type == "" {
 		return domain.SessionEvent{}, fmt.Errorf("malformed session event: %w", domain.ErrInvalidRequest)
 	}
-	return domain.SessionEvent{Type: w.Type, Candidate: w.Candidate, State: w.State, Reason: w.Reason}, nil
+	return domain.SessionEvent{Type: w.Type, Candidate: w.Candidate, State: w.State, Reason: w.Reason,
+		Text: w.Text, Truncated: w.Truncated}, nil
 }
 
 func encodeEnvelope(e envelope) []byte {

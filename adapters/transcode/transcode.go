@@ -10,6 +10,7 @@ package transcode
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -136,11 +137,13 @@ func args(cfg Config, r domain.Rendition, in domain.StreamInfo) ([]string, error
 		// Every packet leaves at once (ffmpeg buffers 32 KiB of output
 		// otherwise: a second of video at a small size).
 		"-an", "-fps_mode", "passthrough", "-flush_packets", "1",
-		// A keyframe every KeyframeInterval (of frames: t is n/fps).
-		// Not one per source keyframe (-force_key_frames source): with the
-		// demo's 1 s GOP libvpx's rate control, its buffer a second of
-		// bitrate, fell to ~185 kbit/s and seconds of delay (BENCHMARKS.md).
-		"-force_key_frames", fmt.Sprintf("expr:gte(t,n_forced*%g)", cfg.KeyframeInterval.Seconds()),
+		// A keyframe for every picture ffmpeg's decoder marks key: the
+		// source's IDRs, and the picture RequestKeyframe tagged with a
+		// recovery point SEI (ffmpeg has no other way to take a keyframe
+		// request mid-stream; an expr: of frame times cannot see one).
+		// Besides, the encoders' own GOP (-g) puts one every
+		// KeyframeInterval of frames when the source has none.
+		"-force_key_frames", "source",
 	}
 	switch r {
 	case domain.RenditionVP8:
@@ -204,6 +207,7 @@ type Transcoder struct {
 	mu       sync.Mutex
 	stamps   []stamp // FIFO of the frames ffmpeg has been given
 	needKey  bool    // dropping input until the next keyframe
+	wantKey  bool    // RequestKeyframe: tag the next picture key
 	dropped  uint64
 	stderr   []byte // the tail of ffmpeg's stderr
 	closed   bool
@@ -333,9 +337,13 @@ func (t *Transcoder) Write(f domain.Frame) error {
 		t.dropped++
 		return nil
 	}
+	if t.wantKey && !key {
+		f.Data = withRecoveryPoint(f.Data)
+	}
 	select {
 	case t.in <- f:
 		t.needKey = false
+		t.wantKey = false
 		if f.Ingest.IsZero() {
 			f.Ingest = time.Now()
 		}
@@ -471,7 +479,47 @@ func (t *Transcoder) readIVF() ([]byte, error) {
 // RequestKeyframe does nothing: ffmpeg takes no keyframe request while it
 // runs. The rendition has a keyframe every KeyframeInterval, and its ring
 // keeps the latest for joiners.
-func (t *Transcoder) RequestKeyframe() {}
+func (t *Transcoder) RequestKeyframe() {
+	t.mu.Lock()
+	t.wantKey = true
+	t.mu.Unlock()
+}
+
+// NeedsSourceKeyframe reports whether the transcoder drops input until the
+// source's next keyframe (at its start, after its queue overflowed): until
+// then only the source can end a viewer's wait for a keyframe.
+func (t *Transcoder) NeedsSourceKeyframe() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.needKey
+}
+
+// recoveryPointSEI is an SEI NAL unit holding one recovery point message
+// (H.264 D.1.8) with recovery_frame_cnt 0, exact_match_flag 1: "this
+// picture on is displayed correctly". ffmpeg's H.264 decoder marks the
+// picture it precedes key, and -force_key_frames source then makes the
+// rendition's frame for it a keyframe.
+var recoveryPointSEI = []byte{0, 0, 0, 1, 0x06, 0x06, 0x01, 0xc4, 0x80}
+
+// withRecoveryPoint returns a copy of the access unit au with
+// recoveryPointSEI before its first slice (after an access unit
+// delimiter, which must come first).
+func withRecoveryPoint(au []byte) []byte {
+	at := 0
+	if nals := domain.SplitAnnexB(au); len(nals) > 1 && domain.NALType(nals[0]) == domain.NALTypeAUD {
+		// The start code of the second NAL unit, past the first's.
+		if i := bytes.Index(au[3:], []byte{0, 0, 1}); i >= 0 {
+			at = i + 3
+			if au[at-1] == 0 {
+				at--
+			}
+		}
+	}
+	out := make([]byte, 0, len(au)+len(recoveryPointSEI))
+	out = append(out, au[:at]...)
+	out = append(out, recoveryPointSEI...)
+	return append(out, au[at:]...)
+}
 
 // SetBitrate is ignored: ffmpeg's bitrate is fixed at start.
 func (t *Transcoder) SetBitrate(int) {}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,6 +78,13 @@ func run(t *testing.T, r domain.Rendition, n int) []domain.Frame {
 // runGOP is run with a source keyframe every gop frames.
 func runGOP(t *testing.T, r domain.Rendition, n, gop int) []domain.Frame {
 	t.Helper()
+	return runRequests(t, r, n, gop, nil)
+}
+
+// runRequests is runGOP calling RequestKeyframe before writing frame i
+// for each i of at.
+func runRequests(t *testing.T, r domain.Rendition, n, gop int, at []int) []domain.Frame {
+	t.Helper()
 	needFFmpeg(t, r)
 	tc, err := Start(Config{}, r, domain.StreamInfo{Video: domain.CodecH264, Audio: domain.CodecOpus, Width: 320, Height: 240, FPS: 30}, quiet())
 	if err != nil {
@@ -93,6 +101,9 @@ func runGOP(t *testing.T, r domain.Rendition, n, gop int) []domain.Frame {
 		tick := time.NewTicker(time.Second / 30)
 		defer tick.Stop()
 		for i := range n {
+			if slices.Contains(at, i) {
+				tc.RequestKeyframe()
+			}
 			_ = tc.Write(domain.Frame{Kind: domain.KindVideo, Data: aus[i%len(aus)], PTS: time.Duration(i) * time.Second / 30, Keyframe: i%len(aus)%gop == 0})
 			<-tick.C
 		}
@@ -166,10 +177,10 @@ func TestVP8Rendition(t *testing.T) {
 			t.Fatalf("frame %d is no VP8 frame", i)
 		}
 	}
-	// A keyframe every 2 s of frames (60), not one per source keyframe
-	// (every 30 frames): at most one per 60 frames out, plus the first.
-	if keys < 1 || keys > len(out)/60+1 {
-		t.Fatalf("%d keyframes in %d frames, want one every 60", keys, len(out))
+	// One per source keyframe (every 30 frames of PTS; a busy machine
+	// drops frames, not keyframes), no more.
+	if last := int(out[len(out)-1].PTS / (time.Second / 30)); keys < 1 || keys > last/30+1 {
+		t.Fatalf("%d keyframes in %d frames (up to frame %d), want one every 30", keys, len(out), last)
 	}
 }
 
@@ -363,5 +374,71 @@ func TestWallRendition(t *testing.T) {
 	out := run(t, domain.RenditionWall, 40)
 	if len(out) == 0 || !out[0].Keyframe {
 		t.Fatalf("wall rendition made %d frames", len(out))
+	}
+}
+
+// TestKeyframeOnRequest: a viewer's PLI, passed to RequestKeyframe, makes
+// the rendition's frame for the next source picture a keyframe — on a
+// source whose own GOP is longer than the test — instead of leaving the
+// viewer up to KeyframeInterval (2 s) without a picture.
+func TestKeyframeOnRequest(t *testing.T) {
+	const fps = 30
+	reqs := []int{20, 75}
+	for _, r := range []domain.Rendition{domain.RenditionVP8, domain.RenditionBaseline} {
+		t.Run(string(r), func(t *testing.T) {
+			out := runRequests(t, r, 110, 1000, reqs)
+			var keys []int
+			for _, f := range out {
+				if f.Keyframe {
+					keys = append(keys, int(f.PTS/(time.Second/fps)))
+				}
+			}
+			t.Logf("keyframes at frames %v (requests before frames %v)", keys, reqs)
+			for i, at := range reqs {
+				// The first frame out at or after the request is a
+				// keyframe: the request's own frame, or, when a busy
+				// machine's queue dropped it, the source keyframe the
+				// transcoder then waits for.
+				j := slices.IndexFunc(out, func(f domain.Frame) bool { return f.PTS >= time.Duration(at)*time.Second/fps })
+				if j < 0 && i > 0 {
+					t.Logf("no frame out after frame %d (a busy machine): not checked", at)
+					continue
+				}
+				if j < 0 || !out[j].Keyframe {
+					t.Errorf("the request before frame %d: no keyframe next; keyframes at %v", at, keys)
+				}
+			}
+			// Besides the first and the requested ones, only the GOP's:
+			// at least 60 frames after the previous keyframe.
+			for i := 1; i < len(keys); i++ {
+				if !slices.Contains(reqs, keys[i]) && keys[i]-keys[i-1] < 60 {
+					t.Errorf("an unexpected keyframe at frame %d: %v", keys[i], keys)
+				}
+			}
+		})
+	}
+}
+
+func TestWithRecoveryPoint(t *testing.T) {
+	sei := string(recoveryPointSEI)
+	for in, want := range map[string]string{
+		"\x00\x00\x00\x01\x41\x9a":                                             sei + "\x00\x00\x00\x01\x41\x9a",
+		"\x00\x00\x01\x41\x9a":                                                 sei + "\x00\x00\x01\x41\x9a",
+		"\x00\x00\x00\x01\x09\xf0\x00\x00\x00\x01\x41\x9a":                     "\x00\x00\x00\x01\x09\xf0" + sei + "\x00\x00\x00\x01\x41\x9a",
+		"\x00\x00\x01\x09\xf0\x00\x00\x01\x41\x9a":                             "\x00\x00\x01\x09\xf0" + sei + "\x00\x00\x01\x41\x9a",
+		"\x00\x00\x00\x01\x09\xf0\x00\x00\x00\x01\x06\x05\x00\x00\x00\x01\x41": "\x00\x00\x00\x01\x09\xf0" + sei + "\x00\x00\x00\x01\x06\x05\x00\x00\x00\x01\x41",
+	} {
+		b := []byte(in)
+		if got := withRecoveryPoint(b); string(got) != want {
+			t.Errorf("withRecoveryPoint(%x) = %x, want %x", in, got, want)
+		}
+		if string(b) != in {
+			t.Errorf("withRecoveryPoint changed its input %x", in)
+		}
+	}
+	// The SEI itself: one recovery point message (payload type 6, 1 byte).
+	nals := domain.SplitAnnexB(recoveryPointSEI)
+	if len(nals) != 1 || domain.NALType(nals[0]) != domain.NALTypeSEI || nals[0][1] != 6 || nals[0][2] != 1 {
+		t.Fatalf("recoveryPointSEI %x", recoveryPointSEI)
 	}
 }

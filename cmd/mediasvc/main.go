@@ -211,7 +211,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 			return fmt.Errorf("adb source: %w", err)
 		}
 		// With Redis, an instance may own the devices its own adb server sees.
-		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Files: adbSrc, Claim: true, Secondary: true})
+		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Files: adbSrc, Clipboard: adbSrc, Claim: true, Secondary: true})
 	}
 
 	transport, err := rtc.New(rtc.Config{

@@ -22,6 +22,7 @@ func TestClips(t *testing.T) {
 		{"demo", demo, 300, 10},
 		{"gop10", ClipGOP10(), 300, 1},
 		{"portrait", ClipPortrait(), 300, 10},
+		{"high", ClipHigh(), 90, 3},
 	}
 	for _, tt := range tests {
 		c, err := parseClip(tt.data)

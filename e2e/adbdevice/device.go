@@ -284,6 +284,8 @@ var (
 	gop10Clip []byte
 	//go:embed media/portrait.h264
 	portraitClip []byte
+	//go:embed media/high.h264
+	highClip []byte
 )
 
 // ClipGOP10 returns a 10 s 1280x720 30 fps clip with a single IDR (so an
@@ -294,6 +296,11 @@ func ClipGOP10() []byte { return gop10Clip }
 // ClipPortrait returns the 10 s 720x1280 30 fps clip (GOP 30) a rotated
 // device streams by default. The slice is shared: do not modify it.
 func ClipPortrait() []byte { return portraitClip }
+
+// ClipHigh returns a 3 s 1280x720 30 fps High 4.0 clip (profile-level-id
+// 640028, GOP 30, no B-frames), a phone whose encoder sends High, for
+// Options.Clip. The slice is shared: do not modify it.
+func ClipHigh() []byte { return highClip }
 
 // DefaultClipPath returns the path of the committed demo clip,
 // adapters/demo/media/demo.h264 (see moduleFile).

@@ -255,7 +255,7 @@ func (d *Device) scrcpyServer(ctx context.Context, version string, env, args []s
 		n, _ := strconv.ParseUint(o.scid, 16, 31)
 		name = fmt.Sprintf("scrcpy_%08x", n)
 	}
-	ss := &scrcpySession{d: d, o: o, stdout: stdout, stderr: stderr}
+	ss := &scrcpySession{d: d, o: o, stdout: stdout, stderr: stderr, out: make(chan []byte, scrcpyDeviceQueue)}
 	ss.logf(scrcpyLogInfo, "Device: [mediasvc] %s %s (Android %s)", "mediasvc", d.opts.Model, releaseOf(d.opts.SDK))
 	return ss.serve(ctx, name)
 }
@@ -331,9 +331,14 @@ type scrcpySession struct {
 	vw, vh   int     // current video size; 0 before the first config packet
 	pointers []int64 // ids of the pointers down, by local index (PointersState)
 
-	sendMu  sync.Mutex // device messages on the control socket
 	control net.Conn
+	// out queues device messages for the control socket's sender, as
+	// DeviceMessageSender's 16-message queue does (full: dropped).
+	out chan []byte
 }
+
+// scrcpyDeviceQueue is DeviceMessageSender's queue length.
+const scrcpyDeviceQueue = 16
 
 // logf prints a log line as Ln does: info and below on stdout, warnings
 // and errors on stderr, each only at or above the log_level. The write
@@ -413,6 +418,7 @@ func (ss *scrcpySession) serve(ctx context.Context, name string) int {
 	reset := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	if control != nil {
+		wg.Go(func() { ss.sender(ctx, control) })
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -641,12 +647,29 @@ func appendDeviceClipboard(b []byte, text string) []byte {
 	return append(b, raw...)
 }
 
-// sendDevice writes one device message on the control socket.
+// sendDevice queues one device message for the control socket (see
+// sender); a full queue drops it with a warning, as the real server does.
 func (ss *scrcpySession) sendDevice(msg []byte) {
-	ss.sendMu.Lock()
-	defer ss.sendMu.Unlock()
-	if ss.control != nil {
-		_, _ = ss.control.Write(msg)
+	select {
+	case ss.out <- msg:
+	default:
+		ss.logf(scrcpyLogInfo+1, "Device message dropped: %d", msg[0])
+	}
+}
+
+// sender writes the queued device messages to the control socket until
+// ctx ends or a write fails (then the queue fills and later messages are
+// dropped), as DeviceMessageSender's thread does.
+func (ss *scrcpySession) sender(ctx context.Context, w io.Writer) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-ss.out:
+			if _, err := w.Write(m); err != nil {
+				return
+			}
+		}
 	}
 }
 

@@ -23,12 +23,15 @@ func newControlRig(t *testing.T, opts Options, o scrcpyOptions) (*Device, *scrcp
 	}
 	var logs bytes.Buffer
 	host, dev := net.Pipe()
-	ss := &scrcpySession{d: d, o: o, stdout: &logs, stderr: &logs, control: dev}
+	ss := &scrcpySession{d: d, o: o, stdout: &logs, stderr: &logs, control: dev, out: make(chan []byte, scrcpyDeviceQueue)}
 	ss.setVideoSize(d.clip)
 	if o.clipboardAutosync {
 		t.Cleanup(d.watchClipboard(func(text string) { ss.sendDevice(appendDeviceClipboard(nil, text)) }))
 	}
 	done := make(chan struct{})
+	sctx, stop := context.WithCancel(context.Background())
+	sent := make(chan struct{})
+	go func() { defer close(sent); ss.sender(sctx, dev) }()
 	go func() {
 		defer close(done)
 		_ = ss.controlLoop(dev, make(chan struct{}, 1))
@@ -37,6 +40,8 @@ func newControlRig(t *testing.T, opts Options, o scrcpyOptions) (*Device, *scrcp
 		_ = host.Close()
 		_ = dev.Close()
 		<-done
+		stop()
+		<-sent
 	})
 	return d, ss, host, &logs
 }
@@ -389,5 +394,19 @@ func (d *Device) dialAbstract(ctx context.Context, name string) (net.Conn, error
 			return nil, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
+	}
+}
+
+// TestScrcpyDeviceMessagesDropWhenQueueFull: like DeviceMessageSender, the
+// emulated server queues 16 device messages for a client that does not
+// read and drops the next with a warning; copying on the device never
+// waits for the client.
+func TestScrcpyDeviceMessagesDropWhenQueueFull(t *testing.T) {
+	d, _, _, logs := newControlRig(t, Options{}, scrcpyOptions{video: true, clipboardAutosync: true, logLevel: scrcpyLogInfo})
+	for i := range scrcpyDeviceQueue + 2 { // one in flight on the pipe, 16 queued, the rest dropped
+		d.SetClipboard("copy " + strconv.Itoa(i))
+	}
+	if !strings.Contains(logs.String(), "[server] WARN: Device message dropped: 0") {
+		t.Fatalf("no drop warning in %q", logs.String())
 	}
 }

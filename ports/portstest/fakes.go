@@ -198,13 +198,17 @@ func (t *Transcoders) Started() []*Transcoder {
 
 // Transcoder is a fake ports.Transcoder: Write queues each video frame
 // for ReadFrame (dropping when 64 wait); RequestKeyframe is counted by
-// the embedded Capture.
+// the embedded Capture; NeedSource is what NeedsSourceKeyframe reports.
 type Transcoder struct {
 	Rendition domain.Rendition
 	*Capture
-	Written atomic.Int64
-	wmu     sync.Mutex
+	Written    atomic.Int64
+	NeedSource atomic.Bool
+	wmu        sync.Mutex
 }
+
+// NeedsSourceKeyframe returns NeedSource.
+func (t *Transcoder) NeedsSourceKeyframe() bool { return t.NeedSource.Load() }
 
 var _ ports.Transcoder = (*Transcoder)(nil)
 
@@ -318,3 +322,48 @@ func (p *Peer) Stats() domain.QualityStats {
 
 // Close counts closes.
 func (p *Peer) Close() error { p.Closed.Add(1); return nil }
+
+// Clipboard is a ports.DeviceClipboard whose Push plays a device's
+// clipboard change.
+type Clipboard struct {
+	mu       sync.Mutex
+	watchers map[int]func(domain.DeviceID, string)
+	next     int
+}
+
+// WatchClipboard implements ports.DeviceClipboard.
+func (c *Clipboard) WatchClipboard(fn func(domain.DeviceID, string)) func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.watchers == nil {
+		c.watchers = map[int]func(domain.DeviceID, string){}
+	}
+	k := c.next
+	c.next++
+	c.watchers[k] = fn
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.watchers, k)
+	}
+}
+
+// Watchers returns how many watch the clipboard now.
+func (c *Clipboard) Watchers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.watchers)
+}
+
+// Push tells every watcher device id's clipboard is now text.
+func (c *Clipboard) Push(id domain.DeviceID, text string) {
+	c.mu.Lock()
+	fns := make([]func(domain.DeviceID, string), 0, len(c.watchers))
+	for _, fn := range c.watchers {
+		fns = append(fns, fn)
+	}
+	c.mu.Unlock()
+	for _, fn := range fns {
+		fn(id, text)
+	}
+}

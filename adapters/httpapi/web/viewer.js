@@ -1,8 +1,9 @@
 'use strict';
 // mediasvc viewer: lists devices, plays one over WebRTC with the session
 // WebSocket for signaling, and sends touches and keys back. window.mediasvc
-// exposes {pc, session, media} for tests (media: the codec, rendition,
-// transport and resolution the page shows under the picture).
+// exposes {pc, session, media, mediaLines} for tests (media: the codec,
+// rendition, transport and resolution the page shows under the picture;
+// mediaLines: every text that line has shown, in order).
 (() => {
   const $ = (sel) => document.querySelector(sel);
   const KEY_STORE = 'mediasvc.apiKey';
@@ -11,7 +12,7 @@
   const MAX_DURATION_MS = 10000;
 
   const state = { session: null, ws: null, pc: null, pending: [], statsTimer: 0, last: null, role: '' };
-  window.mediasvc = { pc: null, session: null, media: null, timing: {} };
+  window.mediasvc = { pc: null, session: null, media: null, mediaLines: [], timing: {} };
 
   // ---- API key or access link ----
   // An access link (?access_token=<JWT>) authenticates every call of this
@@ -171,6 +172,9 @@
         case 'answer':
           await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp });
           for (const c of state.pending.splice(0)) await addCandidate(c);
+          // The rendition is chosen by the time the answer comes: ask
+          // for it now rather than wait for the first pushed stats.
+          fetchRendition(session, pc);
           break;
         case 'candidate':
           if (pc.remoteDescription) await addCandidate(m.candidate); else state.pending.push(m.candidate);
@@ -184,6 +188,9 @@
           break;
         case 'control':
           renderControl(m);
+          break;
+        case 'clipboard':
+          deviceClipboard(m);
           break;
         case 'error':
           if (m.code === 'no_common_codec') {
@@ -206,6 +213,14 @@
     state.statsTimer = setInterval(pollStats, 1000);
   }
 
+  // fetchRendition reads the session's rendition from its stats once,
+  // right after the answer (the pushed stats update it later).
+  function fetchRendition(session, pc) {
+    api('GET', '/api/v1/sessions/' + encodeURIComponent(session.session_id) + '/stats').then((st) => {
+      if (state.pc === pc && st && st.rendition && !state.rendition) state.rendition = st.rendition;
+    }).catch(() => { /* the pushed stats bring it */ });
+  }
+
   // renderControl shows who controls the device and who waits: every
   // viewer of the device gets a "control" message on each change.
   function renderControl(m) {
@@ -220,6 +235,24 @@
     b.addEventListener('click', () => send({ type: 'control', action: b.dataset.control }));
   }
 
+  // deviceClipboard offers the device's clipboard (sent to controllers
+  // only, as it changes) for copying to this computer's clipboard.
+  function deviceClipboard(m) {
+    state.deviceClip = m.text || '';
+    window.mediasvc.deviceClipboard = state.deviceClip;
+    const b = $('#device-clip');
+    const n = [...state.deviceClip].length;
+    b.textContent = 'Device clipboard: copy (' + n + ' char' + (n === 1 ? '' : 's') + (m.truncated ? ', cut' : '') + ')';
+    b.title = state.deviceClip.slice(0, 200);
+    b.hidden = false;
+  }
+  $('#device-clip').addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(state.deviceClip || '');
+      show($('#player-msg'), 'Copied the device clipboard.');
+    } catch (err) { show($('#player-msg'), 'Copy failed: ' + err.message); }
+  });
+
   async function addCandidate(c) {
     try { await state.pc.addIceCandidate(c); } catch (err) { console.warn('addIceCandidate', err); }
   }
@@ -233,6 +266,8 @@
     v.srcObject = null;
     state.last = null;
     state.rendition = '';
+    state.deviceClip = '';
+    $('#device-clip').hidden = true;
     window.mediasvc.media = null;
     $('#media-line').textContent = '—';
     setState('stopped');
@@ -298,26 +333,28 @@
   }
 
   // renderMedia shows what the browser gets: the codec (with its H.264
-  // profile), the server's rendition (pushed in its stats), the transport
-  // of the selected candidate pair (udp, tcp, relay) and the picture size.
+  // profile), the server's rendition (read after the answer, then pushed
+  // in its stats), the transport of the selected candidate pair (udp, tcp,
+  // relay) and the picture size. The line keeps its last text (at first
+  // "—") until all four are known: it never shows a guess.
   function renderMedia(report, video, pair) {
     const c = video.codecId && report.get(video.codecId);
-    let codec = c ? c.mimeType.replace(/^video\//, '') : '?';
-    const plid = c && /profile-level-id=([0-9a-fA-F]{6})/.exec(c.sdpFmtpLine || '');
-    if (plid) codec += ' ' + plid[1].toLowerCase();
-    let transport = '?';
     const local = pair && report.get(pair.localCandidateId);
-    if (local) {
-      transport = local.candidateType === 'relay' ? 'relay' + (local.relayProtocol ? ' (' + local.relayProtocol + ')' : '') : (local.protocol || '?');
-    }
     const v = $('#video');
-    const media = {
-      codec, rendition: state.rendition || '?', transport,
-      resolution: v.videoWidth ? v.videoWidth + '×' + v.videoHeight : '—',
-    };
+    if (!c || !c.mimeType || !local || !state.rendition || !v.videoWidth) return;
+    let codec = c.mimeType.replace(/^video\//, '');
+    const plid = /profile-level-id=([0-9a-fA-F]{6})/.exec(c.sdpFmtpLine || '');
+    if (plid) codec += ' ' + plid[1].toLowerCase();
+    const transport = local.candidateType === 'relay' ? 'relay' + (local.relayProtocol ? ' (' + local.relayProtocol + ')' : '') : local.protocol;
+    if (!transport) return;
+    const media = { codec, rendition: state.rendition, transport, resolution: v.videoWidth + '×' + v.videoHeight };
     window.mediasvc.media = media;
-    $('#media-line').textContent = media.codec + ' · ' + (media.rendition === 'original' ? 'original stream' : 'rendition ' + media.rendition) +
+    const line = media.codec + ' · ' + (media.rendition === 'original' ? 'original stream' : 'rendition ' + media.rendition) +
       ' · ' + media.transport + ' · ' + media.resolution;
+    if ($('#media-line').textContent !== line) {
+      $('#media-line').textContent = line;
+      window.mediasvc.mediaLines.push(line);
+    }
   }
 
   // ---- input ----
