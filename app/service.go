@@ -81,6 +81,8 @@ type Deps struct {
 	// Bus forwards signaling for sessions held by other instances; nil
 	// serves only the sessions created here.
 	Bus ports.Bus
+	// Walls makes device walls' PeerConnections (wall.go); nil: no wall.
+	Walls ports.WallTransport
 	// Leases decide which instance captures a device (see RunOwnership);
 	// nil means each instance captures the devices it sees.
 	Leases ports.DeviceLeases

@@ -26,6 +26,11 @@ type Source struct {
 	// Claim lets this instance take the leases of the source's devices
 	// (Deps.Leases): it can capture them and may be their owner.
 	Claim bool
+	// Secondary says the source's Open takes CaptureOptions.Secondary: a
+	// second, small capture of a device beside its main one (adb's
+	// screenrecord --size), which a device wall's tiles watch. Without it
+	// tiles watch the wall rendition of the device's capture.
+	Secondary bool
 }
 
 // sourceSet routes a device id to the source that has it.

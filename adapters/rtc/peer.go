@@ -36,6 +36,12 @@ type Peer struct {
 
 	video, audio *sendTrack
 
+	// tile marks a wall tile's peer (wall.go): its PeerConnection is the
+	// wall's, which Close leaves open. paused stops its sending; the
+	// sender restarts at the latest keyframe when it is cleared.
+	tile   bool
+	paused atomic.Bool
+
 	wake chan struct{} // capacity 1, non-blocking notify from the fanout
 	// hold is the batch hold the fanout took for this viewer's sender
 	// (holdIdle, holdTaken) or holdOff while no sender runs.
@@ -69,6 +75,7 @@ type Peer struct {
 	lastBytes  uint64
 	folded     sentMark // what foldSent has added to the Transport's totals
 	framed     bool     // OnFirstFrame has been called
+	wasPaused  bool     // a tile that has been paused: restart at a keyframe
 
 	nacks       atomic.Uint64
 	plis        atomic.Uint64
@@ -449,6 +456,15 @@ func (p *Peer) run() {
 	}
 }
 
+// setPaused pauses or resumes a tile's sending and wakes its sender.
+func (p *Peer) setPaused(paused bool) {
+	p.paused.Store(paused)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (p *Peer) keyframeNeeded() {
 	if p.cur.needKey {
 		p.cur.needKey = false
@@ -464,6 +480,16 @@ func (p *Peer) drain() bool {
 		case <-p.done:
 			return false
 		default:
+		}
+		if p.paused.Load() {
+			// Nothing leaves while paused; the ring moves on without us.
+			p.wasPaused = true
+			return true
+		}
+		if p.wasPaused {
+			p.wasPaused = false
+			p.f.ring.start(&p.cur)
+			p.keyframeNeeded()
 		}
 		skips := p.cur.skips
 		m, st := p.f.ring.read(&p.cur, p.buf)
@@ -776,7 +802,7 @@ func (p *Peer) Close() error {
 		p.closed.Store(true)
 		close(p.done)
 		p.runMu.Unlock()
-		if pc := p.pc.Load(); pc != nil {
+		if pc := p.pc.Load(); pc != nil && !p.tile {
 			if err := pc.Close(); err != nil {
 				p.closeErr = fmt.Errorf("close peer for session %s: %w", p.opts.Session, err)
 			}
