@@ -42,11 +42,31 @@ func (s *Service) InstallAPK(ctx context.Context, id domain.DeviceID, r io.Reade
 	return src.Files.InstallAPK(ctx, id, r, size)
 }
 
-// Screenshot returns a PNG of device id's screen.
+// Screenshot returns a PNG of device id's screen: the device's own (see
+// ports.DeviceFiles), or for a source without files but with keyframes
+// (the demo) its latest keyframe decoded by Deps.Stills —
+// domain.ErrUnavailable without a decoder (no ffmpeg), ErrForbidden for a
+// source with neither.
 func (s *Service) Screenshot(ctx context.Context, id domain.DeviceID) ([]byte, error) {
-	src, err := s.files(ctx, id)
+	src, err := s.src.lookup(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return src.Files.Screenshot(ctx, id)
+	switch {
+	case src.Files != nil:
+		return src.Files.Screenshot(ctx, id)
+	case src.Keyframes == nil:
+		return nil, fmt.Errorf("device %s gives no screenshots: %w", id, domain.ErrForbidden)
+	case s.deps.Stills == nil:
+		return nil, fmt.Errorf("screenshot of %s: no decoder (ffmpeg) configured: %w", id, domain.ErrUnavailable)
+	}
+	au, err := src.Keyframes.Keyframe(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("screenshot of %s: %w", id, err)
+	}
+	png, err := s.deps.Stills.DecodeStill(ctx, au)
+	if err != nil {
+		return nil, fmt.Errorf("screenshot of %s: %w", id, err)
+	}
+	return png, nil
 }

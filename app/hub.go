@@ -45,8 +45,11 @@ type Hub struct {
 
 	mu      sync.Mutex
 	streams map[domain.DeviceID]*stream
-	closed  bool
-	wg      sync.WaitGroup
+	// walls are the devices' second, small captures for wall tiles
+	// (sources with Secondary captures only; wall.go).
+	walls  map[domain.DeviceID]*stream
+	closed bool
+	wg     sync.WaitGroup
 }
 
 // HubConfig tunes the hub.
@@ -64,6 +67,10 @@ type HubConfig struct {
 // stream is one device's running capture and its fanout.
 type stream struct {
 	device domain.DeviceID
+	// wall marks a wall tile's secondary capture (in Hub.walls): opened
+	// with the wall's options, outside the bitrate policy, its outages
+	// told to no session.
+	wall   bool
 	attrs  metric.MeasurementOption // device_id, for the per-device instruments
 	ctx    context.Context          // the capture's life, a child of the hub's
 	cancel context.CancelFunc
@@ -101,7 +108,7 @@ func newHub(sources *sourceSet, t ports.Transport, tc ports.Transcoders, clock p
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{sources: sources, transport: t, transcoders: tc, clock: clock, cfg: cfg, notify: notify, log: log, m: newMetrics(nil),
-		ctx: ctx, cancel: cancel, streams: make(map[domain.DeviceID]*stream)}
+		ctx: ctx, cancel: cancel, streams: make(map[domain.DeviceID]*stream), walls: make(map[domain.DeviceID]*stream)}
 	h.bitrate.Store(&cfg.Bitrate)
 	return h
 }
@@ -114,17 +121,38 @@ func newHub(sources *sourceSet, t ports.Transport, tc ports.Transcoders, clock p
 // ctx ends first: then only this viewer is detached, the capture goes on
 // opening for the others.
 func (h *Hub) Attach(ctx context.Context, id domain.DeviceID) (ports.Fanout, domain.StreamInfo, func(), error) {
+	return h.attach(ctx, id, false)
+}
+
+// streamsOf is the map st lives in; h.mu is held.
+func (h *Hub) streamsOf(wall bool) map[domain.DeviceID]*stream {
+	if wall {
+		return h.walls
+	}
+	return h.streams
+}
+
+// captureOptions is what st's capture is opened with.
+func (h *Hub) captureOptions(st *stream) domain.CaptureOptions {
+	if st.wall {
+		return domain.CaptureOptions{MaxWidth: domain.WallMaxSize, MaxHeight: domain.WallMaxSize, BitrateBps: domain.WallBitrateBps, Secondary: true}
+	}
+	return h.cfg.Capture
+}
+
+func (h *Hub) attach(ctx context.Context, id domain.DeviceID, wall bool) (ports.Fanout, domain.StreamInfo, func(), error) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
 		return nil, domain.StreamInfo{}, nil, fmt.Errorf("attach to %s: %w", id, domain.ErrDraining)
 	}
-	st, ok := h.streams[id]
+	streams := h.streamsOf(wall)
+	st, ok := streams[id]
 	if !ok {
-		st = &stream{device: id, ready: make(chan struct{}), done: make(chan struct{}),
+		st = &stream{device: id, wall: wall, ready: make(chan struct{}), done: make(chan struct{}),
 			attrs: metric.WithAttributes(attribute.String("device_id", string(id)))}
 		st.ctx, st.cancel = context.WithCancel(h.ctx)
-		h.streams[id] = st
+		streams[id] = st
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
@@ -160,8 +188,8 @@ func (h *Hub) open(st *stream) {
 	if err != nil {
 		st.err = err
 		h.mu.Lock()
-		if h.streams[st.device] == st {
-			delete(h.streams, st.device)
+		if streams := h.streamsOf(st.wall); streams[st.device] == st {
+			delete(streams, st.device)
 		}
 		h.mu.Unlock()
 		close(st.ready)
@@ -169,8 +197,12 @@ func (h *Hub) open(st *stream) {
 	}
 	// Counted before the viewers are let in: whoever Attach returned to
 	// sees the capture as running.
-	h.m.captures.Add(st.ctx, 1, st.attrs)
-	defer h.m.captures.Add(context.Background(), -1, st.attrs)
+	active := h.m.captures
+	if st.wall {
+		active = h.m.wallCaptures
+	}
+	active.Add(st.ctx, 1, st.attrs)
+	defer active.Add(context.Background(), -1, st.attrs)
 	close(st.ready)
 	h.run(st, src, capt)
 }
@@ -180,7 +212,7 @@ func (h *Hub) openFirst(st *stream) (Source, ports.Capture, error) {
 	if err != nil {
 		return Source{}, nil, err
 	}
-	capt, err := src.Screen.Open(st.ctx, st.device, h.cfg.Capture)
+	capt, err := src.Screen.Open(st.ctx, st.device, h.captureOptions(st))
 	if err != nil {
 		h.m.captureFailures.Add(context.Background(), 1, st.attrs)
 		return Source{}, nil, fmt.Errorf("open capture on %s: %w", st.device, err)
@@ -208,7 +240,7 @@ func (h *Hub) release(st *stream) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st.viewers--
-	if st.viewers > 0 || h.streams[st.device] != st {
+	if st.viewers > 0 || h.streamsOf(st.wall)[st.device] != st {
 		return
 	}
 	if h.cfg.Grace <= 0 {
@@ -218,7 +250,7 @@ func (h *Hub) release(st *stream) {
 	st.stopT = h.clock.AfterFunc(h.cfg.Grace, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if st.viewers == 0 && h.streams[st.device] == st {
+		if st.viewers == 0 && h.streamsOf(st.wall)[st.device] == st {
 			h.stopLocked(st)
 		}
 	})
@@ -228,7 +260,7 @@ func (h *Hub) release(st *stream) {
 // Waiting for the pump and closing the fanout run on their own goroutine
 // so no lock is held while a capture closes.
 func (h *Hub) stopLocked(st *stream) {
-	delete(h.streams, st.device)
+	delete(h.streamsOf(st.wall), st.device)
 	if st.stopT != nil {
 		st.stopT.Stop()
 		st.stopT = nil
@@ -243,7 +275,7 @@ func (h *Hub) stopLocked(st *stream) {
 		<-st.done
 		if st.fanout != nil {
 			_ = st.fanout.Close()
-			h.log.Info("capture stopped", "device_id", st.device)
+			h.log.Info("capture stopped", "device_id", st.device, "wall", st.wall)
 		}
 	}()
 }
@@ -277,6 +309,9 @@ func (h *Hub) Close() {
 	h.mu.Lock()
 	h.closed = true
 	for _, st := range h.streams {
+		h.stopLocked(st)
+	}
+	for _, st := range h.walls {
 		h.stopLocked(st)
 	}
 	h.mu.Unlock()

@@ -47,6 +47,10 @@ type metrics struct {
 	rateLimited    metric.Int64Counter
 
 	captures        metric.Int64UpDownCounter
+	wallCaptures    metric.Int64UpDownCounter
+	walls           metric.Int64UpDownCounter
+	wallTiles       metric.Int64UpDownCounter
+	wallOffers      metric.Int64Counter
 	captureRestarts metric.Int64Counter
 	captureFailures metric.Int64Counter
 	capturePanics   metric.Int64Counter
@@ -110,6 +114,10 @@ func newMetrics(m metric.Meter) *metrics {
 	mt.rtt = hist("media_rtt_milliseconds", "{ms}", "Per-viewer round-trip time from RTCP receiver reports (LSR/DLSR).", bucketsMillis)
 	mt.rateLimited = i64c("media_rate_limited", "", "Requests refused by a rate limit, by limit (owner, global, input, group_input).")
 	mt.captures = i64ud("media_captures_active", "Running captures (one per watched device), by device.")
+	mt.wallCaptures = i64ud("media_wall_captures_active", "Running second, small captures for device wall tiles (one per device on a watched wall), by device.")
+	mt.walls = i64ud("media_walls_active", "Device walls with a connected WebSocket.")
+	mt.wallTiles = i64ud("media_wall_tiles", "Tiles on the device walls, by state (playing, paused: out of the page's viewport, nothing sent).")
+	mt.wallOffers = i64c("media_wall_offers", "", "Offers the server made to device walls (the first and every renegotiation as devices come and go), by outcome (answered, failed).")
 	mt.captureRestarts = i64c("media_capture_restarts", "", "Captures reopened after they ended or failed, by device.")
 	mt.captureFailures = i64c("media_capture_failures", "", "Capture open attempts that failed, by device.")
 	mt.capturePanics = i64c("media_capture_panics", "", "Capture pumps that panicked (the capture is closed and reopened), by device.")

@@ -64,7 +64,7 @@ func (h *Hub) run(st *stream, src Source, capt ports.Capture) {
 	log := h.log.With("device_id", st.device)
 	var tl timeline
 	backoff := h.cfg.RetryMin
-	bitrate := h.cfg.Capture.BitrateBps
+	bitrate := h.captureOptions(st).BitrateBps
 	for {
 		panicked, err := h.pumpSafely(ctx, st, capt, &tl, &bitrate)
 		_ = capt.Close()
@@ -80,7 +80,7 @@ func (h *Hub) run(st *stream, src Source, capt ports.Capture) {
 			h.m.capturePanics.Add(ctx, 1, st.attrs)
 			h.m.panicked(panicHubPump)
 			log.Error("capture pump panicked; reopening", "err", err, "retry_in", backoff)
-			h.notify(st.device, "device_unavailable")
+			h.notifyStream(st, "device_unavailable")
 			unavailable = true
 			wait = backoff
 		case errors.Is(err, io.EOF):
@@ -106,7 +106,7 @@ func (h *Hub) run(st *stream, src Source, capt ports.Capture) {
 			}
 			h.m.captureFailures.Add(ctx, 1, st.attrs)
 			if !unavailable {
-				h.notify(st.device, "device_unavailable")
+				h.notifyStream(st, "device_unavailable")
 				unavailable = true
 			}
 			log.Warn("reopen capture failed", "err", err, "retry_in", backoff)
@@ -114,7 +114,7 @@ func (h *Hub) run(st *stream, src Source, capt ports.Capture) {
 		}
 		backoff = h.cfg.RetryMin
 		if unavailable {
-			h.notify(st.device, "device_available")
+			h.notifyStream(st, "device_available")
 		}
 	}
 }
@@ -122,7 +122,7 @@ func (h *Hub) run(st *stream, src Source, capt ports.Capture) {
 // reopen opens the device's capture again; a capture of another codec is
 // refused (the viewers' peers negotiated the first one).
 func (h *Hub) reopen(ctx context.Context, st *stream, src Source, bitrate int) (ports.Capture, error) {
-	opts := h.cfg.Capture
+	opts := h.captureOptions(st)
 	opts.BitrateBps = bitrate
 	capt, err := src.Screen.Open(ctx, st.device, opts)
 	if err != nil {
@@ -183,6 +183,14 @@ func (h *Hub) pump(ctx context.Context, st *stream, capt ports.Capture, tl *time
 	}
 }
 
+// notifyStream tells a device's viewers about their stream; a wall
+// capture's outages concern its tiles only (their wall sees no frames).
+func (h *Hub) notifyStream(st *stream, what string) {
+	if !st.wall {
+		h.notify(st.device, what)
+	}
+}
+
 // control forwards coalesced keyframe requests to the capture and applies
 // the bitrate policy every bitrateCheck.
 func (h *Hub) control(ctx context.Context, st *stream, capt ports.Capture, bitrate *int) {
@@ -210,7 +218,7 @@ func (h *Hub) control(ctx context.Context, st *stream, capt ports.Capture, bitra
 		case <-tick.C():
 			tick.Reset(bitrateCheck)
 			now := h.clock.Now()
-			if current <= 0 || st.fanout.Viewers() == 0 {
+			if current <= 0 || st.wall || st.fanout.Viewers() == 0 {
 				continue
 			}
 			next, changed := h.bitrate.Load().Next(current, st.fanout.Stats(), lastChange, now)

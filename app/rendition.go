@@ -58,7 +58,8 @@ func (h *Hub) Renditions() []domain.Rendition {
 	if h.transcoders == nil {
 		return nil
 	}
-	return h.transcoders.Renditions()
+	// The wall rendition is for wall tiles, never a device's own viewers.
+	return slices.DeleteFunc(h.transcoders.Renditions(), func(r domain.Rendition) bool { return r == domain.RenditionWall })
 }
 
 // AttachRendition adds a viewer to rendition r of the device's stream,

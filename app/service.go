@@ -52,6 +52,10 @@ type Deps struct {
 	Store     ports.SessionStore
 	Sources   []Source
 	Transport ports.Transport
+	// Stills decodes a keyframe into a screenshot for sources that have
+	// Keyframes but no Files; nil answers their screenshots with
+	// domain.ErrUnavailable.
+	Stills ports.StillDecoder
 	// Transcoders make renditions (VP8, Constrained Baseline) for viewers
 	// whose offer cannot take what a device sends; nil serves the
 	// original only, and such a viewer gets domain.ErrNoCommonCodec.
@@ -77,6 +81,8 @@ type Deps struct {
 	// Bus forwards signaling for sessions held by other instances; nil
 	// serves only the sessions created here.
 	Bus ports.Bus
+	// Walls makes device walls' PeerConnections (wall.go); nil: no wall.
+	Walls ports.WallTransport
 	// Leases decide which instance captures a device (see RunOwnership);
 	// nil means each instance captures the devices it sees.
 	Leases ports.DeviceLeases

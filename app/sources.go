@@ -17,12 +17,20 @@ type Source struct {
 	// Files may be nil for a source whose devices take no files and give
 	// no screenshots.
 	Files ports.DeviceFiles
+	// Keyframes, for a source without Files, gives the latest keyframe
+	// that Deps.Stills decodes into a screenshot (the demo); may be nil.
+	Keyframes ports.Keyframes
 	// Clipboard may be nil for a source whose devices never tell of
 	// their clipboard.
 	Clipboard ports.DeviceClipboard
 	// Claim lets this instance take the leases of the source's devices
 	// (Deps.Leases): it can capture them and may be their owner.
 	Claim bool
+	// Secondary says the source's Open takes CaptureOptions.Secondary: a
+	// second, small capture of a device beside its main one (adb's
+	// screenrecord --size), which a device wall's tiles watch. Without it
+	// tiles watch the wall rendition of the device's capture.
+	Secondary bool
 }
 
 // sourceSet routes a device id to the source that has it.

@@ -59,4 +59,8 @@ type CaptureOptions struct {
 	MaxWidth   int
 	MaxHeight  int
 	BitrateBps int
+	// Secondary asks for a second, video-only capture beside the device's
+	// main one (a device wall's tile): no audio, no input or clipboard
+	// channel, its own bitrate that the bitrate policy leaves alone.
+	Secondary bool
 }

@@ -219,7 +219,32 @@ const (
 	// RenditionBaseline is Constrained Baseline H.264 (libx264), for
 	// browsers that decode H.264 but not the device's profile.
 	RenditionBaseline Rendition = "h264-baseline"
+	// RenditionWall is a small, low-bitrate Constrained Baseline H.264
+	// picture (libx264) for a tile of the device wall, made from the
+	// capture of a source that cannot capture a second, smaller picture
+	// itself (the demo). It is never offered to a device's own viewers.
+	RenditionWall Rendition = "wall"
 )
+
+// Wall tiles: the largest side of a tile's picture and its bitrate, for a
+// second capture of the device or the wall rendition alike.
+const (
+	WallMaxSize    = 320
+	WallBitrateBps = 250_000
+)
+
+// WallSize fits a w×h picture within WallMaxSize on its longer side,
+// keeping its aspect, in even numbers (what H.264 encoders take); a
+// picture already that small, or of unknown size, is returned as it is.
+func WallSize(w, h int) (int, int) {
+	if w <= 0 || h <= 0 || max(w, h) <= WallMaxSize {
+		return w, h
+	}
+	if w >= h {
+		return WallMaxSize, max(2, h*WallMaxSize/w/2*2)
+	}
+	return max(2, w*WallMaxSize/h/2*2), WallMaxSize
+}
 
 // Codec is the codec the rendition carries; for the original, "" (the
 // capture's own).
@@ -227,7 +252,7 @@ func (r Rendition) Codec() Codec {
 	switch r {
 	case RenditionVP8:
 		return CodecVP8
-	case RenditionBaseline:
+	case RenditionBaseline, RenditionWall:
 		return CodecH264
 	}
 	return CodecNone

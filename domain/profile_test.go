@@ -88,3 +88,19 @@ func TestNoCommonCodecError(t *testing.T) {
 		t.Errorf("got %q\nwant %q", err.Error(), want)
 	}
 }
+
+func TestWallSize(t *testing.T) {
+	tests := []struct{ w, h, ww, wh int }{
+		{1280, 720, 320, 180},
+		{720, 1280, 180, 320},
+		{1080, 2400, 144, 320},
+		{300, 200, 300, 200},
+		{0, 0, 0, 0},
+		{4000, 3, 320, 2},
+	}
+	for _, tt := range tests {
+		if w, h := WallSize(tt.w, tt.h); w != tt.ww || h != tt.wh {
+			t.Errorf("WallSize(%d, %d) = %d×%d, want %d×%d", tt.w, tt.h, w, h, tt.ww, tt.wh)
+		}
+	}
+}

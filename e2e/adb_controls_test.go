@@ -304,7 +304,54 @@ func TestADBFilesAppsScreenshotREST(t *testing.T) {
 	if res.StatusCode != 200 || err != nil || img.Bounds().Dx() != 1280 {
 		t.Fatalf("screenshot: %d %v", res.StatusCode, err)
 	}
-	if code, resp := httpStatus(ctx, in.Base+"/api/v1/devices/demo/screenshot"); code != 403 {
-		t.Fatalf("demo screenshot: %d %s", code, resp)
+	if code, resp := post(in.Base+"/api/v1/devices/demo/files?name=a.txt", []byte("hi")); code != 403 {
+		t.Fatalf("file to the demo: %d %s", code, resp)
+	}
+}
+
+// TestDemoScreenshot: GET /api/v1/devices/demo/screenshot is the demo's
+// latest keyframe decoded by the real ffmpeg — a 1280x720 PNG, before
+// anyone watched and while someone does; with no ffmpeg it is a 503 that
+// says so.
+func TestDemoScreenshot(t *testing.T) {
+	in := startInstance(t, defaultConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	shot := func(in *Instance) (int, []byte) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.Base+"/api/v1/devices/demo/screenshot", nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode == 200 && res.Header.Get("Content-Type") != "image/png" {
+			t.Errorf("content type %q", res.Header.Get("Content-Type"))
+		}
+		return res.StatusCode, b
+	}
+	check := func(when string) {
+		code, b := shot(in)
+		if code != 200 || !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) {
+			t.Fatalf("%s: %d %.200q", when, code, b)
+		}
+		img, err := png.Decode(bytes.NewReader(b))
+		if err != nil || img.Bounds().Dx() != 1280 || img.Bounds().Dy() != 720 {
+			t.Fatalf("%s: png %v %v (%d bytes)", when, img.Bounds(), err, len(b))
+		}
+	}
+	check("before anyone watched")
+	v := dialDevice(ctx, t, in, "demo", "viewer")
+	if err := v.WaitFrames(ctx, 60, false); err != nil {
+		t.Fatal(err)
+	}
+	check("while watched")
+
+	noff := startInstance(t, defaultConfig().set("transcode", "ffmpeg", "/nonexistent/ffmpeg"))
+	if code, b := shot(noff); code != 503 || errorCode(b) != "unavailable" || !strings.Contains(string(b), "cannot decode the device's picture (ffmpeg missing") {
+		t.Fatalf("without ffmpeg: %d %s", code, b)
 	}
 }

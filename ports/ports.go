@@ -400,6 +400,49 @@ type RecordingWriter interface {
 	Close(reason string) (domain.Recording, error)
 }
 
+// WallTransport makes the PeerConnections of device walls: one per wall,
+// a video transceiver per tile. Implementation: rtc; without one the
+// service has no wall.
+type WallTransport interface {
+	// NewWall returns a wall peer with no tile. opts.OnFirstFrame is not
+	// used; OnCandidate and OnState are. The caller must Close it.
+	NewWall(ctx context.Context, opts PeerOptions) (WallPeer, error)
+}
+
+// WallPeer is one device wall's PeerConnection. The server makes every
+// offer (Offer), the browser answers (Answer); tiles added or removed
+// take effect at the next Offer. Methods are safe to call concurrently.
+type WallPeer interface {
+	// AddTile adds a sendonly video transceiver under key carrying f's
+	// video (f from the same transport). domain.ErrConflict when key is
+	// taken; domain.ErrInvalidRequest when f is foreign or carries no
+	// codec the wall sends.
+	AddTile(key string, f Fanout) error
+	// RemoveTile stops the tile's track and detaches it from its fanout;
+	// its m-line goes inactive at the next Offer. An unknown key is
+	// ignored.
+	RemoveTile(key string)
+	// PauseTile stops (true) or resumes (false) sending the tile's
+	// packets; a resumed tile starts again at its stream's latest
+	// keyframe. domain.ErrInvalidRequest for an unknown key.
+	PauseTile(key string, paused bool) error
+	// Offer makes the next offer, sets it locally and returns it with the
+	// mid of every tile's transceiver (key → mid).
+	Offer(ctx context.Context) (sdp string, mids map[string]string, err error)
+	// Answer applies the browser's answer to the last Offer.
+	// domain.ErrInvalidOffer (wrapped) when it is malformed or does not
+	// answer that offer.
+	Answer(ctx context.Context, sdp string) error
+	// AddCandidate adds a remote candidate, within opts.Limits:
+	// domain.ErrTooManyCandidates, domain.ErrInvalidCandidate.
+	AddCandidate(c domain.Candidate) error
+	// TileStats returns what the tile's track has sent, false for an
+	// unknown key.
+	TileStats(key string) (domain.QualityStats, bool)
+	// Close tears the wall down with every tile. Safe to call more than once.
+	Close() error
+}
+
 // DeviceClipboard tells of changes of a device's clipboard (scrcpy's
 // clipboard autosync). Implementation: adb; app's tests use a fake.
 type DeviceClipboard interface {
@@ -407,4 +450,21 @@ type DeviceClipboard interface {
 	// on every change, until the returned cancel is called. fn must not
 	// block; it may be called from several goroutines.
 	WatchClipboard(fn func(id domain.DeviceID, text string)) (cancel func())
+}
+
+// Keyframes gives the latest keyframe of a device that has no screenshot
+// of its own. Implementation: demo; app's tests use a fake.
+type Keyframes interface {
+	// Keyframe returns the device's latest H.264 keyframe, Annex-B with
+	// its SPS and PPS. domain.ErrDeviceNotFound for an unknown device.
+	Keyframe(ctx context.Context, id domain.DeviceID) ([]byte, error)
+}
+
+// StillDecoder decodes one keyframe to a picture. Implementation:
+// transcode (ffmpeg); app's tests use a fake.
+type StillDecoder interface {
+	// DecodeStill returns a PNG of the keyframe au. domain.ErrUnavailable
+	// when the decoder cannot run (or runs too long, or writes too much),
+	// domain.ErrInvalidRequest when au holds no picture.
+	DecodeStill(ctx context.Context, au []byte) ([]byte, error)
 }

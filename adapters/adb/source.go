@@ -681,7 +681,10 @@ func (s *Source) Open(ctx context.Context, id domain.DeviceID, opts domain.Captu
 	}
 	cw, ch := captureSize(w, h, maxW, maxH)
 	brk := s.breaker(string(id))
-	if s.opts.Backend == BackendScrcpy {
+	// A secondary capture (a wall tile) is always a screenrecord of its
+	// own: a second scrcpy server would take the device's control socket
+	// and clipboard from the main one.
+	if s.opts.Backend == BackendScrcpy && !opts.Secondary {
 		return s.openScrcpy(ctx, id, brk, max(cw, ch), opts.BitrateBps)
 	}
 	unlimited := s.opts.TimeLimit >= maxTimeLimit && s.noTimeLimit(ctx, string(id))

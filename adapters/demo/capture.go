@@ -38,6 +38,7 @@ type Capture struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	keyReq    atomic.Bool
+	lastKey   *atomic.Int64 // the source's latest keyframe index; nil for none
 
 	// Owned by the ReadFrame goroutine.
 	timer    *time.Timer
@@ -108,6 +109,9 @@ func (c *Capture) ReadFrame(ctx context.Context) (domain.Frame, error) {
 	if au.key {
 		c.keyReq.Store(false)
 		c.sinceKey = 0
+		if c.lastKey != nil {
+			c.lastKey.Store(int64(c.vIdx))
+		}
 	}
 	data := make([]byte, 0, len(au.data)+seiLen)
 	data = append(data, au.data[:au.split]...)

@@ -424,3 +424,40 @@ func BenchmarkNew(b *testing.B) {
 		}
 	}
 }
+
+// TestKeyframeIsTheLatest: the demo's keyframe is the clip's first before
+// any capture, then the one a capture handed out last; another id is not
+// found.
+func TestKeyframeIsTheLatest(t *testing.T) {
+	s, err := New(Options{Speed: math.Inf(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := s.Keyframe(ctx, DeviceID)
+	if err != nil || !bytes.Equal(first, s.clip.video[0].data) {
+		t.Fatalf("before any capture: %d bytes, %v", len(first), err)
+	}
+	c, err := s.Open(ctx, DeviceID, domain.CaptureOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	keys := 0
+	for keys < 2 {
+		f, err := c.ReadFrame(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Keyframe {
+			keys++
+		}
+	}
+	got, _ := s.Keyframe(ctx, DeviceID)
+	if bytes.Equal(got, first) || !bytes.Equal(got, s.clip.video[s.clip.nextKey[0]].data) {
+		t.Fatalf("after two keyframes: still the first (%d bytes)", len(got))
+	}
+	if _, err := s.Keyframe(ctx, "other"); !errors.Is(err, domain.ErrDeviceNotFound) {
+		t.Fatalf("other id: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 
 	"mediasvc/domain"
 	"mediasvc/ports"
@@ -22,6 +23,7 @@ const DeviceID domain.DeviceID = "demo"
 var (
 	_ ports.ScreenSource = (*Source)(nil)
 	_ ports.DeviceInput  = (*Source)(nil)
+	_ ports.Keyframes    = (*Source)(nil)
 )
 
 // Options configures a Source. The zero value plays in real time.
@@ -40,6 +42,10 @@ type Source struct {
 
 	mu     sync.Mutex
 	inputs map[domain.InputType]uint64
+
+	// lastKey is the clip index of the latest keyframe any capture handed
+	// out (0, the first, before any).
+	lastKey atomic.Int64
 }
 
 // New parses the embedded clip once and returns a Source that serves it.
@@ -100,7 +106,19 @@ func (s *Source) Open(ctx context.Context, id domain.DeviceID, _ domain.CaptureO
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("open capture on %q: %w", id, err)
 	}
-	return newCapture(s.clip, s.speed), nil
+	c := newCapture(s.clip, s.speed)
+	c.lastKey = &s.lastKey
+	return c, nil
+}
+
+// Keyframe returns the demo's latest keyframe: the one its captures
+// handed out last (the clip's first before any), Annex-B with SPS and
+// PPS. domain.ErrDeviceNotFound (wrapped) for any other id.
+func (s *Source) Keyframe(_ context.Context, id domain.DeviceID) ([]byte, error) {
+	if id != DeviceID {
+		return nil, fmt.Errorf("demo keyframe of %q: %w", id, domain.ErrDeviceNotFound)
+	}
+	return s.clip.video[s.lastKey.Load()].data, nil
 }
 
 // Input counts ev for the demo device (see Inputs) and does nothing else.

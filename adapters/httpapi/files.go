@@ -26,6 +26,13 @@ func (s *Server) handleScreenshot(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	png, err := s.svc.Screenshot(ctx, domain.DeviceID(id))
 	if err != nil {
+		if errors.Is(err, domain.ErrUnavailable) && !errors.Is(err, domain.ErrDeviceUnavailable) {
+			// Say what is missing without leaking the server's paths;
+			// the log has the detail.
+			s.log.Warn("screenshot unavailable", "device_id", id, "err", err)
+			err = errorf(http.StatusServiceUnavailable, "unavailable",
+				"no screenshot of %.100q: this server cannot decode the device's picture (ffmpeg missing, failing or too slow)", id)
+		}
 		s.writeError(w, r, err)
 		return
 	}

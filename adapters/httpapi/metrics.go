@@ -118,7 +118,7 @@ func methodLabel(m string) string {
 // sends counts as "invalid".
 var wsTypes = map[string]bool{
 	msgOffer: true, msgAnswer: true, msgCandidate: true, msgBye: true, msgInput: true,
-	msgKeyframe: true, msgStats: true, msgState: true, msgError: true,
+	msgKeyframe: true, msgStats: true, msgState: true, msgError: true, msgTiles: true, msgVisible: true,
 }
 
 var (

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/go-chi/chi/v5"
 	"go.opentelemetry.io/otel/metric"
 
@@ -151,6 +152,9 @@ type Config struct {
 	// Recordings enables MP4 recordings of device streams (see
 	// recordings.go); nil leaves their routes out.
 	Recordings Recordings
+	// Walls enables the device wall (GET /wall, see wall.go); nil leaves
+	// its routes out.
+	Walls Walls
 }
 
 // WebSocketConfig configures session WebSockets.
@@ -216,11 +220,15 @@ type Server struct {
 	hosts  HostPolicy
 	m      instruments
 
-	mu       sync.Mutex
-	sockets  map[*socket]struct{}
-	draining bool
-	reason   string         // Shutdown's reason, for sockets that open while draining
-	wg       sync.WaitGroup // one per live socket handler
+	mu      sync.Mutex
+	sockets map[*socket]struct{}
+	// pendingWalls are wall tokens waiting for their WebSocket;
+	// wallSockets the open walls' sockets.
+	pendingWalls map[string]pendingWall
+	wallSockets  map[*wallSocket]struct{}
+	draining     bool
+	reason       string         // Shutdown's reason, for sockets that open while draining
+	wg           sync.WaitGroup // one per live socket handler
 }
 
 // New returns a Server for svc. A nil logger discards logs.
@@ -236,6 +244,9 @@ func New(cfg Config, svc Service, logger *slog.Logger) *Server {
 		hosts:   NewHostPolicy(cfg.AllowedHosts),
 		m:       newInstruments(cfg.Meter),
 		sockets: make(map[*socket]struct{}),
+
+		pendingWalls: make(map[string]pendingWall),
+		wallSockets:  make(map[*wallSocket]struct{}),
 	}
 	s.router = s.routes()
 	return s
@@ -272,6 +283,9 @@ func (s *Server) Shutdown(ctx context.Context, reason string) {
 	for c := range s.sockets {
 		socks = append(socks, c)
 	}
+	for c := range s.wallSockets {
+		c.closeWith(websocket.StatusGoingAway, closeReason(reason))
+	}
 	s.mu.Unlock()
 	for _, c := range socks {
 		c.bye(reason)
@@ -304,11 +318,17 @@ func (s *Server) routes() chi.Router {
 	r.Get("/", s.handleViewer)
 	r.Get("/healthz", s.handleHealthz)
 	r.Get("/readyz", s.handleReadyz)
+	if s.cfg.Walls != nil {
+		r.Get("/wall", s.handleWallPage)
+	}
 
 	r.Route("/api/v1", func(r chi.Router) {
 		// The session WebSocket authenticates with the session token, not
 		// an API key: browsers cannot set headers on a WebSocket.
 		r.Get("/sessions/{id}/ws", s.handleWebSocket)
+		if s.cfg.Walls != nil {
+			r.Get("/walls/{id}/ws", s.handleWallSocket)
+		}
 		r.Group(func(r chi.Router) {
 			r.Use(s.checkOrigin, s.authenticate)
 			r.Get("/devices", s.handleDevices)
@@ -326,6 +346,9 @@ func (s *Server) routes() chi.Router {
 			}
 			if s.cfg.Recordings != nil {
 				s.recordingRoutes(r)
+			}
+			if s.cfg.Walls != nil {
+				r.Post("/walls", s.handleCreateWall)
 			}
 		})
 	})

@@ -28,7 +28,27 @@ var viewerPage = func() []byte {
 	return []byte(page)
 }()
 
+// wallPage is the device wall served at GET /wall, inlined the same way.
+var wallPage = func() []byte {
+	read := func(name string) string {
+		b, err := fs.ReadFile(webFS, "web/"+name)
+		if err != nil {
+			panic("httpapi: embedded wall file missing: " + name)
+		}
+		return string(b)
+	}
+	page := read("wall.html")
+	page = strings.Replace(page, "/*STYLE*/", read("style.css"), 1)
+	page = strings.Replace(page, "/*SCRIPT*/", read("wall.js"), 1)
+	return []byte(page)
+}()
+
 func (s *Server) handleViewer(w http.ResponseWriter, _ *http.Request) {
+	servePage(w, viewerPage)
+}
+
+// servePage writes one of the embedded pages with its security headers.
+func servePage(w http.ResponseWriter, page []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
@@ -38,5 +58,5 @@ func (s *Server) handleViewer(w http.ResponseWriter, _ *http.Request) {
 		"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "+
 			"connect-src 'self' ws: wss:; media-src 'self' blob: mediastream:; img-src 'self' data:; "+
 			"base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-	_, _ = w.Write(viewerPage)
+	_, _ = w.Write(page)
 }

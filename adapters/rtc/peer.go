@@ -37,6 +37,12 @@ type Peer struct {
 
 	video, audio *sendTrack
 
+	// tile marks a wall tile's peer (wall.go): its PeerConnection is the
+	// wall's, which Close leaves open. paused stops its sending; the
+	// sender restarts at the latest keyframe when it is cleared.
+	tile   bool
+	paused atomic.Bool
+
 	wake chan struct{} // capacity 1, non-blocking notify to the sender goroutine
 	// sched says who drains the viewer: its own sender goroutine or a
 	// send worker (sendpool.go).
@@ -66,6 +72,7 @@ type Peer struct {
 	pauses    int         // catch-up pauses taken (tests read it)
 	paceTimer *time.Timer // reused for catch-up pauses
 	framed    bool        // OnFirstFrame has been called
+	wasPaused bool        // a tile that has been paused: restart at a keyframe
 	// Sender goroutine only.
 	lastTick   time.Time
 	lastFrames uint64
@@ -452,6 +459,15 @@ func (p *Peer) run() {
 	}
 }
 
+// setPaused pauses or resumes a tile's sending and wakes its sender.
+func (p *Peer) setPaused(paused bool) {
+	p.paused.Store(paused)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (p *Peer) keyframeNeeded() {
 	if p.cur.needKey {
 		p.cur.needKey = false
@@ -492,6 +508,16 @@ func (p *Peer) drainAs(own bool) int {
 					return drainStop
 				}
 			}
+		}
+		if p.paused.Load() {
+			// Nothing leaves while paused; the ring moves on without us.
+			p.wasPaused = true
+			return drainEmpty
+		}
+		if p.wasPaused {
+			p.wasPaused = false
+			p.f.ring.start(&p.cur)
+			p.keyframeNeeded()
 		}
 		skips := p.cur.skips
 		m, st := p.f.ring.read(&p.cur, p.buf)
@@ -773,7 +799,7 @@ func (p *Peer) Close() error {
 		p.closed.Store(true)
 		close(p.done)
 		p.runMu.Unlock()
-		if pc := p.pc.Load(); pc != nil {
+		if pc := p.pc.Load(); pc != nil && !p.tile {
 			if err := pc.Close(); err != nil {
 				p.closeErr = fmt.Errorf("close peer for session %s: %w", p.opts.Session, err)
 			}

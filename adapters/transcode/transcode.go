@@ -77,7 +77,7 @@ func (c *Config) defaults() {
 }
 
 // Available runs ffmpeg -encoders and returns the renditions it can make:
-// RenditionBaseline with libx264, RenditionVP8 with libvpx. It returns an
+// RenditionBaseline and RenditionWall with libx264, RenditionVP8 with libvpx. It returns an
 // error wrapping ErrUnavailable when ffmpeg does not run.
 func Available(ctx context.Context, ffmpeg string) ([]domain.Rendition, error) {
 	if ffmpeg == "" {
@@ -101,7 +101,7 @@ func Available(ctx context.Context, ffmpeg string) ([]domain.Rendition, error) {
 		}
 		switch f[1] {
 		case "libx264":
-			rs = append(rs, domain.RenditionBaseline)
+			rs = append(rs, domain.RenditionBaseline, domain.RenditionWall)
 		case "libvpx":
 			rs = append(rs, domain.RenditionVP8)
 		}
@@ -151,6 +151,20 @@ func args(cfg Config, r domain.Rendition, in domain.StreamInfo) ([]string, error
 			"-b:v", kbps, "-maxrate", kbps, "-bufsize", kbps,
 			"-lag-in-frames", "0", "-auto-alt-ref", "0", "-error-resilient", "1",
 			"-g", gop, "-threads", "2", "-f", "ivf", "pipe:1")
+	case domain.RenditionWall:
+		// A wall tile: the picture scaled to domain.WallSize at
+		// domain.WallBitrateBps, otherwise the baseline rendition.
+		w, h := domain.WallSize(in.Width, in.Height)
+		wk := strconv.Itoa(domain.WallBitrateBps/1000) + "k"
+		if w <= 0 || h <= 0 {
+			w, h = -2, domain.WallMaxSize
+		}
+		a = append(a, "-vf", fmt.Sprintf("scale=%d:%d", w, h),
+			"-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
+			"-profile:v", "baseline", "-level:v", "3.1", "-pix_fmt", "yuv420p",
+			"-b:v", wk, "-maxrate", wk, "-bufsize", wk, "-bf", "0", "-g", gop, "-threads", "1",
+			"-x264-params", "aud=1:repeat-headers=1",
+			"-bsf:v", "h264_metadata=level=3.1", "-f", "h264", "pipe:1")
 	case domain.RenditionBaseline:
 		a = append(a, "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
 			"-profile:v", "baseline", "-level:v", "3.1", "-pix_fmt", "yuv420p",
@@ -274,8 +288,11 @@ func Start(cfg Config, r domain.Rendition, in domain.StreamInfo, log *slog.Logge
 		return nil, fmt.Errorf("start %s: %v: %w", cfg.FFmpeg, err, ErrUnavailable)
 	}
 	info := domain.StreamInfo{Video: r.Codec(), Audio: in.Audio, Width: in.Width, Height: in.Height, FPS: in.FPS}
-	if r == domain.RenditionBaseline {
+	if r == domain.RenditionBaseline || r == domain.RenditionWall {
 		info.ProfileLevelID = domain.BaselineProfileLevelID
+	}
+	if r == domain.RenditionWall {
+		info.Width, info.Height = domain.WallSize(in.Width, in.Height)
 	}
 	t := &Transcoder{
 		cfg: cfg, rendition: r, info: info, log: log.With("rendition", string(r)),

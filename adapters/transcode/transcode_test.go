@@ -350,6 +350,33 @@ func TestNoTimestampWarnings(t *testing.T) {
 	}
 }
 
+// The wall rendition scales the picture to domain.WallSize at the wall's
+// bitrate and says so in its Info; its frames are Constrained Baseline.
+func TestWallRendition(t *testing.T) {
+	a, err := args(Config{BitrateBps: 1_500_000, KeyframeInterval: 2 * time.Second, LogLevel: "error"}, domain.RenditionWall,
+		domain.StreamInfo{Video: domain.CodecH264, Width: 1280, Height: 720, FPS: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Join(a, " ")
+	if !strings.Contains(line, "-vf scale=320:180") || !strings.Contains(line, "-b:v 250k") || !strings.Contains(line, "-profile:v baseline") {
+		t.Fatalf("wall arguments %q", line)
+	}
+	needFFmpeg(t, domain.RenditionBaseline)
+	tc, err := Start(Config{}, domain.RenditionWall, domain.StreamInfo{Video: domain.CodecH264, Width: 1280, Height: 720, FPS: 30}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if got := tc.Info(); got.Width != 320 || got.Height != 180 || got.ProfileLevelID != domain.BaselineProfileLevelID {
+		t.Fatalf("wall info %+v", got)
+	}
+	out := run(t, domain.RenditionWall, 40)
+	if len(out) == 0 || !out[0].Keyframe {
+		t.Fatalf("wall rendition made %d frames", len(out))
+	}
+}
+
 // TestKeyframeOnRequest: a viewer's PLI, passed to RequestKeyframe, makes
 // the rendition's frame for the next source picture a keyframe — on a
 // source whose own GOP is longer than the test — instead of leaving the

@@ -177,7 +177,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		// With Redis, the demo device is owned by demo.owner, or by
 		// whichever instance claims it first when that is empty.
 		claim := cfg.Demo.Owner == "" || cfg.Demo.Owner == instance
-		sources = append(sources, app.Source{Screen: d, Input: d, Claim: claim})
+		sources = append(sources, app.Source{Screen: d, Input: d, Keyframes: d, Claim: claim})
 	}
 
 	var adbSrc *adb.Source
@@ -211,7 +211,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 			return fmt.Errorf("adb source: %w", err)
 		}
 		// With Redis, an instance may own the devices its own adb server sees.
-		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Files: adbSrc, Clipboard: adbSrc, Claim: true})
+		sources = append(sources, app.Source{Screen: adbSrc, Input: adbSrc, Files: adbSrc, Clipboard: adbSrc, Claim: true, Secondary: true})
 	}
 
 	transport, err := rtc.New(rtc.Config{
@@ -279,6 +279,8 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 		Sources:     sources,
 		Transport:   transport,
 		Transcoders: transcoders,
+		Stills:      transcode.NewStills(cfg.Transcode.FFmpeg, 0),
+		Walls:       transport,
 		OwnerLimit:  be.ownerLimit,
 		GlobalLimit: be.globalLimit,
 		Healthy:     be.healthy,
@@ -365,6 +367,7 @@ func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) e
 			Farm:       farm,
 			Admins:     cfg.Farm.Admins,
 			Recordings: recordings(recorder),
+			Walls:      walls{svc},
 		}, svc, log.With("component", "http"))
 		if tel != nil && cfg.Metrics.Addr == "" {
 			// With API keys, scrapers present one like any REST client.
@@ -638,4 +641,15 @@ func recordings(r *app.Recorder) httpapi.Recordings {
 		return nil
 	}
 	return r
+}
+
+// walls opens the service's device walls for the HTTP adapter.
+type walls struct{ svc *app.Service }
+
+func (w walls) OpenWall(ctx context.Context, id string, visible func(context.Context, domain.Device) bool, notify func(domain.WallEvent)) (httpapi.WallConn, error) {
+	wall, err := w.svc.OpenWall(ctx, app.WallOptions{ID: id, Visible: visible, Notify: notify})
+	if err != nil {
+		return nil, err
+	}
+	return wall, nil
 }

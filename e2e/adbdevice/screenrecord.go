@@ -140,6 +140,7 @@ func parseBitRate(s string) (int64, bool) {
 func (d *Device) screenrecord(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rec := Recording{Args: append([]string(nil), args...), TimeLimit: maxTimeLimit * time.Second}
 	format := "mp4"
+	var sizeW, sizeH int
 	var file string
 	files := 0
 	for i := 0; i < len(args); i++ {
@@ -183,6 +184,7 @@ func (d *Device) screenrecord(ctx context.Context, args []string, stdout, stderr
 				return 2
 			}
 			rec.Size = v
+			sizeW, sizeH = wi, hi
 		case "bit-rate":
 			v, ok := value()
 			if !ok {
@@ -243,6 +245,26 @@ func (d *Device) screenrecord(ctx context.Context, args []string, stdout, stderr
 		fmt.Fprintln(stderr, "ERROR: can only write to stdout with --output-format=h264")
 		return 2
 	}
+	c := d.clip
+	if d.Fault(FaultRotated) && d.rclip != nil {
+		c = d.rclip
+	}
+	if sizeW > 0 {
+		// The encoder makes pictures of the asked size, or refuses to
+		// configure (the real one's message; it retries at 720p only
+		// when no --size was given).
+		if !encoderTakes(sizeW, sizeH) {
+			fmt.Fprintf(stderr, "ERROR: unable to configure video/avc codec at %dx%d (err=-2147483648)\n", sizeW, sizeH)
+			return 1
+		}
+		sc, err := scaledClip(c, sizeW, sizeH, rec.BitRate)
+		if err != nil {
+			fmt.Fprintf(stderr, "ERROR: unable to configure video/avc codec at %dx%d (err=-2147483648)\n", sizeW, sizeH)
+			fmt.Fprintf(stderr, "emulator: %v\n", err)
+			return 1
+		}
+		c = sc
+	}
 	if d.opts.RecordStartDelay > 0 {
 		select {
 		case <-ctx.Done():
@@ -265,10 +287,6 @@ func (d *Device) screenrecord(ctx context.Context, args []string, stdout, stderr
 	var buf bytes.Buffer
 	if file != "-" {
 		out = &buf
-	}
-	c := d.clip
-	if d.Fault(FaultRotated) && d.rclip != nil {
-		c = d.rclip
 	}
 	d.stream(ctx, c, rec.Started, rec.TimeLimit, out)
 	if file != "-" {

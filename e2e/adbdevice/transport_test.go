@@ -304,6 +304,9 @@ func TestScreenrecordFlags(t *testing.T) {
 		{"--output-format=h264", "Must specify output file", 2},
 		{"--frobnicate -", "Unknown option", 2},
 		{"-", "only write to stdout with --output-format=h264", 2},
+		{"--size 0x360 -", "Invalid size", 2},
+		{"--size 321x180 --output-format=h264 -", "unable to configure video/avc codec at 321x180", 1},
+		{"--size 8192x4608 --output-format=h264 -", "unable to configure video/avc codec", 1},
 	}
 	for _, tt := range tests {
 		out, _, _ := c.exchange("shell,v2,raw:screenrecord " + tt.args)
@@ -322,6 +325,11 @@ func TestScreenrecordFlags(t *testing.T) {
 	r := d.Recordings()
 	if len(r) != 1 || r[0].BitRate != 4_000_000 || r[0].Size != "640x360" || r[0].TimeLimit != time.Second {
 		t.Fatalf("recordings %+v", r)
+	}
+	// The file holds pictures of the asked size, not the display's.
+	sc, err := parseClip(d.Files()["/sdcard/a.mp4"].Data)
+	if err != nil || sc.width != 640 || sc.height != 360 {
+		t.Fatalf("recorded %dx%d, %v; want 640x360", sc.width, sc.height, err)
 	}
 }
 
