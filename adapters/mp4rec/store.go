@@ -1,7 +1,8 @@
 // Package mp4rec stores recordings of device streams as fragmented MP4
 // files, muxed by bluenviron/mediacommon's fmp4 package: H.264 passed
-// through as the capture sends it (SPS/PPS of the first keyframe in avcC)
-// and Opus when the stream has it.
+// through as the capture sends it (SPS/PPS of the first keyframe in avcC,
+// and every keyframe's own in-band, so a decoder follows a rotation) and
+// Opus when the stream has it.
 //
 // Each recording is two files in one directory, named only from its id
 // (16 hex digits the service chose): <id>.mp4 and <id>.json (its

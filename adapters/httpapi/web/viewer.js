@@ -118,6 +118,7 @@
     for (const b of document.querySelectorAll('[data-action], [data-control]')) b.disabled = session.role !== 'controller';
     window.mediasvc.session = session;
     connect(session);
+    loadRecordings();
   }
 
   function connect(session) {
@@ -495,6 +496,59 @@
       setTimeout(() => URL.revokeObjectURL(a.href), 10000);
     } catch (err) { show($('#player-msg'), 'Screenshot failed: ' + err.message); }
   });
+  // ---- recordings: start/stop and the device's last few, to download ----
+  const recPath = () => '/api/v1/devices/' + encodeURIComponent(state.device) + '/recordings';
+  async function authedFetch(path, opts) {
+    const headers = {};
+    if (apiKey()) headers.Authorization = 'Bearer ' + apiKey();
+    return fetch(withToken(path), Object.assign({ headers }, opts || {}));
+  }
+  async function loadRecordings() {
+    if (!state.device) return;
+    let res;
+    try { res = await authedFetch(recPath()); } catch (_) { return; }
+    if (!res.ok) { $('#rec').hidden = true; $('#recs').hidden = true; return; } // recordings off, or not ours to see
+    const recs = ((await res.json()).recordings || []).slice(-5).reverse();
+    state.recording = recs.some((r) => r.state === 'recording');
+    const b = $('#rec');
+    b.hidden = state.role !== 'controller';
+    b.textContent = state.recording ? 'Stop recording' : 'Record';
+    const ul = $('#rec-list');
+    ul.replaceChildren();
+    for (const r of recs) {
+      const li = document.createElement('li');
+      const label = new Date(r.started_at).toLocaleTimeString() + ' · ' + (r.duration_seconds || 0).toFixed(1) + ' s · ' +
+        Math.round((r.bytes || 0) / 1024) + ' KiB' + (r.state === 'recording' ? ' · recording' : '');
+      if (r.state === 'recording') { li.textContent = label; } else {
+        const a = document.createElement('a');
+        a.href = '#'; a.textContent = label; a.dataset.file = r.file_url; a.dataset.id = r.id;
+        li.append(a);
+      }
+      ul.append(li);
+    }
+    $('#recs').hidden = recs.length === 0;
+    $('#recs').querySelector('summary').textContent = 'Recordings (' + recs.length + ')';
+  }
+  $('#rec').addEventListener('click', async () => {
+    const res = await authedFetch(recPath(), { method: state.recording ? 'DELETE' : 'POST' }).catch((err) => ({ ok: false, statusText: err.message, json: async () => ({}) }));
+    if (!res.ok) show($('#player-msg'), 'Recording: ' + ((await res.json().catch(() => ({}))).error?.message || res.statusText));
+    loadRecordings();
+  });
+  $('#rec-list').addEventListener('click', async (e) => {
+    const a = e.target.closest('a[data-file]');
+    if (!a) return;
+    e.preventDefault();
+    try {
+      const res = await authedFetch(a.dataset.file);
+      if (!res.ok) throw new Error(res.statusText);
+      const link = document.createElement('a');
+      link.href = URL.createObjectURL(await res.blob());
+      link.download = state.device.replace(/[^A-Za-z0-9._-]/g, '_') + '-' + a.dataset.id + '.mp4';
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    } catch (err) { show($('#player-msg'), 'Download failed: ' + err.message); }
+  });
+
   // upload streams f to …/files (or …/apps for an .apk) with a progress bar.
   function upload(f) {
     if (!f || !state.device || state.role !== 'controller') return;
