@@ -410,3 +410,43 @@ func TestScrcpyDeviceMessagesDropWhenQueueFull(t *testing.T) {
 		t.Fatalf("no drop warning in %q", logs.String())
 	}
 }
+
+// TestShellInputScrollMotionevent: `input scroll` and `input motionevent`
+// take what AOSP's InputShellCommand takes (runScroll: X Y for a pointer
+// source, --axis NAME,VALUE options; runMotionEvent: X Y after DOWN, MOVE
+// and UP, optional after CANCEL) and refuse the rest with status 1.
+func TestShellInputScrollMotionevent(t *testing.T) {
+	d, err := New(Options{SDK: 34})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line, ok := range map[string]bool{
+		"input mouse scroll 10 20 --axis VSCROLL,-1":  true,
+		"input mouse scroll 10 20":                    true,
+		"input scroll --axis SCROLL,2.5":              true, // rotary encoder: no position
+		"input mouse scroll --axis VSCROLL,1":         false,
+		"input mouse scroll 10":                       false,
+		"input mouse scroll x 20":                     false,
+		"input mouse scroll 10 20 --axis":             false,
+		"input mouse scroll 10 20 --axis VSCROLL":     false,
+		"input mouse scroll 10 20 --axis VSCROLL,1,2": false,
+		"input mouse scroll 10 20 --axis X,1":         false,
+		"input mouse scroll 10 20 --axis VSCROLL,up":  false,
+		"input mouse scroll 10 20 --speed 3":          false,
+		"input touchscreen motionevent DOWN 10 20":    true,
+		"input touchscreen motionevent move 10 20":    true,
+		"input touchscreen motionevent CANCEL":        true,
+		"input touchscreen motionevent CANCEL 1 2":    true,
+		"input touchscreen motionevent UP 10":         false,
+		"input touchscreen motionevent DOWN 10 y":     false,
+		"input touchscreen motionevent HOVER 10 20":   false,
+		"input touchscreen motionevent":               false,
+		"input rotaryencoder scroll --axis SCROLL,1":  true,
+		"input touchscreen motionevent CANCEL 1 two":  false,
+	} {
+		var out bytes.Buffer
+		if code := d.runLine(context.Background(), line, nil, &out, &out); (code == 0) != ok {
+			t.Errorf("%q: status %d (%q), want accepted=%v", line, code, out.String(), ok)
+		}
+	}
+}

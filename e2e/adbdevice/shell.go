@@ -260,7 +260,7 @@ var inputArgs = map[string][2]int{
 	"text":           {1, -1},
 	"press":          {0, 0},
 	"roll":           {2, 2},
-	"motionevent":    {3, 3},
+	"motionevent":    {1, -1},
 	"keycombination": {2, -1},
 	"scroll":         {0, -1},
 }
@@ -271,7 +271,12 @@ var scrollAxes = map[string]bool{"SCROLL": true, "HSCROLL": true, "VSCROLL": tru
 var inputSources = map[string]bool{
 	"keyboard": true, "mouse": true, "joystick": true, "touchnavigation": true, "touchpad": true,
 	"trackball": true, "stylus": true, "dpad": true, "gesture": true, "touchscreen": true, "gamepad": true,
+	"rotaryencoder": true,
 }
+
+// pointerSources are the sources of SOURCE_CLASS_POINTER: `input scroll`
+// reads X and Y first for them.
+var pointerSources = map[string]bool{"touchscreen": true, "mouse": true, "stylus": true}
 
 // input records a well-formed input command as its words after "input"
 // joined by spaces, and rejects a malformed one as the real input does
@@ -282,8 +287,9 @@ func (d *Device) input(ctx context.Context, args []string, stdout, stderr io.Wri
 		return 1
 	}
 	rest := args
+	source := ""
 	if len(rest) > 0 && inputSources[rest[0]] {
-		rest = rest[1:]
+		source, rest = rest[0], rest[1:]
 	}
 	if len(rest) >= 2 && rest[0] == "-d" {
 		rest = rest[2:]
@@ -310,36 +316,63 @@ func (d *Device) input(ctx context.Context, args []string, stdout, stderr io.Wri
 			}
 		}
 	case "scroll":
-		// Android 13+: [X Y] for pointer sources (mouse, …), then
-		// --axis NAME,VALUE pairs.
+		// Android 13+ (InputShellCommand.runScroll): X and Y for a pointer
+		// source (mouse, stylus, touchscreen; the default source is the
+		// rotary encoder, which takes none), then options until the first
+		// word that is not one: --axis SCROLL|HSCROLL|VSCROLL,VALUE.
 		pos := cargs
-		for len(pos) > 0 && pos[0] != "--axis" {
-			pos = pos[1:]
-		}
-		coords := cargs[:len(cargs)-len(pos)]
-		if len(coords) != 0 && len(coords) != 2 {
-			return usage("Invalid arguments for command: scroll")
-		}
-		for _, a := range coords {
-			if _, err := strconv.ParseFloat(a, 32); err != nil {
-				return usage("Invalid arguments for command: scroll")
-			}
-		}
-		for len(pos) > 0 {
+		if pointerSources[source] {
 			if len(pos) < 2 {
-				return usage("--axis needs AXIS,VALUE")
+				return usage("Argument expected after \"scroll\"")
+			}
+			for _, a := range pos[:2] {
+				if _, err := strconv.ParseFloat(a, 32); err != nil {
+					return usage("Invalid arguments for command: scroll")
+				}
+			}
+			pos = pos[2:]
+		}
+		for len(pos) > 0 && strings.HasPrefix(pos[0], "-") {
+			if pos[0] != "--axis" {
+				return usage("Unsupported option: " + pos[0])
+			}
+			if len(pos) < 2 {
+				return usage("Argument expected after \"--axis\"")
 			}
 			axis, v, ok := strings.Cut(pos[1], ",")
-			if _, err := strconv.ParseFloat(v, 32); !ok || err != nil || !scrollAxes[axis] {
-				return usage("Invalid axis: " + pos[1])
+			if !ok || strings.Contains(v, ",") {
+				return usage("Invalid --axis option value: " + pos[1])
+			}
+			if !scrollAxes[axis] {
+				return usage("Unsupported axis: AXIS_" + axis)
+			}
+			if _, err := strconv.ParseFloat(v, 32); err != nil {
+				return usage("Invalid arguments for command: scroll")
 			}
 			pos = pos[2:]
 		}
 	case "motionevent":
+		// runMotionEvent: DOWN, MOVE and UP need X and Y; CANCEL takes
+		// them or not. Words past them are never read.
+		coords := cargs[1:]
 		switch strings.ToUpper(cargs[0]) {
-		case "DOWN", "UP", "MOVE", "CANCEL":
+		case "DOWN", "UP", "MOVE":
+			if len(coords) < 2 {
+				return usage("Argument expected after \"" + cargs[0] + "\"")
+			}
+		case "CANCEL":
+			if len(coords) < 2 {
+				coords = nil
+			}
 		default:
-			return usage("Unknown motionevent action: " + cargs[0])
+			return usage("Unknown action: " + cargs[0])
+		}
+		if len(coords) >= 2 {
+			for _, a := range coords[:2] {
+				if _, err := strconv.ParseFloat(a, 32); err != nil {
+					return usage("Invalid arguments for command: motionevent")
+				}
+			}
 		}
 	}
 	if d.opts.InputDelay > 0 {
