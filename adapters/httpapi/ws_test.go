@@ -542,6 +542,13 @@ func TestWebSocketHandlerQueueFullIsBusy(t *testing.T) {
 	msgs, readErr := readInBackground(c, 256)
 	const extra = 10
 	sendMsg(t, c, `{"type":"input","action":"tap","x":1,"y":1}`) // stuck
+	// Only once the handler is inside the stuck call is the queue empty;
+	// before that the stuck message itself may still hold a slot.
+	for deadline := time.Now().Add(10 * time.Second); inputs.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first input never reached the service")
+		}
+	}
 	for i := 0; i < wsInQueue+extra; i++ {
 		sendMsg(t, c, `{"type":"input","action":"tap","x":2,"y":2}`)
 	}
