@@ -69,12 +69,14 @@ func (c *controlProbe) socket(ctx context.Context, hc *http.Client, o options, i
 	}
 	defer ws.Close(websocket.StatusNormalClosure, "done")
 	replies := make(chan time.Time, 4)
+	var readErr error // set before replies is closed
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		for {
 			_, b, err := ws.Read(rctx)
 			if err != nil {
+				readErr = err
 				close(replies)
 				return
 			}
@@ -101,7 +103,10 @@ func (c *controlProbe) socket(ctx context.Context, hc *http.Client, o options, i
 			select {
 			case got, ok := <-replies:
 				if !ok {
-					err = fmt.Errorf("control socket closed")
+					// The service counts a viewer's refused input as a bad
+					// message and closes the socket past ws.max_bad_messages;
+					// a control run needs that raised on the server.
+					err = fmt.Errorf("control socket closed by the server (raise ws.max_bad_messages for -control runs): %w", readErr)
 				} else {
 					c.mu.Lock()
 					c.rtts = append(c.rtts, got.Sub(sent))

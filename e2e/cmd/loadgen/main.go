@@ -135,7 +135,7 @@ func run() error {
 	flag.BoolVar(&o.jsonOut, "json", false, "print the report as JSON too")
 	flag.IntVar(&o.sample, "sample", 10, "every n-th viewer depacketizes fully and reads frame ages")
 	flag.StringVar(&o.apiKey, "api-key", "", "API key (bearer), if the service requires one")
-	flag.IntVar(&o.control, "control", 0, "also open this many control-only WebSockets (viewer sessions, no media) that time an input's answer")
+	flag.IntVar(&o.control, "control", 0, "also open this many control-only WebSockets (viewer sessions, no media) that time an input's answer; each answer is a refusal, so run the server with ws.max_bad_messages above inputs per socket")
 	flag.DurationVar(&o.ctlEvery, "control-interval", 200*time.Millisecond, "how often each control socket sends an input")
 	flag.IntVar(&o.devices, "devices", 0, "device-farm mode: start a private adb server with this many emulated devices and -server on it; -viewers is then per device")
 	flag.StringVar(&o.server, "server", "", "with -devices: the mediasvc binary to start (its pid is sampled)")
