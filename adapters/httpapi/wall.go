@@ -200,18 +200,8 @@ func (c *wallSocket) notify(ev domain.WallEvent) {
 
 // handleWallSocket is GET /api/v1/walls/{id}/ws?token=….
 func (s *Server) handleWallSocket(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "id")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if !s.originAllowed(r) {
-		s.writeError(w, r, errorf(http.StatusForbidden, "forbidden_origin", "origin %.100q is not allowed", r.Header.Get("Origin")))
-		return
-	}
-	token := r.URL.Query().Get("token")
-	if token == "" {
-		s.writeError(w, r, errorf(http.StatusUnauthorized, "unauthorized", "missing wall token"))
+	id, token, ok := s.socketRequest(w, r, "wall")
+	if !ok {
 		return
 	}
 	p, err := s.takeWall(id, token)

@@ -168,19 +168,30 @@ func (c *socket) abort() {
 	}
 }
 
-func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
+// socketRequest reads a WebSocket upgrade's path id and ?token=, refusing
+// a bad id (400), a foreign Origin (403) and a missing token (401, naming
+// the kind of token); ok is false when it has answered.
+func (s *Server) socketRequest(w http.ResponseWriter, r *http.Request, kind string) (id, token string, ok bool) {
 	id, err := pathID(r, "id")
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+		return "", "", false
 	}
 	if !s.originAllowed(r) {
 		s.writeError(w, r, errorf(http.StatusForbidden, "forbidden_origin", "origin %.100q is not allowed", r.Header.Get("Origin")))
-		return
+		return "", "", false
 	}
-	token := r.URL.Query().Get("token")
+	token = r.URL.Query().Get("token")
 	if token == "" {
-		s.writeError(w, r, errorf(http.StatusUnauthorized, "unauthorized", "missing session token"))
+		s.writeError(w, r, errorf(http.StatusUnauthorized, "unauthorized", "missing %s token", kind))
+		return "", "", false
+	}
+	return id, token, true
+}
+
+func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
+	id, token, ok := s.socketRequest(w, r, "session")
+	if !ok {
 		return
 	}
 	s.mu.Lock()
