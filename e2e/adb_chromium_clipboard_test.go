@@ -5,8 +5,6 @@ package e2e
 import (
 	"context"
 	"net/url"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -25,13 +23,7 @@ func TestChromiumDeviceClipboard(t *testing.T) {
 	srv := adbdevice.StartTestServer(t)
 	d := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_7"})
 	d.EnableScrcpy("")
-	jar := filepath.Join(t.TempDir(), "scrcpy-server-v3.3.4")
-	if err := os.WriteFile(jar, []byte("not really a jar"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	in := startInstance(t, adbConfig(srv).
-		set("adb", "backend", "scrcpy").
-		set("adb", "scrcpy", map[string]any{"server": jar, "version": adbdevice.ScrcpyVersion, "audio": false}))
+	in := startInstance(t, scrcpyConfig(t, srv, map[string]any{"audio": false}))
 	waitDevices(t, in, 5*time.Second, "device online", func(ds map[string]adbDevice) bool { return ds[d.Serial()].Width > 0 })
 
 	bctx := startChromium(t)

@@ -12,8 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,14 +30,8 @@ func TestADBScrcpyControls(t *testing.T) {
 	srv := adbdevice.StartTestServer(t)
 	d := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_7"})
 	d.EnableScrcpy("")
-	jar := filepath.Join(t.TempDir(), "scrcpy-server-v3.3.4")
-	if err := os.WriteFile(jar, []byte("not really a jar"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	in := startInstance(t, adbConfig(srv).
-		set("adb", "backend", "scrcpy").
-		set("adb", "scrcpy", map[string]any{"server": jar, "version": adbdevice.ScrcpyVersion, "stay_awake": true, "max_fps": 30,
-			"video_codec_options": "i-frame-interval=2"}))
+	in := startInstance(t, scrcpyConfig(t, srv, map[string]any{"stay_awake": true, "max_fps": 30,
+		"video_codec_options": "i-frame-interval=2"}))
 	waitDevices(t, in, 5*time.Second, "device online", func(ds map[string]adbDevice) bool { return ds[d.Serial()].Width == 1280 })
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()

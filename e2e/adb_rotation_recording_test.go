@@ -4,9 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,13 +21,7 @@ func TestRecordingAcrossRotation(t *testing.T) {
 	srv := adbdevice.StartTestServer(t)
 	d := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_7"})
 	d.EnableScrcpy("")
-	jar := filepath.Join(t.TempDir(), "scrcpy-server-v3.3.4")
-	if err := os.WriteFile(jar, []byte("not really a jar"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := adbConfig(srv).
-		set("adb", "backend", "scrcpy").
-		set("adb", "scrcpy", map[string]any{"server": jar, "version": adbdevice.ScrcpyVersion, "audio": false}).
+	cfg := scrcpyConfig(t, srv, map[string]any{"audio": false}).
 		set("recordings", "dir", t.TempDir())
 	in := startInstance(t, cfg)
 	waitDevices(t, in, 5*time.Second, "device online", func(ds map[string]adbDevice) bool { return ds[d.Serial()].Width == 1280 })

@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,13 +24,7 @@ func TestADBRotationKeepsInput(t *testing.T) {
 		srv := adbdevice.StartTestServer(t)
 		d := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_7"})
 		d.EnableScrcpy("")
-		jar := filepath.Join(t.TempDir(), "scrcpy-server-v3.3.4")
-		if err := os.WriteFile(jar, []byte("not really a jar"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		in := startInstance(t, adbConfig(srv).
-			set("adb", "backend", "scrcpy").
-			set("adb", "scrcpy", map[string]any{"server": jar, "version": adbdevice.ScrcpyVersion}))
+		in := startInstance(t, scrcpyConfig(t, srv, nil))
 		rotateAndTap(t, in, d, []tapCase{
 			{640, 360, "scrcpy touch down 640 360"},
 		}, []tapCase{

@@ -6,7 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -446,4 +449,18 @@ func TestADBInputRateLimit(t *testing.T) {
 	if len(got) < 3 || len(got) > allowed {
 		t.Errorf("device got %d taps, want 3..%d", len(got), allowed)
 	}
+}
+
+// scrcpyConfig is adbConfig on srv with the scrcpy backend at the pinned
+// version, opts (scrcpy options) over it, and a stand-in server jar: the
+// emulated device checks only that it was pushed.
+func scrcpyConfig(t *testing.T, srv *adbdevice.Server, opts map[string]any) Config {
+	t.Helper()
+	jar := filepath.Join(t.TempDir(), "scrcpy-server-v"+adbdevice.ScrcpyVersion)
+	if err := os.WriteFile(jar, []byte("not really a jar: the emulated device only checks it was pushed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sc := map[string]any{"server": jar, "version": adbdevice.ScrcpyVersion}
+	maps.Copy(sc, opts)
+	return adbConfig(srv).set("adb", "backend", "scrcpy").set("adb", "scrcpy", sc)
 }
