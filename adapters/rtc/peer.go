@@ -380,6 +380,24 @@ func (p *Peer) onCandidate(c *webrtc.ICECandidate) {
 	})
 }
 
+// peerState is the port's name for a connection state; ok is false for
+// the states the port does not report (new, unknown).
+func peerState(cs webrtc.PeerConnectionState) (ps ports.PeerState, ok bool) {
+	switch cs {
+	case webrtc.PeerConnectionStateConnecting:
+		return ports.PeerConnecting, true
+	case webrtc.PeerConnectionStateConnected:
+		return ports.PeerConnected, true
+	case webrtc.PeerConnectionStateDisconnected:
+		return ports.PeerDisconnected, true
+	case webrtc.PeerConnectionStateFailed:
+		return ports.PeerFailed, true
+	case webrtc.PeerConnectionStateClosed:
+		return ports.PeerClosed, true
+	}
+	return "", false
+}
+
 // onState runs on a goroutine pion starts per change, so changes can race;
 // it reports the connection's current state, deduplicated, in order.
 func (p *Peer) onState(webrtc.PeerConnectionState) {
@@ -389,22 +407,12 @@ func (p *Peer) onState(webrtc.PeerConnectionState) {
 	if pc == nil {
 		return
 	}
-	cs := pc.ConnectionState()
-	var ps ports.PeerState
-	switch cs {
-	case webrtc.PeerConnectionStateConnecting:
-		ps = ports.PeerConnecting
-	case webrtc.PeerConnectionStateConnected:
-		ps = ports.PeerConnected
-		p.startSender()
-	case webrtc.PeerConnectionStateDisconnected:
-		ps = ports.PeerDisconnected
-	case webrtc.PeerConnectionStateFailed:
-		ps = ports.PeerFailed
-	case webrtc.PeerConnectionStateClosed:
-		ps = ports.PeerClosed
-	default:
+	ps, ok := peerState(pc.ConnectionState())
+	if !ok {
 		return
+	}
+	if ps == ports.PeerConnected {
+		p.startSender()
 	}
 	if ps == p.lastState {
 		return

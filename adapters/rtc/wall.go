@@ -413,26 +413,17 @@ func (w *Wall) onCandidate(c *webrtc.ICECandidate) {
 func (w *Wall) onState(webrtc.PeerConnectionState) {
 	w.stateMu.Lock()
 	defer w.stateMu.Unlock()
-	var ps ports.PeerState
-	switch w.pc.ConnectionState() {
-	case webrtc.PeerConnectionStateConnecting:
-		ps = ports.PeerConnecting
-	case webrtc.PeerConnectionStateConnected:
-		ps = ports.PeerConnected
+	ps, ok := peerState(w.pc.ConnectionState())
+	if !ok {
+		return
+	}
+	if ps == ports.PeerConnected {
 		w.mu.Lock()
 		w.connected = true
 		for _, tl := range w.tiles {
 			tl.p.startSender()
 		}
 		w.mu.Unlock()
-	case webrtc.PeerConnectionStateDisconnected:
-		ps = ports.PeerDisconnected
-	case webrtc.PeerConnectionStateFailed:
-		ps = ports.PeerFailed
-	case webrtc.PeerConnectionStateClosed:
-		ps = ports.PeerClosed
-	default:
-		return
 	}
 	if ps == w.lastState {
 		return
