@@ -78,7 +78,11 @@ func (s *Server) farmRoutes(r chi.Router) {
 // admin role on d (every caller does without authentication) or its
 // subject is in Config.Admins.
 func (s *Server) actor(r *http.Request, d domain.DeviceID) domain.Actor {
-	p := principal(r)
+	return s.actorOf(principal(r), d)
+}
+
+// actorOf is principal p acting on device d (see actor).
+func (s *Server) actorOf(p domain.Principal, d domain.DeviceID) domain.Actor {
 	return domain.Actor{Subject: p.Subject, Admin: p.AdminOf(d) || slices.Contains(s.cfg.Admins, p.Subject)}
 }
 

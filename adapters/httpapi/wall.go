@@ -10,7 +10,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -209,15 +208,12 @@ func (s *Server) handleWallSocket(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.mu.Lock()
-	if s.draining {
-		s.mu.Unlock()
-		s.writeError(w, r, domain.ErrDraining)
+	done, err := s.enterSocket()
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
+	defer done()
 
 	sock := &wallSocket{srv: s, log: s.log.With("wall", id), send: make(chan []byte, wallSendQueue), quit: make(chan struct{})}
 	visible := func(ctx context.Context, d domain.Device) bool {
@@ -227,8 +223,7 @@ func (s *Server) handleWallSocket(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.Farm == nil {
 			return true
 		}
-		who := domain.Actor{Subject: p.Subject, Admin: p.AdminOf(d.ID) || slices.Contains(s.cfg.Admins, p.Subject)}
-		return s.cfg.Farm.Visible(ctx, who, d.ID)
+		return s.cfg.Farm.Visible(ctx, s.actorOf(p, d.ID), d.ID)
 	}
 	cctx, ccancel := s.serviceContext(r)
 	wall, err := s.cfg.Walls.OpenWall(cctx, id, visible, sock.notify)

@@ -189,20 +189,29 @@ func (s *Server) socketRequest(w http.ResponseWriter, r *http.Request, kind stri
 	return id, token, true
 }
 
+// enterSocket counts a socket handler in, for the drain to wait on, and
+// returns its done; while draining it returns domain.ErrDraining.
+func (s *Server) enterSocket() (done func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return nil, domain.ErrDraining
+	}
+	s.wg.Add(1)
+	return s.wg.Done, nil
+}
+
 func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	id, token, ok := s.socketRequest(w, r, "session")
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	if s.draining {
-		s.mu.Unlock()
-		s.writeError(w, r, domain.ErrDraining)
+	done, err := s.enterSocket()
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
+	defer done()
 
 	sock := newSocket(s, domain.SessionID(id))
 	cctx, ccancel := s.serviceContext(r)
