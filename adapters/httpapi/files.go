@@ -13,25 +13,21 @@ import (
 // handleScreenshot answers GET /api/v1/devices/{id}/screenshot with a PNG
 // of the device's screen, for anyone who may view it.
 func (s *Server) handleScreenshot(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "id")
+	dev, err := pathDevice(r, domain.RoleViewer)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := principal(r).CanOpen(domain.DeviceID(id), domain.RoleViewer); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	ctx, cancel := s.serviceContext(r)
 	defer cancel()
-	png, err := s.svc.Screenshot(ctx, domain.DeviceID(id))
+	png, err := s.svc.Screenshot(ctx, dev)
 	if err != nil {
 		if errors.Is(err, domain.ErrUnavailable) && !errors.Is(err, domain.ErrDeviceUnavailable) {
 			// Say what is missing without leaking the server's paths;
 			// the log has the detail.
-			s.log.Warn("screenshot unavailable", "device_id", id, "err", err)
+			s.log.Warn("screenshot unavailable", "device_id", dev, "err", err)
 			err = errorf(http.StatusServiceUnavailable, "unavailable",
-				"no screenshot of %.100q: this server cannot decode the device's picture (ffmpeg missing, failing or too slow)", id)
+				"no screenshot of %.100q: this server cannot decode the device's picture (ffmpeg missing, failing or too slow)", dev)
 		}
 		s.writeError(w, r, err)
 		return
@@ -40,6 +36,19 @@ func (s *Server) handleScreenshot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", strconv.Itoa(len(png)))
 	_, _ = w.Write(png)
+}
+
+// pathDevice is the device named by the path's {id}, when the request's
+// principal may open it in role; errors as pathID and CanOpen.
+func pathDevice(r *http.Request, role domain.Role) (domain.DeviceID, error) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return "", err
+	}
+	if err := principal(r).CanOpen(domain.DeviceID(id), role); err != nil {
+		return "", err
+	}
+	return domain.DeviceID(id), nil
 }
 
 // uploadResponse is the body of a successful upload.
@@ -56,12 +65,8 @@ type uploadResponse struct {
 // filename. Only a principal who may control the device may upload.
 func (s *Server) handleUpload(apk bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r, "id")
+		dev, err := pathDevice(r, domain.RoleController)
 		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := principal(r).CanOpen(domain.DeviceID(id), domain.RoleController); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -79,7 +84,6 @@ func (s *Server) handleUpload(apk bool) http.HandlerFunc {
 		}
 		body := http.MaxBytesReader(w, r.Body, size)
 		ctx := r.Context() // an upload takes as long as its body does
-		dev := domain.DeviceID(id)
 		if apk {
 			err := s.guardUpload(r, dev, domain.AuditInstall, fmt.Sprintf("%d bytes", size), func() error {
 				return s.svc.InstallAPK(ctx, dev, body, size)

@@ -67,19 +67,14 @@ func recordingID(r *http.Request) (domain.RecordingID, error) {
 // handleStartRecording answers POST /api/v1/devices/{id}/recordings for
 // a principal who may control the device: 201 with the recording.
 func (s *Server) handleStartRecording(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "id")
+	dev, err := pathDevice(r, domain.RoleController)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	p := principal(r)
-	if err := p.CanOpen(domain.DeviceID(id), domain.RoleController); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	ctx, cancel := s.serviceContext(r)
 	defer cancel()
-	rec, err := s.cfg.Recordings.Start(ctx, domain.DeviceID(id), p.Subject)
+	rec, err := s.cfg.Recordings.Start(ctx, dev, principal(r).Subject)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -92,18 +87,14 @@ func (s *Server) handleStartRecording(w http.ResponseWriter, r *http.Request) {
 // handleStopRecording answers DELETE /api/v1/devices/{id}/recordings:
 // the device's running recording ends and is returned.
 func (s *Server) handleStopRecording(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "id")
+	dev, err := pathDevice(r, domain.RoleController)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := principal(r).CanOpen(domain.DeviceID(id), domain.RoleController); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	ctx, cancel := s.serviceContext(r)
 	defer cancel()
-	rec, err := s.cfg.Recordings.Stop(ctx, domain.DeviceID(id))
+	rec, err := s.cfg.Recordings.Stop(ctx, dev)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -118,16 +109,12 @@ func (s *Server) handleListRecordings(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	var only domain.DeviceID
 	if chi.URLParam(r, "id") != "" {
-		id, err := pathID(r, "id")
+		dev, err := pathDevice(r, domain.RoleViewer)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := p.CanOpen(domain.DeviceID(id), domain.RoleViewer); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		only = domain.DeviceID(id)
+		only = dev
 	}
 	ctx, cancel := s.serviceContext(r)
 	defer cancel()
