@@ -173,6 +173,11 @@ func startFirefox(t *testing.T) *firefox {
 		_ = conn.Close(websocket.StatusNormalClosure, "")
 		<-ff.done
 	})
+	t.Cleanup(func() { // runs first: the page's console of a failed test
+		if t.Failed() {
+			t.Logf("page console:\n%s", joinLogs(ff.consoleLogs()))
+		}
+	})
 	if _, err := ff.call(ctx, "session.new", map[string]any{"capabilities": map[string]any{}}); err != nil {
 		t.Fatalf("session.new: %v", err)
 	}

@@ -84,12 +84,7 @@ type browserStats struct {
 // (its controls, no console error).
 func TestFirefoxPlaysDemoVP8(t *testing.T) {
 	in := startInstance(t, nil)
-	ff := startFirefox(t)
-	defer func() {
-		if t.Failed() {
-			t.Logf("page console:\n%s", joinLogs(ff.consoleLogs()))
-		}
-	}()
+	ff := startFirefox(t) // logs the page console if the test fails
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -223,12 +218,7 @@ func TestFirefoxPlaysADBDevice(t *testing.T) {
 	d := adbdevice.PlugTestDevice(t, srv, adbdevice.Options{Model: "Pixel_7"})
 	in := startInstance(t, adbConfig(srv))
 	waitDevices(t, in, 5*time.Second, "device online", func(ds map[string]adbDevice) bool { return ds[d.Serial()].Width > 0 })
-	ff := startFirefox(t)
-	defer func() {
-		if t.Failed() {
-			t.Logf("page console:\n%s", joinLogs(ff.consoleLogs()))
-		}
-	}()
+	ff := startFirefox(t) // logs the page console if the test fails
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := ff.navigate(ctx, in.Base+"/?device="+url.QueryEscape(d.Serial())); err != nil {

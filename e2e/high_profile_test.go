@@ -66,12 +66,7 @@ func TestHighProfileDevice(t *testing.T) {
 	})
 
 	t.Run("firefox", func(t *testing.T) {
-		ff := startFirefox(t)
-		defer func() {
-			if t.Failed() {
-				t.Logf("page console:\n%s", joinLogs(ff.consoleLogs()))
-			}
-		}()
+		ff := startFirefox(t) // logs the page console if the test fails
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if err := ff.navigate(ctx, page); err != nil {

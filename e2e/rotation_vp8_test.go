@@ -24,12 +24,7 @@ func TestRotationThroughTranscoder(t *testing.T) {
 	in := startInstance(t, scrcpyConfig(t, srv, nil))
 	waitDevices(t, in, 5*time.Second, "device online", func(ds map[string]adbDevice) bool { return ds[d.Serial()].Width == 1280 })
 
-	ff := startFirefox(t)
-	defer func() {
-		if t.Failed() {
-			t.Logf("page console:\n%s", joinLogs(ff.consoleLogs()))
-		}
-	}()
+	ff := startFirefox(t) // logs the page console if the test fails
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := ff.navigate(ctx, in.Base+"/?device="+url.QueryEscape(d.Serial())); err != nil {
