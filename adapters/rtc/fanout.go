@@ -76,7 +76,7 @@ func (t *Transport) newFanout(device domain.DeviceID, info domain.StreamInfo) (*
 		vp8:         vp8Packetizer{mtu: t.cfg.MTU},
 		keyReq:      make(chan struct{}, 1),
 		keyInterval: t.cfg.KeyframeInterval,
-		pool:        newSendPool(t.batch),
+		pool:        newSendPool(t.batch, t.m.frameEgress),
 	}
 	if pl, err := domain.ParseProfileLevelID(info.ProfileLevelID); err == nil && info.Video == domain.CodecH264 {
 		b, _ := hex.DecodeString(pl.ID)
@@ -145,6 +145,7 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 		f.epoch.Store(at.Add(-fr.PTS).UnixNano())
 	}
 	r := f.ring
+	pkts := 0 // a video frame's packets, for its egress time
 	switch fr.Kind {
 	case domain.KindVideo:
 		var key bool
@@ -160,11 +161,13 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 			return fmt.Errorf("write frame to %s: %w", f.device, ErrClosed)
 		}
 		r.setNow(at)
+		head := r.head
 		if f.info.Video == domain.CodecVP8 {
 			f.vp8.push(r, fr.Data, ts, key)
 		} else {
 			f.pkt.pushAU(r, fr.Data, ts, key)
 		}
+		pkts = int(r.head - head)
 		r.commit()
 		r.mu.Unlock()
 	case domain.KindAudio:
@@ -189,7 +192,7 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 	default:
 		return fmt.Errorf("write frame to %s: unknown media kind %d", f.device, fr.Kind)
 	}
-	f.wakeAll()
+	f.wakeAll(at, pkts)
 	return nil
 }
 
@@ -197,9 +200,10 @@ func (f *Fanout) WriteFrame(fr domain.Frame) error {
 // state through the send workers, a chunk of viewers per worker woken
 // (sendpool.go). With batched sockets each worker holds the batch until its
 // chunk is written, so the frame's packets for every viewer queue up and
-// leave together when the last worker is done (see batch.go).
-func (f *Fanout) wakeAll() {
-	f.pool.dispatch(*f.viewers.Load())
+// leave together when the last worker is done (see batch.go). A video
+// frame (pkts > 0) ingested at at is timed to its last lane's end.
+func (f *Fanout) wakeAll(at time.Time, pkts int) {
+	f.pool.dispatch(*f.viewers.Load(), at, pkts)
 }
 
 // rtpTime converts a presentation time to an RTP timestamp at clock Hz,

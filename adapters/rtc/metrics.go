@@ -3,6 +3,7 @@ package rtc
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -28,6 +29,18 @@ type instruments struct {
 	// Viewer budgets (budget.go): RTCP dropped by reason, NACKed packets
 	// not retransmitted.
 	rtcpDropped, retransmitsDropped metric.Int64Counter
+	// A video frame's egress (sendpool.go), recorded once per frame: its
+	// time from ingest to its last lane's end, and that time over the
+	// packets it sent to all viewers.
+	egress, egressPerSend metric.Float64Histogram
+}
+
+// frameEgress records one video frame's egress: d from ingest to the end
+// of its last lane, sends packets in all (packets × viewers).
+func (in *instruments) frameEgress(d time.Duration, sends int) {
+	ctx := context.Background()
+	in.egress.Record(ctx, d.Seconds())
+	in.egressPerSend.Record(ctx, d.Seconds()/float64(sends))
 }
 
 // Precomputed attributes of the budget counters.
@@ -100,6 +113,16 @@ func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64, ud
 	in.rtcpDropped.Add(context.Background(), 0, rtcpDropUnknownSSRC)
 	in.retransmitsDropped.Add(context.Background(), 0)
 	in.keyframeReqs.Add(context.Background(), 0, keyframeThrottled)
+	if in.egress, err = m.Float64Histogram("media_video_frame_egress", metric.WithUnit("s"),
+		metric.WithDescription("Time from a video frame's ingest to its last packet for the last viewer leaving for the kernel, per frame (the fan-out's share of glass-to-glass latency, packetizing included)."),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1)); err != nil {
+		return in, err
+	}
+	if in.egressPerSend, err = m.Float64Histogram("media_video_frame_egress_per_packet", metric.WithUnit("s"),
+		metric.WithDescription("A video frame's egress time over the packets it sent to all its viewers (packets × viewers), per frame: times the cores, comparable to the CPU cost of one sent packet."),
+		metric.WithExplicitBucketBoundaries(0.5e-6, 1e-6, 1.5e-6, 2e-6, 2.5e-6, 3e-6, 3.5e-6, 4e-6, 5e-6, 6e-6, 7e-6, 8e-6, 10e-6, 12e-6, 15e-6, 20e-6, 30e-6, 50e-6, 100e-6, 1e-3)); err != nil {
+		return in, err
+	}
 	frames, err := m.Int64ObservableCounter("media_video_frames_sent", metric.WithDescription("Video frames sent, summed over viewers."))
 	if err != nil {
 		return in, err

@@ -90,4 +90,36 @@ func TestMetricsCountSentMediaAndFeedback(t *testing.T) {
 	if n := firsts.Load(); n != 1 {
 		t.Errorf("OnFirstFrame called %d times", n)
 	}
+	// Each video frame the peer's lane drained is timed once, audio never;
+	// per packet it is the frame's time over its packets (≥ 1 each).
+	n, sum := histogram(t, rd, "media_video_frame_egress")
+	np, sump := histogram(t, rd, "media_video_frame_egress_per_packet")
+	if n < 5 || n > uint64(pu.frames.Load()) || np != n {
+		t.Errorf("egress timed %d frames (per packet %d), %d video frames written", n, np, pu.frames.Load())
+	}
+	if sum <= 0 || sump <= 0 || sump > sum {
+		t.Errorf("egress sum %v s, per packet %v s", sum, sump)
+	}
+}
+
+// histogram returns the count and sum of the float64 histogram name.
+func histogram(t *testing.T, rd *sdkmetric.ManualReader, name string) (uint64, float64) {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := rd.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	var sum float64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Histogram[float64]); ok && m.Name == name {
+				for _, p := range d.DataPoints {
+					n += p.Count
+					sum += p.Sum
+				}
+			}
+		}
+	}
+	return n, sum
 }

@@ -136,11 +136,12 @@ func connect(t *testing.T, tp *Transport, f *Fanout, c *testClient, opts ports.P
 // pump writes a synthetic 100 fps stream (a keyframe every gop frames or on
 // request, 20 ms Opus packets) until stopped.
 type pump struct {
-	f     *Fanout
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	force atomic.Bool
-	key   atomic.Int64 // keyframes written
+	f      *Fanout
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	force  atomic.Bool
+	key    atomic.Int64 // keyframes written
+	frames atomic.Int64 // video frames written
 }
 
 func startPump(t *testing.T, f *Fanout, gop int, honorRequests bool) *pump {
@@ -171,6 +172,7 @@ func startPump(t *testing.T, f *Fanout, gop int, honorRequests bool) *pump {
 			if err := f.WriteFrame(domain.Frame{Kind: domain.KindVideo, Data: testAU(key, map[bool]int{true: 6000, false: 900}[key], byte(i)), PTS: pts, Keyframe: key}); err != nil {
 				return
 			}
+			p.frames.Add(1)
 			if i%2 == 0 {
 				_ = f.WriteFrame(domain.Frame{Kind: domain.KindAudio, Data: []byte{0xfc, 0xff, 0xfe, byte(i)}, PTS: pts, Duration: 20 * time.Millisecond})
 			}

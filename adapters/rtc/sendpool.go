@@ -46,13 +46,32 @@ const minChunk = 32
 
 // sendWorker drains the viewers queued to it.
 type sendWorker struct {
-	mu      sync.Mutex
-	list    []*Peer // queued, each in state schedQueued
-	spare   []*Peer // the other list, reused
-	holds   int     // batch holds taken for list
-	stopped bool
-	wake    chan struct{}
+	mu          sync.Mutex
+	list        []*Peer  // queued, each in state schedQueued
+	spare       []*Peer  // the other list, reused
+	rounds      []*round // the timed frames list's drain completes
+	spareRounds []*round
+	holds       int  // batch holds taken for list
+	busy        bool // in serveAll: a round given now is served by it
+	stopped     bool
+	wake        chan struct{}
 }
+
+// A round times one video frame's way out: from the frame's ingest to the
+// end of the last lane that drained it, whose release of its batch hold
+// flushes the frame's packets to the kernel (unless another stream's lane
+// still holds the batch; the backstop bounds that wait to maxBatchDelay).
+// lanes counts the lanes still to finish, plus one for dispatch itself
+// while it hands the round out.
+type round struct {
+	at    time.Time
+	sends int // packets × viewers dispatched
+	lanes atomic.Int32
+}
+
+// egressFunc receives a timed frame's egress time and how many packets it
+// sent in all (packets × viewers).
+type egressFunc func(d time.Duration, sends int)
 
 // sendPool is a Fanout's send lanes: the writer's own (inline) and the
 // send workers, which start with the first viewer and end with the Fanout.
@@ -63,11 +82,15 @@ type sendPool struct {
 	quit    chan struct{}
 	wg      sync.WaitGroup
 	started atomic.Bool
+
+	egress    egressFunc // nil: frames are not timed
+	roundMu   sync.Mutex
+	freeRound []*round
 }
 
-func newSendPool(g *batchGroup) *sendPool {
+func newSendPool(g *batchGroup, egress egressFunc) *sendPool {
 	n := min(runtime.GOMAXPROCS(0), 4)
-	sp := &sendPool{g: g, quit: make(chan struct{})}
+	sp := &sendPool{g: g, quit: make(chan struct{}), egress: egress}
 	for range n {
 		sp.workers = append(sp.workers, &sendWorker{wake: make(chan struct{}, 1)})
 	}
@@ -103,13 +126,20 @@ func (sp *sendPool) stop() {
 // dispatch queues every viewer that is not being drained to a lane,
 // holding the batch once per lane, and nudges viewers drained by their own
 // goroutine; with fewer than minChunk viewers it drains them itself before
-// it returns. It is called by one goroutine at a time (the Fanout's
-// writer) and does not allocate once the lists have grown.
-func (sp *sendPool) dispatch(viewers []*Peer) {
+// it returns. A frame of pkts packets ingested at at (pkts 0: not timed) is
+// timed to the end of the last lane that drains it. It is called by one
+// goroutine at a time (the Fanout's writer) and does not allocate once the
+// lists have grown.
+func (sp *sendPool) dispatch(viewers []*Peer, at time.Time, pkts int) {
 	n := len(viewers)
 	if n == 0 {
 		return
 	}
+	var r *round
+	if pkts > 0 && sp.egress != nil {
+		r = sp.newRound(at, pkts*n)
+	}
+	took := false // a lane has r
 	inline := n < minChunk || len(sp.workers) == 0
 	nw := 1
 	if !inline {
@@ -124,6 +154,7 @@ func (sp *sendPool) dispatch(viewers []*Peer) {
 		w.mu.Lock()
 		if w.stopped {
 			w.mu.Unlock()
+			sp.handedOut(r, took)
 			return
 		}
 		added := false
@@ -139,6 +170,11 @@ func (sp *sendPool) dispatch(viewers []*Peer) {
 				sp.g.hold()
 			}
 		}
+		if r != nil && (added || w.busy) {
+			r.lanes.Add(1)
+			w.rounds = append(w.rounds, r)
+			took = true
+		}
 		w.mu.Unlock()
 		if added && !inline {
 			select {
@@ -147,9 +183,55 @@ func (sp *sendPool) dispatch(viewers []*Peer) {
 			}
 		}
 	}
+	sp.handedOut(r, took)
 	if inline {
 		sp.serveAll(&sp.inline)
 	}
+}
+
+// newRound returns a round for a frame, from the free list when it can.
+func (sp *sendPool) newRound(at time.Time, sends int) *round {
+	sp.roundMu.Lock()
+	var r *round
+	if n := len(sp.freeRound); n > 0 {
+		r = sp.freeRound[n-1]
+		sp.freeRound = sp.freeRound[:n-1]
+	}
+	sp.roundMu.Unlock()
+	if r == nil {
+		r = &round{}
+	}
+	r.at, r.sends = at, sends
+	r.lanes.Store(1)
+	return r
+}
+
+// handedOut ends dispatch's own part in r (nil: none); a round no lane
+// took (every viewer was catching up on its own goroutine) is not timed.
+func (sp *sendPool) handedOut(r *round, took bool) {
+	if r == nil {
+		return
+	}
+	if !took {
+		r.sends = 0 // nobody else has r
+	}
+	sp.finish(r)
+}
+
+// finish ends one lane's part in r (or dispatch's); the last one records
+// the frame's egress time.
+func (sp *sendPool) finish(r *round) {
+	if r.lanes.Add(-1) != 0 {
+		return
+	}
+	if r.sends > 0 {
+		sp.egress(time.Since(r.at), r.sends)
+	}
+	sp.roundMu.Lock()
+	if len(sp.freeRound) < 64 {
+		sp.freeRound = append(sp.freeRound, r)
+	}
+	sp.roundMu.Unlock()
 }
 
 func (sp *sendPool) loop(w *sendWorker) {
@@ -166,24 +248,37 @@ func (sp *sendPool) loop(w *sendWorker) {
 }
 
 // serveAll drains every viewer queued to w, then releases the holds taken
-// for them, which flushes the frame's batch once every worker is done.
+// for them, which flushes the frame's batch once every worker is done, and
+// ends w's part in the rounds it was given; again while more was queued
+// meanwhile.
 func (sp *sendPool) serveAll(w *sendWorker) {
 	w.mu.Lock()
-	list, holds := w.list, w.holds
-	w.list, w.holds = w.spare[:0], 0
-	w.spare = nil
-	w.mu.Unlock()
-	for i, p := range list {
-		p.serve()
-		list[i] = nil
-	}
-	w.mu.Lock()
-	w.spare = list[:0]
-	w.mu.Unlock()
-	if sp.g != nil {
-		for range holds {
-			sp.g.release()
+	for {
+		if len(w.list) == 0 && len(w.rounds) == 0 {
+			w.busy = false
+			w.mu.Unlock()
+			return
 		}
+		w.busy = true
+		list, holds, rounds := w.list, w.holds, w.rounds
+		w.list, w.holds, w.rounds = w.spare[:0], 0, w.spareRounds[:0]
+		w.spare, w.spareRounds = nil, nil
+		w.mu.Unlock()
+		for i, p := range list {
+			p.serve()
+			list[i] = nil
+		}
+		if sp.g != nil {
+			for range holds {
+				sp.g.release()
+			}
+		}
+		for i, r := range rounds {
+			sp.finish(r)
+			rounds[i] = nil
+		}
+		w.mu.Lock()
+		w.spare, w.spareRounds = list[:0], rounds[:0]
 	}
 }
 

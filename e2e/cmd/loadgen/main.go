@@ -16,12 +16,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -98,28 +100,41 @@ type Report struct {
 	LostPackets        uint64  `json:"lost_packets"`
 	ReceivedPackets    uint64  `json:"received_packets"`
 
-	ServerIdleRSSKiB        uint64   `json:"server_idle_rss_kib,omitempty"`
-	ServerRSSKiB            uint64   `json:"server_rss_kib,omitempty"`
-	ServerRSSPerViewerKiB   float64  `json:"server_rss_per_viewer_kib,omitempty"`
-	ServerMillicores        float64  `json:"server_millicores,omitempty"`
-	ServerMillicoresPerView float64  `json:"server_millicores_per_viewer,omitempty"`
-	ServerUsPerPacket       float64  `json:"server_us_per_packet,omitempty"`
-	ServerRSSPerDeviceKiB   float64  `json:"server_rss_per_device_kib,omitempty"`
-	ServerMillicoresPerDev  float64  `json:"server_millicores_per_device,omitempty"`
-	ServerUsPerSentPacket   float64  `json:"server_us_per_sent_packet,omitempty"`
-	SentPackets             float64  `json:"window_sent_packets,omitempty"`
-	DatagramsPerSendCall    float64  `json:"datagrams_per_send_call,omitempty"`
-	WindowPackets           uint64   `json:"window_packets"`
-	WindowLost              uint64   `json:"window_lost"`
-	ClientMillicores        float64  `json:"client_millicores"`
-	ControlSockets          int      `json:"control_sockets,omitempty"`
-	ControlRTTSamples       int      `json:"control_rtt_samples,omitempty"`
-	ControlRTTP50Ms         float64  `json:"control_rtt_p50_ms,omitempty"`
-	ControlRTTP99Ms         float64  `json:"control_rtt_p99_ms,omitempty"`
-	ControlRTTMaxMs         float64  `json:"control_rtt_max_ms,omitempty"`
-	ControlFailures         int      `json:"control_failures,omitempty"`
-	SteadyWindow            string   `json:"steady_window"`
-	Errors                  []string `json:"errors,omitempty"`
+	ServerIdleRSSKiB        uint64  `json:"server_idle_rss_kib,omitempty"`
+	ServerRSSKiB            uint64  `json:"server_rss_kib,omitempty"`
+	ServerRSSPerViewerKiB   float64 `json:"server_rss_per_viewer_kib,omitempty"`
+	ServerMillicores        float64 `json:"server_millicores,omitempty"`
+	ServerMillicoresPerView float64 `json:"server_millicores_per_viewer,omitempty"`
+	ServerUsPerPacket       float64 `json:"server_us_per_packet,omitempty"`
+	ServerRSSPerDeviceKiB   float64 `json:"server_rss_per_device_kib,omitempty"`
+	ServerMillicoresPerDev  float64 `json:"server_millicores_per_device,omitempty"`
+	ServerUsPerSentPacket   float64 `json:"server_us_per_sent_packet,omitempty"`
+	SentPackets             float64 `json:"window_sent_packets,omitempty"`
+	DatagramsPerSendCall    float64 `json:"datagrams_per_send_call,omitempty"`
+	WindowPackets           uint64  `json:"window_packets"`
+	WindowLost              uint64  `json:"window_lost"`
+	ClientMillicores        float64 `json:"client_millicores"`
+	// The server's own frame egress (media_video_frame_egress): a video
+	// frame's ingest to its last packet leaving for the kernel, steady
+	// window; the bound is the issue's viewers × packets per frame × CPU
+	// per sent packet ÷ cores, and the per-frame ratio is each frame's
+	// egress over its own bound (p99 of egress per packet × cores ÷ CPU
+	// per sent packet).
+	EgressFrames        float64  `json:"server_egress_frames,omitempty"`
+	EgressP50Ms         float64  `json:"server_egress_p50_ms,omitempty"`
+	EgressP99Ms         float64  `json:"server_egress_p99_ms,omitempty"`
+	PacketsPerFrame     float64  `json:"video_packets_per_frame,omitempty"`
+	EgressBoundMs       float64  `json:"server_egress_bound_ms,omitempty"`
+	EgressPerPacketP99  float64  `json:"server_egress_per_packet_p99_us,omitempty"`
+	EgressBoundRatioP99 float64  `json:"server_egress_bound_ratio_p99,omitempty"`
+	ControlSockets      int      `json:"control_sockets,omitempty"`
+	ControlRTTSamples   int      `json:"control_rtt_samples,omitempty"`
+	ControlRTTP50Ms     float64  `json:"control_rtt_p50_ms,omitempty"`
+	ControlRTTP99Ms     float64  `json:"control_rtt_p99_ms,omitempty"`
+	ControlRTTMaxMs     float64  `json:"control_rtt_max_ms,omitempty"`
+	ControlFailures     int      `json:"control_failures,omitempty"`
+	SteadyWindow        string   `json:"steady_window"`
+	Errors              []string `json:"errors,omitempty"`
 }
 
 func run() error {
@@ -146,8 +161,8 @@ func run() error {
 	if o.devices < 0 || o.devices > 500 || o.viewers*max(o.devices, 1) > 5000 {
 		return errors.New("-devices must be 0..500 and viewers in all at most 5000")
 	}
-	if o.viewers < 1 || o.viewers > 5000 {
-		return errors.New("-viewers must be 1..5000")
+	if o.viewers < 0 || o.viewers > 5000 || (o.viewers == 0 && o.control == 0) {
+		return errors.New("-viewers must be 1..5000, or 0 with -control (a control-only probe beside another load generator)")
 	}
 	if o.mode != "whep" && o.mode != "ws" {
 		return errors.New("-mode must be whep or ws")
@@ -288,6 +303,21 @@ func run() error {
 		rep.SentPackets = sent
 		rep.ServerUsPerSentPacket = float64(srvB.CPUTicks-srvA.CPUTicks) / clockTicks * 1e6 / sent
 	}
+	if n := metB["media_video_frame_egress_seconds_count"] - metA["media_video_frame_egress_seconds_count"]; n > 0 {
+		rep.EgressFrames = n
+		rep.EgressP50Ms = 1000 * histQuantile(metA, metB, "media_video_frame_egress_seconds", 0.5)
+		rep.EgressP99Ms = 1000 * histQuantile(metA, metB, "media_video_frame_egress_seconds", 0.99)
+		perPkt := 1e6 * histQuantile(metA, metB, "media_video_frame_egress_per_packet_seconds", 0.99)
+		rep.EgressPerPacketP99 = perPkt
+		frames := metB["media_video_frames_sent_total"] - metA["media_video_frames_sent_total"]
+		vpkts := metB["media_packets_sent_total|kind=video"] - metA["media_packets_sent_total|kind=video"]
+		if frames > 0 && rep.ServerUsPerSentPacket > 0 {
+			cores := float64(runtime.NumCPU())
+			rep.PacketsPerFrame = vpkts / frames
+			rep.EgressBoundMs = float64(rep.Connected) * rep.PacketsPerFrame * rep.ServerUsPerSentPacket / cores / 1000
+			rep.EgressBoundRatioP99 = perPkt * cores / rep.ServerUsPerSentPacket
+		}
+	}
 	if calls := metB["media_udp_send_calls_total"] - metA["media_udp_send_calls_total"]; calls > 0 {
 		rep.DatagramsPerSendCall = (metB["media_udp_datagrams_sent_total"] - metA["media_udp_datagrams_sent_total"]) / calls
 	}
@@ -402,7 +432,7 @@ func run() error {
 			return err
 		}
 	}
-	if rep.Connected == 0 {
+	if rep.Connected == 0 && o.viewers > 0 {
 		return errors.New("no viewer connected")
 	}
 	return nil
@@ -433,20 +463,69 @@ func scrape(hc *http.Client, base, apiKey string) map[string]float64 {
 			continue
 		}
 		name, rest, _ := strings.Cut(l, " ")
+		labels := ""
 		if i := strings.IndexByte(name, '{'); i >= 0 {
 			// labels may hold spaces: take the value after the closing brace
 			j := strings.LastIndexByte(l, '}')
-			name, rest = l[:i], strings.TrimSpace(l[j+1:])
+			name, labels, rest = l[:i], l[i+1:j], strings.TrimSpace(l[j+1:])
 		}
 		f := strings.Fields(rest)
 		if len(f) == 0 {
 			continue
 		}
-		if v, err := strconv.ParseFloat(f[0], 64); err == nil {
-			out[name] += v
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		out[name] += v
+		// A histogram's buckets and a kind's series also by themselves:
+		// "name|le=0.005", "name|kind=video".
+		for _, kv := range strings.Split(labels, ",") {
+			k, val, ok := strings.Cut(kv, "=")
+			if ok && (k == "le" || k == "kind") {
+				out[name+"|"+k+"="+strings.Trim(val, `"`)] += v
+			}
 		}
 	}
 	return out
+}
+
+// histQuantile estimates quantile q of histogram name over the window
+// between two scrapes, interpolating inside a bucket as Prometheus's
+// histogram_quantile does; 0 without observations.
+func histQuantile(a, b map[string]float64, name string, q float64) float64 {
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	prefix := name + "_bucket|le="
+	for k, v := range b {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		le, err := strconv.ParseFloat(strings.TrimPrefix(k, prefix), 64)
+		if err != nil {
+			continue
+		}
+		bs = append(bs, bucket{le, v - a[k]})
+	}
+	slices.SortFunc(bs, func(x, y bucket) int { return cmp.Compare(x.le, y.le) })
+	if len(bs) == 0 || bs[len(bs)-1].n <= 0 {
+		return 0
+	}
+	rank := q * bs[len(bs)-1].n
+	lo, below := 0.0, 0.0
+	for _, x := range bs {
+		if x.n >= rank {
+			if math.IsInf(x.le, 1) {
+				return lo // past the last bound: its lower edge
+			}
+			if x.n == below {
+				return x.le
+			}
+			return lo + (x.le-lo)*(rank-below)/(x.n-below)
+		}
+		lo, below = x.le, x.n
+	}
+	return lo
 }
 
 // countPackets sums the packets the viewers received and lost so far.
@@ -596,6 +675,10 @@ func printTable(r Report) {
 	row("setup → first keyframe p50 / p95", fmt.Sprintf("%.1f / %.1f ms", r.SetupKeyframeP50Ms, r.SetupKeyframeP95Ms))
 	row("late joiner connected → keyframe p50 / p95", fmt.Sprintf("%.1f / %.1f ms", r.LateJoinerP50Ms, r.LateJoinerP95Ms))
 	row("frame age (SEI, steady window) p50 / p99", fmt.Sprintf("%.2f / %.2f ms (%d frames); max incl. join catch-up %.0f ms", r.FrameAgeP50Ms, r.FrameAgeP99Ms, r.FrameAgeSamples, r.FrameAgeMaxAllMs))
+	if r.EgressFrames > 0 {
+		row("server frame egress (ingest → last packet out) p50 / p99", fmt.Sprintf("%.2f / %.2f ms over %.0f frames; bound %.2f ms (%d viewers × %.1f packets × %.2f µs ÷ %d cores); p99 of each frame's egress over its own bound %.2f×",
+			r.EgressP50Ms, r.EgressP99Ms, r.EgressFrames, r.EgressBoundMs, r.Connected, r.PacketsPerFrame, r.ServerUsPerSentPacket, runtime.NumCPU(), r.EgressBoundRatioP99))
+	}
 	row("bitrate per viewer mean / min", fmt.Sprintf("%.0f / %.0f kbit/s, %.1f fps", r.BitrateMeanKbps, r.BitrateMinKbps, r.FPSMean))
 	row("lost packets", fmt.Sprintf("%d of %d", r.LostPackets, r.ReceivedPackets+r.LostPackets))
 	if r.ServerRSSKiB > 0 {
