@@ -51,7 +51,7 @@ import json,sys
 try: r=json.load(open(sys.argv[1]))
 except Exception as e: print(sys.argv[2], sys.argv[3], "no report", e); sys.exit()
 lost=r["lost_packets"]; tot=lost+r["received_packets"]
-print(f'{sys.argv[2]:>10} r{sys.argv[3]} viewers {r["connected"]}/{r["viewers"]} cpu {r.get("server_millicores",0):.0f} mc {r.get("server_us_per_sent_packet",0):.2f} us/sent {r.get("server_us_per_packet",0):.2f} us/rcvd {r.get("datagrams_per_send_call",0):.1f} d/call wloss {100*r["window_lost"]/max(1,r["window_lost"]+r["window_packets"]):.2f}% = {r.get("server_millicores_per_viewer",0):.2f}/viewer  rss/viewer {r.get("server_rss_per_viewer_kib",0):.0f} KiB  loss {100*lost/max(tot,1):.3f}%  age p50/p99 {r["frame_age_p50_ms"]:.1f}/{r["frame_age_p99_ms"]:.1f} ms  kbps {r["bitrate_per_viewer_mean_kbps"]:.0f}  client {r["client_millicores"]:.0f} mc')
+print(f'{sys.argv[2]:>10} r{sys.argv[3]} viewers {r["connected"]}/{r["viewers"]} cpu {r.get("server_millicores",0):.0f} mc {r.get("server_us_per_sent_packet",0):.2f} us/sent {r.get("server_us_per_packet",0):.2f} us/rcvd {r.get("datagrams_per_send_call",0):.1f} d/call wloss {100*r["window_lost"]/max(1,r["window_lost"]+r["window_packets"]):.2f}% = {r.get("server_millicores_per_viewer",0):.2f}/viewer  rss/viewer {r.get("server_rss_per_viewer_kib",0):.0f} KiB  loss {100*lost/max(tot,1):.3f}%  age p50/p99 {r["frame_age_p50_ms"]:.1f}/{r["frame_age_p99_ms"]:.1f} ms  egress p50/p99 {r.get("server_egress_p50_ms",0):.1f}/{r.get("server_egress_p99_ms",0):.1f} ms (bound {r.get("server_egress_bound_ms",0):.1f}, p99 ratio {r.get("server_egress_bound_ratio_p99",0):.2f})  kbps {r["bitrate_per_viewer_mean_kbps"]:.0f}  client {r["client_millicores"]:.0f} mc')
 PY
   done
 done
