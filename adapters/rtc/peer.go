@@ -22,8 +22,9 @@ import (
 //
 // Goroutines: one sender (started when the connection first reaches
 // "connected"; in steady state the Fanout's send workers drain the viewer
-// instead, see sendpool.go) and one RTCP reader per track (started by
-// NewPeer). Close ends them all and waits for them.
+// instead, see sendpool.go). RTCP is handled on pion's SRTCP read loop
+// (rtcpSink), not on a goroutine of ours. Close ends the sender and waits
+// for it.
 type Peer struct {
 	t      *Transport
 	f      *Fanout
@@ -196,16 +197,16 @@ func (p *Peer) setup(choice videoChoice) error {
 	if p.audio != nil {
 		tracks = append(tracks, p.audio)
 	}
-	var senders []*webrtc.RTPSender
-	for _, tr := range tracks {
+	for i, tr := range tracks {
 		x, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			_ = pc.Close()
 			return fmt.Errorf("add %s track: %w", tr.id, err)
 		}
-		senders = append(senders, x.Sender())
+		// The SSRC is known before pion opens its SRTCP stream, so
+		// bufferFactory gives that stream our sink (no RTCP reader).
 		if enc := x.Sender().GetParameters().Encodings; len(enc) > 0 {
-			p.ownSSRC[len(senders)-1].Store(uint64(enc[0].SSRC) + 1)
+			p.ownSSRC[i].Store(uint64(enc[0].SSRC) + 1)
 		}
 	}
 	pc.OnICECandidate(p.onCandidate)
@@ -218,10 +219,6 @@ func (p *Peer) setup(choice videoChoice) error {
 	}
 	p.pc.Store(pc)
 	p.choice = choice
-	for i, s := range senders {
-		p.wg.Add(1)
-		go p.readRTCP(s, tracks[i], i)
-	}
 	return nil
 }
 
@@ -638,63 +635,69 @@ func ntpTime(t time.Time) uint64 {
 
 // rtcpBufSize holds any RTCP packet the transport can deliver: pion reads
 // each datagram into a buffer of its receive MTU (1500 bytes, as we leave
-// the SettingEngine's), so a decrypted SRTCP packet is never longer. Two
-// of these per viewer (16 KiB each before) were 15 % of the heap at 200
-// viewers.
+// the SettingEngine's), so a decrypted SRTCP packet is never longer.
 const rtcpBufSize = 1500
 
 // readRTCP reads the RTCP pion routes to one sender until the connection
-// closes: NACKs are answered from the ring, PLI/FIR become keyframe
-// requests, receiver reports feed Stats — all within the viewer's budget
-// (budget.go). pion hands over each packet of a compound on its own, and
-// only those addressed to this sender's SSRC (others are dropped by pion
-// before they reach us). A packet that does not parse is dropped and
-// counted; it never ends the reader.
+// closes and hands each packet to onRTCP. Only a wall's tiles read so: a
+// viewer's RTCP reaches onRTCP through its SRTCP buffers (rtcpSink), on
+// pion's own SRTCP read loop, without a goroutine of ours.
 func (p *Peer) readRTCP(s *webrtc.RTPSender, tr *sendTrack, kind int) {
 	defer p.wg.Done()
 	buf := make([]byte, rtcpBufSize)
-	ctx := context.Background()
 	for {
 		n, _, err := s.Read(buf)
 		if err != nil {
 			return
 		}
-		now := time.Now()
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
+		p.onRTCP(buf[:n], tr, kind)
+	}
+}
+
+// onRTCP handles RTCP addressed to one sender (tr; kind 0 is video, 1
+// audio): NACKs are answered from the ring, PLI/FIR become keyframe
+// requests, receiver reports feed Stats — all within the viewer's budget
+// (budget.go). pion hands over each packet of a compound on its own, and
+// only those addressed to this sender's SSRC (others are dropped by pion
+// before they reach us). A packet that does not parse is dropped and
+// counted. b is not kept.
+func (p *Peer) onRTCP(b []byte, tr *sendTrack, kind int) {
+	ctx := context.Background()
+	now := time.Now()
+	pkts, err := rtcp.Unmarshal(b)
+	if err != nil {
+		p.rtcpDropped.Add(1)
+		p.t.m.rtcpDropped.Add(ctx, 1, rtcpDropMalformed)
+		return
+	}
+	for _, pkt := range pkts {
+		if !p.budget.allowRTCP(now) {
 			p.rtcpDropped.Add(1)
-			p.t.m.rtcpDropped.Add(ctx, 1, rtcpDropMalformed)
+			p.t.m.rtcpDropped.Add(ctx, 1, rtcpDropRate)
 			continue
 		}
-		for _, pkt := range pkts {
-			if !p.budget.allowRTCP(now) {
-				p.rtcpDropped.Add(1)
-				p.t.m.rtcpDropped.Add(ctx, 1, rtcpDropRate)
+		switch r := pkt.(type) {
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			p.plis.Add(1)
+			p.t.m.plis.Add(ctx, 1)
+			if !p.budget.allowKeyframe(now) {
+				p.plisDropped.Add(1)
+				p.t.m.keyframeReqs.Add(ctx, 1, keyframeThrottled)
 				continue
 			}
-			switch r := pkt.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				p.plis.Add(1)
-				p.t.m.plis.Add(ctx, 1)
-				if !p.budget.allowKeyframe(now) {
-					p.plisDropped.Add(1)
-					p.t.m.keyframeReqs.Add(ctx, 1, keyframeThrottled)
-					continue
-				}
-				p.f.requestKeyframeFrom(fromViewer)
-			case *rtcp.TransportLayerNack:
-				p.nacks.Add(1)
-				p.t.m.nacks.Add(ctx, 1)
-				p.answerNACK(r, tr, now)
-			case *rtcp.ReceiverEstimatedMaximumBitrate:
-				p.statMu.Lock()
-				p.remb = float64(r.Bitrate)
-				p.statMu.Unlock()
-			case *rtcp.ReceiverReport:
-				p.onReports(r.Reports, tr, kind, now)
-			case *rtcp.SenderReport:
-				p.onReports(r.Reports, tr, kind, now)
-			}
+			p.f.requestKeyframeFrom(fromViewer)
+		case *rtcp.TransportLayerNack:
+			p.nacks.Add(1)
+			p.t.m.nacks.Add(ctx, 1)
+			p.answerNACK(r, tr, now)
+		case *rtcp.ReceiverEstimatedMaximumBitrate:
+			p.statMu.Lock()
+			p.remb = float64(r.Bitrate)
+			p.statMu.Unlock()
+		case *rtcp.ReceiverReport:
+			p.onReports(r.Reports, tr, kind, now)
+		case *rtcp.SenderReport:
+			p.onReports(r.Reports, tr, kind, now)
 		}
 	}
 }
