@@ -20,11 +20,13 @@ import (
 // Peer is one viewer's PeerConnection: a sendonly H.264 track and, when the
 // stream has audio, a sendonly Opus track, fed from its Fanout's ring.
 //
-// Goroutines: one sender (started when the connection first reaches
-// "connected"; in steady state the Fanout's send workers drain the viewer
-// instead, see sendpool.go). RTCP is handled on pion's SRTCP read loop
-// (rtcpSink), not on a goroutine of ours. Close ends the sender and waits
-// for it.
+// Goroutines: none in steady state. The viewer's own sender goroutine
+// runs only while it drains the viewer itself — from the connection's
+// first "connected" through the paced catch-up, and whenever a worker
+// hands the viewer back — and ends when it hands the viewer to its
+// Fanout's send workers (sendpool.go). Sender reports go out from the
+// Fanout's ticker, RTCP is handled on pion's SRTCP read loop (rtcpSink).
+// Close ends the sender and waits for it.
 type Peer struct {
 	t      *Transport
 	f      *Fanout
@@ -44,15 +46,16 @@ type Peer struct {
 	tile   bool
 	paused atomic.Bool
 
-	wake chan struct{} // capacity 1, non-blocking notify to the sender goroutine
+	wake chan struct{} // capacity 1, non-blocking notify to a running sender goroutine
 	// sched says who drains the viewer: its own sender goroutine or a
 	// send worker (sendpool.go).
 	sched atomic.Int32
 	done  chan struct{} // closed by Close
 	wg    sync.WaitGroup
 
-	runMu   sync.Mutex // guards started against Close
+	runMu   sync.Mutex // guards started and sender starts against Close
 	started bool
+	begun   bool // the first sender has started the cursor; sender only
 	closed  atomic.Bool
 
 	closeOnce sync.Once
@@ -74,7 +77,9 @@ type Peer struct {
 	paceTimer *time.Timer // reused for catch-up pauses
 	framed    bool        // OnFirstFrame has been called
 	wasPaused bool        // a tile that has been paused: restart at a keyframe
-	// Sender goroutine only.
+	// tickMu guards what the Fanout's ticker keeps (tick, foldSent).
+	tickMu     sync.Mutex
+	ticking    bool // the sender has started: sender reports are due
 	lastTick   time.Time
 	lastFrames uint64
 	lastBytes  uint64
@@ -428,39 +433,44 @@ func (p *Peer) startSender() {
 		return
 	}
 	p.started = true
+	p.tickMu.Lock()
+	p.ticking, p.lastTick = true, time.Now()
+	p.tickMu.Unlock()
 	p.wg.Add(1)
 	go p.run()
 }
 
-// run is the sender goroutine: it sends sender reports once a second and
-// drains the viewer itself while it owns it — from the join through the
-// paced catch-up, and whenever a worker hands it back — then leaves it to
-// the Fanout's send workers. It ends when the peer or the fanout closes.
+// run is the sender goroutine: it drains the viewer itself while it owns
+// it (sched is schedOwn) — from the join through the paced catch-up, or
+// after a worker handed it back — and ends when it leaves the viewer to
+// the Fanout's send workers, or when the peer or the ring closes. Only one
+// runs at a time: the first is started by startSender, the next ones by
+// handBack, each while the viewer is schedOwn.
 func (p *Peer) run() {
 	defer p.wg.Done()
-	p.f.ring.start(&p.cur) // sched is schedOwn until we hand over below
-	p.keyframeNeeded()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	p.lastTick = time.Now()
+	if !p.begun {
+		p.begun = true
+		p.f.ring.start(&p.cur) // sched is schedOwn until we hand over below
+		p.keyframeNeeded()
+	}
 	for {
-		if p.sched.Load() == schedOwn {
-			if !p.drain() {
-				return
-			}
-			p.sched.CompareAndSwap(schedOwn, schedIdle)
-		}
-		select {
-		case <-p.done:
+		if !p.drain() {
 			return
-		case <-p.wake:
-			// The fanout closed (its workers hand every viewer back), a
-			// worker handed the viewer back, or a stale wake-up: drain
-			// unless a worker has it.
-			p.sched.CompareAndSwap(schedIdle, schedOwn)
-		case now := <-tick.C:
-			p.tick(now)
 		}
+		if !p.sched.CompareAndSwap(schedOwn, schedIdle) {
+			return // closed
+		}
+		// A frame that came while we drained found the viewer schedOwn
+		// and only woke us: take the viewer back unless a worker has it
+		// by now. (A stale wake-up costs one empty drain.)
+		select {
+		case <-p.wake:
+			if p.sched.CompareAndSwap(schedIdle, schedOwn) {
+				continue
+			}
+		default:
+		}
+		return
 	}
 }
 
@@ -585,8 +595,27 @@ func (p *Peer) pause(d time.Duration) bool {
 	}
 }
 
-// tick sends sender reports and updates the send rates.
+// tick sends sender reports and updates the send rates once the sender has
+// started; the Fanout's ticker calls it once a second. It holds tickMu
+// for the bookkeeping only, not across the write.
 func (p *Peer) tick(now time.Time) {
+	p.tickMu.Lock()
+	if !p.ticking || p.closed.Load() {
+		p.tickMu.Unlock()
+		return
+	}
+	pkts := p.account(now)
+	p.tickMu.Unlock()
+	if len(pkts) > 0 {
+		if err := p.pc.Load().WriteRTCP(pkts); err != nil {
+			p.log.Debug("send sender report", "err", err)
+		}
+	}
+}
+
+// account builds the sender reports due at now and updates the send
+// rates and the Transport's totals. The caller holds tickMu.
+func (p *Peer) account(now time.Time) []rtcp.Packet {
 	var pkts []rtcp.Packet
 	for _, tr := range []*sendTrack{p.video, p.audio} {
 		if tr == nil || !tr.started.Load() {
@@ -605,11 +634,6 @@ func (p *Peer) tick(now time.Time) {
 			OctetCount:  uint32(tr.octets.Load()),
 		})
 	}
-	if len(pkts) > 0 {
-		if err := p.pc.Load().WriteRTCP(pkts); err != nil {
-			p.log.Debug("send sender report", "err", err)
-		}
-	}
 	frames := p.video.frames.Load()
 	bytes := p.video.octets.Load()
 	if p.audio != nil {
@@ -623,6 +647,7 @@ func (p *Peer) tick(now time.Time) {
 	}
 	p.lastTick, p.lastFrames, p.lastBytes = now, frames, bytes
 	p.foldSent()
+	return pkts
 }
 
 // ntpTime is t as a 64-bit NTP timestamp.
@@ -818,7 +843,9 @@ func (p *Peer) Close() error {
 		p.f.detach(p)
 		p.unschedule()
 		p.wg.Wait()
+		p.tickMu.Lock()
 		p.foldSent()
+		p.tickMu.Unlock()
 	})
 	return p.closeErr
 }
