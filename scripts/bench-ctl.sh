@@ -32,9 +32,11 @@ YAML
     pid=$!
     for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
     echo "$(date -u +%FT%TZ) $label round $round load $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/load.txt"
+    perfpid=""
     if [ -n "${PERF:-}" ]; then
       ( sleep $(( ${ramp%s} + 5 ))
         perf record -F 999 -e cpu-clock -g -p "$pid" -o "$out/$label-$round.perf.data" -- sleep 12 >/dev/null 2>&1 ) &
+      perfpid=$!
     fi
     nice -n "$nv" "$loadgen" -url "http://127.0.0.1:$port" -viewers "$viewers" -duration "$duration" -ramp "$ramp" -pid "$pid" -json \
       > "$out/$label-$round.media.txt" 2>&1 &
@@ -42,7 +44,7 @@ YAML
     "$loadgen" -url "http://127.0.0.1:$port" -viewers 0 -control "$control" -duration "$duration" -ramp "$ramp" -json \
       > "$out/$label-$round.ctl.txt" 2>&1 || true
     wait "$media" || true
-    wait
+    [ -n "$perfpid" ] && wait "$perfpid"
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
     python3 - "$out/$label-$round.media.txt" "$out/$label-$round.ctl.txt" "$label" "$round" <<'PY'
 import json, sys
