@@ -98,28 +98,33 @@ type Report struct {
 	LostPackets        uint64  `json:"lost_packets"`
 	ReceivedPackets    uint64  `json:"received_packets"`
 
-	ServerIdleRSSKiB        uint64   `json:"server_idle_rss_kib,omitempty"`
-	ServerRSSKiB            uint64   `json:"server_rss_kib,omitempty"`
-	ServerRSSPerViewerKiB   float64  `json:"server_rss_per_viewer_kib,omitempty"`
-	ServerMillicores        float64  `json:"server_millicores,omitempty"`
-	ServerMillicoresPerView float64  `json:"server_millicores_per_viewer,omitempty"`
-	ServerUsPerPacket       float64  `json:"server_us_per_packet,omitempty"`
-	ServerRSSPerDeviceKiB   float64  `json:"server_rss_per_device_kib,omitempty"`
-	ServerMillicoresPerDev  float64  `json:"server_millicores_per_device,omitempty"`
-	ServerUsPerSentPacket   float64  `json:"server_us_per_sent_packet,omitempty"`
-	SentPackets             float64  `json:"window_sent_packets,omitempty"`
-	DatagramsPerSendCall    float64  `json:"datagrams_per_send_call,omitempty"`
-	WindowPackets           uint64   `json:"window_packets"`
-	WindowLost              uint64   `json:"window_lost"`
-	ClientMillicores        float64  `json:"client_millicores"`
-	ControlSockets          int      `json:"control_sockets,omitempty"`
-	ControlRTTSamples       int      `json:"control_rtt_samples,omitempty"`
-	ControlRTTP50Ms         float64  `json:"control_rtt_p50_ms,omitempty"`
-	ControlRTTP99Ms         float64  `json:"control_rtt_p99_ms,omitempty"`
-	ControlRTTMaxMs         float64  `json:"control_rtt_max_ms,omitempty"`
-	ControlFailures         int      `json:"control_failures,omitempty"`
-	SteadyWindow            string   `json:"steady_window"`
-	Errors                  []string `json:"errors,omitempty"`
+	ServerIdleRSSKiB        uint64  `json:"server_idle_rss_kib,omitempty"`
+	ServerRSSKiB            uint64  `json:"server_rss_kib,omitempty"`
+	ServerRSSPerViewerKiB   float64 `json:"server_rss_per_viewer_kib,omitempty"`
+	ServerMillicores        float64 `json:"server_millicores,omitempty"`
+	ServerMillicoresPerView float64 `json:"server_millicores_per_viewer,omitempty"`
+	ServerUsPerPacket       float64 `json:"server_us_per_packet,omitempty"`
+	ServerRSSPerDeviceKiB   float64 `json:"server_rss_per_device_kib,omitempty"`
+	// ServerPeakRSSKiB is the most RSS seen in the steady window (sampled
+	// every second): rings follow their GOPs, so the end alone may catch
+	// them low.
+	ServerPeakRSSKiB          uint64   `json:"server_peak_rss_kib,omitempty"`
+	ServerPeakRSSPerDeviceKiB float64  `json:"server_peak_rss_per_device_kib,omitempty"`
+	ServerMillicoresPerDev    float64  `json:"server_millicores_per_device,omitempty"`
+	ServerUsPerSentPacket     float64  `json:"server_us_per_sent_packet,omitempty"`
+	SentPackets               float64  `json:"window_sent_packets,omitempty"`
+	DatagramsPerSendCall      float64  `json:"datagrams_per_send_call,omitempty"`
+	WindowPackets             uint64   `json:"window_packets"`
+	WindowLost                uint64   `json:"window_lost"`
+	ClientMillicores          float64  `json:"client_millicores"`
+	ControlSockets            int      `json:"control_sockets,omitempty"`
+	ControlRTTSamples         int      `json:"control_rtt_samples,omitempty"`
+	ControlRTTP50Ms           float64  `json:"control_rtt_p50_ms,omitempty"`
+	ControlRTTP99Ms           float64  `json:"control_rtt_p99_ms,omitempty"`
+	ControlRTTMaxMs           float64  `json:"control_rtt_max_ms,omitempty"`
+	ControlFailures           int      `json:"control_failures,omitempty"`
+	SteadyWindow              string   `json:"steady_window"`
+	Errors                    []string `json:"errors,omitempty"`
 }
 
 func run() error {
@@ -274,6 +279,13 @@ func run() error {
 			return fmt.Errorf("server pid %d: %w", o.pid, err)
 		}
 	}
+	peakRSS := srvA.RSSKiB
+	for end := start.Add(o.duration); o.pid > 0 && ctx.Err() == nil && time.Until(end) > time.Second; {
+		sleepUntil(ctx, time.Now().Add(time.Second))
+		if ps, err := readProc(o.pid); err == nil {
+			peakRSS = max(peakRSS, ps.RSSKiB)
+		}
+	}
 	sleepUntil(ctx, start.Add(o.duration))
 	selfB, _ := readProc(os.Getpid())
 	if o.pid > 0 {
@@ -311,6 +323,8 @@ func run() error {
 		if o.devices > 0 {
 			rep.ServerRSSPerDeviceKiB = float64(int64(srvB.RSSKiB)-int64(idle.RSSKiB)) / float64(o.devices)
 			rep.ServerMillicoresPerDev = rep.ServerMillicores / float64(o.devices)
+			rep.ServerPeakRSSKiB = max(peakRSS, srvB.RSSKiB)
+			rep.ServerPeakRSSPerDeviceKiB = float64(int64(rep.ServerPeakRSSKiB)-int64(idle.RSSKiB)) / float64(o.devices)
 		}
 	}
 
@@ -604,6 +618,7 @@ func printTable(r Report) {
 		row("server CPU per packet received (window)", fmt.Sprintf("%.2f µs over %d packets, %d lost", r.ServerUsPerPacket, r.WindowPackets, r.WindowLost))
 		if r.Devices > 0 {
 			row("devices: server CPU / RSS per device (with its viewers)", fmt.Sprintf("%d devices: %.2f millicores / %.0f KiB", r.Devices, r.ServerMillicoresPerDev, r.ServerRSSPerDeviceKiB))
+			row("devices: peak RSS in the window / per device", fmt.Sprintf("%d KiB / %.0f KiB", r.ServerPeakRSSKiB, r.ServerPeakRSSPerDeviceKiB))
 		}
 		row("server RSS idle → loaded / per viewer", fmt.Sprintf("%d → %d KiB / %.0f KiB", r.ServerIdleRSSKiB, r.ServerRSSKiB, r.ServerRSSPerViewerKiB))
 	}
