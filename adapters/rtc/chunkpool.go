@@ -1,6 +1,9 @@
 package rtc
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // The rings' payload chunks come from one process-wide pool whose memory,
 // on Linux, is mapped outside the Go heap. A ring at 2 Mbit/s with a 10 s
@@ -21,6 +24,7 @@ const poolWarm = 32
 // chunkPool is a free list of chunks: warm ones still resident, cold ones
 // whose pages went back to the OS.
 type chunkPool struct {
+	held atomic.Int64 // chunks the rings hold (their spares included)
 	mu   sync.Mutex
 	warm []*chunk
 	cold []*chunk
@@ -32,6 +36,7 @@ var chunks = &chunkPool{}
 
 // get returns a chunk of chunkSize bytes, its content undefined.
 func (p *chunkPool) get() *chunk {
+	p.held.Add(1)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if n := len(p.warm); n > 0 {
@@ -53,6 +58,7 @@ func (p *chunkPool) get() *chunk {
 // put gives c back; the caller no longer uses it.
 func (p *chunkPool) put(c *chunk) {
 	c.last = 0
+	p.held.Add(-1)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.warm) < poolWarm {
@@ -66,9 +72,12 @@ func (p *chunkPool) put(c *chunk) {
 	p.cold = append(p.cold, c)
 }
 
-// resident is the free chunks' resident memory (tests).
+// resident is the free chunks' resident memory.
 func (p *chunkPool) resident() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.warm) * chunkSize
 }
+
+// inRings is the chunk memory the rings hold.
+func (p *chunkPool) inRings() int { return int(p.held.Load()) * chunkSize }

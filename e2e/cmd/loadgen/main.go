@@ -108,23 +108,28 @@ type Report struct {
 	// ServerPeakRSSKiB is the most RSS seen in the steady window (sampled
 	// every second): rings follow their GOPs, so the end alone may catch
 	// them low.
-	ServerPeakRSSKiB          uint64   `json:"server_peak_rss_kib,omitempty"`
-	ServerPeakRSSPerDeviceKiB float64  `json:"server_peak_rss_per_device_kib,omitempty"`
-	ServerMillicoresPerDev    float64  `json:"server_millicores_per_device,omitempty"`
-	ServerUsPerSentPacket     float64  `json:"server_us_per_sent_packet,omitempty"`
-	SentPackets               float64  `json:"window_sent_packets,omitempty"`
-	DatagramsPerSendCall      float64  `json:"datagrams_per_send_call,omitempty"`
-	WindowPackets             uint64   `json:"window_packets"`
-	WindowLost                uint64   `json:"window_lost"`
-	ClientMillicores          float64  `json:"client_millicores"`
-	ControlSockets            int      `json:"control_sockets,omitempty"`
-	ControlRTTSamples         int      `json:"control_rtt_samples,omitempty"`
-	ControlRTTP50Ms           float64  `json:"control_rtt_p50_ms,omitempty"`
-	ControlRTTP99Ms           float64  `json:"control_rtt_p99_ms,omitempty"`
-	ControlRTTMaxMs           float64  `json:"control_rtt_max_ms,omitempty"`
-	ControlFailures           int      `json:"control_failures,omitempty"`
-	SteadyWindow              string   `json:"steady_window"`
-	Errors                    []string `json:"errors,omitempty"`
+	ServerPeakRSSKiB          uint64  `json:"server_peak_rss_kib,omitempty"`
+	ServerPeakRSSPerDeviceKiB float64 `json:"server_peak_rss_per_device_kib,omitempty"`
+	// RingMemoryKiB is media_ring_memory_bytes at the window's end (held
+	// and free) and GoMemoryKiB media_memory_usage_bytes (what the Go
+	// runtime maps; the rings' chunks are outside it on Linux).
+	RingMemoryKiB          float64  `json:"ring_memory_kib,omitempty"`
+	GoMemoryKiB            float64  `json:"go_memory_kib,omitempty"`
+	ServerMillicoresPerDev float64  `json:"server_millicores_per_device,omitempty"`
+	ServerUsPerSentPacket  float64  `json:"server_us_per_sent_packet,omitempty"`
+	SentPackets            float64  `json:"window_sent_packets,omitempty"`
+	DatagramsPerSendCall   float64  `json:"datagrams_per_send_call,omitempty"`
+	WindowPackets          uint64   `json:"window_packets"`
+	WindowLost             uint64   `json:"window_lost"`
+	ClientMillicores       float64  `json:"client_millicores"`
+	ControlSockets         int      `json:"control_sockets,omitempty"`
+	ControlRTTSamples      int      `json:"control_rtt_samples,omitempty"`
+	ControlRTTP50Ms        float64  `json:"control_rtt_p50_ms,omitempty"`
+	ControlRTTP99Ms        float64  `json:"control_rtt_p99_ms,omitempty"`
+	ControlRTTMaxMs        float64  `json:"control_rtt_max_ms,omitempty"`
+	ControlFailures        int      `json:"control_failures,omitempty"`
+	SteadyWindow           string   `json:"steady_window"`
+	Errors                 []string `json:"errors,omitempty"`
 }
 
 func run() error {
@@ -303,6 +308,7 @@ func run() error {
 	if calls := metB["media_udp_send_calls_total"] - metA["media_udp_send_calls_total"]; calls > 0 {
 		rep.DatagramsPerSendCall = (metB["media_udp_datagrams_sent_total"] - metA["media_udp_datagrams_sent_total"]) / calls
 	}
+	rep.RingMemoryKiB, rep.GoMemoryKiB = metB["media_ring_memory_bytes"]/1024, metB["media_memory_usage_bytes"]/1024
 	rep.WindowPackets, rep.WindowLost = pktB-pktA, lostB-lostA
 	if o.pid > 0 && rep.WindowPackets > 0 {
 		// Server CPU per packet the viewers received in the window: the
@@ -619,6 +625,7 @@ func printTable(r Report) {
 		if r.Devices > 0 {
 			row("devices: server CPU / RSS per device (with its viewers)", fmt.Sprintf("%d devices: %.2f millicores / %.0f KiB", r.Devices, r.ServerMillicoresPerDev, r.ServerRSSPerDeviceKiB))
 			row("devices: peak RSS in the window / per device", fmt.Sprintf("%d KiB / %.0f KiB", r.ServerPeakRSSKiB, r.ServerPeakRSSPerDeviceKiB))
+			row("devices: ring payload memory / per device; Go runtime memory", fmt.Sprintf("%.0f KiB / %.0f KiB; %.0f KiB", r.RingMemoryKiB, r.RingMemoryKiB/float64(r.Devices), r.GoMemoryKiB))
 		}
 		row("server RSS idle → loaded / per viewer", fmt.Sprintf("%d → %d KiB / %.0f KiB", r.ServerIdleRSSKiB, r.ServerRSSKiB, r.ServerRSSPerViewerKiB))
 	}
