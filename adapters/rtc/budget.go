@@ -219,6 +219,35 @@ func (d discardBuffer) Write(b []byte) (int, error) {
 func (d discardBuffer) Read([]byte) (int, error) { return 0, io.EOF }
 func (d discardBuffer) Close() error             { return nil }
 
+// rtcpSink is the SRTCP buffer of one of a viewer's own senders: pion's
+// SRTCP read loop writes each decrypted packet addressed to it, and Write
+// handles it at once (Peer.onRTCP) instead of queueing it for an RTCP
+// reader goroutine: no goroutine, read buffer or queue per sender. It
+// never returns an error, so pion's loop goes on; nothing reads it.
+type rtcpSink struct {
+	p         *Peer
+	tr        *sendTrack
+	kind      int
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func (s *rtcpSink) Write(b []byte) (int, error) {
+	s.p.onRTCP(b, s.tr, s.kind)
+	return len(b), nil
+}
+
+// Read blocks until Close: the packets were handled by Write.
+func (s *rtcpSink) Read([]byte) (int, error) {
+	<-s.closed
+	return 0, io.EOF
+}
+
+func (s *rtcpSink) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return nil
+}
+
 // bufferFactory is the peer's SettingEngine.BufferFactory.
 func (p *Peer) bufferFactory(kind packetio.BufferPacketType, ssrc uint32) io.ReadWriteCloser {
 	if kind != packetio.RTCPBufferPacket {
@@ -226,7 +255,11 @@ func (p *Peer) bufferFactory(kind packetio.BufferPacketType, ssrc uint32) io.Rea
 	}
 	for i := range p.ownSSRC {
 		if s := p.ownSSRC[i].Load(); s != 0 && s == uint64(ssrc)+1 {
-			return newPionBuffer(srtcpBufferSize)
+			tr := p.video
+			if i == 1 {
+				tr = p.audio
+			}
+			return &rtcpSink{p: p, tr: tr, kind: i, closed: make(chan struct{})}
 		}
 	}
 	if p.unknownSSRCs.Add(1) == maxUnknownSSRCs {

@@ -78,6 +78,7 @@ func (t *Transport) newFanout(device domain.DeviceID, info domain.StreamInfo) (*
 		keyInterval: t.cfg.KeyframeInterval,
 		pool:        newSendPool(t.batch),
 	}
+	f.pool.tick = f.tick
 	if pl, err := domain.ParseProfileLevelID(info.ProfileLevelID); err == nil && info.Video == domain.CodecH264 {
 		b, _ := hex.DecodeString(pl.ID)
 		f.sps.Store(uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2]))
@@ -320,6 +321,14 @@ func (f *Fanout) detach(p *Peer) {
 	f.viewers.Store(&next)
 }
 
+// tick sends every viewer's sender reports (Peer.tick); the send pool's
+// ticker calls it once a second.
+func (f *Fanout) tick(now time.Time) {
+	for _, p := range *f.viewers.Load() {
+		p.tick(now)
+	}
+}
+
 // Close detaches every peer from the stream (their senders stop; the peers
 // stay open until closed) and frees the ring. Safe to call more than once.
 func (f *Fanout) Close() error {
@@ -329,18 +338,12 @@ func (f *Fanout) Close() error {
 		return nil
 	}
 	f.ring.close()
-	old := *f.viewers.Load()
 	empty := []*Peer{}
 	f.viewers.Store(&empty)
 	f.mu.Unlock()
 	// The workers serve what is queued (the ring is closed: each viewer
-	// goes back to its own goroutine, which ends its sender) and end.
+	// goes back to a sender goroutine of its own, which ends at its first
+	// read, as a running sender does) and end, and so does the ticker.
 	f.pool.stop()
-	for _, p := range old {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
-	}
 	return nil
 }

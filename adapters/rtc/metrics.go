@@ -149,8 +149,8 @@ func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64, ud
 }
 
 // foldSent adds what the peer sent since the last fold to the Transport's
-// totals. It is called from the sender goroutine, or from Close after the
-// sender has ended.
+// totals. It is called from the Fanout's ticker (Peer.tick) and from
+// Close, both under tickMu.
 func (p *Peer) foldSent() {
 	v := p.video
 	cur := sentMark{videoFrames: v.frames.Load(), videoPackets: v.packets.Load(), videoBytes: v.octets.Load()}

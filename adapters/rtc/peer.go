@@ -20,10 +20,13 @@ import (
 // Peer is one viewer's PeerConnection: a sendonly H.264 track and, when the
 // stream has audio, a sendonly Opus track, fed from its Fanout's ring.
 //
-// Goroutines: one sender (started when the connection first reaches
-// "connected"; in steady state the Fanout's send workers drain the viewer
-// instead, see sendpool.go) and one RTCP reader per track (started by
-// NewPeer). Close ends them all and waits for them.
+// Goroutines: none in steady state. The viewer's own sender goroutine
+// runs only while it drains the viewer itself — from the connection's
+// first "connected" through the paced catch-up, and whenever a worker
+// hands the viewer back — and ends when it hands the viewer to its
+// Fanout's send workers (sendpool.go). Sender reports go out from the
+// Fanout's ticker, RTCP is handled on pion's SRTCP read loop (rtcpSink).
+// Close ends the sender and waits for it.
 type Peer struct {
 	t      *Transport
 	f      *Fanout
@@ -43,15 +46,16 @@ type Peer struct {
 	tile   bool
 	paused atomic.Bool
 
-	wake chan struct{} // capacity 1, non-blocking notify to the sender goroutine
+	wake chan struct{} // capacity 1, non-blocking notify to a running sender goroutine
 	// sched says who drains the viewer: its own sender goroutine or a
 	// send worker (sendpool.go).
 	sched atomic.Int32
 	done  chan struct{} // closed by Close
 	wg    sync.WaitGroup
 
-	runMu   sync.Mutex // guards started against Close
+	runMu   sync.Mutex // guards started and sender starts against Close
 	started bool
+	begun   bool // the first sender has started the cursor; sender only
 	closed  atomic.Bool
 
 	closeOnce sync.Once
@@ -73,7 +77,9 @@ type Peer struct {
 	paceTimer *time.Timer // reused for catch-up pauses
 	framed    bool        // OnFirstFrame has been called
 	wasPaused bool        // a tile that has been paused: restart at a keyframe
-	// Sender goroutine only.
+	// tickMu guards what the Fanout's ticker keeps (tick, foldSent).
+	tickMu     sync.Mutex
+	ticking    bool // the sender has started: sender reports are due
 	lastTick   time.Time
 	lastFrames uint64
 	lastBytes  uint64
@@ -196,16 +202,16 @@ func (p *Peer) setup(choice videoChoice) error {
 	if p.audio != nil {
 		tracks = append(tracks, p.audio)
 	}
-	var senders []*webrtc.RTPSender
-	for _, tr := range tracks {
+	for i, tr := range tracks {
 		x, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			_ = pc.Close()
 			return fmt.Errorf("add %s track: %w", tr.id, err)
 		}
-		senders = append(senders, x.Sender())
+		// The SSRC is known before pion opens its SRTCP stream, so
+		// bufferFactory gives that stream our sink (no RTCP reader).
 		if enc := x.Sender().GetParameters().Encodings; len(enc) > 0 {
-			p.ownSSRC[len(senders)-1].Store(uint64(enc[0].SSRC) + 1)
+			p.ownSSRC[i].Store(uint64(enc[0].SSRC) + 1)
 		}
 	}
 	pc.OnICECandidate(p.onCandidate)
@@ -218,10 +224,6 @@ func (p *Peer) setup(choice videoChoice) error {
 	}
 	p.pc.Store(pc)
 	p.choice = choice
-	for i, s := range senders {
-		p.wg.Add(1)
-		go p.readRTCP(s, tracks[i], i)
-	}
 	return nil
 }
 
@@ -431,39 +433,44 @@ func (p *Peer) startSender() {
 		return
 	}
 	p.started = true
+	p.tickMu.Lock()
+	p.ticking, p.lastTick = true, time.Now()
+	p.tickMu.Unlock()
 	p.wg.Add(1)
 	go p.run()
 }
 
-// run is the sender goroutine: it sends sender reports once a second and
-// drains the viewer itself while it owns it — from the join through the
-// paced catch-up, and whenever a worker hands it back — then leaves it to
-// the Fanout's send workers. It ends when the peer or the fanout closes.
+// run is the sender goroutine: it drains the viewer itself while it owns
+// it (sched is schedOwn) — from the join through the paced catch-up, or
+// after a worker handed it back — and ends when it leaves the viewer to
+// the Fanout's send workers, or when the peer or the ring closes. Only one
+// runs at a time: the first is started by startSender, the next ones by
+// handBack, each while the viewer is schedOwn.
 func (p *Peer) run() {
 	defer p.wg.Done()
-	p.f.ring.start(&p.cur) // sched is schedOwn until we hand over below
-	p.keyframeNeeded()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	p.lastTick = time.Now()
+	if !p.begun {
+		p.begun = true
+		p.f.ring.start(&p.cur) // sched is schedOwn until we hand over below
+		p.keyframeNeeded()
+	}
 	for {
-		if p.sched.Load() == schedOwn {
-			if !p.drain() {
-				return
-			}
-			p.sched.CompareAndSwap(schedOwn, schedIdle)
-		}
-		select {
-		case <-p.done:
+		if !p.drain() {
 			return
-		case <-p.wake:
-			// The fanout closed (its workers hand every viewer back), a
-			// worker handed the viewer back, or a stale wake-up: drain
-			// unless a worker has it.
-			p.sched.CompareAndSwap(schedIdle, schedOwn)
-		case now := <-tick.C:
-			p.tick(now)
 		}
+		if !p.sched.CompareAndSwap(schedOwn, schedIdle) {
+			return // closed
+		}
+		// A frame that came while we drained found the viewer schedOwn
+		// and only woke us: take the viewer back unless a worker has it
+		// by now. (A stale wake-up costs one empty drain.)
+		select {
+		case <-p.wake:
+			if p.sched.CompareAndSwap(schedIdle, schedOwn) {
+				continue
+			}
+		default:
+		}
+		return
 	}
 }
 
@@ -588,8 +595,27 @@ func (p *Peer) pause(d time.Duration) bool {
 	}
 }
 
-// tick sends sender reports and updates the send rates.
+// tick sends sender reports and updates the send rates once the sender has
+// started; the Fanout's ticker calls it once a second. It holds tickMu
+// for the bookkeeping only, not across the write.
 func (p *Peer) tick(now time.Time) {
+	p.tickMu.Lock()
+	if !p.ticking || p.closed.Load() {
+		p.tickMu.Unlock()
+		return
+	}
+	pkts := p.account(now)
+	p.tickMu.Unlock()
+	if len(pkts) > 0 {
+		if err := p.pc.Load().WriteRTCP(pkts); err != nil {
+			p.log.Debug("send sender report", "err", err)
+		}
+	}
+}
+
+// account builds the sender reports due at now and updates the send
+// rates and the Transport's totals. The caller holds tickMu.
+func (p *Peer) account(now time.Time) []rtcp.Packet {
 	var pkts []rtcp.Packet
 	for _, tr := range []*sendTrack{p.video, p.audio} {
 		if tr == nil || !tr.started.Load() {
@@ -608,11 +634,6 @@ func (p *Peer) tick(now time.Time) {
 			OctetCount:  uint32(tr.octets.Load()),
 		})
 	}
-	if len(pkts) > 0 {
-		if err := p.pc.Load().WriteRTCP(pkts); err != nil {
-			p.log.Debug("send sender report", "err", err)
-		}
-	}
 	frames := p.video.frames.Load()
 	bytes := p.video.octets.Load()
 	if p.audio != nil {
@@ -626,6 +647,7 @@ func (p *Peer) tick(now time.Time) {
 	}
 	p.lastTick, p.lastFrames, p.lastBytes = now, frames, bytes
 	p.foldSent()
+	return pkts
 }
 
 // ntpTime is t as a 64-bit NTP timestamp.
@@ -638,63 +660,69 @@ func ntpTime(t time.Time) uint64 {
 
 // rtcpBufSize holds any RTCP packet the transport can deliver: pion reads
 // each datagram into a buffer of its receive MTU (1500 bytes, as we leave
-// the SettingEngine's), so a decrypted SRTCP packet is never longer. Two
-// of these per viewer (16 KiB each before) were 15 % of the heap at 200
-// viewers.
+// the SettingEngine's), so a decrypted SRTCP packet is never longer.
 const rtcpBufSize = 1500
 
 // readRTCP reads the RTCP pion routes to one sender until the connection
-// closes: NACKs are answered from the ring, PLI/FIR become keyframe
-// requests, receiver reports feed Stats — all within the viewer's budget
-// (budget.go). pion hands over each packet of a compound on its own, and
-// only those addressed to this sender's SSRC (others are dropped by pion
-// before they reach us). A packet that does not parse is dropped and
-// counted; it never ends the reader.
+// closes and hands each packet to onRTCP. Only a wall's tiles read so: a
+// viewer's RTCP reaches onRTCP through its SRTCP buffers (rtcpSink), on
+// pion's own SRTCP read loop, without a goroutine of ours.
 func (p *Peer) readRTCP(s *webrtc.RTPSender, tr *sendTrack, kind int) {
 	defer p.wg.Done()
 	buf := make([]byte, rtcpBufSize)
-	ctx := context.Background()
 	for {
 		n, _, err := s.Read(buf)
 		if err != nil {
 			return
 		}
-		now := time.Now()
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
+		p.onRTCP(buf[:n], tr, kind)
+	}
+}
+
+// onRTCP handles RTCP addressed to one sender (tr; kind 0 is video, 1
+// audio): NACKs are answered from the ring, PLI/FIR become keyframe
+// requests, receiver reports feed Stats — all within the viewer's budget
+// (budget.go). pion hands over each packet of a compound on its own, and
+// only those addressed to this sender's SSRC (others are dropped by pion
+// before they reach us). A packet that does not parse is dropped and
+// counted. b is not kept.
+func (p *Peer) onRTCP(b []byte, tr *sendTrack, kind int) {
+	ctx := context.Background()
+	now := time.Now()
+	pkts, err := rtcp.Unmarshal(b)
+	if err != nil {
+		p.rtcpDropped.Add(1)
+		p.t.m.rtcpDropped.Add(ctx, 1, rtcpDropMalformed)
+		return
+	}
+	for _, pkt := range pkts {
+		if !p.budget.allowRTCP(now) {
 			p.rtcpDropped.Add(1)
-			p.t.m.rtcpDropped.Add(ctx, 1, rtcpDropMalformed)
+			p.t.m.rtcpDropped.Add(ctx, 1, rtcpDropRate)
 			continue
 		}
-		for _, pkt := range pkts {
-			if !p.budget.allowRTCP(now) {
-				p.rtcpDropped.Add(1)
-				p.t.m.rtcpDropped.Add(ctx, 1, rtcpDropRate)
+		switch r := pkt.(type) {
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			p.plis.Add(1)
+			p.t.m.plis.Add(ctx, 1)
+			if !p.budget.allowKeyframe(now) {
+				p.plisDropped.Add(1)
+				p.t.m.keyframeReqs.Add(ctx, 1, keyframeThrottled)
 				continue
 			}
-			switch r := pkt.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				p.plis.Add(1)
-				p.t.m.plis.Add(ctx, 1)
-				if !p.budget.allowKeyframe(now) {
-					p.plisDropped.Add(1)
-					p.t.m.keyframeReqs.Add(ctx, 1, keyframeThrottled)
-					continue
-				}
-				p.f.requestKeyframeFrom(fromViewer)
-			case *rtcp.TransportLayerNack:
-				p.nacks.Add(1)
-				p.t.m.nacks.Add(ctx, 1)
-				p.answerNACK(r, tr, now)
-			case *rtcp.ReceiverEstimatedMaximumBitrate:
-				p.statMu.Lock()
-				p.remb = float64(r.Bitrate)
-				p.statMu.Unlock()
-			case *rtcp.ReceiverReport:
-				p.onReports(r.Reports, tr, kind, now)
-			case *rtcp.SenderReport:
-				p.onReports(r.Reports, tr, kind, now)
-			}
+			p.f.requestKeyframeFrom(fromViewer)
+		case *rtcp.TransportLayerNack:
+			p.nacks.Add(1)
+			p.t.m.nacks.Add(ctx, 1)
+			p.answerNACK(r, tr, now)
+		case *rtcp.ReceiverEstimatedMaximumBitrate:
+			p.statMu.Lock()
+			p.remb = float64(r.Bitrate)
+			p.statMu.Unlock()
+		case *rtcp.ReceiverReport:
+			p.onReports(r.Reports, tr, kind, now)
+		case *rtcp.SenderReport:
+			p.onReports(r.Reports, tr, kind, now)
 		}
 	}
 }
@@ -815,7 +843,9 @@ func (p *Peer) Close() error {
 		p.f.detach(p)
 		p.unschedule()
 		p.wg.Wait()
+		p.tickMu.Lock()
 		p.foldSent()
+		p.tickMu.Unlock()
 	})
 	return p.closeErr
 }

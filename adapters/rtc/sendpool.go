@@ -18,12 +18,13 @@ import (
 // too, and yielding the P every 16 viewers, measured worse (BENCHMARKS.md,
 // "Issue 14, second pass"). What a worker must
 // not do — sleep for a joiner's paced catch-up, notice the ring closing —
-// goes back to the viewer's own sender goroutine, which also sends the
-// sender reports.
+// goes back to a sender goroutine of the viewer's own, which runs only
+// until it can hand the viewer over again (Peer.run). The sender reports
+// of all the Fanout's viewers go out from one ticker goroutine.
 //
 // Peer.sched says who may touch the viewer's cursor (and its send state):
 //
-//	schedOwn    the viewer's own goroutine (also before it starts)
+//	schedOwn    the viewer's own sender goroutine (also before it starts)
 //	schedIdle   nobody: the next frame queues it for a worker
 //	schedQueued a worker (queued or draining)
 //	schedRerun  a worker, and a frame came meanwhile: drain again
@@ -57,8 +58,9 @@ type sendWorker struct {
 // sendPool is a Fanout's send lanes: the writer's own (inline) and the
 // send workers, which start with the first viewer and end with the Fanout.
 type sendPool struct {
-	g       *batchGroup // nil: unbatched sockets, no holds
-	inline  sendWorker  // drained by dispatch's caller
+	g       *batchGroup         // nil: unbatched sockets, no holds
+	tick    func(now time.Time) // the ticker's call, once a second
+	inline  sendWorker          // drained by dispatch's caller
 	workers []*sendWorker
 	quit    chan struct{}
 	wg      sync.WaitGroup
@@ -82,6 +84,27 @@ func (sp *sendPool) start() {
 	for _, w := range sp.workers {
 		sp.wg.Add(1)
 		go sp.loop(w)
+	}
+	if sp.tick != nil {
+		sp.wg.Add(1)
+		go sp.ticker()
+	}
+}
+
+// ticker calls tick once a second until the pool stops: the sender
+// reports of every viewer of the Fanout, from one goroutine instead of a
+// timer and a goroutine per viewer.
+func (sp *sendPool) ticker() {
+	defer sp.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-sp.quit:
+			return
+		case now := <-t.C:
+			sp.tick(now)
+		}
 	}
 }
 
@@ -234,17 +257,17 @@ func (p *Peer) serve() {
 	}
 }
 
-// handBack gives a worker's viewer to its own goroutine and wakes it.
+// handBack gives a worker's viewer to a new sender goroutine of its own.
 func (p *Peer) handBack() {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
 	if p.closed.Load() {
 		p.sched.Store(schedOff)
 		return
 	}
 	p.sched.Store(schedOwn)
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
+	p.wg.Add(1)
+	go p.run()
 }
 
 // unschedule ends the viewer's scheduling for Close: once it returns no

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/logging"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 	"go.opentelemetry.io/otel/metric"
 
@@ -202,6 +204,18 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 	t.SetICEServers(cfg.ICEServers)
 
 	se := webrtc.SettingEngine{}
+	// One network and one set of loggers for every peer: left unset, pion
+	// makes each ICE agent its own stdnet.Net (a netlink dump of the
+	// interfaces, ~6 KiB kept per peer) and each PeerConnection its own
+	// loggers (five log.Loggers per scope, ~5 KiB per peer). Agents only
+	// read the shared Net (pion refreshes it only under a continual
+	// gathering policy, which we do not set).
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("rtc: network interfaces: %w", err)
+	}
+	se.SetNet(n)
+	se.LoggerFactory = &pionLoggers{f: logging.NewDefaultLoggerFactory()}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	var networks []webrtc.NetworkType
@@ -283,6 +297,29 @@ func New(cfg Config, logger *slog.Logger) (*Transport, error) {
 
 	t.se = se
 	return t, nil
+}
+
+// pionLoggers hands every peer the same logger per scope (pion's default
+// factory, PION_LOG_* as usual), where pion would make new ones for each
+// PeerConnection, agent and session.
+type pionLoggers struct {
+	f  logging.LoggerFactory
+	mu sync.Mutex
+	m  map[string]logging.LeveledLogger
+}
+
+func (l *pionLoggers) NewLogger(scope string) logging.LeveledLogger {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lg, ok := l.m[scope]
+	if !ok {
+		if l.m == nil {
+			l.m = make(map[string]logging.LeveledLogger)
+		}
+		lg = l.f.NewLogger(scope)
+		l.m[scope] = lg
+	}
+	return lg
 }
 
 func isLoopbackName(name string) bool { return name == "lo" || name == "lo0" }

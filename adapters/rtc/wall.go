@@ -83,9 +83,9 @@ func wallCodecFor(s streamCodec) (int, bool) {
 
 // Wall is one device wall's PeerConnection and its tiles.
 //
-// Goroutines: each tile's sender and RTCP reader (see Peer), started when
-// the connection is up or the tile is added, whichever is later; Close
-// ends them all.
+// Goroutines: each tile's RTCP reader and, while it drains the tile
+// itself, its sender (see Peer), started when the connection is up or the
+// tile is added, whichever is later; Close ends them all.
 type Wall struct {
 	t      *Transport
 	opts   ports.PeerOptions

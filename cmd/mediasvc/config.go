@@ -43,6 +43,7 @@ type Config struct {
 	Metrics    MetricsConfig    `koanf:"metrics"`
 	Tracing    TracingConfig    `koanf:"tracing"`
 	Debug      DebugConfig      `koanf:"debug"`
+	Runtime    RuntimeConfig    `koanf:"runtime"`
 	Store      StoreConfig      `koanf:"store"`
 	Redis      RedisConfig      `koanf:"redis"`
 
@@ -65,6 +66,20 @@ type MetricsConfig struct {
 type DebugConfig struct {
 	// PprofAddr, when set, serves net/http/pprof on its own listener.
 	PprofAddr string `koanf:"pprof_addr"`
+}
+
+// RuntimeConfig tunes the Go garbage collector, which decides how much of
+// the process's memory is headroom rather than live data.
+type RuntimeConfig struct {
+	// GCPercent is GOGC: how far the heap may grow past the live heap
+	// (and stacks) before the next collection, in percent; Go's default
+	// 100 lets memory reach about twice what is live. 0 leaves the GOGC
+	// environment variable or Go's default.
+	GCPercent int `koanf:"gc_percent"`
+	// MemoryLimitBytes is GOMEMLIMIT: a soft limit on the memory the Go
+	// runtime uses, past which it collects more often whatever
+	// GCPercent says. 0 leaves GOMEMLIMIT or no limit.
+	MemoryLimitBytes int64 `koanf:"memory_limit_bytes"`
 }
 
 // StoreConfig picks where sessions live.
@@ -445,6 +460,8 @@ func defaults() map[string]any {
 		"metrics.allow_open":              false,
 		"metrics.quality_interval":        "5s",
 		"debug.pprof_addr":                "",
+		"runtime.gc_percent":              0,
+		"runtime.memory_limit_bytes":      int64(0),
 		"instance.advertise_url":          "",
 		"instance.heartbeat_ttl":          "15s",
 		"instance.lease_ttl":              "10s",
@@ -830,6 +847,12 @@ func (c Config) validate() []error {
 		} else if !isLoopback(host) {
 			bad("debug.pprof_addr", "%q must be a loopback address: profiles expose internals", c.Debug.PprofAddr)
 		}
+	}
+	if c.Runtime.GCPercent < 0 || c.Runtime.GCPercent > 1000 {
+		bad("runtime.gc_percent", "must be 0 (GOGC or Go's default) or 1..1000, got %d", c.Runtime.GCPercent)
+	}
+	if c.Runtime.MemoryLimitBytes < 0 {
+		bad("runtime.memory_limit_bytes", "must be 0 (GOMEMLIMIT or none) or positive, got %d", c.Runtime.MemoryLimitBytes)
 	}
 	switch c.Store.Backend {
 	case "memory":

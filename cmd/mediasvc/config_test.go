@@ -536,3 +536,28 @@ func TestLoopbackICE(t *testing.T) {
 		}
 	}
 }
+
+func TestRuntimeConfig(t *testing.T) {
+	for _, tc := range []struct {
+		env     []string
+		want    string // substring of the error, "" = valid
+		percent int
+		limit   int64
+	}{
+		{nil, "", 0, 0},
+		{[]string{"MEDIASVC_RUNTIME_GC_PERCENT=50", "MEDIASVC_RUNTIME_MEMORY_LIMIT_BYTES=1073741824"}, "", 50, 1 << 30},
+		{[]string{"MEDIASVC_RUNTIME_GC_PERCENT=-1"}, "runtime.gc_percent", 0, 0},
+		{[]string{"MEDIASVC_RUNTIME_GC_PERCENT=5000"}, "runtime.gc_percent", 0, 0},
+		{[]string{"MEDIASVC_RUNTIME_MEMORY_LIMIT_BYTES=-1"}, "runtime.memory_limit_bytes", 0, 0},
+	} {
+		cfg, _, err := loadConfig(nil, tc.env)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.env, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want one naming %q", tc.env, err, tc.want)
+		case tc.want == "" && (cfg.Runtime.GCPercent != tc.percent || cfg.Runtime.MemoryLimitBytes != tc.limit):
+			t.Errorf("%v: runtime %+v", tc.env, cfg.Runtime)
+		}
+	}
+}

@@ -129,6 +129,12 @@ func configPath(args []string) string {
 func serve(ctx context.Context, cfg Config, logw io.Writer, src *configSource) error {
 	logs := newLogSwitch(cfg.Log, logw)
 	log := logs.logger()
+	if cfg.Runtime.GCPercent > 0 {
+		debug.SetGCPercent(cfg.Runtime.GCPercent)
+	}
+	if cfg.Runtime.MemoryLimitBytes > 0 {
+		debug.SetMemoryLimit(cfg.Runtime.MemoryLimitBytes)
+	}
 	instance := cfg.Instance.ID
 	if instance == "" {
 		host, _ := os.Hostname()
