@@ -88,6 +88,11 @@ func (g *segment) read(idle time.Duration) {
 	send := func(aus [][][]byte) bool {
 		for _, au := range aus {
 			select {
+			case g.aus <- au: // the usual case, without a select over two
+				continue
+			default:
+			}
+			select {
 			case g.aus <- au:
 			case <-g.quit:
 				return false
@@ -143,15 +148,18 @@ type screenCapture struct {
 	pollMu     sync.Mutex
 	pollCancel context.CancelFunc // ends the orientation ask in flight; guarded by pollMu
 
-	frames chan domain.Frame
-	quit   chan struct{}
-	done   chan struct{} // closed when run ended; err set
-	err    error
-	once   sync.Once
+	quit chan struct{}
+	once sync.Once
+
+	// readMu is held by ReadFrame while it advances st, and by Close
+	// (after closing quit) to end it.
+	readMu sync.Mutex
+	st     *stream // nil once the capture ended; guarded by readMu
+	err    error   // why it ended; guarded by readMu
 
 	wantBitrate atomic.Int64
 
-	// Owned by run.
+	// Owned by whoever holds readMu (startScreenCapture before that).
 	sps, pps []byte
 	lastPTS  time.Duration
 }
@@ -247,7 +255,7 @@ func (c *screenCapture) cacheParams(au [][]byte) {
 // startScreenCapture starts the first screenrecord and waits for its first
 // keyframe.
 func startScreenCapture(ctx context.Context, cfg screenConfig) (*screenCapture, error) {
-	c := &screenCapture{cfg: cfg, frames: make(chan domain.Frame, 8), quit: make(chan struct{}), done: make(chan struct{}), polled: make(chan struct{}), start: time.Now()}
+	c := &screenCapture{cfg: cfg, quit: make(chan struct{}), polled: make(chan struct{}), start: time.Now()}
 	c.wantBitrate.Store(int64(cfg.bitrate))
 	g, err := c.startSegment(ctx, cfg.bitrate)
 	if err != nil {
@@ -266,8 +274,9 @@ func startScreenCapture(ctx context.Context, cfg screenConfig) (*screenCapture, 
 	}
 	cfg.log.Info("screenrecord started", "took", time.Since(c.start).Round(time.Millisecond),
 		"size", fmt.Sprintf("%dx%d", c.info.Width, c.info.Height), "profile_level_id", c.info.ProfileLevelID, "bitrate", cfg.bitrate)
-	c.frames <- c.frame(first)
-	go c.run(g)
+	f := c.frame(first)
+	now := time.Now()
+	c.st = &stream{cur: g, restart: time.NewTimer(c.restartIn(g)), tick: time.NewTicker(time.Second), lastBitrate: now, lastFrame: now, first: &f}
 	go c.pollOrientation()
 	return c, nil
 }
@@ -344,72 +353,90 @@ func (c *screenCapture) frame(au [][]byte) domain.Frame {
 	return domain.Frame{Kind: domain.KindVideo, Data: data, PTS: pts, Keyframe: key, Ingest: now}
 }
 
-// run forwards frames from the current segment, starts the next one ahead
-// of the time limit or for a new bitrate, and switches to it at its first
-// keyframe. It ends on Close or when the stream fails.
-func (c *screenCapture) run(cur *segment) {
-	var next *segment
-	var nextKey <-chan time.Time // keyframe deadline of next
-	var err error
-	defer func() {
-		cur.close()
-		if next != nil {
-			next.close()
-		}
-		c.err = err
-		close(c.done)
-	}()
+// stream is the state of a capture's segments, advanced by ReadFrame on
+// its caller's goroutine: a frame goes from the segment's reader to the
+// caller with one hand-off, not through a goroutine of its own.
+type stream struct {
+	cur, next   *segment
+	nextKey     <-chan time.Time // keyframe deadline of next
+	restart     *time.Timer
+	tick        *time.Ticker
+	lastBitrate time.Time
+	lastFrame   time.Time
+	first       *domain.Frame // the first keyframe, not yet read
+}
+
+// restartIn is how long until g should be followed by the next segment.
+func (c *screenCapture) restartIn(g *segment) time.Duration {
+	if c.cfg.unlimited {
+		return 365 * 24 * time.Hour
+	}
+	return time.Until(g.started.Add(c.cfg.opts.TimeLimit - c.cfg.opts.RestartLead))
+}
+
+// startNext starts the next segment unless one is starting; a failure is
+// retried soon.
+func (c *screenCapture) startNext(st *stream, reason string) {
+	if st.next != nil {
+		return
+	}
+	bitrate := int(c.wantBitrate.Load())
+	g, err := c.startSegment(context.Background(), bitrate)
+	if err != nil {
+		c.cfg.log.Warn("start next screenrecord failed", "reason", reason, "err", err)
+		c.cfg.brk.Fail(err)
+		st.restart.Reset(500 * time.Millisecond)
+		return
+	}
+	st.next = g
+	st.nextKey = time.After(c.cfg.opts.KeyframeTimeout)
+	c.cfg.log.Debug("next screenrecord started", "reason", reason, "bitrate", bitrate)
+}
+
+// end stops the stream's segments and timers; ReadFrame then returns err.
+// The caller holds readMu.
+func (c *screenCapture) end(err error) {
+	st := c.st
+	if st == nil {
+		return
+	}
+	c.st, c.err = nil, err
+	st.restart.Stop()
+	st.tick.Stop()
+	if st.cur != nil {
+		st.cur.close()
+	}
+	if st.next != nil {
+		st.next.close()
+	}
+}
+
+// step returns the next frame of the current segment; meanwhile it starts
+// the next segment ahead of the time limit or for a new bitrate and
+// switches to it at its first keyframe. A non-nil error with fatal set
+// ends the capture; ctx ending or Close does not end it here.
+func (c *screenCapture) step(ctx context.Context) (f domain.Frame, fatal bool, err error) {
+	st := c.st
+	if st.first != nil {
+		f, st.first = *st.first, nil
+		return f, false, nil
+	}
 	opts := c.cfg.opts
-	restartIn := func(g *segment) time.Duration {
-		if c.cfg.unlimited {
-			return 365 * 24 * time.Hour
-		}
-		return time.Until(g.started.Add(opts.TimeLimit - opts.RestartLead))
-	}
-	restart := time.NewTimer(restartIn(cur))
-	defer restart.Stop()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	lastBitrate := time.Now()
-	lastFrame := time.Now()
-	startNext := func(reason string) {
-		if next != nil {
-			return
-		}
-		bitrate := int(c.wantBitrate.Load())
-		g, serr := c.startSegment(context.Background(), bitrate)
-		if serr != nil {
-			c.cfg.log.Warn("start next screenrecord failed", "reason", reason, "err", serr)
-			c.cfg.brk.Fail(serr)
-			restart.Reset(500 * time.Millisecond)
-			return
-		}
-		next = g
-		nextKey = time.After(opts.KeyframeTimeout)
-		c.cfg.log.Debug("next screenrecord started", "reason", reason, "bitrate", bitrate)
-	}
-	emit := func(f domain.Frame) bool {
-		select {
-		case c.frames <- f:
-			return true
-		case <-c.quit:
-			return false
-		}
-	}
-	var nextAUs <-chan [][]byte
 	for {
-		nextAUs = nil
-		if next != nil {
-			nextAUs = next.aus
+		var nextAUs <-chan [][]byte
+		if st.next != nil {
+			nextAUs = st.next.aus
 		}
 		select {
 		case <-c.quit:
-			err = errClosed
-			return
-		case au, ok := <-cur.aus:
+			return f, false, errClosed
+		case <-ctx.Done():
+			return f, false, ctx.Err()
+		case au, ok := <-st.cur.aus:
 			if !ok {
+				cur := st.cur
 				<-cur.done
-				if next != nil {
+				if st.next != nil {
 					// The next one takes over at its keyframe; wait for it.
 					cur.aus = nil
 					continue
@@ -417,78 +444,68 @@ func (c *screenCapture) run(cur *segment) {
 				age := time.Since(cur.started)
 				if errors.Is(cur.err, io.EOF) && !c.cfg.unlimited && age >= opts.TimeLimit-opts.RestartLead {
 					// Reached the time limit before the next was ready.
-					startNext("time limit")
-					if next == nil {
-						err = fmt.Errorf("restart screenrecord on %s: %w", c.cfg.serial, domain.ErrDeviceUnavailable)
-						return
+					c.startNext(st, "time limit")
+					if st.next == nil {
+						return f, true, fmt.Errorf("restart screenrecord on %s: %w", c.cfg.serial, domain.ErrDeviceUnavailable)
 					}
 					cur.aus = nil
 					continue
 				}
-				err = fmt.Errorf("screenrecord on %s ended after %s (early EOF: %v): %w", c.cfg.serial, age.Round(time.Millisecond), cur.err, domain.ErrDeviceUnavailable)
+				err := fmt.Errorf("screenrecord on %s ended after %s (early EOF: %v): %w", c.cfg.serial, age.Round(time.Millisecond), cur.err, domain.ErrDeviceUnavailable)
 				c.cfg.brk.Fail(err)
-				return
+				return f, true, err
 			}
 			c.cacheParams(au)
-			if !emit(c.frame(au)) {
-				err = errClosed
-				return
-			}
-			lastFrame = time.Now()
+			st.lastFrame = time.Now()
+			return c.frame(au), false, nil
 		case au, ok := <-nextAUs:
 			if !ok {
-				<-next.done
-				c.cfg.log.Warn("next screenrecord ended before its first keyframe", "err", next.err)
-				c.cfg.brk.Fail(fmt.Errorf("next screenrecord: %w", next.err))
-				next, nextKey = nil, nil
-				if cur.aus == nil {
-					err = fmt.Errorf("screenrecord on %s could not be restarted: %w", c.cfg.serial, domain.ErrDeviceUnavailable)
-					return
+				<-st.next.done
+				c.cfg.log.Warn("next screenrecord ended before its first keyframe", "err", st.next.err)
+				c.cfg.brk.Fail(fmt.Errorf("next screenrecord: %w", st.next.err))
+				st.next, st.nextKey = nil, nil
+				if st.cur.aus == nil {
+					return f, true, fmt.Errorf("screenrecord on %s could not be restarted: %w", c.cfg.serial, domain.ErrDeviceUnavailable)
 				}
-				restart.Reset(500 * time.Millisecond)
+				st.restart.Reset(500 * time.Millisecond)
 				continue
 			}
 			// Keep the current stream's parameters until the switch.
 			if !slices.ContainsFunc(au, domain.IsIDR) {
 				continue
 			}
-			gap := time.Since(lastFrame)
-			cur.close()
+			gap := time.Since(st.lastFrame)
+			st.cur.close()
 			c.cacheParams(au)
-			cur, next, nextKey = next, nil, nil
+			st.cur, st.next, st.nextKey = st.next, nil, nil
 			if c.sps == nil || c.pps == nil {
-				err = fmt.Errorf("screenrecord on %s: keyframe without SPS/PPS: %w", c.cfg.serial, ErrProtocol)
-				return
+				return f, true, fmt.Errorf("screenrecord on %s: keyframe without SPS/PPS: %w", c.cfg.serial, ErrProtocol)
 			}
-			f := c.frame(au)
-			if !emit(f) {
-				err = errClosed
-				return
-			}
-			lastFrame = time.Now()
+			f = c.frame(au)
+			st.lastFrame = time.Now()
 			if w, h, serr := domain.SPSSize(c.sps); serr == nil && (w != c.info.Width || h != c.info.Height) {
 				c.cfg.log.Warn("screenrecord size changed across restart", "from", fmt.Sprintf("%dx%d", c.info.Width, c.info.Height), "to", fmt.Sprintf("%dx%d", w, h))
 			}
 			c.cfg.onRestart()
-			c.cfg.log.Info("screenrecord restarted seamlessly", "bitrate", cur.bitrate, "gap", gap.Round(time.Millisecond))
-			restart.Reset(restartIn(cur))
-		case <-nextKey:
+			c.cfg.log.Info("screenrecord restarted seamlessly", "bitrate", st.cur.bitrate, "gap", gap.Round(time.Millisecond))
+			st.restart.Reset(c.restartIn(st.cur))
+			return f, false, nil
+		case <-st.nextKey:
 			c.cfg.log.Warn("next screenrecord gave no keyframe", "timeout", opts.KeyframeTimeout)
 			c.cfg.brk.Fail(fmt.Errorf("next screenrecord: no keyframe within %s: %w", opts.KeyframeTimeout, domain.ErrDeviceUnavailable))
-			next.close()
-			next, nextKey = nil, nil
-			if cur.aus == nil {
-				err = fmt.Errorf("screenrecord on %s could not be restarted: %w", c.cfg.serial, domain.ErrDeviceUnavailable)
-				return
+			st.next.close()
+			st.next, st.nextKey = nil, nil
+			if st.cur.aus == nil {
+				return f, true, fmt.Errorf("screenrecord on %s could not be restarted: %w", c.cfg.serial, domain.ErrDeviceUnavailable)
 			}
-			restart.Reset(500 * time.Millisecond)
-		case <-restart.C:
-			startNext("time limit")
-		case <-tick.C:
+			st.restart.Reset(500 * time.Millisecond)
+		case <-st.restart.C:
+			c.startNext(st, "time limit")
+		case <-st.tick.C:
 			want := int(c.wantBitrate.Load())
-			if next == nil && want > 0 && want != cur.bitrate && time.Since(lastBitrate) >= opts.BitrateInterval {
-				lastBitrate = time.Now()
-				startNext("bitrate " + strconv.Itoa(want))
+			if st.next == nil && want > 0 && want != st.cur.bitrate && time.Since(st.lastBitrate) >= opts.BitrateInterval {
+				st.lastBitrate = time.Now()
+				c.startNext(st, "bitrate "+strconv.Itoa(want))
 			}
 		}
 	}
@@ -503,26 +520,23 @@ func (c *screenCapture) Info() domain.StreamInfo {
 
 // ReadFrame returns the next access unit. It returns an error wrapping
 // domain.ErrDeviceUnavailable when screenrecord ended early or could not be
-// restarted, and an error after Close.
+// restarted (and that error again afterwards), and an error after Close.
 func (c *screenCapture) ReadFrame(ctx context.Context) (domain.Frame, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
 	select {
 	case <-c.quit:
 		return domain.Frame{}, errClosed
 	default:
 	}
-	select {
-	case f := <-c.frames:
-		return f, nil
-	case <-ctx.Done():
-		return domain.Frame{}, ctx.Err()
-	case <-c.done:
-		select {
-		case f := <-c.frames:
-			return f, nil
-		default:
-		}
+	if c.st == nil {
 		return domain.Frame{}, c.err
 	}
+	f, fatal, err := c.step(ctx)
+	if fatal {
+		c.end(err)
+	}
+	return f, err
 }
 
 // RequestKeyframe is ignored: screenrecord cannot make a keyframe on
@@ -549,7 +563,10 @@ func (c *screenCapture) Close() error {
 		}
 		c.pollMu.Unlock()
 	})
-	<-c.done
+	// ReadFrame returns on quit, so this waits at most for a frame in hand.
+	c.readMu.Lock()
+	c.end(errClosed)
+	c.readMu.Unlock()
 	<-c.polled
 	return nil
 }

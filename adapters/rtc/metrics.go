@@ -147,9 +147,17 @@ func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64, ud
 	if err != nil {
 		return in, err
 	}
+	ringMem, err := m.Int64ObservableGauge("media_ring_memory", metric.WithUnit("By"), metric.WithDescription("Payload memory of the streams' rings (outside the Go heap on Linux): held by rings, or free and kept resident for the next ring that grows."))
+	if err != nil {
+		return in, err
+	}
 	video := metric.WithAttributes(attribute.String("kind", "video"))
 	audio := metric.WithAttributes(attribute.String("kind", "audio"))
+	held := metric.WithAttributes(attribute.String("state", "held"))
+	warm := metric.WithAttributes(attribute.String("state", "free"))
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(ringMem, int64(chunks.inRings()), held)
+		o.ObserveInt64(ringMem, int64(chunks.resident()), warm)
 		o.ObserveInt64(frames, int64(totals.videoFrames.Load()))
 		o.ObserveInt64(packets, int64(totals.videoPackets.Load()), video)
 		o.ObserveInt64(packets, int64(totals.audioPackets.Load()), audio)
@@ -159,7 +167,7 @@ func newInstruments(m metric.Meter, totals *sentTotals, skips *atomic.Uint64, ud
 		o.ObserveInt64(udpCalls, int64(udp.calls.Load()))
 		o.ObserveInt64(udpDatagrams, int64(udp.packets.Load()))
 		return nil
-	}, frames, packets, bytes, skipC, udpCalls, udpDatagrams)
+	}, frames, packets, bytes, skipC, udpCalls, udpDatagrams, ringMem)
 	return in, err
 }
 

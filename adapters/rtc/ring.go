@@ -61,11 +61,14 @@ type pktMeta struct {
 	n        int
 }
 
-// chunk is a piece of payload memory; packets are placed in it back to
-// back and it is given back when the last of them leaves the ring.
+// chunk is a piece of payload memory from the process's chunk pool;
+// packets are placed in it back to back and it is given back when the last
+// of them leaves the ring (under the write lock: readers copy packets out
+// under the read lock, so none still reads it).
 type chunk struct {
 	buf  []byte
 	last uint64 // index of the last packet placed in it
+	heap bool   // buf is on the Go heap (no mapping to be had)
 }
 
 // ring holds the packets of one stream shared by all its viewers, from
@@ -157,7 +160,7 @@ func (r *ring) room() *chunk {
 		r.spare[n-1] = nil
 		r.spare = r.spare[:n-1]
 	} else {
-		c = &chunk{buf: make([]byte, chunkSize)}
+		c = chunks.get()
 	}
 	r.chunks = append(r.chunks, c)
 	r.woff = 0
@@ -205,6 +208,8 @@ func (r *ring) commit() {
 		for _, c := range r.chunks[:drop] {
 			if len(r.spare) < maxSpare {
 				r.spare = append(r.spare, c)
+			} else {
+				chunks.put(c)
 			}
 		}
 		n := copy(r.chunks, r.chunks[drop:])
@@ -228,6 +233,14 @@ func (r *ring) keyValidLocked() bool {
 // close frees the ring; readers then see it closed.
 func (r *ring) close() {
 	r.mu.Lock()
+	if !r.closed {
+		for _, c := range r.chunks {
+			chunks.put(c)
+		}
+		for _, c := range r.spare {
+			chunks.put(c)
+		}
+	}
 	r.closed = true
 	r.slots = nil
 	r.chunks = nil

@@ -107,13 +107,23 @@ type Report struct {
 	ServerMillicoresPerView float64 `json:"server_millicores_per_viewer,omitempty"`
 	ServerUsPerPacket       float64 `json:"server_us_per_packet,omitempty"`
 	ServerRSSPerDeviceKiB   float64 `json:"server_rss_per_device_kib,omitempty"`
-	ServerMillicoresPerDev  float64 `json:"server_millicores_per_device,omitempty"`
-	ServerUsPerSentPacket   float64 `json:"server_us_per_sent_packet,omitempty"`
-	SentPackets             float64 `json:"window_sent_packets,omitempty"`
-	DatagramsPerSendCall    float64 `json:"datagrams_per_send_call,omitempty"`
-	WindowPackets           uint64  `json:"window_packets"`
-	WindowLost              uint64  `json:"window_lost"`
-	ClientMillicores        float64 `json:"client_millicores"`
+	// ServerPeakRSSKiB is the most RSS seen in the steady window (sampled
+	// every second): rings follow their GOPs, so the end alone may catch
+	// them low.
+	ServerPeakRSSKiB          uint64  `json:"server_peak_rss_kib,omitempty"`
+	ServerPeakRSSPerDeviceKiB float64 `json:"server_peak_rss_per_device_kib,omitempty"`
+	// RingMemoryKiB is media_ring_memory_bytes at the window's end (held
+	// and free) and GoMemoryKiB media_memory_usage_bytes (what the Go
+	// runtime maps; the rings' chunks are outside it on Linux).
+	RingMemoryKiB          float64 `json:"ring_memory_kib,omitempty"`
+	GoMemoryKiB            float64 `json:"go_memory_kib,omitempty"`
+	ServerMillicoresPerDev float64 `json:"server_millicores_per_device,omitempty"`
+	ServerUsPerSentPacket  float64 `json:"server_us_per_sent_packet,omitempty"`
+	SentPackets            float64 `json:"window_sent_packets,omitempty"`
+	DatagramsPerSendCall   float64 `json:"datagrams_per_send_call,omitempty"`
+	WindowPackets          uint64  `json:"window_packets"`
+	WindowLost             uint64  `json:"window_lost"`
+	ClientMillicores       float64 `json:"client_millicores"`
 	// The server's own frame egress (media_video_frame_egress): a video
 	// frame's ingest to its last packet leaving for the kernel, steady
 	// window; the bound is the issue's viewers × packets per frame × CPU
@@ -289,6 +299,13 @@ func run() error {
 			return fmt.Errorf("server pid %d: %w", o.pid, err)
 		}
 	}
+	peakRSS := srvA.RSSKiB
+	for end := start.Add(o.duration); o.pid > 0 && ctx.Err() == nil && time.Until(end) > time.Second; {
+		sleepUntil(ctx, time.Now().Add(time.Second))
+		if ps, err := readProc(o.pid); err == nil {
+			peakRSS = max(peakRSS, ps.RSSKiB)
+		}
+	}
 	sleepUntil(ctx, start.Add(o.duration))
 	selfB, _ := readProc(os.Getpid())
 	if o.pid > 0 {
@@ -321,6 +338,7 @@ func run() error {
 	if calls := metB["media_udp_send_calls_total"] - metA["media_udp_send_calls_total"]; calls > 0 {
 		rep.DatagramsPerSendCall = (metB["media_udp_datagrams_sent_total"] - metA["media_udp_datagrams_sent_total"]) / calls
 	}
+	rep.RingMemoryKiB, rep.GoMemoryKiB = metB["media_ring_memory_bytes"]/1024, metB["media_memory_usage_bytes"]/1024
 	rep.WindowPackets, rep.WindowLost = pktB-pktA, lostB-lostA
 	if o.pid > 0 && rep.WindowPackets > 0 {
 		// Server CPU per packet the viewers received in the window: the
@@ -341,6 +359,8 @@ func run() error {
 		if o.devices > 0 {
 			rep.ServerRSSPerDeviceKiB = float64(int64(srvB.RSSKiB)-int64(idle.RSSKiB)) / float64(o.devices)
 			rep.ServerMillicoresPerDev = rep.ServerMillicores / float64(o.devices)
+			rep.ServerPeakRSSKiB = max(peakRSS, srvB.RSSKiB)
+			rep.ServerPeakRSSPerDeviceKiB = float64(int64(rep.ServerPeakRSSKiB)-int64(idle.RSSKiB)) / float64(o.devices)
 		}
 	}
 
@@ -687,6 +707,8 @@ func printTable(r Report) {
 		row("server CPU per packet received (window)", fmt.Sprintf("%.2f µs over %d packets, %d lost", r.ServerUsPerPacket, r.WindowPackets, r.WindowLost))
 		if r.Devices > 0 {
 			row("devices: server CPU / RSS per device (with its viewers)", fmt.Sprintf("%d devices: %.2f millicores / %.0f KiB", r.Devices, r.ServerMillicoresPerDev, r.ServerRSSPerDeviceKiB))
+			row("devices: peak RSS in the window / per device", fmt.Sprintf("%d KiB / %.0f KiB", r.ServerPeakRSSKiB, r.ServerPeakRSSPerDeviceKiB))
+			row("devices: ring payload memory / per device; Go runtime memory", fmt.Sprintf("%.0f KiB / %.0f KiB; %.0f KiB", r.RingMemoryKiB, r.RingMemoryKiB/float64(r.Devices), r.GoMemoryKiB))
 		}
 		row("server RSS idle → loaded / per viewer", fmt.Sprintf("%d → %d KiB / %.0f KiB", r.ServerIdleRSSKiB, r.ServerRSSKiB, r.ServerRSSPerViewerKiB))
 	}
