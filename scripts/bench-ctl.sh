@@ -5,7 +5,8 @@
 # viewers and CONTROL control-only WebSockets timing input → answer. With
 # PERF=1 a 12 s `perf record -g` of the server is taken in the steady
 # window (OUT/<label>-<round>.perf.data; see scripts/perf-split.py).
-# Usage: [NICE=n] [CONTROL=500] [PERF=1] scripts/bench-ctl.sh VIEWERS ROUNDS DURATION LOADGEN OUT ARM...
+# CTL_ARGS: more flags for the probe (e.g. -control-interval 1s).
+# Usage: [NICE=n] [CONTROL=500] [CTL_ARGS=...] [PERF=1] scripts/bench-ctl.sh VIEWERS ROUNDS DURATION LOADGEN OUT ARM...
 set -euo pipefail
 viewers=$1 rounds=$2 duration=$3 loadgen=$4 out=$5
 shift 5
@@ -41,7 +42,7 @@ YAML
     nice -n "$nv" "$loadgen" -url "http://127.0.0.1:$port" -viewers "$viewers" -duration "$duration" -ramp "$ramp" -pid "$pid" -json \
       > "$out/$label-$round.media.txt" 2>&1 &
     media=$!
-    "$loadgen" -url "http://127.0.0.1:$port" -viewers 0 -control "$control" -duration "$duration" -ramp "$ramp" -json \
+    "$loadgen" -url "http://127.0.0.1:$port" -viewers 0 -control "$control" ${CTL_ARGS:-} -duration "$duration" -ramp "$ramp" -json \
       > "$out/$label-$round.ctl.txt" 2>&1 || true
     wait "$media" || true
     [ -n "$perfpid" ] && wait "$perfpid"
