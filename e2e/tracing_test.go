@@ -146,6 +146,11 @@ func TestTracesReachOTLPReceiver(t *testing.T) {
 	a := startInstance(t, cfg("a"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// b takes the device's lease on its own after it starts; until then a,
+	// which does not claim the demo, would serve it itself.
+	if h := leaseHolder(t, env.rdb, "demo"); h != "b" {
+		t.Fatalf("demo lease held by %q, want b", h)
+	}
 
 	for _, mode := range []client.Mode{client.ModeWS, client.ModeWHEP} {
 		v, err := client.Dial(ctx, client.Config{BaseURL: a.Base, Mode: mode})
