@@ -10,6 +10,8 @@
 # (OUTDIR/<label>-<round>.cpu.pprof, a goroutine count in .gor.txt), starting
 # 5 s after the ramp.
 set -euo pipefail
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 viewers=$1 rounds=$2 duration=$3 loadgen=$4 out=$5
 shift 5
 mkdir -p "$out"
@@ -21,21 +23,10 @@ prof=${PROF:-}
 pprof_port=$((port + 1))
 for round in $(seq 1 "$rounds"); do
   for arm in "$@"; do
-    label=${arm%%=*}; rest=${arm#*=}
-    bin=${rest%%=*}; yaml=""
-    [ "$rest" != "$bin" ] && yaml=${rest#*=}
-    cfg="$out/$label.yaml"
-    cat > "$cfg" <<YAML
-http: {addr: "127.0.0.1:$port"}
-limits: {sessions_total: 10000, sessions_per_device: 10000, sessions_per_owner: 10000, create_rate: 1000, create_burst: 1000, global_create_rate: 1000, global_create_burst: 1000}
-log: {level: warn}
-$yaml
-YAML
-    [ -n "$prof" ] && echo "debug: {pprof_addr: \"127.0.0.1:$pprof_port\"}" >> "$cfg"
-    "$bin" -config "$cfg" > "$out/$label-$round.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-    echo "$(date -u +%FT%TZ) $label round $round load $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/load.txt"
+    label=${arm%%=*}
+    pprof_yaml=""
+    [ -n "$prof" ] && pprof_yaml="debug: {pprof_addr: \"127.0.0.1:$pprof_port\"}"
+    start_arm "$out" "$label" "$round" "$port" "$arm" "$pprof_yaml"
     if [ -n "$prof" ]; then
       ( sleep $(( ${ramp%s} + 5 ))
         curl -fs "http://127.0.0.1:$pprof_port/debug/pprof/profile?seconds=$prof" -o "$out/$label-$round.cpu.pprof"

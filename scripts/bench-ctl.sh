@@ -8,6 +8,8 @@
 # CTL_ARGS: more flags for the probe (e.g. -control-interval 1s).
 # Usage: [NICE=n] [CONTROL=500] [CTL_ARGS=...] [PERF=1] scripts/bench-ctl.sh VIEWERS ROUNDS DURATION LOADGEN OUT ARM...
 set -euo pipefail
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 viewers=$1 rounds=$2 duration=$3 loadgen=$4 out=$5
 shift 5
 mkdir -p "$out"
@@ -17,22 +19,9 @@ nv=${NICE:-0}
 control=${CONTROL:-500}
 for round in $(seq 1 "$rounds"); do
   for arm in "$@"; do
-    label=${arm%%=*}; rest=${arm#*=}
-    bin=${rest%%=*}; yaml=""
-    [ "$rest" != "$bin" ] && yaml=${rest#*=}
-    cfg="$out/$label.yaml"
+    label=${arm%%=*}
     # Every refused input is a bad message: the cap is raised for the probe.
-    cat > "$cfg" <<YAML
-http: {addr: "127.0.0.1:$port"}
-limits: {sessions_total: 10000, sessions_per_device: 10000, sessions_per_owner: 10000, create_rate: 1000, create_burst: 1000, global_create_rate: 1000, global_create_burst: 1000}
-log: {level: warn}
-ws: {max_bad_messages: 100000000}
-$yaml
-YAML
-    "$bin" -config "$cfg" > "$out/$label-$round.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-    echo "$(date -u +%FT%TZ) $label round $round load $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/load.txt"
+    start_arm "$out" "$label" "$round" "$port" "$arm" "ws: {max_bad_messages: 100000000}"
     perfpid=""
     if [ -n "${PERF:-}" ]; then
       ( sleep $(( ${ramp%s} + 5 ))
