@@ -64,16 +64,16 @@ func (s *Stills) DecodeStill(ctx context.Context, au []byte) ([]byte, error) {
 	cmd.Stdin = bytes.NewReader(au)
 	var stderr bytes.Buffer
 	cmd.Stderr = &limited{w: &stderr, n: 2048}
-	out := &limited{w: &bytes.Buffer{}, n: MaxStillPNG + 1}
+	out := &limited{w: &bytes.Buffer{}, n: MaxStillPNG + 1, stop: true}
 	cmd.Stdout = out
 	cmd.WaitDelay = time.Second
 	err = cmd.Run()
 	png := out.w.(*bytes.Buffer).Bytes()
 	switch {
-	case ctx.Err() != nil:
-		return nil, fmt.Errorf("decode still: ffmpeg took longer than %v: %w", s.timeout, ErrUnavailable)
 	case out.over:
 		return nil, fmt.Errorf("decode still: PNG past %d bytes: %w", MaxStillPNG, ErrUnavailable)
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("decode still: ffmpeg took longer than %v: %w", s.timeout, ErrUnavailable)
 	case err != nil:
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
@@ -86,18 +86,27 @@ func (s *Stills) DecodeStill(ctx context.Context, au []byte) ([]byte, error) {
 	return png, nil
 }
 
-// limited writes up to n bytes to w and drops the rest, noting it did.
+// limited writes up to n bytes to w and notes when more came. Past them it
+// drops the rest, or with stop fails the write, so exec stops copying and
+// closes the pipe: the process gets EPIPE instead of being drained to its
+// end or to the timeout.
 type limited struct {
 	w    io.Writer
 	n    int
+	stop bool
 	over bool
 }
+
+var errPastLimit = errors.New("output past its limit")
 
 func (l *limited) Write(p []byte) (int, error) {
 	if len(p) > l.n {
 		l.over = true
-		_, _ = l.w.Write(p[:l.n])
+		n, _ := l.w.Write(p[:l.n])
 		l.n = 0
+		if l.stop {
+			return n, errPastLimit
+		}
 		return len(p), nil
 	}
 	l.n -= len(p)
