@@ -91,7 +91,7 @@ func TestMetricsWebSocket(t *testing.T) {
 	defer func() { _ = mp.Shutdown(context.Background()) }()
 	rec := &calls{}
 	fake, _ := wsFake(rec)
-	_, ts := start(t, Config{StatsInterval: -1, Meter: mp.Meter("mediasvc/httpapi")}, fake)
+	srv, ts := start(t, Config{StatsInterval: -1, Meter: mp.Meter("mediasvc/httpapi")}, fake)
 	c := dial(t, ts, testToken, nil)
 	kv := attribute.String
 
@@ -113,6 +113,19 @@ func TestMetricsWebSocket(t *testing.T) {
 	}
 	if n, _ := readMetric(t, rd, "media_websocket_messages", kv("direction", "out"), kv("type", "answer")); n != 1 {
 		t.Fatalf("answers out = %v", n)
+	}
+	// Every type the socket carries keeps its own label; control and
+	// clipboard messages once counted as invalid.
+	srv.recordMessage(dirOut, msgControl)
+	srv.recordMessage(dirOut, msgClipboard)
+	srv.recordMessage(dirIn, "dropped")
+	for _, w := range []struct{ dir, typ string }{{"out", "control"}, {"out", "clipboard"}, {"in", "dropped"}} {
+		if n, _ := readMetric(t, rd, "media_websocket_messages", kv("direction", w.dir), kv("type", w.typ)); n != 1 {
+			t.Fatalf("%s %s = %v, want 1", w.dir, w.typ, n)
+		}
+	}
+	if n, _ := readMetric(t, rd, "media_websocket_messages", kv("direction", "in"), kv("type", "invalid")); n != 1 {
+		t.Fatalf("invalid in = %v after the direct calls", n)
 	}
 	_ = c.Close(websocket.StatusNormalClosure, "")
 	waitFor(t, "connection uncounted", func() bool {

@@ -2,8 +2,8 @@ package memstore
 
 import (
 	"context"
-	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -128,40 +128,66 @@ func (f *Farm) ReservedDevices(context.Context) ([]domain.DeviceID, error) {
 
 // Audit is a bounded ring of audit events in memory: once full, each new
 // event overwrites the oldest. It is safe for concurrent use.
+//
+// Its memory grows with the events it holds, one fixed chunk at a time: a
+// ring made whole up front (100,000 events: 14.5 MB) is live heap that
+// every GC cycle walks and that doubles as headroom (GOGC) for garbage,
+// long before it holds anything; a ring grown by append copied itself at
+// every doubling, and under a flood of audited input those copies were the
+// largest allocation on the control path, with a GC cycle's assists — and
+// the round trip's tail — behind them.
 type Audit struct {
 	mu       sync.Mutex
-	ring     []domain.AuditEvent // grows to capacity as events come, then wraps
+	chunks   [][]domain.AuditEvent // auditChunk events each (the last may be shorter); grown as events come
 	capacity int
-	next     int    // where the next event goes
-	full     bool   // whether the ring wrapped
+	n        int    // events held (≤ capacity)
+	next     int    // where the next event goes, 0..capacity-1
 	seq      uint64 // the last id handed out
 }
 
+// auditChunk is how many events one chunk of the ring holds (~150 KB).
+const auditChunk = 1024
+
 // NewAudit returns a ring keeping the newest capacity events (at least one).
-// Its memory grows with the events it holds: a ring made whole up front
-// (100,000 events: 14.5 MB) is live heap that every GC cycle walks and that
-// doubles as headroom (GOGC) for garbage, long before it holds anything.
 func NewAudit(capacity int) *Audit {
 	return &Audit{capacity: max(capacity, 1)}
+}
+
+// at returns slot i of the ring, growing the ring by a chunk when i is
+// the first slot past it.
+func (a *Audit) at(i int) *domain.AuditEvent {
+	c := i / auditChunk
+	if c == len(a.chunks) {
+		a.chunks = append(a.chunks, make([]domain.AuditEvent, min(auditChunk, a.capacity-c*auditChunk)))
+	}
+	return &a.chunks[c][i%auditChunk]
 }
 
 // Record appends e, assigning it the next sequence number as its id. It
 // never fails.
 func (a *Audit) Record(_ context.Context, e domain.AuditEvent) error {
+	var id [20]byte
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.seq++
-	e.ID = fmt.Sprintf("%020d", a.seq)
-	if a.full {
-		a.ring[a.next] = e
-	} else {
-		a.ring = append(a.ring, e)
-	}
-	a.next++
-	if a.next == a.capacity {
-		a.next, a.full = 0, true
-	}
+	e.ID = string(strconv.AppendUint(zeroPad(id[:0], a.seq), a.seq, 10))
+	*a.at(a.next) = e
+	a.next = (a.next + 1) % a.capacity
+	a.n = min(a.n+1, a.capacity)
 	return nil
+}
+
+// zeroPad appends the zeros that pad v's decimal form to 20 digits (the
+// width of the largest uint64), so that ids sort as strings.
+func zeroPad(b []byte, v uint64) []byte {
+	digits := 1
+	for x := v; x >= 10; x /= 10 {
+		digits++
+	}
+	for range 20 - digits {
+		b = append(b, '0')
+	}
+	return b
 }
 
 // Query returns the newest f.Count() events f matches, oldest first,
@@ -169,16 +195,12 @@ func (a *Audit) Record(_ context.Context, e domain.AuditEvent) error {
 func (a *Audit) Query(_ context.Context, f domain.AuditFilter) ([]domain.AuditEvent, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := a.next
-	if a.full {
-		n = len(a.ring)
-	}
 	limit := f.Count()
 	out := []domain.AuditEvent{}
-	for i := 0; i < n && len(out) < limit; i++ {
-		e := a.ring[(a.next-1-i+len(a.ring))%len(a.ring)]
-		if f.Match(e) {
-			out = append(out, e)
+	for i := 0; i < a.n && len(out) < limit; i++ {
+		e := a.at((a.next - 1 - i + a.capacity) % a.capacity)
+		if f.Match(*e) {
+			out = append(out, *e)
 		}
 	}
 	slices.Reverse(out)
@@ -189,8 +211,5 @@ func (a *Audit) Query(_ context.Context, f domain.AuditFilter) ([]domain.AuditEv
 func (a *Audit) Len() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.full {
-		return len(a.ring)
-	}
-	return a.next
+	return a.n
 }

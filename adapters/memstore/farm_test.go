@@ -2,6 +2,8 @@ package memstore
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -48,5 +50,62 @@ func TestAuditRingExact(t *testing.T) {
 	got, _ := a.Query(context.Background(), domain.AuditFilter{})
 	if a.Len() != 3 || len(got) != 3 || got[0].Detail != "e" || got[2].Detail != "g" {
 		t.Fatalf("ring of 3 after 7 = %+v", got)
+	}
+}
+
+// TestAuditRingChunks: a ring larger than a chunk and not a multiple of
+// one keeps exactly its newest events in order across the chunk edges
+// and the wrap, with ids that sort as strings.
+func TestAuditRingChunks(t *testing.T) {
+	ctx := context.Background()
+	const capacity = 2*auditChunk + 500
+	a := NewAudit(capacity)
+	const total = 3*capacity + 17
+	for i := range total {
+		if err := a.Record(ctx, domain.AuditEvent{Detail: strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if want := min(i+1, capacity); a.Len() != want {
+			t.Fatalf("after %d events Len = %d, want %d", i+1, a.Len(), want)
+		}
+	}
+	// The ring holds exactly the newest capacity events, each once.
+	held := map[string]bool{}
+	for i := range capacity {
+		held[a.at(i).Detail] = true
+	}
+	for i := total - capacity; i < total; i++ {
+		if !held[strconv.Itoa(i)] {
+			t.Fatalf("event %d is not in the ring", i)
+		}
+	}
+	got, _ := a.Query(ctx, domain.AuditFilter{Limit: domain.MaxAuditLimit})
+	if len(got) != domain.MaxAuditLimit {
+		t.Fatalf("Query returned %d events, want %d", len(got), domain.MaxAuditLimit)
+	}
+	for j, e := range got {
+		if want := strconv.Itoa(total - domain.MaxAuditLimit + j); e.Detail != want {
+			t.Fatalf("event %d = %q, want %q", j, e.Detail, want)
+		}
+		if len(e.ID) != 20 || (j > 0 && e.ID <= got[j-1].ID) {
+			t.Fatalf("id %q after %q: not 20 digits in order", e.ID, got[max(j-1, 0)].ID)
+		}
+	}
+	if got[len(got)-1].ID != fmt.Sprintf("%020d", total) {
+		t.Fatalf("last id %q, want %020d", got[len(got)-1].ID, total)
+	}
+	if len(a.chunks) != 3 || len(a.chunks[2]) != 500 {
+		t.Fatalf("chunks: %d, last of %d events; want 3, the last of 500", len(a.chunks), len(a.chunks[len(a.chunks)-1]))
+	}
+}
+
+// TestAuditRecordAllocs: recording copies nothing that is already held:
+// an event costs its id and, once per chunk, the chunk.
+func TestAuditRecordAllocs(t *testing.T) {
+	a := NewAudit(100000)
+	e := domain.AuditEvent{Action: domain.AuditInput, Subject: "s", Device: "d", Outcome: "forbidden", Detail: "tap"}
+	n := testing.AllocsPerRun(10*auditChunk, func() { _ = a.Record(context.Background(), e) })
+	if n > 1.01 {
+		t.Fatalf("Record: %.3f allocations per event, want ≤ 1 plus a chunk per %d", n, auditChunk)
 	}
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -141,4 +143,26 @@ func (c *controlProbe) window(from, to time.Time) []time.Duration {
 		}
 	}
 	return out
+}
+
+// trace writes the round trips of inputs sent between from and to, in the
+// order they were recorded: "sent_unix_ns rtt_ns" per line.
+func (c *controlProbe) trace(path string, from, to time.Time) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	c.mu.Lock()
+	for i, s := range c.sent {
+		if !s.Before(from) && s.Before(to) {
+			fmt.Fprintf(w, "%d %d\n", s.UnixNano(), c.rtts[i].Nanoseconds())
+		}
+	}
+	c.mu.Unlock()
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

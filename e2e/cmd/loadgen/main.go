@@ -62,6 +62,7 @@ type options struct {
 	apiKey   string
 	control  int
 	ctlEvery time.Duration
+	ctlTrace string
 
 	devices    int
 	server     string
@@ -162,6 +163,7 @@ func run() error {
 	flag.StringVar(&o.apiKey, "api-key", "", "API key (bearer), if the service requires one")
 	flag.IntVar(&o.control, "control", 0, "also open this many control-only WebSockets (viewer sessions, no media) that time an input's answer; each answer is a refusal, so run the server with ws.max_bad_messages above inputs per socket")
 	flag.DurationVar(&o.ctlEvery, "control-interval", 200*time.Millisecond, "how often each control socket sends an input")
+	flag.StringVar(&o.ctlTrace, "control-trace", "", "write every control round trip of the steady window to this file, one line each: the send time (Unix ns) and the round trip (ns), to see when the slow ones happen")
 	flag.IntVar(&o.devices, "devices", 0, "device-farm mode: start a private adb server with this many emulated devices and -server on it; -viewers is then per device")
 	flag.StringVar(&o.server, "server", "", "with -devices: the mediasvc binary to start (its pid is sampled)")
 	flag.StringVar(&o.clip, "clip", "", "with -devices: the Annex-B H.264 clip each device's screenrecord loops (default: the embedded 10 s GOP clip)")
@@ -371,6 +373,11 @@ func run() error {
 		rep.ControlRTTSamples = len(rtts)
 		rep.ControlRTTP50Ms, rep.ControlRTTP99Ms, rep.ControlRTTMaxMs = ms(pct(rtts, 50)), ms(pct(rtts, 99)), ms(pct(rtts, 100))
 		rep.ControlFailures = ctl.fails
+		if o.ctlTrace != "" {
+			if err := ctl.trace(o.ctlTrace, selfA.At, selfB.At); err != nil {
+				rep.Errors = append(rep.Errors, "control trace: "+err.Error())
+			}
+		}
 		for _, e := range ctl.errs {
 			rep.Errors = append(rep.Errors, "control: "+e)
 		}
