@@ -166,28 +166,27 @@ func (a *Audit) at(i int) *domain.AuditEvent {
 // Record appends e, assigning it the next sequence number as its id. It
 // never fails.
 func (a *Audit) Record(_ context.Context, e domain.AuditEvent) error {
-	var id [20]byte
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.seq++
-	e.ID = string(strconv.AppendUint(zeroPad(id[:0], a.seq), a.seq, 10))
+	e.ID = auditID(a.seq)
 	*a.at(a.next) = e
 	a.next = (a.next + 1) % a.capacity
 	a.n = min(a.n+1, a.capacity)
 	return nil
 }
 
-// zeroPad appends the zeros that pad v's decimal form to 20 digits (the
-// width of the largest uint64), so that ids sort as strings.
-func zeroPad(b []byte, v uint64) []byte {
-	digits := 1
-	for x := v; x >= 10; x /= 10 {
-		digits++
+// auditID is seq as 20 decimal digits (the width of the largest uint64),
+// zero-padded so that ids sort as strings: "%020d" in one allocation.
+func auditID(seq uint64) string {
+	id := [20]byte{}
+	var digits [20]byte
+	d := strconv.AppendUint(digits[:0], seq, 10)
+	for i := range len(id) - len(d) {
+		id[i] = '0'
 	}
-	for range 20 - digits {
-		b = append(b, '0')
-	}
-	return b
+	copy(id[len(id)-len(d):], d)
+	return string(id[:])
 }
 
 // Query returns the newest f.Count() events f matches, oldest first,
